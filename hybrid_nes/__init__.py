@@ -1,0 +1,1 @@
+"""hybrid_nes: neural equilibrium solver (JAX / Haiku) + exact dual refinement + polish."""

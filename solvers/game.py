@@ -1,0 +1,142 @@
+"""Games: validation, L2-invariant normalisation and the map back to payoff units.
+
+A normal-form game is a float64 tensor ``payoffs: [N, A1..AN]``; ``payoffs[p, a]`` is
+player p's payoff under joint action ``a``. See DESIGN.md §1 and §5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "NormalisedGame",
+    "as_game",
+    "as_game_batch",
+    "normalise",
+    "normalise_batch",
+    "marginals",
+]
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(array)):
+        bad = "NaN" if np.any(np.isnan(array)) else "inf"
+        raise ValueError(f"{name} contains {bad} values; payoffs must be finite")
+
+
+def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.ndarray:
+    """Validates a game and returns it as a float64 tensor ``[N, A1..AN]``.
+
+    Args:
+      game: a payoff tensor ``[N, A1..AN]`` (N >= 2 players, every A_p >= 1), or a
+        bimatrix pair ``(A, B)`` of two ``[A1, A2]`` matrices (row and column player).
+      name: the argument's name, used in error messages.
+
+    Returns:
+      ``[N, A1..AN]`` float64 array (a copy when the input was not already one).
+
+    Raises:
+      TypeError: the input is not numeric.
+      ValueError: wrong rank or shape, zero actions, NaN or inf payoffs.
+    """
+    if isinstance(game, (tuple, list)) and len(game) == 2 and all(
+        np.ndim(g) == 2 for g in game
+    ):
+        row, col = (np.asarray(g) for g in game)
+        if row.shape != col.shape:
+            raise ValueError(
+                f"{name}: bimatrix pair has mismatched shapes {row.shape} and {col.shape}"
+            )
+        game = np.stack([row, col])
+    array = np.asarray(game)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == bool
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise TypeError(f"{name} must be real, got complex dtype {array.dtype}")
+    if array.ndim < 3:
+        raise ValueError(
+            f"{name} must have shape [N, A1..AN] with N >= 2 players, got shape {array.shape}"
+        )
+    num_players = array.shape[0]
+    if array.ndim != num_players + 1:
+        raise ValueError(
+            f"{name} has {num_players} players on axis 0 but {array.ndim - 1} action axes "
+            f"(shape {array.shape}); expected shape [N, A1..AN] with N == number of action axes"
+        )
+    if any(n < 1 for n in array.shape[1:]):
+        raise ValueError(f"{name}: every player needs at least one action, got shape {array.shape}")
+    array = np.array(array, dtype=np.float64)
+    _check_finite(array, name)
+    return array
+
+
+def as_game_batch(games: np.ndarray, name: str = "games") -> np.ndarray:
+    """Validates a batch of games of one shape, ``[B, N, A1..AN]`` float64."""
+    array = np.asarray(games)
+    if array.ndim < 4:
+        raise ValueError(f"{name} must have shape [B, N, A1..AN], got shape {array.shape}")
+    if array.shape[0] < 1:
+        raise ValueError(f"{name} is an empty batch")
+    num_players = array.shape[1]
+    if array.ndim != num_players + 2:
+        raise ValueError(
+            f"{name} has {num_players} players on axis 1 but {array.ndim - 2} action axes "
+            f"(shape {array.shape}); expected [B, N, A1..AN]"
+        )
+    if any(n < 1 for n in array.shape[2:]):
+        raise ValueError(f"{name}: every player needs at least one action, got shape {array.shape}")
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    array = np.array(array, dtype=np.float64)
+    _check_finite(array, name)
+    return array
+
+
+class NormalisedGame(NamedTuple):
+    """A game mapped to the L2-invariant space (DESIGN §5).
+
+    Attributes:
+      payoffs: ``[N, A1..AN]`` normalised payoffs; each player's slice has mean 0 and
+        L2 norm ``sqrt(|A|)`` (or is all zero for a constant-payoff player).
+      scale: ``[N]`` factor ``s_p = sqrt(|A|) / ||G_p - mean(G_p)||`` (1 for a
+        constant-payoff player); normalised gains are ``s_p`` times payoff gains.
+      offset: ``[N]`` the per-player means that were subtracted.
+    """
+
+    payoffs: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+
+
+def normalise_batch(games: np.ndarray) -> NormalisedGame:
+    """Normalises a validated batch ``[B, N, A1..AN]``; fields gain a leading B axis."""
+    b, n = games.shape[:2]
+    flat = games.reshape(b, n, -1)
+    num_joint = flat.shape[-1]
+    offset = flat.mean(axis=-1)
+    centred = flat - offset[..., None]
+    norm = np.sqrt(np.einsum("bpj,bpj->bp", centred, centred))
+    # A constant player's payoffs carry no information; relative to the largest norm of
+    # the batch entry such a norm is numerical noise.
+    tiny = norm <= 1e-12 * np.maximum(1.0, np.abs(flat).max(axis=-1))
+    safe = np.where(tiny, 1.0, norm)
+    scale = np.where(tiny, 1.0, np.sqrt(num_joint) / safe)
+    payoffs = np.where(tiny[..., None], 0.0, centred * scale[..., None])
+    return NormalisedGame(payoffs.reshape(games.shape), scale, offset)
+
+
+def normalise(game: np.ndarray) -> NormalisedGame:
+    """Normalises one validated game ``[N, A1..AN]`` (DESIGN §5)."""
+    out = normalise_batch(game[None])
+    return NormalisedGame(out.payoffs[0], out.scale[0], out.offset[0])
+
+
+def marginals(joint: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-player marginals of a joint ``[A1..AN]``: a tuple of N arrays ``[A_p]``."""
+    axes = tuple(range(joint.ndim))
+    return tuple(joint.sum(axis=axes[:p] + axes[p + 1 :]) for p in axes)

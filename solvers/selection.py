@@ -1,0 +1,255 @@
+"""Equilibrium selection criteria: the ``Selection`` dataclass and its presets (DESIGN §3, §7).
+
+A selection picks the unique equilibrium that maximises
+
+    mu <sigma, W> - KL(sigma || target) - rho * sum_p (approximation penalty)
+
+subject to the (C)CE constraints ``E_sigma[gain] <= eps_p`` (``objective="entropy"``),
+or minimises ``||sigma||_2^2`` (Max Gini, ``objective="gini"``).
+
+User-facing numbers (``eps_hat``, ``eps_plus``) are in the game's own payoff units; the
+problem itself is posed on the normalised game (DESIGN §5), so every answer is invariant
+to per-player payoff offset and positive scale. ``welfare`` is normalised the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from solvers.game import NormalisedGame
+
+__all__ = [
+    "PRESETS",
+    "Selection",
+    "SelectionParams",
+    "as_selection",
+    "resolve_selection",
+]
+
+PRESETS: tuple[str, ...] = ("me", "mre", "mw", "mwme", "ms", "mg")
+
+#: Default welfare weight of the MW/MWME presets (normalised units: payoff entries ~ 1).
+DEFAULT_WELFARE_WEIGHT = 10.0
+#: Default approximation weight of the MS preset.
+DEFAULT_STRENGTH_WEIGHT = 10.0
+
+
+def _as_float(value: float, name: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real number, got {value!r}") from err
+    if math.isnan(out):
+        raise ValueError(f"{name} must not be NaN")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """A selection criterion and its parameters.
+
+    Attributes:
+      name: preset name ("me", "mre", "mw", "mwme", "ms", "mg").
+      objective: "entropy" (relative entropy to ``target``, plus welfare) or "gini".
+      target: ``[A1..AN]`` full-support target joint (MRE); None = uniform.
+      welfare: ``[A1..AN]`` welfare tensor; None with ``mu > 0`` = the sum of the
+        players' normalised payoffs (utilitarian welfare).
+      mu: welfare weight, >= 0.
+      eps_hat: target approximation per player (scalar or ``[N]``), payoff units.
+      eps_plus: approximation upper bound (scalar or ``[N]``), payoff units; None
+        picks ``2 sqrt(|A|)`` in normalised units (above every possible gain).
+      rho: approximation weight, > 0; ``inf`` = hard constraints ``eps = eps_hat``.
+      strength: Maximum Strength: ``eps_hat = -eps_plus`` (requires finite rho).
+    """
+
+    name: str = "me"
+    objective: Literal["entropy", "gini"] = "entropy"
+    target: np.ndarray | None = None
+    welfare: np.ndarray | None = None
+    mu: float = 0.0
+    eps_hat: float | np.ndarray = 0.0
+    eps_plus: float | np.ndarray | None = None
+    rho: float = math.inf
+    strength: bool = False
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("entropy", "gini"):
+            raise ValueError(f"objective must be 'entropy' or 'gini', got {self.objective!r}")
+        mu = _as_float(self.mu, "mu")
+        rho = _as_float(self.rho, "rho")
+        if mu < 0 or math.isinf(mu):
+            raise ValueError(f"mu must be finite and >= 0, got {mu}")
+        if rho <= 0:
+            raise ValueError(f"rho must be > 0 (inf for hard constraints), got {rho}")
+        if self.strength and math.isinf(rho):
+            raise ValueError("strength=True (Maximum Strength) needs a finite rho")
+        if self.objective == "gini" and (mu != 0 or self.target is not None or not math.isinf(rho)):
+            raise ValueError("Max Gini takes no target, welfare weight or finite rho")
+        object.__setattr__(self, "mu", mu)
+        object.__setattr__(self, "rho", rho)
+        if self.target is not None:
+            target = np.asarray(self.target, dtype=np.float64)
+            _check_distribution(target, "target")
+            object.__setattr__(self, "target", target)
+        if self.welfare is not None:
+            welfare = np.asarray(self.welfare, dtype=np.float64)
+            if not np.all(np.isfinite(welfare)):
+                raise ValueError("welfare contains NaN or inf")
+            object.__setattr__(self, "welfare", welfare)
+        for name in ("eps_hat", "eps_plus"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = np.asarray(value, dtype=np.float64)
+            if array.ndim > 1:
+                raise ValueError(f"{name} must be a scalar or a [N] vector, got shape {array.shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            object.__setattr__(self, name, array if array.ndim else float(array))
+        if self.eps_plus is not None and not self.strength:
+            if np.any(np.asarray(self.eps_plus) <= np.asarray(self.eps_hat)):
+                raise ValueError(
+                    f"eps_plus must be > eps_hat for every player, got eps_plus={self.eps_plus!r} "
+                    f"and eps_hat={self.eps_hat!r}"
+                )
+
+    @property
+    def hard(self) -> bool:
+        """True when the approximation is pinned at ``eps_hat`` (``rho = inf``)."""
+        return math.isinf(self.rho)
+
+    # Presets -----------------------------------------------------------------------
+    @classmethod
+    def me(cls, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
+        """Maximum entropy (uniform target)."""
+        return cls(name="me", eps_hat=eps_hat, **kw)
+
+    @classmethod
+    def mre(cls, target: np.ndarray, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
+        """Minimum relative entropy to a full-support ``target: [A1..AN]``."""
+        if target is None:
+            raise ValueError("the 'mre' preset needs a target joint (target=...)")
+        return cls(name="mre", target=target, eps_hat=eps_hat, **kw)
+
+    @classmethod
+    def mw(cls, mu: float = DEFAULT_WELFARE_WEIGHT, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
+        """Maximum (utilitarian) welfare, ties broken by entropy."""
+        return cls(name="mw", mu=mu, eps_hat=eps_hat, **kw)
+
+    @classmethod
+    def mwme(
+        cls,
+        welfare: np.ndarray,
+        mu: float = DEFAULT_WELFARE_WEIGHT,
+        eps_hat: float | np.ndarray = 0.0,
+        **kw,
+    ) -> Selection:
+        """Maximum welfare for a given ``welfare: [A1..AN]``, maximum entropy among ties."""
+        if welfare is None:
+            raise ValueError("the 'mwme' preset needs a welfare tensor (welfare=...); use 'mw' for utilitarian welfare")
+        return cls(name="mwme", welfare=welfare, mu=mu, eps_hat=eps_hat, **kw)
+
+    @classmethod
+    def ms(cls, rho: float = DEFAULT_STRENGTH_WEIGHT, eps_plus: float | np.ndarray | None = None, **kw) -> Selection:
+        """Maximum strength: the smallest approximation ``eps`` (negative = strict)."""
+        return cls(name="ms", rho=rho, eps_plus=eps_plus, strength=True, **kw)
+
+    @classmethod
+    def mg(cls, eps_hat: float | np.ndarray = 0.0) -> Selection:
+        """Maximum Gini: minimise ``||sigma||_2^2`` (a QP)."""
+        return cls(name="mg", objective="gini", eps_hat=eps_hat)
+
+
+def _check_distribution(target: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(target)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if np.any(target <= 0):
+        raise ValueError(
+            f"{name} must have full support (every entry > 0) for relative entropy; "
+            f"min entry is {target.min():.3g}"
+        )
+    total = target.sum()
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"{name} must sum to 1, sums to {total:.6g}")
+
+
+def as_selection(selection: str | Selection, **params) -> Selection:
+    """A ``Selection`` from a preset name (with its keyword parameters) or as given."""
+    if isinstance(selection, Selection):
+        if params:
+            raise TypeError("pass parameters either in the Selection or as keywords, not both")
+        return selection
+    if not isinstance(selection, str):
+        raise TypeError(f"selection must be a preset name {PRESETS} or a Selection, got {selection!r}")
+    name = selection.lower()
+    if name not in PRESETS:
+        raise ValueError(f"unknown selection preset {selection!r}; expected one of {PRESETS}")
+    return getattr(Selection, name)(**params)
+
+
+class SelectionParams(NamedTuple):
+    """A selection resolved against one normalised game (all in normalised units).
+
+    Attributes:
+      base_logits: ``[|A|]`` ``ln target + mu * W`` (flat joint order).
+      eps_hat: ``[N]``; eps_plus: ``[N]`` (inf for hard constraints); rho: float.
+      objective: "entropy" or "gini".
+    """
+
+    base_logits: np.ndarray
+    eps_hat: np.ndarray
+    eps_plus: np.ndarray
+    rho: float
+    objective: str
+
+
+def _per_player(value: float | np.ndarray, num_players: int, name: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return np.full(num_players, float(array))
+    if array.shape != (num_players,):
+        raise ValueError(f"{name} has shape {array.shape}; expected a scalar or [{num_players}]")
+    return array.copy()
+
+
+def resolve_selection(selection: Selection, game: NormalisedGame) -> SelectionParams:
+    """Maps a selection's parameters into the normalised game's units (DESIGN §5)."""
+    payoffs = game.payoffs
+    shape = payoffs.shape[1:]
+    num_players = payoffs.shape[0]
+    num_joint = int(np.prod(shape))
+    z2 = math.sqrt(num_joint)
+    if selection.target is not None and selection.target.shape != shape:
+        raise ValueError(f"target has shape {selection.target.shape}; the game's joint shape is {shape}")
+    if selection.welfare is not None and selection.welfare.shape != shape:
+        raise ValueError(f"welfare has shape {selection.welfare.shape}; the game's joint shape is {shape}")
+    if selection.target is None:
+        base = np.full(num_joint, -math.log(num_joint))
+    else:
+        base = np.log(selection.target.reshape(-1) / selection.target.sum())
+    if selection.mu > 0:
+        if selection.welfare is None:
+            welfare = payoffs.reshape(num_players, -1).sum(axis=0)
+        else:
+            welfare = selection.welfare.reshape(-1) - selection.welfare.mean()
+            norm = np.linalg.norm(welfare)
+            welfare = welfare * (z2 / norm) if norm > 1e-12 else np.zeros_like(welfare)
+        base = base + selection.mu * welfare
+    scale = game.scale
+    if selection.eps_plus is None:
+        eps_plus = np.full(num_players, 2.0 * z2 if not selection.hard else math.inf)
+    else:
+        eps_plus = _per_player(selection.eps_plus, num_players, "eps_plus") * scale
+    if selection.strength:
+        eps_hat = -eps_plus
+    else:
+        eps_hat = np.clip(_per_player(selection.eps_hat, num_players, "eps_hat") * scale, -z2, z2)
+    if selection.hard:
+        eps_plus = np.full(num_players, math.inf)
+    elif np.any(eps_plus <= eps_hat):
+        raise ValueError("eps_plus must be > eps_hat for every player")
+    return SelectionParams(base, eps_hat, eps_plus, float(selection.rho), selection.objective)

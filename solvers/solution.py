@@ -1,0 +1,82 @@
+"""The result of every solver: a frozen ``Solution`` and its ``Status``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from solvers.selection import Selection
+
+__all__ = ["Status", "Solution"]
+
+
+class Status(str, enum.Enum):
+    """How a solve ended. Only ``OPTIMAL`` means every tolerance was met."""
+
+    OPTIMAL = "optimal"  # gap and KKT residual within tol; duality gap reported
+    INACCURATE = "inaccurate"  # finished, but some tolerance is not met (see the gaps)
+    INFEASIBLE = "infeasible"  # no joint satisfies the constraints (eps_hat too small)
+    MAX_ITER = "max_iter"  # the iteration cap was hit before tolerance
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """A certified equilibrium of one game.
+
+    Attributes:
+      joint: ``[A1..AN]`` the selected joint distribution (non-negative, sums to 1).
+      marginals: N arrays ``[A_p]``.
+      duals: ``[K]`` flat dual variables in payoff units (layout: ``solvers.gains``).
+      eps: ``[N]`` the approximation ``eps_p`` the joint was solved for (payoff units).
+      gap: ``max_{p, dev} E_joint[gain]`` in payoff units (<= 0 up to tol for an exact
+        (C)CE with ``eps_hat = 0``).
+      gaps: ``[N]`` per-player ``max_dev E_joint[gain]`` in payoff units.
+      scale: ``[N]`` the normalisation factor ``s_p``: ``gaps * scale`` are normalised gaps.
+      duality_gap: ``L(duals) - P(joint)`` in the normalised problem (>= 0).
+      objective: primal objective value of the normalised problem.
+      iterations: iterations of the iterative stage(s).
+      timings: seconds per stage (e.g. "normalise", "face", "refine", "polish", "total").
+      status: see ``Status``.
+      concept: "cce" or "ce".
+      selection: the ``Selection`` solved for.
+      method: the method that produced the joint ("newton", "gd", "cvxpy", ...).
+    """
+
+    joint: np.ndarray
+    marginals: tuple[np.ndarray, ...]
+    duals: np.ndarray
+    eps: np.ndarray
+    gap: float
+    gaps: np.ndarray
+    scale: np.ndarray
+    duality_gap: float
+    objective: float
+    iterations: int
+    timings: Mapping[str, float]
+    status: Status
+    concept: str
+    selection: Selection
+    method: str
+    info: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def normalised_gap(self) -> float:
+        """``max_p gaps_p * scale_p``: the gap in the L2-invariant units."""
+        return float(np.max(self.gaps * self.scale))
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OPTIMAL
+
+    def __repr__(self) -> str:
+        return (
+            f"Solution(concept={self.concept!r}, selection={self.selection.name!r}, "
+            f"status={self.status.value!r}, gap={self.gap:.3g}, duality_gap={self.duality_gap:.3g}, "
+            f"iterations={self.iterations}, method={self.method!r}, shape={self.joint.shape})"
+        )
