@@ -129,7 +129,7 @@ class Selection:
         return cls(name="me", eps_hat=eps_hat, **kw)
 
     @classmethod
-    def mre(cls, target: np.ndarray, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
+    def mre(cls, target: np.ndarray | None = None, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
         """Minimum relative entropy to a full-support ``target: [A1..AN]``."""
         if target is None:
             raise ValueError("the 'mre' preset needs a target joint (target=...)")
@@ -143,7 +143,7 @@ class Selection:
     @classmethod
     def mwme(
         cls,
-        welfare: np.ndarray,
+        welfare: np.ndarray | None = None,
         mu: float = DEFAULT_WELFARE_WEIGHT,
         eps_hat: float | np.ndarray = 0.0,
         **kw,

@@ -1,0 +1,82 @@
+"""Validation and normalisation of games (solvers.game)."""
+
+import numpy as np
+import pytest
+
+from solvers.game import as_game, as_game_batch, marginals, normalise, normalise_batch
+
+
+def test_bimatrix_pair_is_stacked():
+    row, col = np.arange(6.0).reshape(2, 3), -np.arange(6.0).reshape(2, 3)
+    game = as_game((row, col))
+    assert game.shape == (2, 2, 3)
+    np.testing.assert_array_equal(game[1], col)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((2, 2)), "shape"),
+        (np.zeros((3, 2, 2)), "players"),
+        (np.zeros((2, 0, 3)), "at least one action"),
+        (np.full((2, 2, 2), np.nan), "NaN"),
+        (np.full((2, 2, 2), np.inf), "inf"),
+        ((np.zeros((2, 2)), np.zeros((2, 3))), "mismatched"),
+    ],
+)
+def test_bad_games_raise_value_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        as_game(bad)
+
+
+def test_non_numeric_game_raises_type_error():
+    with pytest.raises(TypeError, match="numeric"):
+        as_game(np.array([[["a", "b"]], [["c", "d"]]]))
+
+
+def test_batch_validation():
+    with pytest.raises(ValueError, match=r"\[B, N"):
+        as_game_batch(np.zeros((2, 2, 2)))
+    assert as_game_batch(np.zeros((4, 2, 3, 2))).shape == (4, 2, 3, 2)
+
+
+def test_normalise_puts_each_player_on_the_sphere():
+    rng = np.random.default_rng(0)
+    game = as_game(rng.normal(size=(3, 2, 3, 4)) * 7 + 3)
+    norm = normalise(game)
+    flat = norm.payoffs.reshape(3, -1)
+    np.testing.assert_allclose(flat.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), np.sqrt(24.0), rtol=1e-12)
+    # the map back: normalised = scale * (payoff - offset)
+    np.testing.assert_allclose(
+        norm.payoffs, norm.scale[:, None, None, None] * (game - norm.offset[:, None, None, None])
+    )
+
+
+def test_normalise_is_invariant_to_offset_and_scale():
+    rng = np.random.default_rng(1)
+    game = rng.normal(size=(2, 4, 5))
+    moved = game * np.array([3.0, 0.25])[:, None, None] + np.array([-2.0, 9.0])[:, None, None]
+    np.testing.assert_allclose(normalise(game).payoffs, normalise(moved).payoffs, atol=1e-12)
+
+
+def test_constant_player_has_zero_payoffs_and_unit_scale():
+    game = np.stack([np.full((3, 3), 5.0), np.arange(9.0).reshape(3, 3)])
+    norm = normalise(game)
+    assert np.all(norm.payoffs[0] == 0.0)
+    assert norm.scale[0] == 1.0 and np.all(np.isfinite(norm.payoffs))
+
+
+def test_batch_matches_single():
+    rng = np.random.default_rng(2)
+    games = rng.normal(size=(5, 2, 3, 3))
+    batch = normalise_batch(games)
+    for b in range(5):
+        np.testing.assert_allclose(batch.payoffs[b], normalise(games[b]).payoffs)
+
+
+def test_marginals_sum_out_other_players():
+    joint = np.random.default_rng(3).dirichlet(np.ones(24)).reshape(2, 3, 4)
+    m = marginals(joint)
+    assert [x.shape for x in m] == [(2,), (3,), (4,)]
+    np.testing.assert_allclose(m[1], joint.sum(axis=(0, 2)))

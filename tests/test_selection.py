@@ -1,0 +1,73 @@
+"""Selection presets, validation and resolution into normalised units (solvers.selection)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from solvers.game import normalise
+from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
+
+
+def test_every_preset_name_builds():
+    target = np.full((2, 2), 0.25)
+    for name in PRESETS:
+        params = {"mre": {"target": target}, "mwme": {"welfare": np.eye(2)}}.get(name, {})
+        assert as_selection(name, **params).name == name
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: as_selection("maxent"), "unknown selection preset"),
+        (lambda: Selection.mre(target=np.array([[0.5, 0.5], [0.0, 0.0]])), "full support"),
+        (lambda: Selection.mre(target=np.array([[0.5, 0.5], [0.5, 0.5]])), "sum to 1"),
+        (lambda: Selection.mre(target=np.array([[np.nan, 0.5], [0.25, 0.25]])), "NaN"),
+        (lambda: as_selection("mre"), "target"),
+        (lambda: as_selection("mwme"), "welfare"),
+        (lambda: Selection.mw(mu=-1.0), "mu"),
+        (lambda: Selection(rho=-2.0), "rho"),
+        (lambda: Selection(rho=1.0, eps_hat=0.5, eps_plus=0.1), "eps_plus"),
+        (lambda: Selection(eps_hat=np.ones((2, 2))), "eps_hat"),
+        (lambda: Selection(objective="l1"), "objective"),
+    ],
+)
+def test_bad_selection_raises_value_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_types_raise_type_error():
+    with pytest.raises(TypeError):
+        as_selection(3)
+    with pytest.raises(TypeError):
+        Selection(mu="a lot")
+
+
+def test_resolve_maps_payoff_units_to_normalised_units():
+    rng = np.random.default_rng(0)
+    game = rng.normal(size=(2, 3, 3)) * np.array([2.0, 0.5])[:, None, None]
+    norm = normalise(game)
+    params = resolve_selection(Selection.me(eps_hat=np.array([0.1, 0.2])), norm)
+    np.testing.assert_allclose(params.eps_hat, np.array([0.1, 0.2]) * norm.scale)
+    assert np.all(np.isinf(params.eps_plus)) and math.isinf(params.rho)
+    np.testing.assert_allclose(params.base_logits, -np.log(9.0))
+
+
+def test_resolve_mre_and_welfare():
+    norm = normalise(np.random.default_rng(1).normal(size=(2, 2, 3)))
+    target = np.arange(1.0, 7.0).reshape(2, 3) / 21.0
+    mre = resolve_selection(Selection.mre(target), norm)
+    np.testing.assert_allclose(mre.base_logits, np.log(target.ravel()))
+    mw = resolve_selection(Selection.mw(mu=2.0), norm)
+    welfare = norm.payoffs.sum(axis=0).ravel()
+    np.testing.assert_allclose(mw.base_logits, -np.log(6.0) + 2.0 * welfare)
+    with pytest.raises(ValueError, match="shape"):
+        resolve_selection(Selection.mre(np.full((3, 2), 1 / 6)), norm)
+
+
+def test_max_strength_pins_eps_hat_below_zero():
+    norm = normalise(np.random.default_rng(2).normal(size=(2, 4, 4)))
+    params = resolve_selection(Selection.ms(), norm)
+    assert np.all(params.eps_hat == -params.eps_plus) and np.all(params.eps_plus > 0)
+    assert math.isfinite(params.rho)
