@@ -1,0 +1,55 @@
+"""Runs the benchmark suites (``tox -e bench`` or ``python -m benchmarks.run [--quick]``).
+
+Each suite is a module ``benchmarks.<name>`` with ``main(quick, out_dir) -> dict`` that
+writes its own JSON and markdown into ``out_dir``; this runner times them and writes
+``out_dir/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.results import write_text_atomic
+
+SUITES: tuple[str, ...] = ("solvers_suite", "nes_suite", "pipeline_suite", "jpsro_suite")
+
+
+def run(suites: tuple[str, ...], quick: bool, out_dir: Path) -> int:
+    """Runs ``suites``; returns the number that failed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Benchmark summary", "", f"mode: {'quick' if quick else 'full'}", ""]
+    failed = 0
+    for name in suites:
+        print(f"=== {name} ({'quick' if quick else 'full'})", flush=True)
+        start = time.perf_counter()
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+            module.main(quick=quick, out_dir=out_dir)
+            status = "ok"
+        except Exception:  # a failing suite must not hide the others; it fails the run
+            traceback.print_exc()
+            status = "FAILED"
+            failed += 1
+        seconds = time.perf_counter() - start
+        print(f"=== {name}: {status} in {seconds:.1f} s", flush=True)
+        lines.append(f"- `{name}`: {status} in {seconds:.1f} s (see `{name}.md`)")
+    write_text_atomic(out_dir / "summary.md", "\n".join(lines) + "\n")
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--suite", action="append", choices=SUITES, help="run only these suites")
+    args = parser.parse_args(argv)
+    return 1 if run(tuple(args.suite or SUITES), args.quick, args.out) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
