@@ -1,0 +1,89 @@
+"""Reading and writing games: NumPy ``.npy`` / ``.npz`` and Gambit ``.nfg`` files.
+
+``.nfg`` goes through pygambit (extra ``openspiel`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from solvers.game import as_game
+
+__all__ = ["load_game", "save_game"]
+
+NPZ_KEYS: tuple[str, ...] = ("payoffs", "game", "arr_0")
+
+
+def _pygambit():
+    try:
+        import pygambit
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "reading or writing .nfg files needs pygambit: pip install 'hybrid_nes[openspiel]'"
+        ) from err
+    return pygambit
+
+
+def _load_npz(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as data:
+        for key in NPZ_KEYS:
+            if key in data:
+                return data[key]
+        if len(data.files) == 1:
+            return data[data.files[0]]
+        raise ValueError(f"{path}: .npz holds {data.files}; expected one array or a key in {NPZ_KEYS}")
+
+
+def _load_nfg(path: Path) -> np.ndarray:
+    game = _pygambit().read_nfg(str(path))
+    arrays = game.to_arrays(dtype=float)
+    return np.stack([np.asarray(a, dtype=np.float64) for a in arrays])
+
+
+def load_game(path: str | os.PathLike) -> np.ndarray:
+    """Reads a game file into a validated ``[N, A1..AN]`` float64 tensor.
+
+    Supports ``.npy`` (the tensor), ``.npz`` (key ``payoffs``/``game`` or a single array)
+    and Gambit ``.nfg`` (strategic form, any number of players).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no game file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        raw = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        raw = _load_npz(path)
+    elif suffix == ".nfg":
+        raw = _load_nfg(path)
+    else:
+        raise ValueError(f"{path}: unknown game file type {suffix!r}; use .npy, .npz or .nfg")
+    return as_game(raw, name=str(path))
+
+
+def save_game(game: np.ndarray, path: str | os.PathLike, title: str = "hybrid_nes game") -> None:
+    """Writes ``game: [N, A1..AN]`` as ``.npy``, ``.npz`` or ``.nfg``, atomically."""
+    game = as_game(game)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        if suffix == ".npy":
+            np.save(tmp, game)
+        elif suffix == ".npz":
+            np.savez(tmp, payoffs=game)
+        elif suffix == ".nfg":
+            gbt = _pygambit()
+            written = gbt.Game.from_arrays(*game, title=title)
+            Path(tmp).write_text(written.to_nfg())
+        else:
+            raise ValueError(f"{path}: unknown game file type {suffix!r}; use .npy, .npz or .nfg")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
