@@ -1,0 +1,618 @@
+"""Drop-in OpenSpiel meta-solvers: unique, exact, certified (C)CEs for JPSRO and PSRO v2.
+
+JPSRO (``open_spiel.python.algorithms.jpsro``) calls its meta-solver as
+``fn(meta_game, per_player_repeats, ignore_repeats=False) -> (dist, meta)`` with
+``meta_game: [N, A1..AN]`` over the distinct policies, ``per_player_repeats`` N count
+vectors ``[A_p]`` and ``dist: [A1..AN]``. ``register()`` adds ours to
+``jpsro.FLAG_TO_FUNC`` so that the only change to a user's code is the solver's name::
+
+    from hybrid_nes.integrations import openspiel as hn_openspiel
+    hn_openspiel.register()
+    jpsro.run_loop(game, "kuhn_poker", train_meta_solver="hn_mecce")
+
+PSRO v2 takes ``psro_meta_strategy()`` as ``meta_strategy_method``.
+
+Repeated policies. JPSRO's meta-solvers solve the *expanded* game, in which player p's
+policy ``u`` appears ``r_p(u)`` times, and return the joint summed over the copies. We
+solve the same problem on the distinct policies wherever the criterion allows it:
+
+- the expanded game's (C)CE constraints are the distinct game's (copies of a deviation
+  repeat a row; a CE row of copy ``u`` is the distinct row scaled by ``1 / r_p(u) > 0``);
+- the entropy of the expanded joint spread evenly over copies is
+  ``-KL(sigma || w) + const`` with ``w(a)`` proportional to ``prod_p r_p(a_p)``, so ME
+  becomes MRE to ``w``, and ``w`` is the base target of MRE, MW and MS too;
+- the expanded Max Gini objective is ``sum_a sigma(a)^2 / w(a)``, not a plain Gini, so
+  Max Gini with repeats is solved on the expanded game and summed back (exactly what
+  OpenSpiel's ``mgcce``/``mgce`` compute).
+
+Warm starts. JPSRO's meta-game grows by appending policies, so the previous solve's duals
+(payoff units: they stay meaningful because old payoff entries do not change) are padded
+with zeros for the new deviations and passed as ``duals0``. A ``WarmStartHook`` (e.g. a
+neural equilibrium solver) may replace or refine them.
+
+Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+import solvers
+from solvers import Selection, Solution, Status
+from solvers.gains import check_concept
+
+__all__ = [
+    "INSTALL_HINT",
+    "JPSRO_META_SOLVERS",
+    "MetaSolverOptions",
+    "MetaSolverSpec",
+    "JPSROMetaSolver",
+    "PSROMetaStrategy",
+    "WarmStartHook",
+    "clean_joint",
+    "equilibrium_gaps",
+    "expand_meta_game",
+    "extend_joint",
+    "is_extension",
+    "make_meta_solver",
+    "meta_solver",
+    "pad_duals",
+    "psro_meta_strategy",
+    "register",
+    "repeat_weights",
+    "require_openspiel",
+    "unexpand_joint",
+]
+
+INSTALL_HINT = (
+    "OpenSpiel is not installed; install the extra with `pip install 'hybrid_nes[openspiel]'` "
+    "(or `pip install open_spiel`)"
+)
+
+#: Presets usable as meta-solvers. "mwme" needs a welfare tensor of a fixed shape, which a
+#: growing meta-game cannot provide.
+META_PRESETS: tuple[str, ...] = ("me", "mre", "mw", "ms", "mg")
+
+#: Weight of the base target (uniform over copies) in the MRE target built from the
+#: previous iteration's joint; keeps the target full-support.
+DEFAULT_TARGET_MIX = 0.1
+
+
+class MetaSolverSpec(NamedTuple):
+    """What a registered meta-solver name stands for."""
+
+    concept: str
+    selection: str
+
+
+#: The names ``register()`` adds to OpenSpiel's JPSRO.
+JPSRO_META_SOLVERS: Mapping[str, MetaSolverSpec] = {
+    f"hn_{preset}{concept}": MetaSolverSpec(concept, preset)
+    for preset in ("me", "mre", "mw", "mg")
+    for concept in ("cce", "ce")
+}
+
+
+class WarmStartHook(Protocol):
+    """A source of initial duals, e.g. a neural equilibrium solver.
+
+    Args:
+      game: ``[N, A1..AN]`` the game about to be solved (expanded for Max Gini with
+        repeated policies).
+      concept: "cce" or "ce".
+      selection: the ``Selection`` about to be solved.
+      previous: ``[K]`` the previous iteration's duals padded to ``game`` (payoff
+        units), or None.
+
+    Returns:
+      ``[K]`` flat duals in payoff units for ``game``, or None for a cold start.
+    """
+
+    def __call__(
+        self,
+        game: np.ndarray,
+        concept: str,
+        selection: Selection,
+        previous: np.ndarray | None,
+    ) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True, eq=False)
+class MetaSolverOptions:
+    """How a meta-solver solves each meta-game.
+
+    Attributes:
+      concept: "cce" or "ce".
+      selection: one of ``META_PRESETS``.
+      tol: tolerance handed to ``solvers.solve`` (normalised units).
+      method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
+      max_iter: iteration cap of the iterative stage; None = the solver's default.
+      warm_start: "previous" (pad the last solve's duals) or "cold".
+      warm_start_hook: optional ``WarmStartHook``; its duals replace the padded ones.
+      target_mix: MRE only: ``target = (1 - mix) * previous joint + mix * base``.
+      fallback: when the fast solve is not certified, solve again with the CVXPY
+        reference (``method="cvxpy"``) and return that.
+      selection_params: keyword parameters of the preset (``mu``, ``rho``, ``eps_hat``...).
+    """
+
+    concept: str = "cce"
+    selection: str = "me"
+    tol: float = 1e-8
+    method: str = "auto"
+    max_iter: int | None = None
+    warm_start: str = "previous"
+    warm_start_hook: WarmStartHook | None = None
+    target_mix: float = DEFAULT_TARGET_MIX
+    fallback: bool = True
+    selection_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "concept", check_concept(self.concept))
+        if not isinstance(self.selection, str) or self.selection.lower() not in META_PRESETS:
+            raise ValueError(
+                f"unknown selection preset {self.selection!r} for a meta-solver; "
+                f"expected one of {META_PRESETS}"
+            )
+        object.__setattr__(self, "selection", self.selection.lower())
+        if self.warm_start not in ("previous", "cold"):
+            raise ValueError(f"warm_start must be 'previous' or 'cold', got {self.warm_start!r}")
+        if not 0.0 < float(self.target_mix) <= 1.0:
+            raise ValueError(f"target_mix must be in (0, 1], got {self.target_mix!r}")
+        if not float(self.tol) > 0.0:
+            raise ValueError(f"tol must be > 0, got {self.tol!r}")
+        if self.selection == "mre" and "target" in self.selection_params:
+            raise ValueError("the MRE meta-solver builds its target from the previous joint; do not pass target=")
+        object.__setattr__(self, "selection_params", dict(self.selection_params))
+
+
+# ----------------------------------------------------------------------------------------
+# Pure helpers.
+
+
+def check_meta_game(meta_game: np.ndarray) -> np.ndarray:
+    """Validates ``meta_game: [N, A1..AN]`` (finite, numeric); returns float64."""
+    return solvers.as_game(meta_game, name="meta_game")
+
+
+def check_repeats(per_player_repeats: Sequence[Sequence[float]], shape: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """Validates the per-player policy counts against the meta-game's ``shape: (A1..AN)``.
+
+    Returns:
+      N float64 arrays ``[A_p]``, every entry a positive finite count.
+    """
+    if per_player_repeats is None or isinstance(per_player_repeats, (str, bytes)):
+        raise TypeError(f"per_player_repeats must be a list of N count arrays, got {per_player_repeats!r}")
+    repeats = list(per_player_repeats)
+    if len(repeats) != len(shape):
+        raise ValueError(
+            f"per_player_repeats has {len(repeats)} entries but meta_game has {len(shape)} players"
+        )
+    out = []
+    for p, (counts, n) in enumerate(zip(repeats, shape, strict=True)):
+        array = np.asarray(counts, dtype=np.float64).reshape(-1)
+        if array.shape != (n,):
+            raise ValueError(
+                f"per_player_repeats[{p}] has {array.size} counts but player {p} has {n} policies "
+                f"in meta_game"
+            )
+        if not np.all(np.isfinite(array)) or np.any(array <= 0):
+            raise ValueError(f"per_player_repeats[{p}] must be positive finite counts, got {array.tolist()}")
+        out.append(array)
+    return tuple(out)
+
+
+def repeat_weights(repeats: Sequence[np.ndarray]) -> np.ndarray:
+    """``[A1..AN]`` the joint ``w(a)`` proportional to ``prod_p r_p(a_p)``, summing to 1."""
+    weights = np.ones(())
+    for counts in repeats:
+        weights = np.multiply.outer(weights, counts / counts.sum())
+    return weights
+
+
+def expand_meta_game(meta_game: np.ndarray, repeats: Sequence[np.ndarray]) -> np.ndarray:
+    """``[N, R1..RN]`` the game with policy ``u`` of player p repeated ``r_p(u)`` times."""
+    for p, counts in enumerate(repeats):
+        meta_game = np.repeat(meta_game, counts.astype(np.int64), axis=p + 1)
+    return meta_game
+
+
+def unexpand_joint(joint: np.ndarray, repeats: Sequence[np.ndarray]) -> np.ndarray:
+    """Inverse of ``expand_meta_game`` on joints: ``[R1..RN]`` -> ``[A1..AN]`` summed over copies."""
+    for p, counts in enumerate(repeats):
+        starts = np.concatenate([[0], np.cumsum(counts.astype(np.int64))[:-1]])
+        joint = np.add.reduceat(joint, starts, axis=p)
+    return joint
+
+
+def clean_joint(joint: np.ndarray) -> np.ndarray:
+    """A distribution from a solver's joint: negatives (rounding) to 0, sums to 1.
+
+    Raises:
+      ValueError: the joint has NaN/inf entries or no positive mass.
+    """
+    joint = np.asarray(joint, dtype=np.float64)
+    if not np.all(np.isfinite(joint)):
+        raise ValueError("the meta-solver's joint contains NaN or inf")
+    joint = np.maximum(joint, 0.0)
+    total = joint.sum()
+    if not total > 0.0:
+        raise ValueError("the meta-solver's joint has no positive mass")
+    return joint / total
+
+
+def is_extension(old: np.ndarray, new: np.ndarray) -> bool:
+    """True when ``new: [N, A1..AN]`` is ``old: [N, B1..BN]`` with policies appended."""
+    if old.ndim != new.ndim or old.shape[0] != new.shape[0]:
+        return False
+    if any(b > a for b, a in zip(old.shape[1:], new.shape[1:], strict=True)):
+        return False
+    return bool(np.array_equal(new[tuple(slice(0, b) for b in old.shape)], old))
+
+
+def pad_duals(duals: np.ndarray, old_shape: Sequence[int], new_shape: Sequence[int], concept: str) -> np.ndarray:
+    """Flat duals of a game of ``old_shape`` laid out for ``new_shape`` (appended policies).
+
+    New deviations get zero duals. ``duals: [K_old]`` -> ``[K_new]`` (``solvers.gains`` layout).
+    """
+    per_player = solvers.duals_by_player(np.asarray(duals, dtype=np.float64), tuple(old_shape), concept)
+    padded = []
+    for block, old, new in zip(per_player, old_shape, new_shape, strict=True):
+        extra = new - old
+        if extra < 0:
+            raise ValueError(f"new_shape {tuple(new_shape)} is smaller than old_shape {tuple(old_shape)}")
+        padded.append(np.pad(block, [(0, extra)] * block.ndim))
+    return solvers.duals_from_players(padded, concept)
+
+
+def extend_joint(joint: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
+    """``joint: [B1..BN]`` zero-padded to ``new_shape`` (appended policies get no mass)."""
+    return np.pad(joint, [(0, n - b) for b, n in zip(joint.shape, new_shape, strict=True)])
+
+
+def expected_gains(game: np.ndarray, joint: np.ndarray, concept: str) -> tuple[np.ndarray, np.ndarray]:
+    """``E_joint[gain_k]`` for every constraint of ``game: [N, A1..AN]``, payoff units.
+
+    Returns:
+      values ``[K]`` and the owner ``player: [K]`` of each constraint.
+    """
+    g = solvers.gains(game, concept)
+    weighted = g.values * joint.reshape(-1, 1)
+    values = np.bincount(g.rows.reshape(-1), weights=weighted.reshape(-1), minlength=g.num_constraints)
+    return values, g.player
+
+
+def equilibrium_gaps(game: np.ndarray, joint: np.ndarray, concept: str) -> np.ndarray:
+    """``[N]`` per-player ``max_dev E_joint[gain]`` (payoff units; <= 0 at a (C)CE)."""
+    values, player = expected_gains(game, joint, concept)
+    gaps = np.zeros(game.shape[0])
+    if values.size:
+        gaps[:] = -np.inf
+        np.maximum.at(gaps, player, values)
+        gaps[np.isneginf(gaps)] = 0.0
+    return gaps
+
+
+def _digest(game: np.ndarray, repeats: Sequence[np.ndarray], ignore_repeats: bool) -> str:
+    h = hashlib.sha1(np.ascontiguousarray(game).tobytes())
+    h.update(repr(game.shape).encode())
+    for counts in repeats:
+        h.update(np.ascontiguousarray(counts).tobytes())
+    h.update(b"1" if ignore_repeats else b"0")
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# The stateful meta-solver.
+
+
+class _Record(NamedTuple):
+    """What one solve leaves for the next: the problem game, its duals, the joint."""
+
+    key: str
+    problem_game: np.ndarray  # [N, ...] the game handed to solvers.solve
+    duals: np.ndarray | None  # [K] payoff units, certified solves only
+    game: np.ndarray  # [N, A1..AN] the distinct-policy meta-game
+    dist: np.ndarray  # [A1..AN]
+    meta: dict
+
+
+def _selection(options: MetaSolverOptions, base: np.ndarray | None, previous: _Record | None, game: np.ndarray) -> Selection:
+    """The ``Selection`` for one meta-game; ``base: [A1..AN]`` repeat weights (None = uniform)."""
+    params = dict(options.selection_params)
+    name = options.selection
+    if name == "mg":
+        return Selection.mg(**params)
+    if name == "mre":
+        uniform = base if base is not None else np.full(game.shape[1:], 1.0 / np.prod(game.shape[1:]))
+        if previous is not None and is_extension(previous.game, game):
+            prior = extend_joint(previous.dist, game.shape[1:])
+            target = (1.0 - options.target_mix) * prior + options.target_mix * uniform
+        else:
+            target = uniform
+        return Selection.mre(target=target / target.sum(), **params)
+    if base is not None:
+        params.setdefault("target", base)
+    return getattr(Selection, name)(**params)
+
+
+class JPSROMetaSolver:
+    """A JPSRO meta-solver: ``fn(meta_game, per_player_repeats, ignore_repeats=False)``.
+
+    Keeps the last solve to warm-start the next one; call ``reset()`` between runs (a
+    meta-game that does not extend the last one starts cold anyway).
+    """
+
+    def __init__(self, options: MetaSolverOptions, name: str | None = None) -> None:
+        self.options = options
+        self.name = name or f"hn_{options.selection}{options.concept}"
+        self._last: _Record | None = None
+
+    def __repr__(self) -> str:
+        return f"JPSROMetaSolver(name={self.name!r}, concept={self.options.concept!r}, selection={self.options.selection!r})"
+
+    def reset(self) -> None:
+        """Forgets the previous solve (no warm start, ME target for MRE)."""
+        self._last = None
+
+    @property
+    def last_meta(self) -> dict | None:
+        """The ``meta`` dict of the last call, or None."""
+        return None if self._last is None else self._last.meta
+
+    def __call__(
+        self,
+        meta_game: np.ndarray,
+        per_player_repeats: Sequence[Sequence[float]],
+        ignore_repeats: bool = False,
+    ) -> tuple[np.ndarray, dict]:
+        """Solves one meta-game.
+
+        Args:
+          meta_game: ``[N, A1..AN]`` payoffs of the distinct policies.
+          per_player_repeats: N count vectors ``[A_p]``.
+          ignore_repeats: treat every policy as appearing once (OpenSpiel's flag).
+
+        Returns:
+          dist ``[A1..AN]`` (non-negative, sums to 1) and a ``meta`` dict: ``gap``
+          (the concept's gap of ``dist``, payoff units), ``cce_gap``, ``gaps`` ``[N]``,
+          ``duality_gap``, ``status`` (str; "optimal" only when certified),
+          ``certified``, ``fallback``, ``warm_start``, ``iterations``, ``method``,
+          ``timings`` (seconds), ``solution`` (the ``solvers.Solution``).
+        """
+        start = time.perf_counter()
+        game = check_meta_game(meta_game)
+        repeats = check_repeats(per_player_repeats, game.shape[1:])
+        if ignore_repeats:
+            repeats = tuple(np.ones_like(r) for r in repeats)
+        key = _digest(game, repeats, bool(ignore_repeats))
+        if self._last is not None and self._last.key == key:
+            # JPSRO solves the same meta-game again when train and eval share a solver.
+            meta = dict(self._last.meta, cached=True)
+            meta["timings"] = dict(meta["timings"], total=time.perf_counter() - start)
+            return self._last.dist.copy(), meta
+        record = _solve_meta_game(self.options, game, repeats, self._last, key, start)
+        self._last = record
+        return record.dist.copy(), dict(record.meta)
+
+
+def _trivial_record(game: np.ndarray, key: str, options: MetaSolverOptions, start: float) -> _Record:
+    dist = np.ones(game.shape[1:])
+    meta = dict(
+        gap=0.0, cce_gap=0.0, gaps=np.zeros(game.shape[0]), duality_gap=0.0,
+        status=Status.OPTIMAL.value, certified=True, fallback=False, warm_start="none",
+        iterations=0, method="trivial", concept=options.concept, selection=options.selection,
+        expanded=False, cached=False, solution=None, error=None,
+        timings=dict(solve=0.0, total=time.perf_counter() - start),
+    )
+    return _Record(key, game, None, game, dist, meta)
+
+
+def _initial_duals(
+    options: MetaSolverOptions,
+    problem_game: np.ndarray,
+    selection: Selection,
+    previous: _Record | None,
+) -> tuple[np.ndarray | None, str]:
+    padded = None
+    if (
+        options.warm_start == "previous"
+        and previous is not None
+        and previous.duals is not None
+        and is_extension(previous.problem_game, problem_game)
+    ):
+        padded = pad_duals(previous.duals, previous.problem_game.shape[1:], problem_game.shape[1:], options.concept)
+    if options.warm_start_hook is not None:
+        hooked = options.warm_start_hook(problem_game, options.concept, selection, padded)
+        if hooked is not None:
+            expected = solvers.num_constraints(problem_game.shape[1:], options.concept)
+            hooked = np.asarray(hooked, dtype=np.float64)
+            if hooked.shape != (expected,) or not np.all(np.isfinite(hooked)):
+                raise ValueError(
+                    f"warm_start_hook returned duals of shape {hooked.shape}; expected finite [{expected}]"
+                )
+            return hooked, "hook"
+    return padded, ("previous" if padded is not None else "cold")
+
+
+def _solve(options: MetaSolverOptions, game: np.ndarray, selection: Selection, duals0: np.ndarray | None, method: str) -> Solution:
+    return solvers.solve(
+        game,
+        options.concept,
+        selection,
+        duals0=duals0,
+        tol=options.tol,
+        max_iter=options.max_iter,
+        method=method,
+    )
+
+
+def _solve_meta_game(
+    options: MetaSolverOptions,
+    game: np.ndarray,
+    repeats: tuple[np.ndarray, ...],
+    previous: _Record | None,
+    key: str,
+    start: float,
+) -> _Record:
+    if math.prod(game.shape[1:]) == 1:
+        return _trivial_record(game, key, options, start)
+    repeated = any(np.any(r != 1) for r in repeats)
+    base = repeat_weights(repeats) if repeated else None
+    selection = _selection(options, base, previous, game)
+    expanded = repeated and options.selection == "mg"
+    problem_game = expand_meta_game(game, repeats) if expanded else game
+    duals0, source = _initial_duals(options, problem_game, selection, previous)
+
+    solve_start = time.perf_counter()
+    error = None
+    solution: Solution | None = None
+    try:
+        solution = _solve(options, problem_game, selection, duals0, options.method)
+    except (ArithmeticError, RuntimeError, np.linalg.LinAlgError) as err:
+        if not options.fallback:
+            raise
+        error = f"{type(err).__name__}: {err}"
+    fast_status = None if solution is None else solution.status.value
+    fallback = False
+    if options.fallback and (solution is None or solution.status is not Status.OPTIMAL) and options.method != "cvxpy":
+        reference = _solve(options, problem_game, selection, None, "cvxpy")
+        fallback = True
+        if solution is None or reference.status is Status.OPTIMAL or reference.gap <= solution.gap:
+            solution = reference
+    solve_time = time.perf_counter() - solve_start
+
+    joint = clean_joint(solution.joint)
+    dist = unexpand_joint(joint, repeats) if expanded else joint
+    gaps = equilibrium_gaps(game, dist, options.concept)
+    cce_gaps = gaps if options.concept == "cce" else equilibrium_gaps(game, dist, "cce")
+    certified = solution.status is Status.OPTIMAL
+    meta = dict(
+        gap=float(gaps.max()),
+        cce_gap=float(cce_gaps.max()),
+        gaps=gaps,
+        duality_gap=float(solution.duality_gap),
+        status=solution.status.value,
+        certified=certified,
+        fallback=fallback,
+        fast_status=fast_status,
+        error=error,
+        warm_start=source,
+        iterations=int(solution.iterations),
+        method=solution.method,
+        concept=options.concept,
+        selection=options.selection,
+        expanded=expanded,
+        cached=False,
+        solution=solution,
+        timings=dict(dict(solution.timings), solve=solve_time, total=time.perf_counter() - start),
+    )
+    duals = np.asarray(solution.duals, dtype=np.float64) if certified else None
+    if duals is not None and not np.all(np.isfinite(duals)):
+        duals = None
+    return _Record(key, problem_game, duals, game, dist, meta)
+
+
+# ----------------------------------------------------------------------------------------
+# Factories and OpenSpiel glue.
+
+
+def make_meta_solver(concept: str = "cce", selection: str = "me", **options: Any) -> JPSROMetaSolver:
+    """A JPSRO meta-solver for ``concept`` and ``selection`` (see ``MetaSolverOptions``).
+
+    Keyword arguments that are not ``MetaSolverOptions`` fields are the preset's
+    parameters (e.g. ``mu=`` for "mw", ``rho=`` for "ms").
+    """
+    fields = set(MetaSolverOptions.__dataclass_fields__) - {"concept", "selection", "selection_params"}
+    known = {k: v for k, v in options.items() if k in fields}
+    params = {k: v for k, v in options.items() if k not in fields}
+    return JPSROMetaSolver(MetaSolverOptions(concept=concept, selection=selection, selection_params=params, **known))
+
+
+def meta_solver(name: str, **options: Any) -> JPSROMetaSolver:
+    """The meta-solver registered as ``name`` (a key of ``JPSRO_META_SOLVERS``)."""
+    if name not in JPSRO_META_SOLVERS:
+        raise ValueError(f"unknown meta-solver name {name!r}; expected one of {tuple(JPSRO_META_SOLVERS)}")
+    spec = JPSRO_META_SOLVERS[name]
+    solver = make_meta_solver(spec.concept, spec.selection, **options)
+    solver.name = name
+    return solver
+
+
+def require_openspiel() -> ModuleType:
+    """Imports and returns ``open_spiel.python.algorithms.jpsro`` (ImportError: how to install)."""
+    try:
+        from open_spiel.python.algorithms import jpsro
+    except ImportError as err:  # pragma: no cover - exercised only without open_spiel
+        raise ImportError(INSTALL_HINT) from err
+    return jpsro
+
+
+def register(
+    names: Sequence[str] | None = None,
+    *,
+    jpsro: ModuleType | None = None,
+    **options: Any,
+) -> dict[str, JPSROMetaSolver]:
+    """Adds our meta-solvers to ``jpsro.FLAG_TO_FUNC`` and ``jpsro.META_SOLVERS``.
+
+    Args:
+      names: which of ``JPSRO_META_SOLVERS`` (default: all).
+      jpsro: the module to patch (default: OpenSpiel's ``jpsro``).
+      **options: ``MetaSolverOptions`` fields shared by every registered solver.
+
+    Returns:
+      name -> the registered ``JPSROMetaSolver`` (fresh instances: no warm-start state).
+    """
+    module = require_openspiel() if jpsro is None else jpsro
+    selected = tuple(JPSRO_META_SOLVERS) if names is None else tuple(names)
+    created = {name: meta_solver(name, **options) for name in selected}
+    module.FLAG_TO_FUNC.update(created)
+    module.META_SOLVERS = tuple(module.META_SOLVERS) + tuple(
+        name for name in selected if name not in module.META_SOLVERS
+    )
+    return created
+
+
+class PSROMetaStrategy:
+    """A PSRO v2 ``meta_strategy_method``: ``fn(solver, return_joint=False)``.
+
+    Returns the per-player marginals (a list of N arrays ``[A_p]``) and, with
+    ``return_joint=True``, also the joint ``[A1..AN]`` (PSRO samples joint indices from
+    its shape; ``.reshape(-1)`` gives OpenSpiel's flat order).
+    """
+
+    def __init__(self, inner: JPSROMetaSolver) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"PSROMetaStrategy({self.inner.name!r})"
+
+    @property
+    def last_meta(self) -> dict | None:
+        return self.inner.last_meta
+
+    def __call__(self, solver: Any, return_joint: bool = False) -> list[np.ndarray] | tuple[list[np.ndarray], np.ndarray]:
+        tables = solver.get_meta_game()
+        if isinstance(tables, np.ndarray) and tables.ndim == 2:
+            tables = [tables, -tables]  # OpenSpiel's convention for a single zero-sum table
+        meta_game = np.stack([np.asarray(t, dtype=np.float64) for t in tables])
+        ones = [np.ones(n) for n in meta_game.shape[1:]]
+        dist, _ = self.inner(meta_game, ones, ignore_repeats=True)
+        marginals = [np.asarray(m) for m in solvers.marginals(dist)]
+        if return_joint:
+            return marginals, dist
+        return marginals
+
+
+def psro_meta_strategy(concept: str = "cce", selection: str = "me", **options: Any) -> PSROMetaStrategy:
+    """A PSRO v2 ``meta_strategy_method`` (see ``make_meta_solver`` for the options)."""
+    return PSROMetaStrategy(make_meta_solver(concept, selection, **options))
+
