@@ -3,6 +3,7 @@
 Importing this package never imports JAX.
 """
 
+from solvers.api import refine_batch, solve, solve_batch
 from solvers.dual import DualProblem, certificate, dual_problem
 from solvers.gains import CONCEPTS, duals_by_player, duals_from_players, gains, num_constraints
 from solvers.game import NormalisedGame, as_game, marginals, normalise
@@ -27,5 +28,8 @@ __all__ = [
     "marginals",
     "normalise",
     "num_constraints",
+    "refine_batch",
     "resolve_selection",
+    "solve",
+    "solve_batch",
 ]

@@ -1,0 +1,631 @@
+"""The public entry points: ``solve``, ``solve_batch`` and the low-level ``refine_batch``.
+
+Pipeline (DESIGN §4-6):
+
+    validate -> normalise (§5) -> resolve the selection -> dual problem (ELL gains)
+      -> projected Newton / accelerated gradient from ``duals0`` (§4)
+      -> [hard constraints that did not converge: facial reduction LP, restricted
+          solve (§4b)] -> [still short of tolerance: CVXPY polish]
+      -> certificate -> payoff units -> frozen ``Solution``
+
+``duals0`` and ``Solution.duals`` are flat ``[K]`` vectors in payoff units (layout:
+``solvers.gains``), so a solution's duals are a valid warm start. ``refine_batch`` works
+in normalised units on whole batches and is what the NES pipeline calls with network
+duals.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from solvers import kernels as kn
+from solvers.dual import DualProblem
+from solvers.face import Face, lift_duals, minimal_face
+from solvers.gains import check_concept, constraint_player, gain_structure
+from solvers.game import NormalisedGame, as_game, as_game_batch, marginals, normalise, normalise_batch
+from solvers.gradient import GradientOptions, gradient_batch
+from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, STALLED, NewtonOptions, newton_batch
+from solvers.selection import Selection, SelectionParams, as_selection, resolve_selection
+from solvers.solution import Solution, Status
+
+__all__ = [
+    "METHODS",
+    "FACE_MODES",
+    "NEWTON_MAX_DUALS",
+    "FACE_AFTER",
+    "GainLayout",
+    "RefineResult",
+    "gain_layout",
+    "refine_batch",
+    "solve",
+    "solve_batch",
+]
+
+METHODS: tuple[str, ...] = ("auto", "newton", "gd", "cvxpy")
+FACE_MODES: tuple[str, ...] = ("auto", "always", "never")
+#: ``method="auto"`` uses Newton up to this many duals, the first-order method above
+#: (a Cholesky of the free block costs ``K^3 / 3`` per iteration).
+NEWTON_MAX_DUALS = 600
+#: ``face="auto"``: hard-constraint games not optimal after this many Newton iterations
+#: (a dual without minimiser converges only linearly) get the facial-reduction LP.
+FACE_AFTER = 60
+#: Same, for the first-order method.
+FACE_AFTER_GD = 3000
+#: Default iteration caps per stage.
+DEFAULT_MAX_ITER = {"newton": 200, "gd": 20000}
+
+_SOLVER_STATUS = {
+    OPTIMAL: Status.OPTIMAL,
+    MAX_ITER: Status.MAX_ITER,
+    STALLED: Status.INACCURATE,
+    DIVERGED: Status.INACCURATE,
+}
+
+
+class GainLayout(NamedTuple):
+    """The payoff-independent ELL structure of one (shape, concept), cached.
+
+    Attributes:
+      rows: ``[|A|, c]`` constraint index per slot; slot_player: ``[c]``;
+      dev: ``[|A|, c]`` deviated joint per slot; player: ``[K]`` owner of each row.
+    """
+
+    rows: np.ndarray
+    slot_player: np.ndarray
+    dev: np.ndarray
+    player: np.ndarray
+
+    @property
+    def num_constraints(self) -> int:
+        return int(self.player.shape[0])
+
+
+@functools.lru_cache(maxsize=128)
+def gain_layout(shape: tuple[int, ...], concept: str) -> GainLayout:
+    """``GainLayout`` of ``shape`` (action counts) and ``concept``; read-only arrays."""
+    rows, slot_player, dev = gain_structure(shape, concept)
+    player = constraint_player(shape, concept)
+    arrays = [np.ascontiguousarray(a) for a in (rows, slot_player, dev, player)]
+    for a in arrays:
+        a.setflags(write=False)
+    return GainLayout(*arrays)
+
+
+class RefineResult(NamedTuple):
+    """Per-game outcome of ``refine_batch`` (normalised units).
+
+    Attributes:
+      joint: ``[B, A1..AN]``; alpha: ``[B, K]`` non-negative duals with
+        ``sigma(alpha) = joint`` (lifted off a face, see ``solvers.face.lift_duals``).
+      eps: ``[B, N]`` certified approximation ``eps'``; gaps: ``[B, N]`` per-player
+        ``max_dev E[gain]``; violation: ``[B]`` ``max_k (E[M_k] - eps_k)^+``;
+      kkt: ``[B]`` KKT residual; duality_gap: ``[B]``; objective: ``[B]`` primal value.
+      iterations: ``[B]`` dual-solver iterations (all passes).
+      status: ``B`` ``Status`` values; method: ``B`` strings ("newton", "gd",
+        "newton+face", "newton+face+cvxpy", ...).
+      face: ``[B]`` bool, True where the facial-reduction LP ran.
+      timings: seconds per stage for the whole batch.
+    """
+
+    joint: np.ndarray
+    alpha: np.ndarray
+    eps: np.ndarray
+    gaps: np.ndarray
+    violation: np.ndarray
+    kkt: np.ndarray
+    duality_gap: np.ndarray
+    objective: np.ndarray
+    iterations: np.ndarray
+    status: tuple[Status, ...]
+    method: tuple[str, ...]
+    face: np.ndarray
+    timings: Mapping[str, float]
+
+
+# ---------------------------------------------------------------------------------------
+# Validation helpers.
+# ---------------------------------------------------------------------------------------
+def _check_method(method: str) -> str:
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    return method.lower()
+
+
+def _check_tol(tol: float) -> float:
+    try:
+        value = float(tol)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"tol must be a positive number, got {tol!r}") from err
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"tol must be positive and finite, got {tol!r}")
+    return value
+
+
+def _check_max_iter(max_iter: int | None) -> int | None:
+    if max_iter is None:
+        return None
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)):
+        raise TypeError(f"max_iter must be a positive int or None, got {max_iter!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    return int(max_iter)
+
+
+def _check_duals(duals: object, shape: tuple[int, ...], name: str = "duals0") -> np.ndarray:
+    array = np.asarray(duals)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}; expected {shape} (flat duals, layout of solvers.gains)")
+    array = np.asarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be >= 0 (dual variables of <= constraints); min entry is {array.min():.3g}")
+    return array
+
+
+# ---------------------------------------------------------------------------------------
+# The batched core (normalised units).
+# ---------------------------------------------------------------------------------------
+def _batched_params(params: SelectionParams, num_games: int, num_players: int, num_joint: int):
+    base = np.broadcast_to(np.asarray(params.base_logits, dtype=np.float64), (num_games, num_joint))
+    eps_hat = np.broadcast_to(np.asarray(params.eps_hat, dtype=np.float64), (num_games, num_players))
+    eps_plus = np.broadcast_to(np.asarray(params.eps_plus, dtype=np.float64), (num_games, num_players))
+    rho = np.broadcast_to(np.asarray(params.rho, dtype=np.float64), (num_games,))
+    return (np.array(base), np.ascontiguousarray(eps_hat), np.ascontiguousarray(eps_plus),
+            np.ascontiguousarray(rho))
+
+
+def _run_dual(solver: str, arrays: tuple, alpha0: np.ndarray, tol: float, max_iter: int,
+              parallel: bool | None):
+    if solver == "newton":
+        return newton_batch(*arrays, alpha0, NewtonOptions(tol=tol, max_iter=max_iter), parallel=parallel)
+    return gradient_batch(*arrays, alpha0, GradientOptions(tol=tol, max_iter=max_iter), parallel=parallel)
+
+
+def _problem_of(layout: GainLayout, values, base, eps_hat, eps_plus, rho, free, b: int) -> DualProblem:
+    return DualProblem(layout.rows, values[b], layout.player, base[b], eps_hat[b], eps_plus[b],
+                       float(rho[b]), free[b])
+
+
+def _polish_one(problem: DualProblem, joint0: np.ndarray):
+    """The CVXPY finish (``solvers.polish.polish``); None when it is unavailable."""
+    try:
+        from solvers.polish import polish as cvx_polish
+    except ImportError:  # written in parallel; the dual result stands without it
+        return None
+    try:
+        return cvx_polish(problem, joint0)
+    except Exception as err:  # noqa: BLE001 - a failed finish must not hide the dual answer
+        return err
+
+
+def refine_batch(
+    payoffs: np.ndarray,
+    concept: str,
+    params: SelectionParams,
+    alpha0: np.ndarray | None = None,
+    method: str = "auto",
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    *,
+    face: str = "auto",
+    polish: bool = True,
+    parallel: bool | None = None,
+) -> RefineResult:
+    """Exact dual solve of a batch of normalised games of one shape (the low-level entry).
+
+    Everything is in normalised units (DESIGN §5): this is what the NES pipeline calls
+    with network duals as ``alpha0``.
+
+    Args:
+      payoffs: ``[B, N, A1..AN]`` normalised payoffs (``solvers.game.normalise_batch``).
+      concept: "cce" or "ce".
+      params: a resolved entropy selection; each field unbatched (shared) or with a
+        leading B axis (``base_logits [B, |A|]``, ``eps_hat/eps_plus [B, N]``, ``rho [B]``).
+      alpha0: ``[B, K]`` start duals (projected onto ``alpha >= 0``); None = zeros.
+      method: "auto" (Newton up to ``NEWTON_MAX_DUALS`` duals, else "gd"), "newton", "gd".
+      tol: tolerance on violation, KKT residual and duality gap.
+      max_iter: iteration cap per pass (None: 200 Newton, 20,000 gradient).
+      face: "auto" (facial reduction for hard-constraint games not optimal after
+        ``FACE_AFTER`` iterations), "always" (before the first pass) or "never".
+      polish: finish games still short of tolerance with ``solvers.polish.polish``.
+      parallel: run games on all cores (default: when B > 1).
+
+    Returns:
+      A ``RefineResult``.
+    """
+    t_start = time.perf_counter()
+    concept = check_concept(concept)
+    if params.objective != "entropy":
+        raise ValueError(f"refine_batch solves the entropy objective; got {params.objective!r} (use polish.max_gini)")
+    if face not in FACE_MODES:
+        raise ValueError(f"unknown face mode {face!r}; expected one of {FACE_MODES}")
+    method = _check_method(method)
+    if method == "cvxpy":
+        raise ValueError("refine_batch runs the dual solvers; method='cvxpy' is handled by solve()")
+    payoffs = np.ascontiguousarray(payoffs, dtype=np.float64)
+    num_games, num_players = payoffs.shape[:2]
+    shape = tuple(int(n) for n in payoffs.shape[2:])
+    layout = gain_layout(shape, concept)
+    num = layout.num_constraints
+    num_joint = layout.rows.shape[0]
+    solver = method if method != "auto" else ("newton" if num <= NEWTON_MAX_DUALS else "gd")
+    cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER[solver]
+
+    values = kn.gain_values(payoffs.reshape(num_games, num_players, num_joint), layout.slot_player, layout.dev)
+    base, eps_hat, eps_plus, rho = _batched_params(params, num_games, num_players, num_joint)
+    free = np.zeros((num_games, num), dtype=bool)
+    if alpha0 is None:
+        alpha = np.zeros((num_games, num))
+    else:
+        alpha = np.array(alpha0, dtype=np.float64)
+        if alpha.shape != (num_games, num):
+            raise ValueError(f"alpha0 has shape {alpha.shape}; expected {(num_games, num)}")
+        if not np.all(np.isfinite(alpha)):
+            raise ValueError("alpha0 contains NaN or inf")
+    hard = np.isinf(rho)
+    timings = {"gains": time.perf_counter() - t_start, "face": 0.0, "refine": 0.0, "polish": 0.0}
+    used_face = np.zeros(num_games, dtype=bool)
+    faces: dict[int, Face] = {}
+    infeasible = np.zeros(num_games, dtype=bool)
+    full_base = base.copy() if np.any(hard) else base
+
+    def apply_faces(idx: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        for b in idx:
+            problem = _problem_of(layout, values, full_base, eps_hat, eps_plus, rho, free, int(b))
+            fc = minimal_face(problem)
+            faces[int(b)] = fc
+            used_face[b] = True
+            if not fc.feasible:
+                infeasible[b] = True
+                continue
+            base[b] = np.where(fc.support, full_base[b], -np.inf)
+            free[b] = fc.equalities
+        timings["face"] += time.perf_counter() - t0
+
+    if face == "always" and np.any(hard):
+        apply_faces(np.flatnonzero(hard))
+    first_cap = cap
+    if face == "auto" and np.any(hard):
+        first_cap = min(cap, FACE_AFTER if solver == "newton" else FACE_AFTER_GD)
+    arrays = (layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free)
+    t0 = time.perf_counter()
+    res = _run_dual(solver, arrays, alpha, tol, first_cap, parallel)
+    timings["refine"] += time.perf_counter() - t0
+    alpha = res.alpha
+    iterations = res.iterations.copy()
+    status = res.status.copy()
+    # Second pass: games not optimal get the rest of the budget; hard ones a face first.
+    todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
+    if todo.size and (first_cap < cap or face == "auto"):
+        if face == "auto":
+            apply_faces(todo[hard[todo] & ~used_face[todo]])
+        todo = todo[~infeasible[todo]]
+        if todo.size:
+            sub = (layout.rows, values[todo], layout.player, base[todo], eps_hat[todo], eps_plus[todo],
+                   rho[todo], free[todo])
+            t0 = time.perf_counter()
+            res2 = _run_dual(solver, sub, alpha[todo], tol, cap, parallel)
+            timings["refine"] += time.perf_counter() - t0
+            alpha[todo] = res2.alpha
+            iterations[todo] += res2.iterations
+            status[todo] = res2.status
+
+    t0 = time.perf_counter()
+    joint, gaps, eps, stats = kn.certify(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free, alpha)
+    timings["certificate"] = time.perf_counter() - t0
+    violation, kkt, dgap, loss = stats[:, 0].copy(), stats[:, 1].copy(), stats[:, 2].copy(), stats[:, 3]
+    objective = loss - dgap
+    statuses = [_SOLVER_STATUS[int(s)] for s in status]
+    methods = [solver + ("+face" if used_face[b] else "") for b in range(num_games)]
+    for b in np.flatnonzero(infeasible):
+        statuses[b] = Status.INFEASIBLE
+
+    if polish:
+        t0 = time.perf_counter()
+        for b in range(num_games):
+            if statuses[b] is Status.OPTIMAL or statuses[b] is Status.INFEASIBLE:
+                continue
+            problem = _problem_of(layout, values, base, eps_hat, eps_plus, rho, free, b)
+            out = _polish_one(problem, joint[b])
+            if out is None or isinstance(out, Exception) or out.status == "failed" or out.solver == "start":
+                continue
+            methods[b] += "+cvxpy"
+            joint[b] = out.joint
+            eps[b] = out.eps
+            gaps[b] = out.gaps
+            violation[b] = out.violation
+            dgap[b] = out.duality_gap
+            objective[b] = out.objective
+            kkt[b] = math.nan
+            duals = np.asarray(out.duals, dtype=np.float64)
+            alpha[b] = duals if np.all(np.isfinite(duals)) else alpha[b]
+            good = out.status == "optimal" and violation[b] <= tol and abs(dgap[b]) <= tol
+            statuses[b] = Status.OPTIMAL if good else Status.INACCURATE
+        timings["polish"] = time.perf_counter() - t0
+
+    for b, fc in faces.items():
+        if fc.feasible:
+            full = _problem_of(layout, values, full_base, eps_hat, eps_plus, rho, free, b)
+            alpha[b] = lift_duals(full, fc, alpha[b])
+    np.maximum(alpha, 0.0, out=alpha)
+    timings["total"] = time.perf_counter() - t_start
+    return RefineResult(
+        joint.reshape((num_games,) + shape), alpha, eps, gaps, violation, kkt, dgap, objective,
+        iterations, tuple(statuses), tuple(methods), used_face, timings,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Single games and lists of games in payoff units.
+# ---------------------------------------------------------------------------------------
+def _to_solution(
+    res: RefineResult,
+    b: int,
+    scale: np.ndarray,
+    layout: GainLayout,
+    concept: str,
+    selection: Selection,
+    timings: dict[str, float],
+) -> Solution:
+    joint = res.joint[b]
+    gaps = res.gaps[b] / scale
+    return Solution(
+        joint=joint,
+        marginals=marginals(joint),
+        duals=res.alpha[b] * scale[layout.player],
+        eps=res.eps[b] / scale,
+        gap=float(gaps.max()),
+        gaps=gaps,
+        scale=scale,
+        duality_gap=float(res.duality_gap[b]),
+        objective=float(res.objective[b]),
+        iterations=int(res.iterations[b]),
+        timings=timings,
+        status=res.status[b],
+        concept=concept,
+        selection=selection,
+        method=res.method[b],
+        info={"violation": float(res.violation[b]), "kkt": float(res.kkt[b]), "face": bool(res.face[b])},
+    )
+
+
+def _reference_solution(
+    norm: NormalisedGame,
+    concept: str,
+    selection: Selection,
+    params: SelectionParams,
+    tol: float,
+    timings: dict[str, float],
+    t_start: float,
+) -> Solution:
+    """Max Gini and ``method="cvxpy"``: delegated to ``solvers.polish``."""
+    from solvers import polish as pl
+
+    layout = gain_layout(tuple(norm.payoffs.shape[1:]), concept)
+    t0 = time.perf_counter()
+    if params.objective == "gini":
+        ref = pl.max_gini(norm.payoffs, concept, params.eps_hat)
+        method = "osqp" if ref.solver == "" else ref.solver.lower()
+    else:
+        ref = pl.reference_solve(norm.payoffs, concept, params)
+        method = "cvxpy" if ref.solver == "" else f"cvxpy+{ref.solver.lower()}"
+    timings["polish"] = time.perf_counter() - t0
+    scale = norm.scale
+    num = layout.num_constraints
+    duals = np.zeros(num) if ref.duals is None else np.asarray(ref.duals, dtype=np.float64)
+    duals = np.where(np.isfinite(duals), np.maximum(duals, 0.0), 0.0)
+    gaps_norm = np.asarray(ref.gaps if ref.gaps is not None else np.zeros(scale.shape), dtype=np.float64)
+    if ref.status == "infeasible":
+        status = Status.INFEASIBLE
+    elif ref.status == "optimal" and ref.violation <= tol and abs(ref.duality_gap) <= tol:
+        status = Status.OPTIMAL
+    else:
+        status = Status.INACCURATE
+    joint = np.asarray(ref.joint, dtype=np.float64).reshape(norm.payoffs.shape[1:])
+    gaps = gaps_norm / scale
+    timings["total"] = time.perf_counter() - t_start
+    return Solution(
+        joint=joint,
+        marginals=marginals(joint),
+        duals=duals * scale[layout.player],
+        eps=np.asarray(ref.eps, dtype=np.float64) / scale,
+        gap=float(gaps.max()),
+        gaps=gaps,
+        scale=scale,
+        duality_gap=float(ref.duality_gap),
+        objective=float(ref.objective),
+        iterations=0,
+        timings=timings,
+        status=status,
+        concept=concept,
+        selection=selection,
+        method=method,
+        info={"violation": float(ref.violation), "solver_status": ref.status},
+    )
+
+
+def solve(
+    game: np.ndarray | Sequence[np.ndarray],
+    concept: str = "cce",
+    selection: str | Selection = "me",
+    *,
+    duals0: np.ndarray | None = None,
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    method: str = "auto",
+    **selection_params: object,
+) -> Solution:
+    """The selected (C)CE of one game, certified.
+
+    Args:
+      game: payoffs ``[N, A1..AN]`` or a bimatrix pair ``(A, B)``.
+      concept: "cce" or "ce".
+      selection: a preset name ("me", "mre", "mw", "mwme", "ms", "mg") or a ``Selection``.
+      duals0: ``[K]`` non-negative warm-start duals in payoff units (e.g. a previous
+        ``Solution.duals``); None starts from zero (the target joint).
+      tol: tolerance on the (C)CE violation, KKT residual and duality gap, in
+        normalised units (DESIGN §5).
+      max_iter: iteration cap per dual pass (None: method default).
+      method: "auto", "newton", "gd" (dual solvers, CVXPY finish if they stall) or
+        "cvxpy" (the CVXPY reference model).
+      **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
+
+    Returns:
+      A frozen ``Solution`` in the game's payoff units; ``status`` is "optimal" only when
+      every tolerance is met.
+
+    Raises:
+      TypeError, ValueError: bad game, concept, selection, parameters or ``duals0``.
+    """
+    t_start = time.perf_counter()
+    payoffs = as_game(game)
+    concept = check_concept(concept)
+    sel = as_selection(selection, **selection_params)
+    method = _check_method(method)
+    tol = _check_tol(tol)
+    max_iter = _check_max_iter(max_iter)
+    norm = normalise(payoffs)
+    params = resolve_selection(sel, norm)
+    shape = tuple(payoffs.shape[1:])
+    layout = gain_layout(shape, concept)
+    alpha0 = None
+    if duals0 is not None:
+        alpha0 = (_check_duals(duals0, (layout.num_constraints,)) / norm.scale[layout.player])[None]
+    timings = {"validate": time.perf_counter() - t_start}
+    if sel.objective == "gini" or method == "cvxpy":
+        return _reference_solution(norm, concept, sel, params, tol, timings, t_start)
+    res = refine_batch(norm.payoffs[None], concept, params, alpha0, method, tol, max_iter, parallel=False)
+    timings.update(res.timings)
+    timings["total"] = time.perf_counter() - t_start
+    return _to_solution(res, 0, norm.scale, layout, concept, sel, timings)
+
+
+def _resolve_batch(selection: Selection, norm: NormalisedGame) -> SelectionParams:
+    """``resolve_selection`` for a batch ``norm`` (fields with a leading B axis), vectorised."""
+    num_games, num_players = norm.payoffs.shape[:2]
+    shape = norm.payoffs.shape[2:]
+    num_joint = int(np.prod(shape))
+    # Validates shapes (target, welfare) once and gives the game-independent part.
+    first = resolve_selection(selection, NormalisedGame(norm.payoffs[0], norm.scale[0], norm.offset[0]))
+    if selection.mu > 0 and selection.welfare is None:
+        # Utilitarian welfare depends on each game's normalised payoffs.
+        flat = norm.payoffs.reshape(num_games, num_players, -1)
+        log_target = first.base_logits - selection.mu * flat[0].sum(axis=0)
+        base = log_target[None] + selection.mu * flat.sum(axis=1)
+    else:
+        base = np.broadcast_to(first.base_logits, (num_games, num_joint))
+    z2 = math.sqrt(num_joint)
+    scale = norm.scale
+    if selection.hard:
+        eps_plus = np.full((num_games, num_players), math.inf)
+    elif selection.eps_plus is None:
+        eps_plus = np.full((num_games, num_players), 2.0 * z2)
+    else:
+        eps_plus = np.broadcast_to(np.asarray(selection.eps_plus, dtype=np.float64), (num_players,)) * scale
+    if selection.strength:
+        eps_hat = -eps_plus
+    else:
+        eps_hat = np.clip(np.broadcast_to(np.asarray(selection.eps_hat, dtype=np.float64), (num_players,)) * scale, -z2, z2)
+    if not selection.hard and np.any(eps_plus <= eps_hat):
+        raise ValueError("eps_plus must be > eps_hat for every player")
+    return SelectionParams(base, eps_hat, eps_plus, float(selection.rho), selection.objective)
+
+
+def _group_games(games: object) -> tuple[list[np.ndarray], bool]:
+    """Validated games as a list of ``[N, A1..AN]`` arrays; True when given as one array."""
+    if isinstance(games, np.ndarray):
+        batch = as_game_batch(games)
+        return list(batch), True
+    if not isinstance(games, Sequence) or isinstance(games, (str, bytes)):
+        raise TypeError(f"games must be a [B, N, A1..AN] array or a list of games, got {type(games).__name__}")
+    if len(games) == 0:
+        raise ValueError("games is an empty list")
+    return [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)], False
+
+
+def solve_batch(
+    games: np.ndarray | Sequence[np.ndarray | Sequence[np.ndarray]],
+    concept: str = "cce",
+    selection: str | Selection = "me",
+    *,
+    duals0: np.ndarray | Sequence[np.ndarray | None] | None = None,
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    method: str = "auto",
+    **selection_params: object,
+) -> list[Solution]:
+    """``solve`` for many games at once, in parallel over games of the same shape.
+
+    Args:
+      games: ``[B, N, A1..AN]`` array, or a list of games (payoff tensors or bimatrix
+        pairs), mixed shapes allowed (solved in groups of equal shape).
+      duals0: ``[B, K]`` array (one shape) or a list of ``[K]`` arrays / None.
+      other arguments: as ``solve``; one selection for every game.
+
+    Returns:
+      A list of ``B`` ``Solution`` in input order. ``timings`` are per game (the group's
+      stage times divided by its size).
+    """
+    t_start = time.perf_counter()
+    game_list, as_array = _group_games(games)
+    concept = check_concept(concept)
+    sel = as_selection(selection, **selection_params)
+    method = _check_method(method)
+    tol = _check_tol(tol)
+    max_iter = _check_max_iter(max_iter)
+    num_games = len(game_list)
+    duals_list: list[np.ndarray | None] = [None] * num_games
+    if duals0 is not None:
+        if isinstance(duals0, np.ndarray) and duals0.ndim == 2:
+            if not as_array and len({g.shape for g in game_list}) > 1:
+                raise ValueError("duals0 as a [B, K] array needs games of one shape; pass a list")
+            if duals0.shape[0] != num_games:
+                raise ValueError(f"duals0 has {duals0.shape[0]} rows for {num_games} games")
+            duals_list = list(duals0)
+        elif isinstance(duals0, Sequence) and not isinstance(duals0, (str, bytes)):
+            if len(duals0) != num_games:
+                raise ValueError(f"duals0 has {len(duals0)} entries for {num_games} games")
+            duals_list = list(duals0)
+        else:
+            raise TypeError("duals0 must be a [B, K] array or a list of [K] arrays (or None)")
+    if sel.objective == "gini" or method == "cvxpy":
+        return [
+            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method)
+            for g, d in zip(game_list, duals_list)
+        ]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, g in enumerate(game_list):
+        groups.setdefault(g.shape, []).append(i)
+    out: list[Solution | None] = [None] * num_games
+    for gshape, idx in groups.items():
+        t_group = time.perf_counter()
+        batch = np.stack([game_list[i] for i in idx])
+        layout = gain_layout(tuple(gshape[1:]), concept)
+        norm = normalise_batch(batch)
+        params = _resolve_batch(sel, norm)
+        alpha0 = None
+        if any(duals_list[i] is not None for i in idx):
+            alpha0 = np.zeros((len(idx), layout.num_constraints))
+            for j, i in enumerate(idx):
+                if duals_list[i] is not None:
+                    d = _check_duals(duals_list[i], (layout.num_constraints,), name=f"duals0[{i}]")
+                    alpha0[j] = d / norm.scale[j][layout.player]
+        prep = time.perf_counter() - t_group
+        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter)
+        size = float(len(idx))
+        timings = {"validate": prep / size}
+        timings.update({k: v / size for k, v in res.timings.items()})
+        for j, i in enumerate(idx):
+            out[i] = _to_solution(res, j, norm.scale[j], layout, concept, sel, timings)
+    del t_start
+    return out  # type: ignore[return-value]

@@ -1,0 +1,436 @@
+"""Numba kernels for the eps-MWMRE dual (DESIGN §4), single-game and batched.
+
+The quantities are those of ``solvers.dual`` (the NumPy reference), computed on the
+ELL layout of ``solvers.gains`` without ever forming a dense ``[K, |A|]`` matrix:
+
+- ``rows: [|A|, c]`` int64 constraint index of each stored gain (shared by a batch),
+- ``values: [B, |A|, c]`` gains, ``base: [B, |A|]`` base logits (``-inf`` = off the
+  support after facial reduction), ``eps_hat, eps_plus: [B, N]``, ``rho: [B]``
+  (``inf`` = hard constraints), ``free: [B, K]`` sign-free (equality) rows,
+  ``player: [K]`` owner of each constraint, ``alpha: [B, K]`` duals.
+
+Single-game kernels (``*_one``) write into caller-provided buffers so that the solvers
+(``solvers.newton``, ``solvers.gradient``) allocate nothing per iteration; the batched
+entry points (no suffix) run them in parallel over games with ``prange``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "logits",
+    "log_partition",
+    "softmax",
+    "expected_gains",
+    "duals_eps",
+    "dual_loss",
+    "dual_gradient",
+    "dual_hessian",
+    "stopping_measures",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Single-game building blocks (buffers passed in; no allocation).
+# ---------------------------------------------------------------------------------------
+@njit(cache=True, fastmath=False)
+def logits_one(rows, values, base, alpha, out):
+    """``out[a] = base[a] - sum_j alpha[rows[a, j]] values[a, j]``; ``out: [|A|]``."""
+    num_joint, width = rows.shape
+    for a in range(num_joint):
+        acc = base[a]
+        if acc == -np.inf:
+            out[a] = acc
+            continue
+        for j in range(width):
+            acc -= alpha[rows[a, j]] * values[a, j]
+        out[a] = acc
+
+
+@njit(cache=True)
+def log_partition_one(lg):
+    """Max-shifted log-sum-exp of ``lg: [|A|]`` (``-inf`` when every entry is)."""
+    top = -np.inf
+    for a in range(lg.shape[0]):
+        if lg[a] > top:
+            top = lg[a]
+    if top == -np.inf:
+        return -np.inf
+    acc = 0.0
+    for a in range(lg.shape[0]):
+        acc += math.exp(lg[a] - top)
+    return top + math.log(acc)
+
+
+@njit(cache=True)
+def softmax_one(lg, sigma):
+    """Writes ``softmax(lg)`` into ``sigma`` and returns ``log-sum-exp(lg)``."""
+    lse = log_partition_one(lg)
+    if lse == -np.inf:
+        sigma[:] = 0.0
+        return lse
+    for a in range(lg.shape[0]):
+        sigma[a] = math.exp(lg[a] - lse)
+    return lse
+
+
+@njit(cache=True)
+def expected_gains_one(rows, values, sigma, out):
+    """``out[k] = sum_a sigma[a] M[k, a]`` from the ELL columns; ``out: [K]``."""
+    out[:] = 0.0
+    num_joint, width = rows.shape
+    for a in range(num_joint):
+        s = sigma[a]
+        if s == 0.0:
+            continue
+        for j in range(width):
+            out[rows[a, j]] += s * values[a, j]
+
+
+@njit(cache=True)
+def player_sums_one(alpha, player, out):
+    """``out[p] = sum_{k of p} alpha[k]``; ``out: [N]``."""
+    out[:] = 0.0
+    for k in range(alpha.shape[0]):
+        out[player[k]] += alpha[k]
+
+
+@njit(cache=True)
+def eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps):
+    """Writes ``eps_p(alpha)`` into ``eps: [N]``; returns the penalty part of the loss."""
+    penalty = 0.0
+    hard = rho == np.inf
+    for p in range(ssum.shape[0]):
+        if hard:
+            eps[p] = eps_hat[p]
+            penalty += eps_hat[p] * ssum[p]
+        else:
+            width = eps_plus[p] - eps_hat[p]
+            decay = math.exp(-ssum[p] / rho)
+            eps[p] = eps_plus[p] - width * decay
+            penalty += eps_plus[p] * ssum[p] + rho * width * decay
+    return penalty
+
+
+@njit(cache=True)
+def loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ssum, eps):
+    """``L(alpha)`` alone (line searches); ``lg: [|A|]``, ``ssum, eps: [N]`` are buffers."""
+    logits_one(rows, values, base, alpha, lg)
+    lse = log_partition_one(lg)
+    player_sums_one(alpha, player, ssum)
+    return lse + eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+
+
+@njit(cache=True)
+def evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, sigma, mean, ssum, eps, grad):
+    """Loss, joint, expected gains, eps and gradient at ``alpha``; returns ``L(alpha)``.
+
+    Buffers: ``lg, sigma: [|A|]``, ``mean, grad: [K]``, ``ssum, eps: [N]``.
+    """
+    logits_one(rows, values, base, alpha, lg)
+    lse = softmax_one(lg, sigma)
+    expected_gains_one(rows, values, sigma, mean)
+    player_sums_one(alpha, player, ssum)
+    penalty = eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+    for k in range(grad.shape[0]):
+        grad[k] = eps[player[k]] - mean[k]
+    return lse + penalty
+
+
+@njit(cache=True)
+def curvature_one(ssum, eps_hat, eps_plus, rho, out):
+    """``out[p] = (eps_plus_p - eps_hat_p) / rho exp(-S_p / rho)`` (0 when hard)."""
+    for p in range(ssum.shape[0]):
+        if rho == np.inf:
+            out[p] = 0.0
+        else:
+            out[p] = (eps_plus[p] - eps_hat[p]) / rho * math.exp(-ssum[p] / rho)
+
+
+@njit(cache=True)
+def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
+    """Hessian block on the rows with ``pos[k] >= 0`` (their index in ``hess``).
+
+    ``hess[pos[i], pos[j]] = sum_a sigma(a) m_a[i] m_a[j] - mean[i] mean[j]
+    + [same player] curv[player]``, accumulated from the ELL columns
+    (``|A| c^2`` work, no dense ``[K, |A|]``). ``pos: [K]``, ``hess: [n, n]`` with
+    ``n = #{k: pos[k] >= 0}``.
+    """
+    n = hess.shape[0]
+    hess[:, :] = 0.0
+    num_joint, width = rows.shape
+    for a in range(num_joint):
+        s = sigma[a]
+        if s == 0.0:
+            continue
+        for j1 in range(width):
+            i1 = pos[rows[a, j1]]
+            if i1 < 0:
+                continue
+            v1 = s * values[a, j1]
+            if v1 == 0.0:
+                continue
+            for j2 in range(width):
+                i2 = pos[rows[a, j2]]
+                if i2 >= 0:
+                    hess[i1, i2] += v1 * values[a, j2]
+    num = pos.shape[0]
+    for k1 in range(num):
+        i1 = pos[k1]
+        if i1 < 0:
+            continue
+        for k2 in range(num):
+            i2 = pos[k2]
+            if i2 < 0:
+                continue
+            extra = -mean[k1] * mean[k2]
+            if player[k1] == player[k2]:
+                extra += curv[player[k1]]
+            hess[i1, i2] += extra
+    # Symmetrise: the two triangles are accumulated in different orders.
+    for i in range(n):
+        for j in range(i):
+            avg = 0.5 * (hess[i, j] + hess[j, i])
+            hess[i, j] = avg
+            hess[j, i] = avg
+
+
+@njit(cache=True)
+def dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free):
+    """Duality gap ``L(alpha) - P(sigma(alpha), eps')`` (DESIGN §4, "Certificate").
+
+    Hard: ``alpha . g`` (the closed form of ``L - P``; no cancellation). Soft: the same
+    plus ``rho sum_p [f(q'_p) - f(q_p)]``, ``f(q) = q ln(q / (e w_p))``, ``q = eps_plus - eps``,
+    for the certificate's ``eps'_p = max(eps_p, gaps_p)``; ``inf`` when ``eps' >= eps_plus``.
+    """
+    gap = 0.0
+    for k in range(alpha.shape[0]):
+        gap += alpha[k] * grad[k]
+    if rho == np.inf:
+        return gap
+    for p in range(ssum.shape[0]):
+        if gaps[p] > eps[p]:
+            width = eps_plus[p] - eps_hat[p]
+            q = eps_plus[p] - eps[p]
+            q2 = eps_plus[p] - gaps[p]
+            if q2 <= 0.0:
+                return np.inf
+            gap += rho * (q2 * (math.log(q2 / width) - 1.0) - q * (math.log(q / width) - 1.0))
+    return gap
+
+
+@njit(cache=True)
+def player_gaps_one(mean, player, gaps):
+    """``gaps[p] = max_{k of p} mean[k]`` (0 for a player without constraints)."""
+    gaps[:] = -np.inf
+    for k in range(mean.shape[0]):
+        if mean[k] > gaps[player[k]]:
+            gaps[player[k]] = mean[k]
+    for p in range(gaps.shape[0]):
+        if gaps[p] == -np.inf:
+            gaps[p] = 0.0
+
+
+@njit(cache=True)
+def measures_one(alpha, grad, free):
+    """``(violation, kkt)``: ``max_k (-g_k)^+`` and ``max_k |min(alpha_k, g_k)|``
+    (``|g_k|`` on free rows)."""
+    viol = 0.0
+    kkt = 0.0
+    for k in range(alpha.shape[0]):
+        g = grad[k]
+        if -g > viol:
+            viol = -g
+        if free[k]:
+            r = abs(g)
+        else:
+            r = abs(min(alpha[k], g))
+        if r > kkt:
+            kkt = r
+    return viol, kkt
+
+
+# ---------------------------------------------------------------------------------------
+# Batched entry points (parallel over games).
+# ---------------------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def logits(rows, values, base, alpha):
+    """``[B, |A|]`` logits ``base - M^T alpha``."""
+    num_games, num_joint = base.shape
+    out = np.empty((num_games, num_joint))
+    for b in prange(num_games):
+        logits_one(rows, values[b], base[b], alpha[b], out[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def log_partition(lg):
+    """``[B]`` max-shifted log-sum-exp of ``lg: [B, |A|]``."""
+    out = np.empty(lg.shape[0])
+    for b in prange(lg.shape[0]):
+        out[b] = log_partition_one(lg[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def softmax(lg):
+    """``[B, |A|]`` softmax of ``lg: [B, |A|]``."""
+    out = np.empty_like(lg)
+    for b in prange(lg.shape[0]):
+        softmax_one(lg[b], out[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def expected_gains(rows, values, sigma, num_constraints):
+    """``[B, K]`` expected gains ``E_sigma[M_k]`` of ``sigma: [B, |A|]``."""
+    out = np.empty((sigma.shape[0], num_constraints))
+    for b in prange(sigma.shape[0]):
+        expected_gains_one(rows, values[b], sigma[b], out[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def duals_eps(alpha, player, eps_hat, eps_plus, rho):
+    """``[B, N]`` the approximation ``eps_p(alpha)``."""
+    num_games, num_players = eps_hat.shape
+    out = np.empty((num_games, num_players))
+    for b in prange(num_games):
+        ssum = np.empty(num_players)
+        player_sums_one(alpha[b], player, ssum)
+        eps_and_penalty_one(ssum, eps_hat[b], eps_plus[b], rho[b], out[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def dual_loss(rows, values, player, base, eps_hat, eps_plus, rho, alpha):
+    """``[B]`` the dual loss ``L(alpha)``."""
+    num_games, num_joint = base.shape
+    out = np.empty(num_games)
+    for b in prange(num_games):
+        lg = np.empty(num_joint)
+        ssum = np.empty(eps_hat.shape[1])
+        eps = np.empty(eps_hat.shape[1])
+        out[b] = loss_only_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, ssum, eps)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def dual_gradient(rows, values, player, base, eps_hat, eps_plus, rho, alpha):
+    """``[B, K]`` the gradient ``eps_{p(k)} - E_sigma[M_k]``."""
+    num_games, num_joint = base.shape
+    num_players = eps_hat.shape[1]
+    out = np.empty(alpha.shape)
+    for b in prange(num_games):
+        lg = np.empty(num_joint)
+        sigma = np.empty(num_joint)
+        mean = np.empty(alpha.shape[1])
+        ssum = np.empty(num_players)
+        eps = np.empty(num_players)
+        evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, sigma, mean, ssum, eps, out[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def dual_hessian(rows, values, player, base, eps_hat, eps_plus, rho, alpha):
+    """``[B, K, K]`` the Hessian ``Cov_sigma(M) + approximation curvature``."""
+    num_games, num_joint = base.shape
+    num_players = eps_hat.shape[1]
+    num = alpha.shape[1]
+    out = np.empty((num_games, num, num))
+    pos = np.arange(num)
+    for b in prange(num_games):
+        lg = np.empty(num_joint)
+        sigma = np.empty(num_joint)
+        mean = np.empty(num)
+        grad = np.empty(num)
+        ssum = np.empty(num_players)
+        eps = np.empty(num_players)
+        curv = np.empty(num_players)
+        evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, sigma, mean, ssum, eps, grad)
+        curvature_one(ssum, eps_hat[b], eps_plus[b], rho[b], curv)
+        hessian_one(rows, values[b], player, sigma, mean, curv, pos, out[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def stopping_measures(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
+    """``[B, 3]``: violation ``max (-g)^+``, KKT residual and duality gap at ``alpha``."""
+    num_games, num_joint = base.shape
+    num_players = eps_hat.shape[1]
+    num = alpha.shape[1]
+    out = np.empty((num_games, 3))
+    for b in prange(num_games):
+        lg = np.empty(num_joint)
+        sigma = np.empty(num_joint)
+        mean = np.empty(num)
+        grad = np.empty(num)
+        ssum = np.empty(num_players)
+        eps = np.empty(num_players)
+        gaps = np.empty(num_players)
+        evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, sigma, mean, ssum, eps, grad)
+        player_gaps_one(mean, player, gaps)
+        viol, kkt = measures_one(alpha[b], grad, free[b])
+        out[b, 0] = viol
+        out[b, 1] = kkt
+        out[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps, eps_hat[b], eps_plus[b], rho[b], free[b])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def gain_values(flat, slot_player, dev):
+    """``[B, |A|, c]`` ELL gains of ``flat: [B, N, |A|]`` payoffs.
+
+    ``values[b, a, j] = flat[b, p_j, dev[a, j]] - flat[b, p_j, a]`` with ``p_j =
+    slot_player[j]`` and ``dev`` the deviated joint (``solvers.gains.gain_structure``).
+    """
+    num_games = flat.shape[0]
+    num_joint, width = dev.shape
+    out = np.empty((num_games, num_joint, width))
+    for b in prange(num_games):
+        for a in range(num_joint):
+            for j in range(width):
+                p = slot_player[j]
+                out[b, a, j] = flat[b, p, dev[a, j]] - flat[b, p, a]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def certify(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
+    """What ``alpha: [B, K]`` certifies (``solvers.dual.certificate``, batched).
+
+    Returns:
+      joint: ``[B, |A|]``; gaps: ``[B, N]`` ``max_dev E[gain]``; eps: ``[B, N]`` the
+      feasible approximation ``eps'`` (hard: ``eps_hat``); stats: ``[B, 4]`` violation
+      ``max_k (E[M_k] - eps_k(alpha))^+``, KKT residual, duality gap and ``L(alpha)``.
+    """
+    num_games, num_joint = base.shape
+    num_players = eps_hat.shape[1]
+    num = alpha.shape[1]
+    joint = np.empty((num_games, num_joint))
+    gaps = np.empty((num_games, num_players))
+    epsp = np.empty((num_games, num_players))
+    stats = np.empty((num_games, 4))
+    for b in prange(num_games):
+        lg = np.empty(num_joint)
+        mean = np.empty(num)
+        grad = np.empty(num)
+        ssum = np.empty(num_players)
+        eps = np.empty(num_players)
+        loss = evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, joint[b], mean, ssum, eps, grad)
+        player_gaps_one(mean, player, gaps[b])
+        viol, kkt = measures_one(alpha[b], grad, free[b])
+        stats[b, 0] = viol
+        stats[b, 1] = kkt
+        stats[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps[b], eps_hat[b], eps_plus[b], rho[b], free[b])
+        stats[b, 3] = loss
+        for p in range(num_players):
+            if rho[b] == np.inf:
+                epsp[b, p] = eps_hat[b, p]
+            else:
+                epsp[b, p] = max(eps[p], gaps[b, p])
+    return joint, gaps, epsp, stats
