@@ -132,7 +132,9 @@ class MetaSolverOptions:
     Attributes:
       concept: "cce" or "ce".
       selection: one of ``META_PRESETS``.
-      tol: tolerance handed to ``solvers.solve`` (normalised units).
+      tol: tolerance handed to ``solvers.solve`` (normalised units). Tighter than the
+        library default: JPSRO zeroes entries below 1e-8 before use, and OpenSpiel's
+        polished QPs are exact to ~1e-15 on small meta-games; 1e-10 costs little more.
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
       warm_start: "previous" (pad the last solve's duals) or "cold".
@@ -145,7 +147,7 @@ class MetaSolverOptions:
 
     concept: str = "cce"
     selection: str = "me"
-    tol: float = 1e-8
+    tol: float = 1e-10
     method: str = "auto"
     max_iter: int | None = None
     warm_start: str = "previous"
@@ -428,7 +430,10 @@ def _initial_duals(
         and previous.duals is not None
         and is_extension(previous.problem_game, problem_game)
     ):
-        padded = pad_duals(previous.duals, previous.problem_game.shape[1:], problem_game.shape[1:], options.concept)
+        # Equalities found by facial reduction may carry negative (free) duals; the
+        # warm start must be a point of the non-negative orthant.
+        clipped = np.maximum(previous.duals, 0.0)
+        padded = pad_duals(clipped, previous.problem_game.shape[1:], problem_game.shape[1:], options.concept)
     if options.warm_start_hook is not None:
         hooked = options.warm_start_hook(problem_game, options.concept, selection, padded)
         if hooked is not None:

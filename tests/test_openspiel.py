@@ -1,0 +1,348 @@
+"""The OpenSpiel adapter: JPSRO/PSRO meta-solvers, repeats, warm starts, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+import solvers
+from hybrid_nes.integrations import openspiel as hos
+from solvers import Solution, Status
+
+HAVE_OPENSPIEL = importlib.util.find_spec("open_spiel") is not None
+needs_openspiel = pytest.mark.skipif(
+    not HAVE_OPENSPIEL, reason="open_spiel is not installed (pip install 'hybrid_nes[openspiel]')"
+)
+
+MG_TOL = 1e-6  # agreement with OpenSpiel's CVXPY Max Gini
+CCE_TOL = 1e-8  # payoff units
+
+
+def _record_jpsro(game_name: str, iterations: int, solver: str) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Meta-games (and repeats) that OpenSpiel's JPSRO produces with its own ``solver``."""
+    import pyspiel
+    from open_spiel.python.algorithms import jpsro
+
+    inner = jpsro.FLAG_TO_FUNC[solver]
+    seen: list[tuple[np.ndarray, list[np.ndarray]]] = []
+
+    def recorder(meta_game, per_player_repeats, ignore_repeats=False):
+        seen.append((np.array(meta_game), [np.array(r) for r in per_player_repeats]))
+        return inner(meta_game, per_player_repeats, ignore_repeats=ignore_repeats)
+
+    jpsro.FLAG_TO_FUNC["_test_recorder"] = recorder
+    try:
+        jpsro.run_loop(
+            pyspiel.load_game(game_name), game_name, iterations=iterations,
+            train_meta_solver="_test_recorder", eval_meta_solver="uni",
+        )
+    finally:
+        del jpsro.FLAG_TO_FUNC["_test_recorder"]
+    return [(g, r) for g, r in seen if np.prod(g.shape[1:]) > 1]
+
+
+@pytest.fixture(scope="module")
+def kuhn_meta_games():
+    """Kuhn poker meta-games from an mgcce-driven JPSRO run (late ones repeat policies)."""
+    games = _record_jpsro("kuhn_poker", 9, "mgcce")
+    assert any(np.any(r != 1) for _, reps in games for r in reps), "expected repeated policies"
+    return games
+
+
+@pytest.fixture(scope="module")
+def kuhn3_meta_games():
+    return _record_jpsro("kuhn_poker(players=3)", 2, "uni")
+
+
+def _openspiel_solver(name):
+    from open_spiel.python.algorithms import jpsro
+
+    return jpsro.FLAG_TO_FUNC[name]
+
+
+# ---------------------------------------------------------------------------------------
+# Agreement with OpenSpiel on its own meta-games.
+
+
+@needs_openspiel
+@pytest.mark.parametrize("ignore_repeats", [False, True])
+def test_mgcce_matches_openspiel(kuhn_meta_games, ignore_repeats):
+    ours = hos.meta_solver("hn_mgcce")
+    theirs = _openspiel_solver("mgcce")
+    for game, repeats in kuhn_meta_games:
+        dist, meta = ours(game, repeats, ignore_repeats=ignore_repeats)
+        ref, _ = theirs(game, repeats, ignore_repeats=ignore_repeats)
+        assert meta["certified"], meta["status"]
+        np.testing.assert_allclose(dist, ref, atol=MG_TOL, err_msg=f"shape {game.shape}")
+
+
+@needs_openspiel
+def test_mgce_matches_openspiel(kuhn_meta_games):
+    ours = hos.meta_solver("hn_mgce")
+    theirs = _openspiel_solver("mgce")
+    for game, repeats in kuhn_meta_games:
+        dist, meta = ours(game, repeats)
+        ref, _ = theirs(game, repeats)
+        np.testing.assert_allclose(dist, ref, atol=MG_TOL, err_msg=f"shape {game.shape}")
+        assert meta["gap"] <= CCE_TOL
+
+
+@needs_openspiel
+def test_mgcce_matches_openspiel_three_players(kuhn3_meta_games):
+    ours = hos.meta_solver("hn_mgcce")
+    theirs = _openspiel_solver("mgcce")
+    for game, repeats in kuhn3_meta_games:
+        dist, _ = ours(game, repeats)
+        ref, _ = theirs(game, repeats)
+        np.testing.assert_allclose(dist, ref, atol=MG_TOL, err_msg=f"shape {game.shape}")
+
+
+@needs_openspiel
+@pytest.mark.parametrize("name", ["hn_mecce", "hn_mece"])
+def test_max_entropy_is_equilibrium(kuhn_meta_games, kuhn3_meta_games, name):
+    solver = hos.meta_solver(name)
+    concept = hos.JPSRO_META_SOLVERS[name].concept
+    for game, repeats in kuhn_meta_games + kuhn3_meta_games:
+        dist, meta = solver(game, repeats)
+        assert meta["certified"], meta["status"]
+        assert np.all(dist >= 0) and abs(dist.sum() - 1) < 1e-12
+        assert hos.equilibrium_gaps(game, dist, concept).max() <= CCE_TOL
+        assert meta["gap"] == pytest.approx(hos.equilibrium_gaps(game, dist, concept).max())
+
+
+# ---------------------------------------------------------------------------------------
+# Real JPSRO / PSRO runs (tiny).
+
+
+@needs_openspiel
+def test_register_and_run_jpsro():
+    import pyspiel
+    from open_spiel.python.algorithms import jpsro
+
+    created = hos.register(["hn_mecce", "hn_mrecce"])
+    assert jpsro.FLAG_TO_FUNC["hn_mecce"] is created["hn_mecce"]
+    assert "hn_mrecce" in jpsro.META_SOLVERS
+    dists, games = [], []
+
+    def callback(iteration, repeats, policies, jp, jr, meta_games, train_dists, *rest):
+        dists.append(train_dists[-1])
+        games.append(meta_games[-1])
+        return rest[-1]
+
+    jpsro.run_loop(
+        pyspiel.load_game("kuhn_poker"), "kuhn_poker", iterations=3,
+        train_meta_solver="hn_mecce", eval_meta_solver="hn_mrecce", callback=callback,
+    )
+    for dist, game in zip(dists, games, strict=True):
+        assert dist.shape == game.shape[1:]
+        assert hos.equilibrium_gaps(game, dist, "cce").max() <= 1e-7  # after JPSRO's 1e-8 clean-up
+    last = created["hn_mecce"].last_meta
+    assert last["warm_start"] == "previous"
+    assert last["certified"]
+
+
+@needs_openspiel
+def test_psro_v2_meta_strategy_method():
+    import pyspiel
+    from open_spiel.python import policy
+    from open_spiel.python.algorithms.psro_v2 import best_response_oracle, psro_v2
+
+    np.random.seed(0)  # PSRO estimates the meta-game by sampling
+    game = pyspiel.load_game("kuhn_poker")
+    method = hos.psro_meta_strategy("cce", "me")
+    solver = psro_v2.PSROSolver(
+        game, best_response_oracle.BestResponseOracle(game=game, best_response_backend="cpp"),
+        sims_per_entry=20, initial_policies=[policy.TabularPolicy(game)] * 2,
+        meta_strategy_method=method, sample_from_marginals=False,
+        training_strategy_selector="probabilistic",
+    )
+    for _ in range(2):
+        solver.iteration()
+    marginals = solver.get_meta_strategies()
+    tables = np.stack(solver.get_meta_game())
+    assert len(marginals) == 2
+    for p, m in enumerate(marginals):
+        assert m.shape == (tables.shape[p + 1],)
+        assert abs(m.sum() - 1) < 1e-12
+    joint = solver.get_and_update_non_marginalized_meta_strategies()
+    assert joint.shape == tables.shape[1:]
+    assert hos.equilibrium_gaps(tables, joint, "cce").max() <= CCE_TOL
+
+
+class _FakePSRO:
+    def __init__(self, tables):
+        self._tables = tables
+
+    def get_meta_game(self):
+        return [np.copy(t) for t in self._tables]
+
+
+def test_psro_callable_contract():
+    rng = np.random.default_rng(1)
+    tables = list(rng.normal(size=(3, 2, 3, 2)))
+    method = hos.psro_meta_strategy("ce", "me")
+    marginals = method(_FakePSRO(tables))
+    marginals2, joint = method(_FakePSRO(tables), return_joint=True)
+    assert [m.shape for m in marginals] == [(2,), (3,), (2,)]
+    assert joint.shape == (2, 3, 2)
+    for p, m in enumerate(marginals2):
+        np.testing.assert_allclose(m, joint.sum(axis=tuple(q for q in range(3) if q != p)))
+    assert hos.equilibrium_gaps(np.stack(tables), joint, "ce").max() <= CCE_TOL
+
+
+# ---------------------------------------------------------------------------------------
+# Repeats, warm starts, MRE targets.
+
+
+def test_repeats_equal_expanded_game():
+    rng = np.random.default_rng(2)
+    game = rng.normal(size=(2, 3, 4))
+    repeats = [np.array([1, 3, 1]), np.array([2, 1, 1, 1])]
+    for name in ("hn_mecce", "hn_mece", "hn_mgcce"):
+        dist, _ = hos.meta_solver(name)(game, repeats)
+        expanded = hos.expand_meta_game(game, repeats)
+        ones = [np.ones(n) for n in expanded.shape[1:]]
+        dist_expanded, _ = hos.meta_solver(name)(expanded, ones)
+        np.testing.assert_allclose(dist, hos.unexpand_joint(dist_expanded, repeats), atol=1e-6, err_msg=name)
+
+
+def test_pad_duals_keeps_old_blocks():
+    rng = np.random.default_rng(3)
+    for concept in ("cce", "ce"):
+        old, new = (2, 3), (3, 5)
+        duals = rng.random(solvers.num_constraints(old, concept))
+        padded = hos.pad_duals(duals, old, new, concept)
+        assert padded.shape == (solvers.num_constraints(new, concept),)
+        for p, (block_old, block_new) in enumerate(zip(
+            solvers.duals_by_player(duals, old, concept),
+            solvers.duals_by_player(padded, new, concept), strict=True,
+        )):
+            index = tuple(slice(0, old[p]) for _ in range(block_old.ndim))
+            np.testing.assert_array_equal(block_new[index], block_old)
+            assert block_new.sum() == pytest.approx(block_old.sum())
+
+
+def test_warm_start_from_previous_iteration():
+    rng = np.random.default_rng(4)
+    big = rng.normal(size=(2, 5, 4))
+    solver = hos.meta_solver("hn_mecce")
+    _, first = solver(big[:, :4, :3], [np.ones(4), np.ones(3)])
+    _, grown = solver(big, [np.ones(5), np.ones(4)])
+    assert first["warm_start"] == "cold" and grown["warm_start"] == "previous"
+    other = rng.normal(size=(2, 6, 4))  # does not extend the last game
+    _, fresh = solver(other, [np.ones(6), np.ones(4)])
+    assert fresh["warm_start"] == "cold"
+    cold, _ = hos.meta_solver("hn_mecce", warm_start="cold")(big, [np.ones(5), np.ones(4)])
+    warm, _ = solver(big, [np.ones(5), np.ones(4)])
+    np.testing.assert_allclose(warm, cold, atol=1e-7)
+
+
+def test_warm_start_hook_receives_padded_duals():
+    rng = np.random.default_rng(5)
+    big = rng.normal(size=(2, 4, 4))
+    calls = []
+
+    def hook(game, concept, selection, previous):
+        calls.append((game.shape, concept, None if previous is None else previous.shape))
+        return None if previous is None else np.zeros_like(previous)
+
+    solver = hos.meta_solver("hn_mece", warm_start_hook=hook)
+    _, first = solver(big[:, :3, :3], [np.ones(3), np.ones(3)])
+    _, second = solver(big, [np.ones(4), np.ones(4)])
+    assert calls == [((2, 3, 3), "ce", None), ((2, 4, 4), "ce", (24,))]
+    assert first["warm_start"] == "cold" and second["warm_start"] == "hook"
+
+
+def test_mre_target_extends_previous_joint():
+    rng = np.random.default_rng(6)
+    big = rng.normal(size=(2, 4, 3))
+    solver = hos.meta_solver("hn_mrecce", target_mix=0.25)
+    first, _ = solver(big[:, :3, :], [np.ones(3), np.ones(3)])
+    second, _ = solver(big, [np.ones(4), np.ones(3)])
+    target = 0.75 * hos.extend_joint(first, (4, 3)) + 0.25 / 12
+    expected = solvers.solve(big, "cce", solvers.Selection.mre(target=target / target.sum()))
+    np.testing.assert_allclose(second, expected.joint, atol=1e-7)
+    me, _ = hos.meta_solver("hn_mecce")(big, [np.ones(4), np.ones(3)])
+    np.testing.assert_allclose(first, hos.meta_solver("hn_mecce")(big[:, :3, :], [np.ones(3), np.ones(3)])[0], atol=1e-7)
+    assert np.abs(second - me).max() > 1e-4  # the target matters
+
+
+def test_same_meta_game_twice_is_cached():
+    rng = np.random.default_rng(7)
+    game = rng.normal(size=(2, 3, 3))
+    solver = hos.meta_solver("hn_mwcce")
+    dist, meta = solver(game, [np.ones(3), np.ones(3)])
+    again, meta2 = solver(game, [np.ones(3), np.ones(3)])
+    np.testing.assert_array_equal(dist, again)
+    assert not meta["cached"] and meta2["cached"]
+
+
+def test_single_joint_meta_game():
+    dist, meta = hos.meta_solver("hn_mecce")(np.zeros((3, 1, 1, 1)), [[1], [1], [1]])
+    assert dist.shape == (1, 1, 1) and dist.item() == 1.0 and meta["certified"]
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input and failures.
+
+
+def test_nan_meta_game_is_rejected():
+    game = np.zeros((2, 2, 2))
+    game[0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="meta_game contains NaN"):
+        hos.meta_solver("hn_mecce")(game, [[1, 1], [1, 1]])
+
+
+@pytest.mark.parametrize(
+    "repeats, match",
+    [
+        ([[1, 1]], "has 1 entries but meta_game has 2 players"),
+        ([[1, 1], [1, 1, 1]], r"per_player_repeats\[1\] has 3 counts but player 1 has 2"),
+        ([[1, 0], [1, 1]], "positive finite counts"),
+    ],
+)
+def test_mismatched_repeats_are_rejected(repeats, match):
+    with pytest.raises(ValueError, match=match):
+        hos.meta_solver("hn_mecce")(np.zeros((2, 2, 2)), repeats)
+
+
+def test_unknown_names_are_rejected():
+    with pytest.raises(ValueError, match="unknown meta-solver name 'hn_foo'"):
+        hos.meta_solver("hn_foo")
+    with pytest.raises(ValueError, match="unknown selection preset 'maxent'"):
+        hos.make_meta_solver("cce", "maxent")
+    with pytest.raises(ValueError, match="unknown concept 'nash'"):
+        hos.make_meta_solver("nash", "me")
+
+
+def test_uncertified_solve_falls_back_to_cvxpy(monkeypatch):
+    real = solvers.solve
+    methods = []
+
+    def broken(game, concept, selection, **kw):
+        methods.append(kw["method"])
+        sol = real(game, concept, selection, **kw)
+        if kw["method"] == "cvxpy":
+            return sol
+        garbage = np.full(sol.joint.shape, 1.0 / sol.joint.size)
+        return Solution(
+            garbage, solvers.marginals(garbage), sol.duals, sol.eps, 1.0, sol.gaps, sol.scale,
+            1.0, sol.objective, 1, {}, Status.MAX_ITER, sol.concept, sol.selection, "newton",
+        )
+
+    monkeypatch.setattr(solvers, "solve", broken)
+    game = np.random.default_rng(8).normal(size=(2, 3, 3))
+    dist, meta = hos.meta_solver("hn_mecce")(game, [np.ones(3), np.ones(3)])
+    assert methods == ["auto", "cvxpy"]
+    assert meta["fallback"] and meta["fast_status"] == "max_iter"
+    assert meta["method"].startswith("cvxpy")
+    assert hos.equilibrium_gaps(game, dist, "cce").max() <= 1e-7
+
+
+def test_register_without_openspiel_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "open_spiel.python.algorithms", None)
+    with pytest.raises(ImportError, match=r"pip install 'hybrid_nes\[openspiel\]'"):
+        hos.register()
