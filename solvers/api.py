@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -30,7 +31,16 @@ from solvers.face import Face, lift_duals, minimal_face
 from solvers.gains import check_concept, constraint_player, gain_structure
 from solvers.game import NormalisedGame, as_game, as_game_batch, marginals, normalise, normalise_batch
 from solvers.gradient import GradientOptions, gradient_batch
-from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, STALLED, NewtonOptions, newton_batch
+from solvers.newton import (
+    DIVERGED,
+    MAX_ITER,
+    OPTIMAL,
+    STALLED,
+    NewtonOptions,
+    newton_batch,
+    options_array,
+    solve_single,
+)
 from solvers.selection import Selection, SelectionParams, as_selection, resolve_selection
 from solvers.solution import Solution, Status
 
@@ -157,6 +167,12 @@ def _check_max_iter(max_iter: int | None) -> int | None:
     return int(max_iter)
 
 
+def _check_face(face: str) -> str:
+    if not isinstance(face, str) or face.lower() not in FACE_MODES:
+        raise ValueError(f"unknown face mode {face!r}; expected one of {FACE_MODES}")
+    return face.lower()
+
+
 def _check_duals(duals: object, shape: tuple[int, ...], name: str = "duals0") -> np.ndarray:
     array = np.asarray(duals)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -260,7 +276,8 @@ def refine_batch(
     solver = method if method != "auto" else ("newton" if num <= NEWTON_MAX_DUALS else "gd")
     cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER[solver]
 
-    values = kn.gain_values(payoffs.reshape(num_games, num_players, num_joint), layout.slot_player, layout.dev)
+    threads = parallel if parallel is not None else num_games > 1
+    values = (kn.gain_values if threads else kn.gain_values_serial)(payoffs.reshape(num_games, num_players, num_joint), layout.slot_player, layout.dev)
     base, eps_hat, eps_plus, rho = _batched_params(params, num_games, num_players, num_joint)
     free = np.zeros((num_games, num), dtype=bool)
     if alpha0 is None:
@@ -321,14 +338,17 @@ def refine_batch(
             status[todo] = res2.status
 
     t0 = time.perf_counter()
-    joint, gaps, eps, stats = kn.certify(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free, alpha)
+    joint, gaps, eps, stats = (kn.certify if threads else kn.certify_serial)(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free, alpha)
     timings["certificate"] = time.perf_counter() - t0
     violation, kkt, dgap, loss = stats[:, 0].copy(), stats[:, 1].copy(), stats[:, 2].copy(), stats[:, 3]
     objective = loss - dgap
     statuses = [_SOLVER_STATUS[int(s)] for s in status]
     methods = [solver + ("+face" if used_face[b] else "") for b in range(num_games)]
     for b in np.flatnonzero(infeasible):
+        # No primal point: the dual values certify nothing.
         statuses[b] = Status.INFEASIBLE
+        dgap[b] = math.nan
+        objective[b] = math.nan
 
     if polish:
         t0 = time.perf_counter()
@@ -368,6 +388,51 @@ def refine_batch(
 # ---------------------------------------------------------------------------------------
 # Single games and lists of games in payoff units.
 # ---------------------------------------------------------------------------------------
+def _make_solution(
+    joint: np.ndarray,
+    alpha: np.ndarray,
+    eps: np.ndarray,
+    gaps: np.ndarray,
+    stats: tuple[float, float, float, float],
+    iterations: int,
+    status: Status,
+    method: str,
+    face: bool,
+    scale: np.ndarray,
+    layout: GainLayout,
+    concept: str,
+    selection: Selection,
+    timings: Mapping[str, float],
+) -> Solution:
+    """A ``Solution`` in payoff units from normalised results (DESIGN §5).
+
+    ``stats`` = (violation, kkt, duality gap, objective), normalised units.
+    """
+    gaps = gaps / scale
+    if joint.ndim == 2:  # the common bimatrix case, without the generic axis bookkeeping
+        margins = (joint.sum(axis=1), joint.sum(axis=0))
+    else:
+        margins = marginals(joint)
+    return Solution(
+        joint=joint,
+        marginals=margins,
+        duals=alpha * scale[layout.player],
+        eps=eps / scale,
+        gap=float(gaps.max()),
+        gaps=gaps,
+        scale=scale,
+        duality_gap=float(stats[2]),
+        objective=float(stats[3]),
+        iterations=int(iterations),
+        timings=timings,
+        status=status,
+        concept=concept,
+        selection=selection,
+        method=method,
+        info={"violation": float(stats[0]), "kkt": float(stats[1]), "face": bool(face)},
+    )
+
+
 def _to_solution(
     res: RefineResult,
     b: int,
@@ -375,27 +440,12 @@ def _to_solution(
     layout: GainLayout,
     concept: str,
     selection: Selection,
-    timings: dict[str, float],
+    timings: Mapping[str, float],
 ) -> Solution:
-    joint = res.joint[b]
-    gaps = res.gaps[b] / scale
-    return Solution(
-        joint=joint,
-        marginals=marginals(joint),
-        duals=res.alpha[b] * scale[layout.player],
-        eps=res.eps[b] / scale,
-        gap=float(gaps.max()),
-        gaps=gaps,
-        scale=scale,
-        duality_gap=float(res.duality_gap[b]),
-        objective=float(res.objective[b]),
-        iterations=int(res.iterations[b]),
-        timings=timings,
-        status=res.status[b],
-        concept=concept,
-        selection=selection,
-        method=res.method[b],
-        info={"violation": float(res.violation[b]), "kkt": float(res.kkt[b]), "face": bool(res.face[b])},
+    stats = (res.violation[b], res.kkt[b], res.duality_gap[b], res.objective[b])
+    return _make_solution(
+        res.joint[b], res.alpha[b], res.eps[b], res.gaps[b], stats, int(res.iterations[b]),
+        res.status[b], res.method[b], bool(res.face[b]), scale, layout, concept, selection, timings,
     )
 
 
@@ -463,6 +513,7 @@ def solve(
     tol: float = 1e-8,
     max_iter: int | None = None,
     method: str = "auto",
+    face: str = "auto",
     **selection_params: object,
 ) -> Solution:
     """The selected (C)CE of one game, certified.
@@ -478,6 +529,9 @@ def solve(
       max_iter: iteration cap per dual pass (None: method default).
       method: "auto", "newton", "gd" (dual solvers, CVXPY finish if they stall) or
         "cvxpy" (the CVXPY reference model).
+      face: facial reduction for hard constraints (DESIGN §4b): "auto" (when the dual
+        solver is not optimal after ``FACE_AFTER`` iterations), "always" (first: exact
+        zeros off the minimal face) or "never".
       **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
 
     Returns:
@@ -490,12 +544,13 @@ def solve(
     t_start = time.perf_counter()
     payoffs = as_game(game)
     concept = check_concept(concept)
-    sel = as_selection(selection, **selection_params)
+    sel = _selection(selection, selection_params)
     method = _check_method(method)
     tol = _check_tol(tol)
     max_iter = _check_max_iter(max_iter)
-    norm = normalise(payoffs)
-    params = resolve_selection(sel, norm)
+    face = _check_face(face)
+    norm = _normalise_fast(payoffs)
+    params = _resolve_cached(sel, norm)
     shape = tuple(payoffs.shape[1:])
     layout = gain_layout(shape, concept)
     alpha0 = None
@@ -504,10 +559,102 @@ def solve(
     timings = {"validate": time.perf_counter() - t_start}
     if sel.objective == "gini" or method == "cvxpy":
         return _reference_solution(norm, concept, sel, params, tol, timings, t_start)
-    res = refine_batch(norm.payoffs[None], concept, params, alpha0, method, tol, max_iter, parallel=False)
-    timings.update(res.timings)
+    num_players = payoffs.shape[0]
+    hard = math.isinf(params.rho)
+    if method != "gd" and layout.num_constraints <= NEWTON_MAX_DUALS and not (hard and face == "always"):
+        # Fast path: gains, Newton and certificate in one compiled call.
+        cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER["newton"]
+        first_cap = min(cap, FACE_AFTER) if hard and face == "auto" else cap
+        alpha = np.zeros(layout.num_constraints) if alpha0 is None else alpha0[0].copy()
+        t0 = time.perf_counter()
+        joint, gaps, eps, stats = solve_single(
+            layout.rows, layout.slot_player, layout.dev, layout.player,
+            norm.payoffs.reshape(num_players, -1), params.base_logits, params.eps_hat,
+            params.eps_plus, float(params.rho), alpha, _newton_opts(tol, first_cap),
+        )
+        timings["refine"] = time.perf_counter() - t0
+        if int(stats[1]) == OPTIMAL:
+            timings["total"] = time.perf_counter() - t_start
+            measures = (stats[2], stats[3], stats[4], stats[5] - stats[4])
+            return _make_solution(
+                joint.reshape(shape), alpha, eps, gaps, measures, int(stats[0]), Status.OPTIMAL,
+                "newton", False, norm.scale, layout, concept, sel, timings,
+            )
+        res = refine_batch(norm.payoffs[None], concept, params, alpha[None], "newton", tol, max_iter,
+                           face="always" if hard and face == "auto" else "never", parallel=False)
+        res = res._replace(iterations=res.iterations + int(stats[0]))
+    else:
+        res = refine_batch(norm.payoffs[None], concept, params, alpha0, method, tol, max_iter,
+                           face=face, parallel=False)
+    for key, value in res.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
     timings["total"] = time.perf_counter() - t_start
     return _to_solution(res, 0, norm.scale, layout, concept, sel, timings)
+
+
+@functools.lru_cache(maxsize=64)
+def _newton_opts_cached(tol: float, max_iter: int) -> np.ndarray:
+    out = options_array(NewtonOptions(tol=tol, max_iter=max_iter))
+    out.setflags(write=False)
+    return out
+
+
+def _newton_opts(tol: float, max_iter: int) -> np.ndarray:
+    return _newton_opts_cached(float(tol), int(max_iter))
+
+
+_PRESET_CACHE: dict[str, Selection] = {}
+#: Resolutions that do not depend on the game's payoffs, per selection and shape.
+_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: ``solvers.game.normalise_batch``'s constant-player threshold (relative to max |payoff|).
+_TINY_NORM = 1e-12
+
+
+def _normalise_fast(payoffs: np.ndarray) -> NormalisedGame:
+    """``solvers.game.normalise`` of one validated game, compiled (one call, no temporaries)."""
+    num_players = payoffs.shape[0]
+    out, scale, offset = kn.normalise_one(payoffs.reshape(num_players, -1), _TINY_NORM)
+    return NormalisedGame(out.reshape(payoffs.shape), scale, offset)
+
+
+def _game_independent(selection: Selection) -> bool:
+    """True when ``resolve_selection`` does not look at the payoffs or the scales."""
+    return (
+        (selection.mu == 0 or selection.welfare is not None)
+        and not np.any(np.asarray(selection.eps_hat))
+        and selection.eps_plus is None
+        and not selection.strength
+    )
+
+
+def _resolve_cached(selection: Selection, norm: NormalisedGame) -> SelectionParams:
+    """``resolve_selection``, memoised per shape for game-independent selections."""
+    if not _game_independent(selection):
+        return resolve_selection(selection, norm)
+    shape = norm.payoffs.shape
+    per_shape = _RESOLVED.get(selection)
+    if per_shape is None:
+        per_shape = {}
+        _RESOLVED[selection] = per_shape
+    params = per_shape.get(shape)
+    if params is None:
+        params = resolve_selection(selection, norm)
+        for field in (params.base_logits, params.eps_hat, params.eps_plus):
+            field.setflags(write=False)
+        per_shape[shape] = params
+    return params
+
+
+def _selection(selection: str | Selection, params: Mapping[str, object]) -> Selection:
+    """``as_selection``, with parameter-free presets built once (they are immutable)."""
+    if isinstance(selection, str) and not params:
+        key = selection.lower()
+        cached = _PRESET_CACHE.get(key)
+        if cached is None:
+            cached = as_selection(selection)
+            _PRESET_CACHE[key] = cached
+        return cached
+    return as_selection(selection, **params)
 
 
 def _resolve_batch(selection: Selection, norm: NormalisedGame) -> SelectionParams:
@@ -562,6 +709,7 @@ def solve_batch(
     tol: float = 1e-8,
     max_iter: int | None = None,
     method: str = "auto",
+    face: str = "auto",
     **selection_params: object,
 ) -> list[Solution]:
     """``solve`` for many games at once, in parallel over games of the same shape.
@@ -579,10 +727,11 @@ def solve_batch(
     t_start = time.perf_counter()
     game_list, as_array = _group_games(games)
     concept = check_concept(concept)
-    sel = as_selection(selection, **selection_params)
+    sel = _selection(selection, selection_params)
     method = _check_method(method)
     tol = _check_tol(tol)
     max_iter = _check_max_iter(max_iter)
+    face = _check_face(face)
     num_games = len(game_list)
     duals_list: list[np.ndarray | None] = [None] * num_games
     if duals0 is not None:
@@ -600,7 +749,7 @@ def solve_batch(
             raise TypeError("duals0 must be a [B, K] array or a list of [K] arrays (or None)")
     if sel.objective == "gini" or method == "cvxpy":
         return [
-            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method)
+            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face)
             for g, d in zip(game_list, duals_list)
         ]
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -621,7 +770,7 @@ def solve_batch(
                     d = _check_duals(duals_list[i], (layout.num_constraints,), name=f"duals0[{i}]")
                     alpha0[j] = d / norm.scale[j][layout.player]
         prep = time.perf_counter() - t_group
-        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter)
+        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face)
         size = float(len(idx))
         timings = {"validate": prep / size}
         timings.update({k: v / size for k, v in res.timings.items()})

@@ -31,6 +31,10 @@ __all__ = [
     "dual_gradient",
     "dual_hessian",
     "stopping_measures",
+    "gain_values",
+    "gain_values_serial",
+    "certify",
+    "certify_serial",
 ]
 
 
@@ -89,6 +93,19 @@ def expected_gains_one(rows, values, sigma, out):
             continue
         for j in range(width):
             out[rows[a, j]] += s * values[a, j]
+
+
+@njit(cache=True)
+def second_moments_one(rows, values, sigma, out):
+    """``out[k] = sum_a sigma[a] M[k, a]^2``; ``out: [K]``."""
+    out[:] = 0.0
+    num_joint, width = rows.shape
+    for a in range(num_joint):
+        s = sigma[a]
+        if s == 0.0:
+            continue
+        for j in range(width):
+            out[rows[a, j]] += s * values[a, j] * values[a, j]
 
 
 @njit(cache=True)
@@ -157,46 +174,52 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
 
     ``hess[pos[i], pos[j]] = sum_a sigma(a) m_a[i] m_a[j] - mean[i] mean[j]
     + [same player] curv[player]``, accumulated from the ELL columns
-    (``|A| c^2`` work, no dense ``[K, |A|]``). ``pos: [K]``, ``hess: [n, n]`` with
+    (``|A| c^2 / 2`` work, no dense ``[K, |A|]``). ``pos: [K]``, ``hess: [n, n]`` with
     ``n = #{k: pos[k] >= 0}``.
     """
     n = hess.shape[0]
     hess[:, :] = 0.0
     num_joint, width = rows.shape
+    loc = np.empty(width, dtype=np.int64)
+    val = np.empty(width)
     for a in range(num_joint):
         s = sigma[a]
         if s == 0.0:
             continue
-        for j1 in range(width):
-            i1 = pos[rows[a, j1]]
-            if i1 < 0:
-                continue
-            v1 = s * values[a, j1]
-            if v1 == 0.0:
-                continue
-            for j2 in range(width):
-                i2 = pos[rows[a, j2]]
-                if i2 >= 0:
-                    hess[i1, i2] += v1 * values[a, j2]
+        m = 0
+        for j in range(width):
+            i = pos[rows[a, j]]
+            v = values[a, j]
+            if i >= 0 and v != 0.0:
+                loc[m] = i
+                val[m] = v
+                m += 1
+        # Lower triangle only (i1 >= i2); mirrored below.
+        for j1 in range(m):
+            i1 = loc[j1]
+            v1 = s * val[j1]
+            for j2 in range(m):
+                i2 = loc[j2]
+                if i2 <= i1:
+                    hess[i1, i2] += v1 * val[j2]
     num = pos.shape[0]
     for k1 in range(num):
         i1 = pos[k1]
         if i1 < 0:
             continue
+        mk1 = mean[k1]
+        p1 = player[k1]
         for k2 in range(num):
             i2 = pos[k2]
-            if i2 < 0:
+            if i2 < 0 or i2 > i1:
                 continue
-            extra = -mean[k1] * mean[k2]
-            if player[k1] == player[k2]:
-                extra += curv[player[k1]]
+            extra = -mk1 * mean[k2]
+            if p1 == player[k2]:
+                extra += curv[p1]
             hess[i1, i2] += extra
-    # Symmetrise: the two triangles are accumulated in different orders.
     for i in range(n):
         for j in range(i):
-            avg = 0.5 * (hess[i, j] + hess[j, i])
-            hess[i, j] = avg
-            hess[j, i] = avg
+            hess[j, i] = hess[i, j]
 
 
 @njit(cache=True)
@@ -434,3 +457,84 @@ def certify(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
             else:
                 epsp[b, p] = max(eps[p], gaps[b, p])
     return joint, gaps, epsp, stats
+
+
+@njit(cache=True)
+def gain_values_serial(flat, slot_player, dev):
+    """``gain_values`` without threads (one game: no thread-pool launch)."""
+    num_games = flat.shape[0]
+    num_joint, width = dev.shape
+    out = np.empty((num_games, num_joint, width))
+    for b in range(num_games):
+        for a in range(num_joint):
+            for j in range(width):
+                p = slot_player[j]
+                out[b, a, j] = flat[b, p, dev[a, j]] - flat[b, p, a]
+    return out
+
+
+@njit(cache=True)
+def certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
+    """``certify`` without threads (one game: no thread-pool launch)."""
+    num_games, num_joint = base.shape
+    num_players = eps_hat.shape[1]
+    num = alpha.shape[1]
+    joint = np.empty((num_games, num_joint))
+    gaps = np.empty((num_games, num_players))
+    epsp = np.empty((num_games, num_players))
+    stats = np.empty((num_games, 4))
+    for b in range(num_games):
+        lg = np.empty(num_joint)
+        mean = np.empty(num)
+        grad = np.empty(num)
+        ssum = np.empty(num_players)
+        eps = np.empty(num_players)
+        loss = evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, joint[b], mean, ssum, eps, grad)
+        player_gaps_one(mean, player, gaps[b])
+        viol, kkt = measures_one(alpha[b], grad, free[b])
+        stats[b, 0] = viol
+        stats[b, 1] = kkt
+        stats[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps[b], eps_hat[b], eps_plus[b], rho[b], free[b])
+        stats[b, 3] = loss
+        for p in range(num_players):
+            if rho[b] == np.inf:
+                epsp[b, p] = eps_hat[b, p]
+            else:
+                epsp[b, p] = max(eps[p], gaps[b, p])
+    return joint, gaps, epsp, stats
+
+
+@njit(cache=True)
+def normalise_one(flat, tiny_rel):
+    """``solvers.game.normalise`` of one game ``flat: [N, |A|]`` (same formula, compiled).
+
+    Returns ``(payoffs [N, |A|], scale [N], offset [N])``; a player whose centred norm is
+    ``<= tiny_rel * max(1, max |payoff|)`` is constant (zero payoffs, scale 1).
+    """
+    num_players, num_joint = flat.shape
+    out = np.empty((num_players, num_joint))
+    scale = np.empty(num_players)
+    offset = np.empty(num_players)
+    z2 = math.sqrt(num_joint)
+    for p in range(num_players):
+        total = 0.0
+        top = 1.0
+        for a in range(num_joint):
+            total += flat[p, a]
+            top = max(top, abs(flat[p, a]))
+        mean = total / num_joint
+        sq = 0.0
+        for a in range(num_joint):
+            d = flat[p, a] - mean
+            sq += d * d
+        norm = math.sqrt(sq)
+        offset[p] = mean
+        if norm <= tiny_rel * top:
+            scale[p] = 1.0
+            out[p, :] = 0.0
+        else:
+            s = z2 / norm
+            scale[p] = s
+            for a in range(num_joint):
+                out[p, a] = (flat[p, a] - mean) * s
+    return out, scale, offset

@@ -193,9 +193,15 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
             if r > pgn:
                 pgn = r
         w = min(active_eps, pgn)
+        # Rows with no gain on the support (E[m_k^2] = 0: after facial reduction, or a
+        # constant-payoff player) and zero gradient are inert: leave them out of the
+        # system (and the Cholesky) altogether.
+        kn.second_moments_one(rows, values, joint, rhs)
         n = 0
         for k in range(num):
-            if (not free[k]) and alpha[k] <= w and grad[k] > 0.0:
+            if rhs[k] == 0.0 and grad[k] == 0.0:
+                pos[k] = -2
+            elif (not free[k]) and alpha[k] <= w and grad[k] > 0.0:
                 pos[k] = -1
             else:
                 pos[k] = n
@@ -220,7 +226,9 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
             status = STALLED
             break
         for k in range(num):
-            if pos[k] < 0:
+            if pos[k] == -2:
+                direction[k] = 0.0
+            elif pos[k] < 0:
                 direction[k] = -alpha[k]  # straight to the bound (descent: g_k > 0)
             else:
                 direction[k] = sol[pos[k]]
@@ -327,3 +335,55 @@ def newton_batch(
         float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
         float(o.damping_max), float(o.active_eps), float(o.alpha_cap), joint, iters, status, stats)
     return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
+
+
+@njit(cache=True)
+def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts):
+    """Gains, projected Newton and certificate of one game in one call (the fast path).
+
+    Args:
+      rows, dev: ``[|A|, c]``; slot_player: ``[c]``; player: ``[K]`` (``GainLayout``);
+      flat: ``[N, |A|]`` normalised payoffs; base: ``[|A|]``; eps_hat, eps_plus: ``[N]``;
+      rho: float; alpha: ``[K]`` start (overwritten with the result);
+      opts: ``[10]`` the ``NewtonOptions`` fields in order.
+
+    Returns:
+      ``(joint [|A|], gaps [N], eps' [N], stats [6])`` with stats = (iterations, status,
+      violation, kkt, duality gap, loss).
+    """
+    num_joint, width = dev.shape
+    values = np.empty((num_joint, width))
+    for a in range(num_joint):
+        for j in range(width):
+            p = slot_player[j]
+            values[a, j] = flat[p, dev[a, j]] - flat[p, a]
+    free = np.zeros(alpha.shape[0], dtype=np.bool_)
+    joint = np.empty(num_joint)
+    out = newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0],
+                     int(opts[1]), opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8],
+                     opts[9], joint)
+    num_players = eps_hat.shape[0]
+    mean = np.empty(alpha.shape[0])
+    kn.expected_gains_one(rows, values, joint, mean)
+    gaps = np.empty(num_players)
+    kn.player_gaps_one(mean, player, gaps)
+    epsp = np.empty(num_players)
+    ssum = np.empty(num_players)
+    kn.player_sums_one(alpha, player, ssum)
+    kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, epsp)
+    if rho != np.inf:
+        for p in range(num_players):
+            epsp[p] = max(epsp[p], gaps[p])
+    stats = np.empty(6)
+    stats[0] = out[0]
+    stats[1] = out[1]
+    stats[2] = out[2]
+    stats[3] = out[3]
+    stats[4] = out[4]
+    stats[5] = out[5]
+    return joint, gaps, epsp, stats
+
+
+def options_array(options: NewtonOptions) -> np.ndarray:
+    """``[10]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
+    return np.array([float(v) for v in options], dtype=np.float64)

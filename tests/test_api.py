@@ -1,0 +1,239 @@
+"""solve / solve_batch / refine_batch: results, payoff units, warm starts, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from solvers import Selection, Solution, Status, refine_batch, solve, solve_batch
+from solvers.dual import dual_problem, joint_from_duals
+from solvers.game import normalise, normalise_batch
+from solvers.selection import resolve_selection
+
+PD = np.array([[[-1.0, -3.0], [0.0, -2.0]], [[-1.0, 0.0], [-3.0, -2.0]]])
+TOL = 1e-8
+
+
+def _game(shape, seed):
+    return np.random.default_rng(seed).normal(size=(len(shape),) + shape)
+
+
+def _check(sol: Solution, tol: float = TOL) -> None:
+    assert sol.status is Status.OPTIMAL
+    assert np.all(sol.joint >= 0) and sol.joint.sum() == pytest.approx(1.0, abs=1e-12)
+    assert sol.normalised_gap <= tol
+    assert abs(sol.duality_gap) <= tol
+    assert np.all(sol.duals >= 0)
+    for p, m in enumerate(sol.marginals):
+        axes = tuple(i for i in range(sol.joint.ndim) if i != p)
+        np.testing.assert_allclose(m, sol.joint.sum(axis=axes), atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (8, 8), (3, 2, 3), (1, 3)])
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_solve_random_games(shape, concept):
+    for seed in range(3):
+        sol = solve(_game(shape, seed), concept)
+        _check(sol)
+        assert sol.concept == concept and sol.selection.name == "me"
+        assert sol.joint.shape == shape
+        assert sol.timings["total"] > 0
+        assert sol.iterations >= 1
+
+
+@pytest.mark.parametrize("preset", ["mre", "mw", "mwme", "ms"])
+def test_presets(preset):
+    game = _game((4, 3), 11)
+    kw = {"mre": {"target": np.full((4, 3), 1 / 12)}, "mwme": {"welfare": _game((4, 3), 12)[0]}}
+    sol = solve(game, "ce", preset, **kw.get(preset, {}))
+    assert sol.status is Status.OPTIMAL and sol.selection.name == preset
+    assert abs(sol.duality_gap) <= TOL
+
+
+def test_mre_with_uniform_target_is_me():
+    game = _game((3, 4), 13)
+    me = solve(game, "cce")
+    mre = solve(game, "cce", "mre", target=np.full((3, 4), 1 / 12))
+    np.testing.assert_allclose(me.joint, mre.joint, atol=1e-9)
+
+
+def test_bimatrix_pair_and_payoff_units():
+    game = _game((3, 4), 14)
+    sol = solve((game[0], game[1]), "ce")
+    scaled = solve((5.0 * game[0] + 2.0, 0.5 * game[1] - 1.0), "ce")
+    np.testing.assert_allclose(sol.joint, scaled.joint, atol=1e-9)
+    np.testing.assert_allclose(scaled.scale, sol.scale / [5.0, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(scaled.gaps * scaled.scale, sol.gaps * sol.scale, atol=1e-12)
+    # Payoff-unit duals alpha_p = s_p alpha'_p: back in normalised units they give the joint.
+    norm = normalise(5.0 * game + 1.0)
+    problem = dual_problem(norm, "ce", resolve_selection(Selection.me(), norm))
+    sol5 = solve(5.0 * game + 1.0, "ce")
+    alpha = sol5.duals / sol5.scale[problem.player]
+    np.testing.assert_allclose(joint_from_duals(problem, alpha), sol5.joint.ravel(), atol=1e-12)
+    np.testing.assert_allclose(sol5.duals * 5.0, sol.duals, rtol=1e-9, atol=1e-9)
+
+
+def test_gap_is_in_payoff_units():
+    game = _game((3, 3), 15)
+    sol = solve(100.0 * game, "cce", eps_hat=1.0)  # 1 payoff unit of slack
+    assert sol.status is Status.OPTIMAL
+    np.testing.assert_allclose(sol.eps, 1.0)
+    assert sol.gap <= 1.0 + 1e-6 and sol.gap == pytest.approx(sol.gaps.max())
+
+
+def test_prisoners_dilemma_ce_is_defect_defect():
+    for concept in ("cce", "ce"):
+        sol = solve(PD, concept)
+        _check(sol)
+        assert sol.joint[1, 1] == pytest.approx(1.0, abs=1e-8)
+
+
+def test_warm_start_round_trip():
+    for concept, game in (("cce", _game((5, 5), 16)), ("ce", _game((5, 5), 17)), ("ce", PD)):
+        first = solve(game, concept)
+        again = solve(game, concept, duals0=first.duals)
+        np.testing.assert_allclose(again.joint, first.joint, atol=1e-9)
+        assert again.iterations <= 1
+        assert again.status is Status.OPTIMAL
+
+
+def test_face_always_gives_exact_zeros():
+    sol = solve(PD, "ce", face="always")
+    _check(sol)
+    assert sol.joint[1, 1] == 1.0 and sol.info["face"]
+    again = solve(PD, "ce", duals0=sol.duals)  # lifted duals are a valid warm start
+    np.testing.assert_allclose(again.joint, sol.joint, atol=1e-12)
+
+
+def test_constant_player_and_constant_game():
+    game = _game((3, 3), 18)
+    game[1] = 2.5
+    _check(solve(game, "ce"))
+    flat = solve(np.ones((2, 2, 3)), "cce")
+    _check(flat)
+    np.testing.assert_allclose(flat.joint, 1 / 6)
+
+
+def test_gd_and_newton_agree():
+    game = _game((4, 4), 19)
+    newton = solve(game, "cce", method="newton")
+    gd = solve(game, "cce", method="gd")
+    assert gd.method.startswith("gd") and newton.method.startswith("newton")
+    np.testing.assert_allclose(gd.joint, newton.joint, atol=1e-6)
+
+
+def test_cvxpy_and_gini_methods_delegate():
+    game = _game((3, 3), 20)
+    ref = solve(game, "cce", method="cvxpy")
+    assert ref.method.startswith("cvxpy")
+    np.testing.assert_allclose(ref.joint, solve(game, "cce").joint, atol=1e-6)
+    gini = solve(game, "cce", "mg")
+    assert gini.selection.objective == "gini" and gini.status is Status.OPTIMAL
+
+
+def test_infeasible_eps_hat():
+    sol = solve(_game((3, 3), 21), "cce", eps_hat=-50.0)
+    assert sol.status is Status.INFEASIBLE and math.isnan(sol.duality_gap)
+
+
+def test_status_is_honest_under_tiny_budgets():
+    # Whatever path finishes the solve, "optimal" must mean the tolerances hold.
+    for seed in range(3):
+        for max_iter in (1, 2):
+            sol = solve(_game((6, 6), 22 + seed), "ce", max_iter=max_iter)
+            if sol.status is Status.OPTIMAL:
+                assert sol.normalised_gap <= TOL and abs(sol.duality_gap) <= TOL
+            else:
+                assert sol.status in (Status.MAX_ITER, Status.INACCURATE)
+
+
+def test_refine_batch_without_polish_reports_max_iter():
+    games = normalise_batch(np.stack([_game((6, 6), s) for s in range(3)]))
+    params = resolve_selection(Selection.me(), normalise(_game((6, 6), 0)))
+    res = refine_batch(games.payoffs, "ce", params, max_iter=1, face="never", polish=False)
+    assert all(s is Status.MAX_ITER for s in res.status)
+    full = refine_batch(games.payoffs, "ce", params)
+    assert all(s is Status.OPTIMAL for s in full.status)
+    assert np.all(full.violation <= TOL)
+    # Network-style warm start in normalised units: the optimum's duals stop at once.
+    warm = refine_batch(games.payoffs, "ce", params, alpha0=full.alpha)
+    assert np.all(warm.iterations <= 1)
+    np.testing.assert_allclose(warm.joint, full.joint, atol=1e-9)
+
+
+def test_solve_batch_matches_solve():
+    games = np.stack([_game((4, 5), s) for s in range(6)])
+    batch = solve_batch(games, "ce")
+    for g, sol in zip(games, batch):
+        np.testing.assert_allclose(sol.joint, solve(g, "ce").joint, atol=1e-9)
+        _check(sol)
+
+
+def test_solve_batch_mixed_shapes_keep_order():
+    games = [_game((3, 3), 1), _game((2, 4), 2), _game((3, 3), 3), PD]
+    out = solve_batch(games, "cce", duals0=[None, None, None, np.zeros(4)])
+    assert [s.joint.shape for s in out] == [(3, 3), (2, 4), (3, 3), (2, 2)]
+    for g, s in zip(games, out):
+        np.testing.assert_allclose(s.joint, solve(g, "cce").joint, atol=1e-9)
+
+
+def test_solve_batch_warm_start_array():
+    games = np.stack([_game((4, 4), s) for s in range(4)])
+    first = solve_batch(games, "cce")
+    again = solve_batch(games, "cce", duals0=np.stack([s.duals for s in first]))
+    assert all(s.iterations <= 1 for s in again)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"game": np.array([[[np.nan, 0.0], [0.0, 0.0]]] * 2)}, ValueError, "NaN"),
+        ({"game": np.array([[[np.inf, 0.0], [0.0, 0.0]]] * 2)}, ValueError, "inf"),
+        ({"game": np.zeros((3, 3))}, ValueError, "shape"),
+        ({"game": np.zeros((2, 3, 3, 3))}, ValueError, "players"),
+        ({"game": np.zeros((2, 0, 3))}, ValueError, "at least one action"),
+        ({"game": np.array([["a", "b"], ["c", "d"]])}, TypeError, "numeric"),
+        ({"concept": "nash"}, ValueError, "concept"),
+        ({"selection": "maxent"}, ValueError, "preset"),
+        ({"selection": 3}, TypeError, "selection"),
+        ({"selection": "mre", "target": np.array([[0.5, 0.5, 0.0]] * 3) / 3}, ValueError, "full support"),
+        ({"selection": "mre", "target": np.full((2, 2), 0.25)}, ValueError, "shape"),
+        ({"selection": "mw", "mu": -1.0}, ValueError, "mu"),
+        ({"rho": -1.0}, ValueError, "rho"),
+        ({"eps_hat": 0.5, "eps_plus": 0.1, "rho": 1.0}, ValueError, "eps_plus"),
+        ({"duals0": np.zeros(5)}, ValueError, "duals0"),
+        ({"duals0": -np.ones(18)}, ValueError, "duals0"),
+        ({"duals0": np.full(18, np.nan)}, ValueError, "duals0"),
+        ({"method": "simplex"}, ValueError, "method"),
+        ({"tol": 0.0}, ValueError, "tol"),
+        ({"tol": "tight"}, TypeError, "tol"),
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"max_iter": 2.5}, TypeError, "max_iter"),
+        ({"face": "sometimes"}, ValueError, "face"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    args = {"game": _game((3, 3), 0), "concept": "ce"}
+    args.update(kwargs)
+    game = args.pop("game")
+    concept = args.pop("concept")
+    with pytest.raises(error, match=match):
+        solve(game, concept, **args)
+
+
+def test_bad_batch_input():
+    games = np.stack([_game((3, 3), s) for s in range(3)])
+    with pytest.raises(ValueError, match="duals0"):
+        solve_batch(games, "cce", duals0=np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="duals0"):
+        solve_batch(games, "cce", duals0=-np.ones((3, 6)))
+    with pytest.raises(ValueError, match="empty"):
+        solve_batch([], "cce")
+    with pytest.raises(TypeError, match="games"):
+        solve_batch(3.0, "cce")
+    bad = games.copy()
+    bad[1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        solve_batch(bad, "cce")

@@ -1,0 +1,141 @@
+"""Numba kernels (solvers.kernels) against the NumPy reference (solvers.dual)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from solvers import kernels as kn
+from solvers.dual import (
+    certificate,
+    dual_gradient,
+    dual_hessian,
+    dual_loss,
+    dual_problem,
+    duals_eps,
+    joint_from_duals,
+    kkt_residual,
+    logits,
+    restrict,
+)
+from solvers.gains import gain_structure, gain_values_batch
+from solvers.game import normalise, normalise_batch
+from solvers.selection import Selection, resolve_selection
+
+TOL = 1e-12
+
+
+def _batch(shape, concept, selection, seeds, face=False):
+    problems = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        game = normalise(rng.normal(size=(len(shape),) + shape))
+        problem = dual_problem(game, concept, resolve_selection(selection, game))
+        if face:
+            support = rng.random(problem.rows.shape[0]) < 0.7
+            support[0] = True
+            problem = restrict(problem, support, rng.random(problem.num_constraints) < 0.3)
+        problems.append(problem)
+    p0 = problems[0]
+    arrays = (
+        p0.rows,
+        np.stack([p.values for p in problems]),
+        p0.player,
+        np.stack([p.base_logits for p in problems]),
+        np.stack([p.eps_hat for p in problems]),
+        np.stack([p.eps_plus for p in problems]),
+        np.array([p.rho for p in problems]),
+    )
+    free = np.stack([p.free for p in problems])
+    alpha = np.stack([
+        np.random.default_rng(100 + s).uniform(-0.2, 0.6, p0.num_constraints) * np.where(p.free, 1.0, 1.0)
+        for s, p in zip(seeds, problems)
+    ])
+    alpha = np.where(free, alpha, np.abs(alpha))
+    return problems, arrays, free, alpha
+
+
+CASES = [
+    ((3, 4), "cce", Selection.me(), False),
+    ((3, 4), "ce", Selection.me(eps_hat=0.1), False),
+    ((2, 3, 2), "ce", Selection(name="me", rho=0.5, eps_hat=0.1, eps_plus=2.0), False),
+    ((2, 3, 2), "cce", Selection(name="me", rho=2.0), False),
+    ((4, 3), "ce", Selection.me(), True),
+]
+
+
+@pytest.mark.parametrize("shape,concept,selection,face", CASES)
+def test_kernels_match_reference(shape, concept, selection, face):
+    problems, arrays, free, alpha = _batch(shape, concept, selection, [1, 2, 3], face)
+    rows, values, player, base, eps_hat, eps_plus, rho = arrays
+    lg = kn.logits(rows, values, base, alpha)
+    sigma = kn.softmax(lg)
+    lse = kn.log_partition(lg)
+    mean = kn.expected_gains(rows, values, sigma, alpha.shape[1])
+    loss = kn.dual_loss(*arrays, alpha)
+    grad = kn.dual_gradient(*arrays, alpha)
+    hess = kn.dual_hessian(*arrays, alpha)
+    eps = kn.duals_eps(alpha, player, eps_hat, eps_plus, rho)
+    measures = kn.stopping_measures(*arrays, free, alpha)
+    joint, gaps, epsp, stats = kn.certify(*arrays, free, alpha)
+    joint_s, gaps_s, epsp_s, stats_s = kn.certify_serial(*arrays, free, alpha)
+    for b, problem in enumerate(problems):
+        ref_lg = logits(problem, alpha[b])
+        np.testing.assert_allclose(lg[b], ref_lg, atol=TOL)
+        ref_sigma = joint_from_duals(problem, alpha[b])
+        np.testing.assert_allclose(sigma[b], ref_sigma, atol=TOL)
+        finite = ref_lg[np.isfinite(ref_lg)]
+        assert lse[b] == pytest.approx(np.log(np.exp(finite - finite.max()).sum()) + finite.max(), abs=TOL)
+        assert loss[b] == pytest.approx(dual_loss(problem, alpha[b]), abs=TOL)
+        np.testing.assert_allclose(grad[b], dual_gradient(problem, alpha[b]), atol=TOL)
+        np.testing.assert_allclose(hess[b], dual_hessian(problem, alpha[b]), atol=TOL)
+        np.testing.assert_allclose(eps[b], duals_eps(problem, alpha[b]), atol=TOL)
+        cert = certificate(problem, alpha[b])
+        np.testing.assert_allclose(mean[b], cert.expected_gains, atol=TOL)
+        np.testing.assert_allclose(joint[b], cert.joint, atol=TOL)
+        np.testing.assert_allclose(gaps[b], cert.gaps, atol=TOL)
+        np.testing.assert_allclose(epsp[b], cert.eps, atol=TOL)
+        assert stats[b, 2] == pytest.approx(cert.duality_gap, abs=1e-10)
+        assert stats[b, 3] == pytest.approx(cert.dual, abs=TOL)
+        assert measures[b, 1] == pytest.approx(kkt_residual(problem, alpha[b], grad[b]), abs=TOL)
+        assert measures[b, 0] == pytest.approx(max(0.0, -grad[b].min()), abs=TOL)
+        np.testing.assert_array_equal(stats[b], stats_s[b])
+        np.testing.assert_array_equal(joint[b], joint_s[b])
+
+
+def test_hessian_block_and_inert_rows():
+    problems, arrays, free, alpha = _batch((3, 4), "ce", Selection.me(), [5])
+    rows, values, player, base, eps_hat, eps_plus, rho = arrays
+    full = dual_hessian(problems[0], alpha[0])
+    sigma = joint_from_duals(problems[0], alpha[0])
+    mean = kn.expected_gains(rows, values, sigma[None], alpha.shape[1])[0]
+    keep = np.arange(alpha.shape[1]) % 3 != 0
+    pos = np.where(keep, np.cumsum(keep) - 1, -1)
+    block = np.empty((keep.sum(), keep.sum()))
+    kn.hessian_one(rows, values[0], player, sigma, mean, np.zeros(2), pos, block)
+    np.testing.assert_allclose(block, full[np.ix_(keep, keep)], atol=TOL)
+    second = np.empty(alpha.shape[1])
+    kn.second_moments_one(rows, values[0], sigma, second)
+    np.testing.assert_allclose(second - mean**2, np.diag(full), atol=TOL)
+
+
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_gain_values_match_foundation(concept):
+    payoffs = normalise_batch(np.random.default_rng(6).normal(size=(3, 3, 2, 3, 2))).payoffs
+    _, slot_player, dev = gain_structure((2, 3, 2), concept)
+    want = gain_values_batch(payoffs, concept)
+    flat = payoffs.reshape(3, 3, -1)
+    np.testing.assert_array_equal(kn.gain_values(flat, slot_player, dev), want)
+    np.testing.assert_array_equal(kn.gain_values_serial(flat, slot_player, dev), want)
+
+
+def test_normalise_one_matches_foundation():
+    rng = np.random.default_rng(7)
+    game = rng.normal(size=(3, 2, 3, 4)) * [[[[5.0]]], [[[1e-3]]], [[[1.0]]]] + 7.0
+    game[2] = 4.0  # a constant player
+    ref = normalise(game)
+    out, scale, offset = kn.normalise_one(game.reshape(3, -1), 1e-12)
+    np.testing.assert_allclose(out, ref.payoffs.reshape(3, -1), atol=1e-12)
+    np.testing.assert_allclose(scale, ref.scale, rtol=1e-12)
+    np.testing.assert_allclose(offset, ref.offset, rtol=1e-12)
+    assert scale[2] == 1.0 and not out[2].any()
