@@ -118,30 +118,38 @@ def test_max_entropy_is_equilibrium(kuhn_meta_games, kuhn3_meta_games, name):
 
 
 @needs_openspiel
-def test_register_and_run_jpsro():
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_register_and_run_jpsro(concept):
     import pyspiel
     from open_spiel.python.algorithms import jpsro
 
-    created = hos.register(["hn_mecce", "hn_mrecce"])
-    assert jpsro.FLAG_TO_FUNC["hn_mecce"] is created["hn_mecce"]
-    assert "hn_mrecce" in jpsro.META_SOLVERS
+    train, other = f"hn_me{concept}", f"hn_mre{concept}"
+    created = hos.register([train, other])
+    assert jpsro.FLAG_TO_FUNC[train] is created[train]
+    assert other in jpsro.META_SOLVERS
     dists, games = [], []
+
+    metas = []
 
     def callback(iteration, repeats, policies, jp, jr, meta_games, train_dists, *rest):
         dists.append(train_dists[-1])
         games.append(meta_games[-1])
+        metas.append(created[train].last_meta)
         return rest[-1]
 
     jpsro.run_loop(
-        pyspiel.load_game("kuhn_poker"), "kuhn_poker", iterations=3,
-        train_meta_solver="hn_mecce", eval_meta_solver="hn_mrecce", callback=callback,
+        pyspiel.load_game("kuhn_poker"), "kuhn_poker", iterations=3, target_equilibrium=concept,
+        train_meta_solver=train, eval_meta_solver=other, callback=callback,
     )
     for dist, game in zip(dists, games, strict=True):
         assert dist.shape == game.shape[1:]
-        assert hos.equilibrium_gaps(game, dist, "cce").max() <= 1e-7  # after JPSRO's 1e-8 clean-up
-    last = created["hn_mecce"].last_meta
-    assert last["warm_start"] == "previous"
-    assert last["certified"]
+        assert hos.equilibrium_gaps(game, dist, concept).max() <= 1e-7  # after JPSRO's 1e-8 clean-up
+    assert all(meta["certified"] for meta in metas)
+    # Each solve starts from the last one's duals unless facial reduction produced them.
+    for before, after in zip(metas[:-1], metas[1:], strict=True):
+        expected = "previous" if before["method"] in hos.WARM_START_METHODS else "cold"
+        assert after["warm_start"] == expected, (before["method"], after["warm_start"])
+    assert any(meta["warm_start"] == "previous" for meta in metas)
 
 
 @needs_openspiel

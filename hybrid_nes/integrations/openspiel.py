@@ -141,6 +141,7 @@ class MetaSolverOptions:
         polished QPs are exact to ~1e-15 on small meta-games; 1e-10 costs little more.
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
+      face: ``solvers.solve``'s facial-reduction switch ("auto", "always", "never").
       warm_start: "previous" (pad the last solve's duals) or "cold".
       warm_start_hook: optional ``WarmStartHook``; its duals replace the padded ones.
       target_mix: MRE only: ``target = (1 - mix) * previous joint + mix * base``.
@@ -154,6 +155,7 @@ class MetaSolverOptions:
     tol: float = 1e-10
     method: str = "auto"
     max_iter: int | None = None
+    face: str = "auto"
     warm_start: str = "previous"
     warm_start_hook: WarmStartHook | None = None
     target_mix: float = DEFAULT_TARGET_MIX
@@ -460,6 +462,7 @@ def _solve(options: MetaSolverOptions, game: np.ndarray, selection: Selection, d
         tol=options.tol,
         max_iter=options.max_iter,
         method=method,
+        face=options.face,
     )
 
 
