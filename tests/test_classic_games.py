@@ -17,8 +17,8 @@ from solvers.selection import Selection, resolve_selection
 
 #: The solver's joints are exact to its tolerance (1e-8 on the gap); joints agree to this.
 JOINT_TOL = 1e-7
-#: The reference is an interior-point joint: accurate to ~1e-6 (its objective to ~1e-9).
-REF_JOINT_TOL = 5e-6
+#: The reference (interior point, then a verified Newton refinement) is exact to rounding.
+REF_JOINT_TOL = JOINT_TOL
 
 PRISONERS = np.stack([np.array([[-1.0, -3.0], [0.0, -2.0]]), np.array([[-1.0, 0.0], [-3.0, -2.0]])])
 PENNIES = np.array([[1.0, -1.0], [-1.0, 1.0]])

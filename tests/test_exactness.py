@@ -21,6 +21,8 @@ from solvers.selection import Selection, resolve_selection
 GAP_TOL = 1e-8
 #: Agreement of the selection objective with the reference (normalised units).
 OBJ_TOL = 1e-6
+#: Agreement of the joints when the reference is a verified (Newton-refined) KKT point.
+JOINT_TOL = 1e-6
 #: The certificate may dip below zero only as far as the joint is infeasible (hard
 #: constraints hold to GAP_TOL, so the primal value can exceed the optimum slightly).
 DUALITY_GAP_FLOOR = -1e-8
@@ -86,3 +88,5 @@ def test_solve_matches_reference(case):
     ref_value = P.entropy_objective(ref.joint, ref.eps, params.base_logits, params.eps_hat, params.eps_plus, params.rho)
     assert value == pytest.approx(ref_value, abs=OBJ_TOL)
     assert sol.objective == pytest.approx(value, abs=OBJ_TOL)
+    if ref.solver.endswith("+newton"):  # a verified KKT point: compare the joints too
+        np.testing.assert_allclose(sol.joint, ref.joint, atol=JOINT_TOL)

@@ -23,9 +23,10 @@ from solvers.selection import Selection, SelectionParams, resolve_selection
 OBJ_TOL = 1e-7
 #: Feasibility of a reference joint (normalised units).
 FEAS_TOL = 1e-9
-#: An interior-point joint is accurate to about the square root of its objective's
-#: accuracy (the objective is flat at the optimum); compare joints at this tolerance.
-JOINT_TOL = 2e-6
+#: A raw interior-point joint is accurate to about the square root of its objective's
+#: accuracy (the objective is flat at the optimum); the Newton-refined one to rounding.
+RAW_JOINT_TOL = 2e-6
+JOINT_TOL = 1e-10
 
 CHICKEN = np.stack([np.array([[6.0, 2.0], [7.0, 0.0]]), np.array([[6.0, 7.0], [2.0, 0.0]])])
 
@@ -163,6 +164,8 @@ def test_reference_chicken_me_ce_closed_form():
     for solver in P.ENTROPY_SOLVERS:
         res = P.reference_solve(payoffs, "ce", params, solver=solver)
         np.testing.assert_allclose(res.joint, expected, atol=JOINT_TOL)
+        raw = P.reference_solve(payoffs, "ce", params, solver=solver, refine=False)
+        np.testing.assert_allclose(raw.joint, expected, atol=RAW_JOINT_TOL)
         closed = P.entropy_objective(expected, params.eps_hat, params.base_logits, params.eps_hat, params.eps_plus, params.rho)
         assert res.objective == pytest.approx(closed, abs=1e-9)
 
@@ -191,6 +194,25 @@ def test_reference_passes_gini_params_to_max_gini():
     payoffs, params = params_for(CHICKEN, "mg")
     res = P.reference_solve(payoffs, "ce", params)
     np.testing.assert_allclose(res.joint, np.array([[9.0, 10.0], [10.0, 5.0]]) / 34, atol=1e-8)
+
+
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+@pytest.mark.parametrize("preset", ["me", "mw", "ms"])
+def test_reference_refinement_is_a_kkt_point(concept, preset):
+    """The Newton-refined answer: multipliers >= 0, feasible, Gibbs form, zero duality
+    gap, and the same optimum whichever interior-point solver started it."""
+    payoffs, params = params_for(random_game(21, (5, 5)), preset)
+    clarabel = P.reference_solve(payoffs, concept, params)
+    ecos = P.reference_solve(payoffs, concept, params, solver="ECOS")
+    raw = P.reference_solve(payoffs, concept, params, refine=False)
+    assert clarabel.solver == "CLARABEL+newton" and clarabel.status == "optimal"
+    assert ecos.solver == "ECOS+newton"
+    np.testing.assert_allclose(clarabel.joint, ecos.joint, atol=JOINT_TOL)
+    np.testing.assert_allclose(clarabel.joint, raw.joint, atol=RAW_JOINT_TOL)
+    assert clarabel.violation <= 1e-12
+    assert abs(clarabel.duality_gap) <= 1e-10
+    if concept == "cce":  # full support: the Gibbs form holds on every joint action
+        assert gibbs_residual(payoffs, concept, params, clarabel) < 1e-12
 
 
 # --- max_gini ------------------------------------------------------------------------
