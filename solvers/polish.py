@@ -21,13 +21,14 @@ CE: player, deviation a', recommendation a'' != a').
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-import cvxpy as cp
 import numpy as np
 import scipy.sparse as sps
 
@@ -36,6 +37,27 @@ from solvers.gains import check_concept
 from solvers.game import as_game
 from solvers.lp import constraint_matrix, minimal_face
 from solvers.selection import SelectionParams
+
+
+def _import_cvxpy():
+    """Imports CVXPY without JAX.
+
+    On import CVXPY probes every optional solver; its MPAX probe imports JAX (~1 s, and
+    ``solvers`` must never import JAX). Unless JAX is already loaded, the probe is
+    answered "not installed" by a temporary ``sys.modules["jax"] = None``; the entry is
+    removed again so that a later ``import jax`` works as usual.
+    """
+    if "jax" in sys.modules or "cvxpy" in sys.modules:
+        return importlib.import_module("cvxpy")
+    sys.modules["jax"] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("cvxpy")
+    finally:
+        if sys.modules.get("jax", 0) is None:
+            del sys.modules["jax"]
+
+
+cp = _import_cvxpy()
 
 __all__ = [
     "ENTROPY_SOLVERS",
@@ -96,8 +118,8 @@ class ReferenceResult(NamedTuple):
       objective: the primal objective evaluated at ``(joint, eps)``
         (entropy: ``<sigma, base_logits> + H(sigma) - rho * penalty``; Gini: ``||sigma||^2``).
       status: CVXPY's status string ("optimal", "optimal_inaccurate", "infeasible", ...).
-      solve_time: seconds inside the numerical solver.
-      setup_time: seconds to build and compile the CVXPY problem.
+      solve_time: seconds inside the numerical solver (CVXPY's ``solver_stats``).
+      setup_time: seconds to build and compile the CVXPY problem (and the face LP).
       solver: the solver that produced the joint.
       gaps: ``[N]`` per-player ``max_dev E_joint[gain]`` of the cleaned joint.
       violation: ``max(0, max_p (gaps_p - eps_p))``: how far the cleaned joint is from
@@ -105,6 +127,7 @@ class ReferenceResult(NamedTuple):
       duals: ``[K]`` constraint multipliers (gains layout), NaN when unavailable.
       duality_gap: a certified bound ``dual bound - objective`` (entropy; >= 0 up to
         rounding) or ``objective - dual bound`` (Gini), from ``duals``; NaN if unknown.
+      refine_time: seconds of the Newton refinement (not in ``solve_time``).
     """
 
     joint: np.ndarray
@@ -118,6 +141,7 @@ class ReferenceResult(NamedTuple):
     violation: float = math.nan
     duals: np.ndarray | None = None
     duality_gap: float = math.nan
+    refine_time: float = 0.0
 
 
 class PolishResult(NamedTuple):
@@ -139,6 +163,7 @@ class PolishResult(NamedTuple):
         "failed" (no solver produced a joint; the start joint is returned as given).
       solver: the solver whose joint is returned ("start" when ``joint0`` was better).
       solve_time: solver seconds (all attempts); setup_time: model build/compile seconds.
+      refine_time: seconds of Newton refinement (all attempts).
     """
 
     joint: np.ndarray
@@ -152,6 +177,7 @@ class PolishResult(NamedTuple):
     solver: str
     solve_time: float
     setup_time: float
+    refine_time: float = 0.0
 
 
 def _player_max(values: np.ndarray, player: np.ndarray, num_players: int) -> np.ndarray:
@@ -410,7 +436,7 @@ def _solve_entropy(
         x[model.support] = model.x.value
     joint = _clean_joint(x, size)
     if joint is None:
-        return None, solve_time, setup_time
+        return None, solve_time, setup_time, 0.0
     eps_raw = None if model.eps is None or model.eps.value is None else model.eps.value
     eps, gaps, violation, objective = _evaluate(
         joint, eps_raw, matrix, player, base_logits, eps_hat, eps_plus, rho, free
@@ -428,14 +454,15 @@ def _solve_entropy(
     else:
         duality_gap = math.nan
     cand = _Candidate(joint, eps, duals, objective, gaps, violation, duality_gap, status, solver)
+    refine_time = 0.0
     if refine and status.startswith("optimal"):
         start = time.perf_counter()
         deadline = start + max(REFINE_MIN_SECONDS, 2.0 * solve_time)
         sharp = _refine(cand, matrix, player, base_logits, eps_hat, eps_plus, rho, free, deadline)
-        solve_time += time.perf_counter() - start
+        refine_time = time.perf_counter() - start
         if sharp is not None:
             cand = sharp._replace(status="optimal", solver=f"{solver}+newton")
-    return cand, solve_time, setup_time
+    return cand, solve_time, setup_time, refine_time
 
 
 #: Newton refinement of an interior-point answer: gradient tolerance (normalised units),
@@ -673,7 +700,7 @@ def reference_solve(
         support[np.flatnonzero(on)[found.support]] = True
         base = np.where(support, base, -np.inf)
         free = found.equalities
-    cand, solve_time, setup_time = _solve_entropy(
+    cand, solve_time, setup_time, refine_time = _solve_entropy(
         matrix, player, base, eps_hat, eps_plus, rho, free, solver, solver_opts, refine=refine
     )
     setup_time += rows_time
@@ -686,7 +713,7 @@ def reference_solve(
         )
     return ReferenceResult(
         cand.joint.reshape(shape), cand.eps, cand.objective, cand.status, solve_time, setup_time,
-        cand.solver, cand.gaps, cand.violation, cand.duals, cand.duality_gap,
+        cand.solver, cand.gaps, cand.violation, cand.duals, cand.duality_gap, refine_time,
     )
 
 
@@ -910,6 +937,7 @@ def polish(
             free = free | found.equalities
     setup_total = time.perf_counter() - start
     solve_total = 0.0
+    refine_total = 0.0
 
     start_cand = None
     if joint0 is not None:
@@ -926,11 +954,12 @@ def polish(
     candidates: list[_Candidate] = []
     for i, name in enumerate(chain):
         opts = solver_opts if i == 0 else {}
-        cand, solve_time, setup_time = _solve_entropy(
+        cand, solve_time, setup_time, refine_time = _solve_entropy(
             matrix, problem.player, base, eps_hat, eps_plus, rho, free, name, opts,
             joint0=start_cand.joint if start_cand else None, refine=refine,
         )
         solve_total += solve_time
+        refine_total += refine_time
         setup_total += setup_time
         if cand is None:
             continue
@@ -957,5 +986,5 @@ def polish(
     duals = best.duals if np.all(np.isfinite(best.duals)) else np.zeros(problem.num_constraints)
     return PolishResult(
         best.joint, best.eps, duals, best.objective, best.gaps, best.violation, best.duality_gap,
-        status, best.solver, solve_total, setup_total,
+        status, best.solver, solve_total, setup_total, refine_total,
     )
