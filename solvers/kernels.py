@@ -159,6 +159,31 @@ def evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, 
 
 
 @njit(cache=True)
+def evaluate_logits_one(rows, values, player, eps_hat, eps_plus, rho, alpha, lg, sigma, mean, ssum, eps, grad):
+    """``evaluate_one`` when ``lg`` already holds the logits at ``alpha`` (after a line search)."""
+    lse = softmax_one(lg, sigma)
+    expected_gains_one(rows, values, sigma, mean)
+    player_sums_one(alpha, player, ssum)
+    penalty = eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+    for k in range(grad.shape[0]):
+        grad[k] = eps[player[k]] - mean[k]
+    return lse + penalty
+
+
+@njit(cache=True)
+def structural_zero_rows_one(rows, values, base, out):
+    """``out[k]``: True when row k has no non-zero gain on the support ``base > -inf``."""
+    out[:] = True
+    num_joint, width = rows.shape
+    for a in range(num_joint):
+        if base[a] == -np.inf:
+            continue
+        for j in range(width):
+            if values[a, j] != 0.0:
+                out[rows[a, j]] = False
+
+
+@njit(cache=True)
 def curvature_one(ssum, eps_hat, eps_plus, rho, out):
     """``out[p] = (eps_plus_p - eps_hat_p) / rho exp(-S_p / rho)`` (0 when hard)."""
     for p in range(ssum.shape[0]):
@@ -202,17 +227,17 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
                 i2 = loc[j2]
                 if i2 <= i1:
                     hess[i1, i2] += v1 * val[j2]
-    num = pos.shape[0]
-    for k1 in range(num):
-        i1 = pos[k1]
-        if i1 < 0:
-            continue
+    # Rank-one mean term and per-player curvature over the n kept rows only.
+    keep = np.empty(n, dtype=np.int64)
+    for k in range(pos.shape[0]):
+        if pos[k] >= 0:
+            keep[pos[k]] = k
+    for i1 in range(n):
+        k1 = keep[i1]
         mk1 = mean[k1]
         p1 = player[k1]
-        for k2 in range(num):
-            i2 = pos[k2]
-            if i2 < 0 or i2 > i1:
-                continue
+        for i2 in range(i1 + 1):
+            k2 = keep[i2]
             extra = -mk1 * mean[k2]
             if p1 == player[k2]:
                 extra += curv[p1]

@@ -58,6 +58,8 @@ class NewtonOptions(NamedTuple):
       damping_min, damping_max: bounds of the multiplier (max reached = stalled).
       active_eps: cap of the active-set threshold ``w``.
       alpha_cap: ``max |alpha|`` beyond which the dual is declared divergent.
+      expand: step growth factor tried after a full step was accepted (1 = never).
+      max_expand: largest step multiple tried.
     """
 
     tol: float = 1e-8
@@ -70,6 +72,8 @@ class NewtonOptions(NamedTuple):
     damping_max: float = 1e10
     active_eps: float = 1e-3
     alpha_cap: float = 1e6
+    expand: float = 2.0
+    max_expand: float = 64.0
 
 
 class DualSolveResult(NamedTuple):
@@ -92,7 +96,9 @@ class DualSolveResult(NamedTuple):
     loss: np.ndarray
 
 
-@njit(cache=True)
+# Reassociation lets the row dot products vectorise; NaN/inf semantics are kept so the
+# pivot test still catches a broken factorisation.
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def cholesky_solve(mat, lam, rhs, low, out):
     """Solves ``(mat + lam I) out = rhs`` by Cholesky; False when not positive definite.
 
@@ -129,7 +135,7 @@ def cholesky_solve(mat, lam, rhs, low, out):
 @njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-               alpha_cap, joint):
+               alpha_cap, expand, max_expand, joint):
     """Projected Newton on one game; ``alpha: [K]`` is the start and is overwritten.
 
     Returns ``(iterations, status, violation, kkt, duality_gap, loss)`` and writes
@@ -155,11 +161,19 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     sol = np.empty(num)
     direction = np.empty(num)
     trial = np.empty(num)
+    probe = np.empty(num)
+    # Rows with no gain on the support (after facial reduction, or a constant-payoff
+    # player) have zero Hessian rows; with a zero gradient they are inert and stay out of
+    # the system (and the Cholesky) altogether.
+    zero_row = np.empty(num, dtype=np.bool_)
+    kn.structural_zero_rows_one(rows, values, base, zero_row)
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
     loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
     mult = damping
+    last_pgn = np.inf
+    prev_pgn = np.inf
     status = MAX_ITER
     it = 0
     viol = 0.0
@@ -193,13 +207,11 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
             if r > pgn:
                 pgn = r
         w = min(active_eps, pgn)
-        # Rows with no gain on the support (E[m_k^2] = 0: after facial reduction, or a
-        # constant-payoff player) and zero gradient are inert: leave them out of the
-        # system (and the Cholesky) altogether.
-        kn.second_moments_one(rows, values, joint, rhs)
+        prev_pgn = last_pgn
+        last_pgn = pgn
         n = 0
         for k in range(num):
-            if rhs[k] == 0.0 and grad[k] == 0.0:
+            if zero_row[k] and grad[k] == 0.0:
                 pos[k] = -2
             elif (not free[k]) and alpha[k] <= w and grad[k] > 0.0:
                 pos[k] = -1
@@ -256,9 +268,38 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
                 status = STALLED
                 break
             continue
+        fresh = True  # lg holds the logits of the accepted trial
+        if t == 1.0 and expand > 1.0 and pgn > 0.25 * prev_pgn:
+            # Linear progress with full steps: where the dual has no minimiser it drifts
+            # along a direction of exponential decay, and longer steps get there in far
+            # fewer iterations. Keep doubling while it pays. (Skipped while convergence
+            # is fast, where it would only cost a loss evaluation.)
+            best = lt
+            tt = expand
+            while tt <= max_expand:
+                dec2 = 0.0
+                for k in range(num):
+                    v = alpha[k] + tt * direction[k]
+                    if not free[k] and v < 0.0:
+                        v = 0.0
+                    probe[k] = v
+                    dec2 += grad[k] * (v - alpha[k])
+                l2 = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, probe, lg, tss, teps)
+                if l2 < best - slack and l2 <= loss + armijo * dec2:
+                    best = l2
+                    for k in range(num):
+                        trial[k] = probe[k]
+                    fresh = True
+                    tt *= expand
+                else:
+                    fresh = False
+                    break
         for k in range(num):
             alpha[k] = trial[k]
-        loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+        if fresh:
+            loss = kn.evaluate_logits_one(rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+        else:
+            loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
         if t == 1.0:
             mult = max(mult * 0.1, damping_min)
         else:
@@ -269,11 +310,11 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                     alpha_cap, joint, iters, status, stats):
+                     alpha_cap, expand, max_expand, joint, iters, status, stats):
     for b in prange(base.shape[0]):
         out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, joint[b])
+                         damping_max, active_eps, alpha_cap, expand, max_expand, joint[b])
         iters[b] = out[0]
         status[b] = out[1]
         stats[b, 0] = out[2]
@@ -285,11 +326,11 @@ def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, a
 @njit(cache=True)
 def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                    armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                   alpha_cap, joint, iters, status, stats):
+                   alpha_cap, expand, max_expand, joint, iters, status, stats):
     for b in range(base.shape[0]):
         out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, joint[b])
+                         damping_max, active_eps, alpha_cap, expand, max_expand, joint[b])
         iters[b] = out[0]
         status[b] = out[1]
         stats[b, 0] = out[2]
@@ -333,7 +374,8 @@ def newton_batch(
     o = options
     run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
         float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
-        float(o.damping_max), float(o.active_eps), float(o.alpha_cap), joint, iters, status, stats)
+        float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
+        float(o.max_expand), joint, iters, status, stats)
     return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
 
 
@@ -345,7 +387,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
       rows, dev: ``[|A|, c]``; slot_player: ``[c]``; player: ``[K]`` (``GainLayout``);
       flat: ``[N, |A|]`` normalised payoffs; base: ``[|A|]``; eps_hat, eps_plus: ``[N]``;
       rho: float; alpha: ``[K]`` start (overwritten with the result);
-      opts: ``[10]`` the ``NewtonOptions`` fields in order.
+      opts: ``[12]`` the ``NewtonOptions`` fields in order.
 
     Returns:
       ``(joint [|A|], gaps [N], eps' [N], stats [6])`` with stats = (iterations, status,
@@ -361,7 +403,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
     joint = np.empty(num_joint)
     out = newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0],
                      int(opts[1]), opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8],
-                     opts[9], joint)
+                     opts[9], opts[10], opts[11], joint)
     num_players = eps_hat.shape[0]
     mean = np.empty(alpha.shape[0])
     kn.expected_gains_one(rows, values, joint, mean)
@@ -385,5 +427,5 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
 
 
 def options_array(options: NewtonOptions) -> np.ndarray:
-    """``[10]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
+    """``[12]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
     return np.array([float(v) for v in options], dtype=np.float64)
