@@ -401,7 +401,9 @@ def _evaluate(
     else:
         base_eps = eps_hat if eps_raw is None else np.minimum(np.asarray(eps_raw, dtype=np.float64), eps_plus)
         # The smallest feasible eps for this joint that is not below the solver's.
-        ineq_need = _player_max(np.where(free, -np.inf, expected), player, num_players)
+        # A player without inequality rows (e.g. one action under CE) needs nothing.
+        ineq_need = np.full(num_players, -np.inf)
+        np.maximum.at(ineq_need, player, np.where(free, -np.inf, expected))
         eps = np.minimum(np.maximum(base_eps, ineq_need), eps_plus)
     slack = expected - eps[player]
     violation = float(np.max(np.where(free, np.abs(slack), np.maximum(slack, 0.0)), initial=0.0))

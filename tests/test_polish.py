@@ -170,6 +170,18 @@ def test_reference_chicken_me_ce_closed_form():
         assert res.objective == pytest.approx(closed, abs=1e-9)
 
 
+def test_reference_soft_player_without_deviations():
+    """Under CE a one-action player has no constraint rows: with soft constraints its
+    eps sits at the penalty's optimum eps_hat (MS: -eps_plus), not at 0."""
+    payoffs, params = params_for(random_game(15, (1, 3)), "ms")
+    res = P.reference_solve(payoffs, "ce", params)
+    assert res.eps[0] == pytest.approx(params.eps_hat[0], abs=1e-6)
+    assert abs(res.duality_gap) <= 1e-8
+    problem = dual_problem(normalise(random_game(15, (1, 3))), "ce", params)
+    out = P.polish(problem)
+    assert out.status == "optimal" and abs(out.duality_gap) <= 1e-8
+
+
 def test_reference_infeasible_eps():
     payoffs, params = params_for(random_game(5, (3, 3)), "me")
     params = params._replace(eps_hat=np.full(2, -50.0))
