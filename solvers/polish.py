@@ -5,8 +5,12 @@ normalised game and ``SelectionParams`` comes from ``solvers.selection.resolve_s
 
 - ``reference_solve``: the eps-MWMRE primal of DESIGN §3 as an exponential-cone program
   (``cp.entr``), with the (C)CE constraint rows built here directly from the payoff
-  tensor, independently of ``solvers.gains`` / ``solvers.dual``. Tests hold the dual
-  solvers to it; benchmarks time it (construction and solver time are reported apart).
+  tensor, independently of ``solvers.gains`` / ``solvers.dual``. With hard constraints
+  it first restricts to the minimal face (one HiGHS LP, ``solvers.lp.minimal_face``) so
+  that the interior-point solver keeps full accuracy, then sharpens the answer with a
+  Newton solve on the solver's active set, kept only when it is a verified KKT point
+  (``refine=False`` gives the plain CVXPY answer). Tests hold the dual solvers to it;
+  benchmarks time it (construction, solver and refinement times are reported apart).
 - ``max_gini``: ``min ||sigma||_2^2`` over the (C)CE polytope, a QP solved tightly with
   OSQP (polishing on) and checked by a dual bound; CLARABEL is the fallback.
 - ``polish``: the finishing step of the dual solvers. Given a ``DualProblem`` (possibly
