@@ -1,12 +1,16 @@
 """solvers: exact, certified (C)CE selection on normal-form games (NumPy / Numba / SciPy / CVXPY).
 
-Importing this package never imports JAX.
+Importing this package never imports JAX; CVXPY is imported on first use of the
+polish/reference names (``max_gini``, ``reference_solve``).
 """
+
+import importlib
 
 from solvers.api import refine_batch, solve, solve_batch
 from solvers.dual import DualProblem, certificate, dual_problem
 from solvers.gains import CONCEPTS, duals_by_player, duals_from_players, gains, num_constraints
 from solvers.game import NormalisedGame, as_game, marginals, normalise
+from solvers.lp import max_welfare, zero_sum_nash
 from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
 from solvers.solution import Solution, Status
 
@@ -26,10 +30,28 @@ __all__ = [
     "duals_from_players",
     "gains",
     "marginals",
+    "max_gini",
+    "max_welfare",
     "normalise",
     "num_constraints",
+    "reference_solve",
     "refine_batch",
     "resolve_selection",
     "solve",
     "solve_batch",
+    "zero_sum_nash",
 ]
+
+# Loaded on first access (PEP 562): they import CVXPY, which costs about a second.
+_LAZY = {
+    "max_gini": "solvers.polish",
+    "reference_solve": "solvers.polish",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'solvers' has no attribute {name!r}")

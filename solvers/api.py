@@ -299,7 +299,10 @@ def refine_batch(
         t0 = time.perf_counter()
         for b in idx:
             problem = _problem_of(layout, values, full_base, eps_hat, eps_plus, rho, free, int(b))
-            fc = minimal_face(problem)
+            try:
+                fc = minimal_face(problem)
+            except RuntimeError:  # HiGHS failed: go on without the face (polish may finish)
+                continue
             faces[int(b)] = fc
             used_face[b] = True
             if not fc.feasible:

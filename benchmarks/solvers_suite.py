@@ -1,0 +1,248 @@
+"""Exact solver benchmark: ``solvers.solve`` against CVXPY + Clarabel / ECOS.
+
+For each shape (8x8, 16x16, 32x32) and concept (ME-CCE, ME-CE), hard constraints,
+``tol=1e-8``, cold start: the median wall-clock seconds of one ``solve`` call against a
+plain CVXPY model of the same problem (built here, per game, as a user would:
+``max H(sigma) s.t. simplex, M sigma <= 0``) solved by Clarabel and by ECOS, on the same
+games in the same run. Also: games per second of ``solve_batch`` (and of the low-level
+``refine_batch``) on 1,000 8x8 games.
+
+Run ``python -m benchmarks.solvers_suite [--quick]``; results go to
+``benchmarks/results/solvers_suite.{json,md}`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sps
+
+from benchmarks.games import l2_invariant_games
+from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
+from solvers import Selection, refine_batch, solve, solve_batch
+from solvers.api import gain_layout
+from solvers.game import normalise_batch
+from solvers.selection import resolve_selection
+
+__all__ = ["main"]
+
+TOL = 1e-8
+#: Games per (shape, concept): (full, quick).
+NUM_GAMES = {(8, 8): (20, 6), (16, 16): (8, 2), (32, 32): (3, 1)}
+#: Batch throughput: games (full, quick) and repeats.
+BATCH_GAMES = (1000, 300)
+BATCH_REPEATS = 3
+#: A CVXPY solver slower than this per game is not run on further games of the config.
+CVXPY_BUDGET_S = 20.0
+
+
+def _constraint_matrix(shape: tuple[int, ...], concept: str, payoffs: np.ndarray) -> sps.csr_array:
+    """Sparse ``M [K, |A|]`` from the ELL gains (the CVXPY baseline's only input)."""
+    layout = gain_layout(shape, concept)
+    flat = payoffs.reshape(payoffs.shape[0], -1)
+    values = flat[layout.slot_player[None, :], layout.dev] - flat[layout.slot_player[None, :], np.arange(flat.shape[1])[:, None]]
+    cols = np.broadcast_to(np.arange(flat.shape[1])[:, None], layout.rows.shape)
+    m = sps.coo_array((values.ravel(), (layout.rows.ravel(), cols.ravel())),
+                      shape=(layout.num_constraints, flat.shape[1]))
+    return m.tocsr()
+
+
+def _cvxpy_solve(payoffs: np.ndarray, concept: str, solver: str) -> dict:
+    """Builds and solves the plain ME-(C)CE model; returns seconds and the joint."""
+    import cvxpy as cp
+
+    start = time.perf_counter()
+    shape = payoffs.shape[1:]
+    matrix = _constraint_matrix(shape, concept, payoffs)
+    num_joint = matrix.shape[1]
+    x = cp.Variable(num_joint, nonneg=True)
+    problem = cp.Problem(cp.Maximize(cp.sum(cp.entr(x))), [matrix @ x <= 0, cp.sum(x) == 1])
+    try:
+        problem.solve(solver=solver)
+        status = problem.status
+    except cp.error.SolverError as err:
+        status = f"error: {err}"
+    seconds = time.perf_counter() - start
+    joint = None if x.value is None else np.clip(x.value, 0.0, None)
+    gap = math.nan
+    entropy = math.nan
+    if joint is not None:
+        joint = joint / joint.sum()
+        gap = float((matrix @ joint).max())
+        pos = joint > 0
+        entropy = float(-(joint[pos] * np.log(joint[pos])).sum())
+    solver_time = problem.solver_stats.solve_time if problem.solver_stats is not None else math.nan
+    return {"seconds": seconds, "solver_seconds": solver_time, "status": status, "gap": gap,
+            "entropy": entropy, "joint": joint}
+
+
+def _ours(payoffs: np.ndarray, concept: str) -> dict:
+    start = time.perf_counter()
+    sol = solve(payoffs, concept, "me", tol=TOL)
+    seconds = time.perf_counter() - start
+    joint = sol.joint.ravel()
+    pos = joint > 0
+    return {
+        "seconds": seconds,
+        "status": sol.status.value,
+        "iterations": sol.iterations,
+        "method": sol.method,
+        "face": bool(sol.info.get("face", False)),
+        "gap": sol.normalised_gap,
+        "duality_gap": sol.duality_gap,
+        "entropy": float(-(joint[pos] * np.log(joint[pos])).sum()),
+        "joint": joint,
+    }
+
+
+def _warm_up() -> None:
+    """Compiles (or loads from cache) every kernel the timed runs use."""
+    rng = np.random.default_rng(123)
+    for concept in ("cce", "ce"):
+        solve(rng.normal(size=(2, 3, 3)), concept)
+        solve(rng.normal(size=(2, 3, 3)), concept, face="always")
+        solve(rng.normal(size=(2, 3, 3)), concept, method="gd")
+        solve_batch(rng.normal(size=(4, 2, 3, 3)), concept)
+
+
+def _single_game_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
+    rows = []
+    for shape, counts in NUM_GAMES.items():
+        num = counts[1] if quick else counts[0]
+        games = l2_invariant_games(rng, num, shape)
+        for concept in ("cce", "ce"):
+            ours = [_ours(g, concept) for g in games]
+            row = {
+                "shape": "x".join(map(str, shape)),
+                "concept": concept,
+                "games": num,
+                "ours_s": float(np.median([o["seconds"] for o in ours])),
+                "ours_iters": float(np.median([o["iterations"] for o in ours])),
+                "ours_optimal": sum(o["status"] == "optimal" for o in ours),
+                "ours_face": sum(o["face"] for o in ours),
+                "ours_max_gap": float(max(o["gap"] for o in ours)),
+                "ours_max_abs_duality_gap": float(max(abs(o["duality_gap"]) for o in ours)),
+                "methods": sorted({o["method"] for o in ours}),
+            }
+            for solver in ("CLARABEL", "ECOS"):
+                key = solver.lower()
+                results = []
+                for g in games:
+                    res = _cvxpy_solve(g, concept, solver)
+                    results.append(res)
+                    if res["seconds"] > CVXPY_BUDGET_S:
+                        break
+                times = [r["seconds"] for r in results]
+                row[f"{key}_s"] = float(np.median(times))
+                row[f"{key}_solver_s"] = float(np.median([r["solver_seconds"] for r in results]))
+                row[f"{key}_games"] = len(results)
+                row[f"{key}_statuses"] = sorted({r["status"] for r in results})
+                row[f"{key}_max_gap"] = float(np.nanmax([r["gap"] for r in results]))
+                # Entropy (the objective) of ours minus theirs: >= -tol when ours is optimal.
+                diffs = [o["entropy"] - r["entropy"] for o, r in zip(ours, results) if r["joint"] is not None]
+                row[f"{key}_entropy_diff_min"] = float(min(diffs)) if diffs else math.nan
+                row[f"ratio_{key}"] = row[f"{key}_s"] / row["ours_s"]
+            rows.append(row)
+            print(
+                f"{row['shape']} ME-{concept.upper()}: ours {row['ours_s'] * 1e3:.3f} ms "
+                f"({row['ours_iters']:.0f} it, {row['ours_optimal']}/{num} optimal, face {row['ours_face']}), "
+                f"Clarabel {row['clarabel_s'] * 1e3:.1f} ms (x{row['ratio_clarabel']:.0f}), "
+                f"ECOS {row['ecos_s'] * 1e3:.1f} ms (x{row['ratio_ecos']:.0f})",
+                flush=True,
+            )
+    return rows
+
+
+def _batch_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
+    num = BATCH_GAMES[1] if quick else BATCH_GAMES[0]
+    games = l2_invariant_games(rng, num, (8, 8))
+    rows = []
+    for concept in ("cce", "ce"):
+        solve_batch(games[:8], concept)
+        api_times, refine_times, optimal = [], [], 0
+        norm = normalise_batch(games)
+        params = resolve_selection(Selection.me(), type(norm)(norm.payoffs[0], norm.scale[0], norm.offset[0]))
+        for _ in range(BATCH_REPEATS):
+            start = time.perf_counter()
+            out = solve_batch(games, concept, tol=TOL)
+            api_times.append(time.perf_counter() - start)
+            optimal = sum(s.status.value == "optimal" for s in out)
+            start = time.perf_counter()
+            refine_batch(norm.payoffs, concept, params, tol=TOL)
+            refine_times.append(time.perf_counter() - start)
+        row = {
+            "concept": concept,
+            "games": num,
+            "solve_batch_games_per_s": num / float(np.median(api_times)),
+            "refine_batch_games_per_s": num / float(np.median(refine_times)),
+            "optimal": optimal,
+            "median_iterations": float(np.median([s.iterations for s in out])),
+            "face": int(sum(bool(s.info.get("face")) for s in out)),
+        }
+        rows.append(row)
+        print(
+            f"solve_batch 8x8 ME-{concept.upper()}: {row['solve_batch_games_per_s']:.0f} games/s "
+            f"(refine_batch {row['refine_batch_games_per_s']:.0f} games/s), {optimal}/{num} optimal",
+            flush=True,
+        )
+    return rows
+
+
+def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
+    """Runs the suite; writes ``solvers_suite.json`` and ``solvers_suite.md`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    _warm_up()
+    rng = np.random.default_rng(2026)
+    started = time.time()
+    single = _single_game_rows(quick, rng)
+    batch = _batch_rows(quick, rng)
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (math.nan,) * 3
+    result = {
+        "suite": "solvers_suite",
+        "mode": "quick" if quick else "full",
+        "tol": TOL,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": list(load),
+        "wall_seconds": time.time() - started,
+        "single_game": single,
+        "batch": batch,
+    }
+    write_json_atomic(out_dir / "solvers_suite.json", result)
+    columns = ["shape", "concept", "games", "ours_s", "ours_iters", "ours_optimal", "ours_face",
+               "clarabel_s", "ratio_clarabel", "ecos_s", "ratio_ecos", "ours_max_gap",
+               "clarabel_entropy_diff_min"]
+    text = [
+        "# solvers_suite: exact ME-(C)CE, `solvers.solve` vs CVXPY",
+        "",
+        f"Mode: {result['mode']}; tol {TOL}; hard constraints; cold starts; wall-clock medians "
+        f"per game (seconds). CPUs: {result['cpu_count']}; load average at the end: "
+        f"{', '.join(f'{x:.1f}' for x in load)} (a shared machine inflates every time).",
+        "",
+        markdown_table(single, columns),
+        "",
+        "`ratio_*` = CVXPY seconds / ours (CVXPY: model built and solved per game). "
+        "`clarabel_entropy_diff_min` = min over games of H(ours) - H(Clarabel) "
+        "(>= -1e-8 when ours is at least as good).",
+        "",
+        "## Batch throughput (8x8)",
+        "",
+        markdown_table(batch),
+    ]
+    write_text_atomic(out_dir / "solvers_suite.md", "\n".join(text) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer games (about a minute)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    main(quick=args.quick, out_dir=args.out)
