@@ -227,6 +227,21 @@ def test_reference_refinement_is_a_kkt_point(concept, preset):
         assert gibbs_residual(payoffs, concept, params, clarabel) < 1e-12
 
 
+@pytest.mark.parametrize("preset", ["me", "mw", "ms"])
+def test_reference_duals_certify_in_the_foundation_dual(preset):
+    """Cross-check with solvers.dual: the reference's multipliers (same flat layout) give
+    the reference joint and a zero duality gap in ``solvers.dual.certificate``."""
+    from solvers.dual import certificate
+
+    ng = normalise(random_game(16, (4, 5)))
+    params = resolve_selection(getattr(Selection, preset)(), ng)
+    ref = P.reference_solve(ng.payoffs, "cce", params)
+    cert = certificate(dual_problem(ng, "cce", params), ref.duals)
+    np.testing.assert_allclose(cert.joint, ref.joint.ravel(), atol=1e-10)
+    assert cert.duality_gap == pytest.approx(0.0, abs=1e-9)
+    assert cert.dual == pytest.approx(ref.objective + ref.duality_gap, abs=1e-9)
+
+
 # --- max_gini ------------------------------------------------------------------------
 
 
@@ -307,6 +322,18 @@ def test_polish_matches_reference(concept, preset):
     if res.status == "optimal":
         assert res.violation <= P.FEASIBILITY_TOL
         assert res.duality_gap == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["ECOS", "SCS"])
+def test_polish_other_solvers(solver):
+    ng = normalise(random_game(17, (4, 4)))
+    params = resolve_selection(Selection.me(), ng)
+    problem = dual_problem(ng, "ce", params)
+    res = P.polish(problem, solver=solver, fallbacks=())
+    ref = P.reference_solve(ng.payoffs, "ce", params)
+    assert res.solver.startswith(solver)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(ref.objective, abs=1e-8)
 
 
 def test_polish_on_a_restricted_face():
