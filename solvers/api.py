@@ -121,6 +121,8 @@ class RefineResult(NamedTuple):
         "newton+face", "newton+face+cvxpy", ...).
       face: ``[B]`` bool, True where the facial-reduction LP ran.
       timings: seconds per stage for the whole batch.
+      restricted_alpha: ``[B, K]`` the duals before ``lift_duals`` (sign-free on the
+        face's implicit equalities, moderate in size; equal to ``alpha`` without a face).
     """
 
     joint: np.ndarray
@@ -136,6 +138,7 @@ class RefineResult(NamedTuple):
     method: tuple[str, ...]
     face: np.ndarray
     timings: Mapping[str, float]
+    restricted_alpha: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------
@@ -376,6 +379,7 @@ def refine_batch(
             statuses[b] = Status.OPTIMAL if good else Status.INACCURATE
         timings["polish"] = time.perf_counter() - t0
 
+    restricted_alpha = alpha.copy()
     for b, fc in faces.items():
         if fc.feasible:
             full = _problem_of(layout, values, full_base, eps_hat, eps_plus, rho, free, b)
@@ -384,7 +388,7 @@ def refine_batch(
     timings["total"] = time.perf_counter() - t_start
     return RefineResult(
         joint.reshape((num_games,) + shape), alpha, eps, gaps, violation, kkt, dgap, objective,
-        iterations, tuple(statuses), tuple(methods), used_face, timings,
+        iterations, tuple(statuses), tuple(methods), used_face, timings, restricted_alpha,
     )
 
 
@@ -446,10 +450,14 @@ def _to_solution(
     timings: Mapping[str, float],
 ) -> Solution:
     stats = (res.violation[b], res.kkt[b], res.duality_gap[b], res.objective[b])
-    return _make_solution(
+    sol = _make_solution(
         res.joint[b], res.alpha[b], res.eps[b], res.gaps[b], stats, int(res.iterations[b]),
         res.status[b], res.method[b], bool(res.face[b]), scale, layout, concept, selection, timings,
     )
+    if res.face[b]:
+        # The face's own duals (payoff units), for users who prefer them to the lifted ones.
+        sol.info["restricted_duals"] = res.restricted_alpha[b] * scale[layout.player]
+    return sol
 
 
 def _reference_solution(

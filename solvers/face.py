@@ -39,8 +39,9 @@ __all__ = ["Face", "FACE_THRESHOLD", "LIFT_MARGIN", "minimal_face", "restrict_to
 #: ``t_a`` / ``s_k`` are 0 or 1 at a vertex optimum; the midpoint separates them.
 FACE_THRESHOLD = 0.5
 #: Logit margin (nats) that ``lift_duals`` puts between the support and the rest:
-#: off-support mass ``<= |A| exp(-LIFT_MARGIN)``, below double precision relative to 1.
-LIFT_MARGIN = 60.0
+#: off-support mass ``<= |A| exp(-LIFT_MARGIN)``, about the double-precision epsilon per
+#: joint. (Larger margins only inflate the duals: ``t`` scales with it.)
+LIFT_MARGIN = 36.0
 
 
 class Face(NamedTuple):
@@ -191,22 +192,40 @@ def restrict_to_face(problem: DualProblem, face: Face) -> DualProblem:
     return restrict(problem, face.support, face.equalities)
 
 
+def _homogenised_block(problem: DualProblem, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``M'[rows, cols]^T`` dense ``[#cols, #rows]`` from the ELL (``M' = M - eps_hat 1^T``)."""
+    num_joint = problem.rows.shape[0]
+    dense = np.zeros((num_joint, problem.num_constraints))
+    np.add.at(dense, (np.repeat(np.arange(num_joint), problem.rows.shape[1]), problem.rows.reshape(-1)),
+              problem.values.reshape(-1))
+    dense -= problem.eps_hat[problem.player][None, :]
+    return dense[np.ix_(cols, rows)]
+
+
 def lift_duals(problem: DualProblem, face: Face, alpha: np.ndarray, margin: float = LIFT_MARGIN) -> np.ndarray:
     """Non-negative duals of the full problem from duals ``alpha: [K]`` on the face.
 
-    Adds ``t y`` (``y`` the face certificate), which leaves the restricted loss and joint
+    First replaces the sign-free part by its minimum-norm equivalent (same restricted
+    joint and loss); then adds ``t y`` (``y`` the face certificate), which leaves the restricted loss and joint
     unchanged (``M'^T y = 0`` on the support), with ``t`` large enough that every row is
     ``>= 0`` and the off-support logits sit ``margin`` nats below the support's, so that
     ``sigma(lifted)`` in the full problem equals the face's joint to double precision.
     """
-    alpha = np.asarray(alpha, dtype=np.float64)
+    alpha = np.array(alpha, dtype=np.float64)
     y = face.certificate
     free = face.equalities
+    support = face.support
+    if np.any(free):
+        # The restricted loss is flat along d on E with M'^T d = 0 on the support, and the
+        # damped Newton steps may wander far along it (|alpha_E| ~ 1e4 seen on poker
+        # meta-games). Keep the minimum-norm representative: the projection of alpha_E
+        # onto the row space of A = M'[E, S]^T (same joint, same loss).
+        a_mat = _homogenised_block(problem, free, support)
+        alpha[free] = np.linalg.pinv(a_mat) @ (a_mat @ alpha[free])
     t_sign = 0.0
     neg = free & (alpha < 0) & (y > 0)
     if np.any(neg):
         t_sign = float(np.max(-alpha[neg] / y[neg]))
-    support = face.support
     if np.all(support):
         return np.where(free, np.maximum(alpha + t_sign * y, 0.0), np.maximum(alpha, 0.0))
     # Full-problem logits at the start of the lift (base as in the unrestricted problem).

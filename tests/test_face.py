@@ -106,5 +106,8 @@ def test_lift_of_random_ce_face():
         np.testing.assert_allclose(
             joint_from_duals(problem, lifted), joint_from_duals(restricted, alpha), atol=1e-10
         )
+        # Moving along the flat direction y of the restricted loss changes nothing.
+        drifted = lift_duals(problem, face, alpha + 1e4 * face.certificate)
+        np.testing.assert_allclose(drifted, lifted, rtol=1e-6, atol=1e-6)
         return
     pytest.fail("no random 5x5 game with a CE on a proper face among the seeds")
