@@ -1,0 +1,108 @@
+"""The ``hybrid-nes`` command line.
+
+    hybrid-nes train --concept cce --shape 8x8 --shape 4x4 --steps 5000 --out runs/cce
+    hybrid-nes train --config run.json --out runs/cce       # a TrainConfig as JSON
+    hybrid-nes train --out runs/cce                         # resumes runs/cce/checkpoint.npz
+
+Each subcommand is registered by an ``add_<name>_parser(subparsers)`` function, so that
+later subcommands (``solve``) join the same parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main", "add_train_parser"]
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"shape must look like 8x8 or 2x3x4, got {text!r}") from err
+    if len(shape) < 2 or any(n < 1 for n in shape):
+        raise argparse.ArgumentTypeError(f"shape needs >= 2 players with >= 1 action each, got {text!r}")
+    return shape
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``train``."""
+    p = subparsers.add_parser("train", help="train a neural equilibrium solver", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="TrainConfig as JSON; flags below override it")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoint, log, weights)")
+    p.add_argument("--concept", choices=("cce", "ce"))
+    p.add_argument("--shape", type=_shape, action="append", help="game shape, e.g. 8x8 (repeatable)")
+    p.add_argument("--shape-weight", type=float, action="append", help="sampling weight per --shape")
+    p.add_argument("--eval-shape", type=_shape, action="append", help="validation shape (repeatable)")
+    p.add_argument("--preset", action="append", help="selection preset to sample (repeatable): me, mre, ...")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int, help="games per step")
+    p.add_argument("--batch-cells", type=int, help="cap games x joint actions per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-games", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.set_defaults(func=_run_train)
+    return p
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from hybrid_nes.network import NetworkConfig
+    from hybrid_nes.train import TrainConfig, train
+
+    data = json.loads(args.config.read_text()) if args.config else {}
+    if args.concept:
+        data.setdefault("network", {})["concept"] = args.concept
+    overrides = {
+        "shapes": args.shape,
+        "shape_weights": args.shape_weight,
+        "eval_shapes": args.eval_shape,
+        "presets": args.preset,
+        "steps": args.steps,
+        "batch_size": args.batch,
+        "batch_cells": args.batch_cells,
+        "learning_rate": args.lr,
+        "seed": args.seed,
+        "eval_every": args.eval_every,
+        "eval_games": args.eval_games,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    data.setdefault("network", NetworkConfig().to_dict())
+    try:
+        config = TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        print(f"hybrid-nes train: bad configuration: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    _, history = train(config, args.out, resume=not args.no_resume, progress=not args.no_progress,
+                       log=lambda line: print(line, flush=True) if args.no_progress else None)
+    print(json.dumps(history[-1] if history else {}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="hybrid-nes", description="hybrid_nes: neural + exact (C)CE solvers")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hybrid-nes`` script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

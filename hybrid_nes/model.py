@@ -1,0 +1,294 @@
+"""``NESModel``: a trained network that predicts the duals of batches of games.
+
+    model = hybrid_nes.load_pretrained("cce")
+    duals = model.predict_duals(games, selection="me")          # [B, K], normalised units
+    duals = model.predict_duals(games, selection="me", units="payoff")
+
+Units. The selection problem is posed on the normalised game (DESIGN §5). *Normalised*
+duals ``alpha'`` belong to ``solvers.normalise(game)``; *payoff-unit* duals belong to
+the raw game: ``alpha_p = s_p alpha'_p`` with ``s_p = NormalisedGame.scale[p]``, both
+giving the same joint. ``duals_to_payoff_units`` / ``duals_to_normalised_units`` convert.
+Flat duals use the ``solvers.gains`` layout ``[B, K]``.
+
+Inference uses BatchNorm statistics calibrated per game shape (shipped for the training
+shapes, computed once and cached for any other shape), so one game scores the same
+alone as in a batch. The jitted forward pass is compiled once per (shape, batch bucket):
+batches are padded to a power of two.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybrid_nes import checkpoint as ckpt_lib
+from hybrid_nes.loss import duals_to_flat
+from hybrid_nes.network import NetworkConfig, make_network
+from hybrid_nes.sampling import SelectionInputs, check_shape, selection_inputs
+from solvers.gains import check_concept, constraint_player, num_constraints
+from solvers.game import NormalisedGame, as_game_batch, normalise_batch
+from solvers.selection import Selection, as_selection, resolve_selection
+
+__all__ = [
+    "NESModel",
+    "load_pretrained",
+    "pretrained_path",
+    "duals_to_payoff_units",
+    "duals_to_normalised_units",
+    "MAX_JOINT_ACTIONS",
+]
+
+#: Largest ``|A|`` one game may have (activations are [B, N, |A|, 32] floats).
+MAX_JOINT_ACTIONS = 1 << 16
+#: Largest batch sent through the network at once; bigger inputs are chunked.
+MAX_CHUNK = 4096
+
+
+def _player_scale(scale: np.ndarray, shape: Sequence[int], concept: str) -> np.ndarray:
+    """``[B, K]`` the scale ``s_p`` of each constraint's player."""
+    owner = constraint_player(tuple(shape), concept)
+    return np.asarray(scale)[..., owner]
+
+
+def duals_to_payoff_units(duals: np.ndarray, scale: np.ndarray, shape: Sequence[int], concept: str) -> np.ndarray:
+    """Normalised flat duals ``[B, K]`` -> payoff-unit duals ``alpha_p = s_p alpha'_p``.
+
+    Args:
+      duals: ``[B, K]`` (or ``[K]``) duals of the normalised games.
+      scale: ``[B, N]`` (or ``[N]``) ``NormalisedGame.scale``.
+      shape: the action counts ``(A1..AN)``.
+      concept: "cce" or "ce".
+    """
+    return np.asarray(duals) * _player_scale(scale, shape, check_concept(concept))
+
+
+def duals_to_normalised_units(duals: np.ndarray, scale: np.ndarray, shape: Sequence[int], concept: str) -> np.ndarray:
+    """Inverse of ``duals_to_payoff_units``: ``alpha'_p = alpha_p / s_p``."""
+    return np.asarray(duals) / _player_scale(scale, shape, check_concept(concept))
+
+
+def _bucket(batch: int) -> int:
+    return max(8, 1 << (batch - 1).bit_length())
+
+
+class NESModel:
+    """A trained Neural Equilibrium Solver (one concept).
+
+    Attributes:
+      config: the ``NetworkConfig``.
+      concept: "cce" or "ce".
+      meta: the weight file's metadata (training config, history, wall time, ...).
+      trained_shapes: shapes with shipped BatchNorm statistics.
+      players: player counts the network was trained on.
+    """
+
+    def __init__(self, config: NetworkConfig, params: Any, stats: dict, meta: dict | None = None):
+        self.config = config
+        self.params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
+        self.meta = dict(meta or {})
+        self._stats = {tuple(k): jax.tree_util.tree_map(jnp.asarray, v) for k, v in stats.items()}
+        self.trained_shapes = tuple(sorted(self._stats))
+        train_cfg = self.meta.get("config", {})
+        shapes = train_cfg.get("shapes") or [list(s) for s in self.trained_shapes]
+        self.players = tuple(sorted({len(s) for s in shapes})) or (2,)
+        self.presets = tuple(train_cfg.get("presets", ("me", "mre")))
+        net = make_network(config)
+
+        def forward(params, state, payoffs, sel):
+            duals, _ = net.apply(params, state, None, payoffs, sel, False)
+            return duals_to_flat(duals, config.concept)
+
+        self._forward = jax.jit(forward)
+
+    @property
+    def concept(self) -> str:
+        return self.config.concept
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> NESModel:
+        """Loads weights written by ``hybrid_nes.train.write_weights`` (or a checkpoint)."""
+        ck = ckpt_lib.load(path)
+        cfg = ck.meta.get("config", {})
+        try:
+            config = NetworkConfig.from_dict(dict(cfg["network"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ckpt_lib.CheckpointError(f"{str(path)!r}: metadata lacks a valid network config: {err}") from err
+        model = cls(config, ck.params, ck.stats, ck.meta)
+        model._check_params(path)
+        return model
+
+    def _check_params(self, path) -> None:
+        net = make_network(self.config)
+        shape = self.trained_shapes[0] if self.trained_shapes else (2, 2)
+        payoffs = jnp.zeros((1, len(shape), *shape), jnp.float32)
+        sel = SelectionInputs(jnp.zeros((1, *shape)), jnp.zeros((1, len(shape))), jnp.full((1, len(shape)), jnp.inf), jnp.full((1,), jnp.inf))
+        template = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), payoffs, sel, True))[0]
+        got = jax.tree_util.tree_map(lambda x: x.shape, self.params)
+        want = jax.tree_util.tree_map(lambda x: x.shape, template)
+        if got != want:
+            raise ckpt_lib.CheckpointError(f"{str(path)!r}: parameters do not match the network config {self.config}")
+
+    # -- BatchNorm statistics ------------------------------------------------------------
+    def statistics(self, shape: Sequence[int]):
+        """BatchNorm statistics for ``shape`` (shipped, or calibrated once and cached)."""
+        shape = tuple(shape)
+        if shape not in self._stats:
+            from hybrid_nes.train import TrainConfig, calibrate_statistics
+
+            train_cfg = TrainConfig.from_dict({**self.meta.get("config", {}), "network": self.config.to_dict()})
+            stats = calibrate_statistics(train_cfg, self.params, shape)
+            self._stats[shape] = jax.tree_util.tree_map(jnp.asarray, stats)
+        return self._stats[shape]
+
+    # -- validation ----------------------------------------------------------------------
+    def check_shape(self, shape: Sequence[int], allow_untrained: bool = False) -> tuple[int, ...]:
+        """Validates a game shape for this network; returns it as a tuple."""
+        shape = check_shape(shape, "game shape")
+        if len(shape) not in self.players and not allow_untrained:
+            raise ValueError(
+                f"games with {len(shape)} players (shape {shape}): this {self.concept.upper()} network "
+                f"was trained on {self.players}-player games; pass allow_untrained=True to predict anyway"
+            )
+        if math.prod(shape) > MAX_JOINT_ACTIONS:
+            raise ValueError(
+                f"game shape {shape} has {math.prod(shape)} joint actions; the network takes at most "
+                f"{MAX_JOINT_ACTIONS}"
+            )
+        if self.concept == "ce" and min(shape) < 2 and num_constraints(shape, "ce") == 0:
+            raise ValueError(f"game shape {shape} has no CE constraints (every player has one action)")
+        return shape
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict_normalised(self, payoffs: np.ndarray, sel: SelectionInputs, allow_untrained: bool = False) -> np.ndarray:
+        """Flat NORMALISED duals ``[B, K]`` (float64) of normalised games.
+
+        This is what the pipeline calls.
+
+        Args:
+          payoffs: ``[B, N, A1..AN]`` normalised games (``solvers.normalise_batch``).
+          sel: ``SelectionInputs`` with a leading B axis, normalised units
+            (``hybrid_nes.sampling.selection_inputs`` of ``solvers.resolve_selection``).
+          allow_untrained: predict for player counts the network was not trained on.
+        """
+        payoffs = np.asarray(payoffs)
+        if payoffs.ndim < 4:
+            raise ValueError(f"payoffs must have shape [B, N, A1..AN], got {payoffs.shape}")
+        b = payoffs.shape[0]
+        shape = self.check_shape(payoffs.shape[2:], allow_untrained)
+        if payoffs.shape[1] != len(shape):
+            raise ValueError(f"payoffs has {payoffs.shape[1]} players on axis 1 but {len(shape)} action axes")
+        expect = {"base_logits": (b, *shape), "eps_hat": (b, len(shape)), "eps_plus": (b, len(shape)), "rho": (b,)}
+        for name, want in expect.items():
+            got = np.shape(getattr(sel, name))
+            if got != want and not (name == "base_logits" and got == (b, math.prod(shape))):
+                raise ValueError(f"sel.{name} has shape {got}; expected {want} for payoffs of shape {payoffs.shape}")
+        sel = SelectionInputs(
+            np.asarray(sel.base_logits, np.float32).reshape(b, *shape),
+            np.asarray(sel.eps_hat, np.float32),
+            np.asarray(sel.eps_plus, np.float32),
+            np.asarray(sel.rho, np.float32),
+        )
+        stats = self.statistics(shape)
+        out = []
+        for start in range(0, b, MAX_CHUNK):
+            stop = min(b, start + MAX_CHUNK)
+            size = stop - start
+            pad = _bucket(size) - size
+            chunk_p = np.asarray(payoffs[start:stop], np.float32)
+            chunk_s = SelectionInputs(*(x[start:stop] for x in sel))
+            if pad:
+                # Padding repeats the first game; inference-mode BatchNorm makes games independent.
+                chunk_p = np.concatenate([chunk_p, np.repeat(chunk_p[:1], pad, 0)])
+                chunk_s = SelectionInputs(*(np.concatenate([x, np.repeat(x[:1], pad, 0)]) for x in chunk_s))
+            duals = self._forward(self.params, stats, chunk_p, chunk_s)
+            out.append(np.asarray(duals, np.float64)[:size])
+        return np.concatenate(out)
+
+    def predict_duals(
+        self,
+        games: np.ndarray,
+        selection: str | Selection | Sequence[Selection] = "me",
+        *,
+        units: str = "normalised",
+        allow_untrained: bool = False,
+    ) -> np.ndarray:
+        """Predicts flat duals (``solvers.gains`` layout) for a batch of games.
+
+        Args:
+          games: ``[B, N, A1..AN]`` payoffs in the games' own units (one game:
+            ``game[None]``); they are normalised here (DESIGN §5).
+          selection: a preset name, a ``Selection`` for every game, or one per game.
+          units: "normalised" (duals of ``solvers.normalise(game)``; what the exact
+            solvers take) or "payoff" (duals of the raw game).
+          allow_untrained: predict for player counts the network was not trained on.
+
+        Returns:
+          ``[B, K]`` float64 non-negative duals.
+        """
+        if units not in ("normalised", "payoff"):
+            raise ValueError(f"units must be 'normalised' or 'payoff', got {units!r}")
+        batch = as_game_batch(games, "games")
+        shape = self.check_shape(batch.shape[2:], allow_untrained)
+        norm = normalise_batch(batch)
+        sel = self.selection_inputs(norm, selection)
+        duals = self.predict_normalised(norm.payoffs, sel, allow_untrained)
+        if units == "payoff":
+            duals = duals_to_payoff_units(duals, norm.scale, shape, self.concept)
+        return duals
+
+    def selection_inputs(self, norm: NormalisedGame, selection) -> SelectionInputs:
+        """Resolves ``selection`` against each normalised game of a batch."""
+        b = norm.payoffs.shape[0]
+        if isinstance(selection, (str, Selection)):
+            selections = [as_selection(selection)] * b
+        else:
+            selections = [as_selection(s) for s in selection]
+            if len(selections) != b:
+                raise ValueError(f"selection lists {len(selections)} selections for {b} games")
+        params = []
+        for i, s in enumerate(selections):
+            if s.objective != "entropy":
+                raise ValueError(f"selection {s.name!r} (objective {s.objective!r}) has no dual for the network to predict")
+            game = NormalisedGame(norm.payoffs[i], norm.scale[i], norm.offset[i])
+            params.append(resolve_selection(s, game))
+        untrained = {s.name for s in selections} - set(self.presets)
+        if untrained:
+            warnings.warn(
+                f"selection presets {sorted(untrained)} were not in this network's training mix "
+                f"{self.presets}; its duals are only a rough warm start",
+                stacklevel=3,
+            )
+        return selection_inputs(params, norm.payoffs.shape[2:])
+
+
+def pretrained_path(concept: str = "cce") -> Path:
+    """Path of the shipped weight file for ``concept``."""
+    concept = check_concept(concept)
+    return Path(str(resources.files("hybrid_nes") / "pretrained" / f"nes_{concept}.npz"))
+
+
+def load_pretrained(concept: str = "cce", path: str | os.PathLike | None = None) -> NESModel:
+    """Loads the shipped NES for ``concept`` ("cce" or "ce"), or weights from ``path``.
+
+    The shipped networks take 2-player games (trained on 2x2 .. 16x16, ME and MRE
+    selections with hard constraints); see ``hybrid_nes/pretrained/MODEL_CARD.md``.
+
+    Raises:
+      hybrid_nes.checkpoint.CheckpointError: missing or corrupt weight file, or weights
+        of the other concept.
+    """
+    concept = check_concept(concept)
+    file = Path(path) if path is not None else pretrained_path(concept)
+    model = NESModel.from_file(file)
+    if model.concept != concept:
+        raise ckpt_lib.CheckpointError(f"{str(file)!r} holds a {model.concept.upper()} network, not {concept.upper()}")
+    return model

@@ -1,0 +1,420 @@
+"""Unsupervised training of the NES: minimise the dual loss of sampled games (paper sec. 4.3).
+
+Each step draws one game shape (seeded by ``(seed, step)``, so a resumed run makes the
+same draws as an uninterrupted one), samples a batch of games and selection parameters
+inside jit, and takes an Adam step (adaptive gradient clipping, warm-up + cosine
+schedule) on ``mean_b L(alpha_theta(G_b))``. Evaluation uses a fixed validation set per
+shape with exact reference optima. Device-agnostic: nothing here names a device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hybrid_nes import checkpoint as ckpt_lib
+from hybrid_nes.evaluation import Reference, reference_optima, score_duals
+from hybrid_nes.loss import batch_dual_loss, batch_dual_metrics
+from hybrid_nes.network import NetworkConfig, make_network
+from hybrid_nes.sampling import TRAIN_PRESETS, SelectionInputs, check_shape, sample_batch
+
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "make_optimizer",
+    "init_state",
+    "make_train_step",
+    "shape_for_step",
+    "calibrate_statistics",
+    "validation_set",
+    "evaluate",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run.
+
+    Attributes:
+      network: the architecture (its ``concept`` is the run's concept).
+      shapes: game shapes to train on, e.g. ``((8, 8), (4, 4))``.
+      shape_weights: relative sampling weight of each shape (None = uniform).
+      presets: selection presets sampled per game (``sampling.TRAIN_PRESETS``).
+      steps: total optimiser steps.
+      batch_size: games per step (paper: 4096).
+      batch_cells: if set, a step on a shape with ``|A|`` joint actions uses
+        ``clip(batch_cells // |A|, 16, batch_size)`` games, so that large games do not
+        dominate the wall time.
+      eval_shapes: shapes with a validation set (None = ``shapes``).
+      learning_rate: peak Adam learning rate (paper: 4e-4).
+      warmup_steps: linear warm-up; then cosine decay to ``final_lr_factor`` x peak.
+      clip: adaptive gradient clipping factor (paper: 1e-3).
+      seed: everything (init, data, shape draws, validation set) derives from it.
+      eval_every, eval_games: validation period (steps) and games per shape.
+      checkpoint_every: checkpoint period (steps).
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    shapes: tuple[tuple[int, ...], ...] = ((8, 8),)
+    shape_weights: tuple[float, ...] | None = None
+    presets: tuple[str, ...] = ("me", "mre")
+    steps: int = 1000
+    batch_size: int = 256
+    batch_cells: int | None = None
+    eval_shapes: tuple[tuple[int, ...], ...] | None = None
+    learning_rate: float = 4e-4
+    warmup_steps: int = 100
+    final_lr_factor: float = 0.05
+    clip: float = 1e-3
+    seed: int = 0
+    eval_every: int = 250
+    eval_games: int = 256
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        shapes = tuple(check_shape(s, "shapes") for s in self.shapes)
+        if not shapes:
+            raise ValueError("shapes must list at least one game shape")
+        object.__setattr__(self, "shapes", shapes)
+        if self.eval_shapes is not None:
+            object.__setattr__(self, "eval_shapes", tuple(check_shape(s, "eval_shapes") for s in self.eval_shapes))
+        object.__setattr__(self, "presets", tuple(self.presets))
+        bad = [p for p in self.presets if p not in TRAIN_PRESETS]
+        if bad or not self.presets:
+            raise ValueError(f"presets must be a non-empty subset of {TRAIN_PRESETS}, got {self.presets!r}")
+        if self.shape_weights is not None:
+            weights = tuple(float(w) for w in self.shape_weights)
+            if len(weights) != len(shapes) or any(w < 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(
+                    f"shape_weights must be {len(shapes)} non-negative numbers with a positive sum, "
+                    f"got {self.shape_weights!r}"
+                )
+            object.__setattr__(self, "shape_weights", weights)
+        for name in ("steps", "batch_size", "eval_every", "eval_games", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    @property
+    def concept(self) -> str:
+        return self.network.concept
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["network"] = self.network.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["network"] = NetworkConfig.from_dict(dict(data.get("network", {})))
+        data["shapes"] = tuple(tuple(s) for s in data.get("shapes", ((8, 8),)))
+        if data.get("shape_weights") is not None:
+            data["shape_weights"] = tuple(data["shape_weights"])
+        data["presets"] = tuple(data.get("presets", ("me", "mre")))
+        if data.get("eval_shapes") is not None:
+            data["eval_shapes"] = tuple(tuple(s) for s in data["eval_shapes"])
+        return cls(**data)
+
+    def batch_for(self, shape: Sequence[int]) -> int:
+        """Games per step for ``shape`` (see ``batch_cells``)."""
+        if self.batch_cells is None:
+            return self.batch_size
+        return int(min(self.batch_size, max(16, self.batch_cells // math.prod(shape))))
+
+
+class TrainState(NamedTuple):
+    """Parameters, BatchNorm state, optimiser state and the step counter."""
+
+    params: hk.Params
+    bn_state: hk.State
+    opt_state: optax.OptState
+    step: int
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adaptive gradient clipping + Adam with warm-up and cosine decay (paper app. D.2)."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=config.learning_rate,
+        warmup_steps=min(config.warmup_steps, max(config.steps - 1, 1)),
+        decay_steps=max(config.steps, 2),
+        end_value=config.learning_rate * config.final_lr_factor,
+    )
+    return optax.chain(optax.adaptive_grad_clip(config.clip), optax.adam(schedule))
+
+
+def init_state(config: TrainConfig) -> TrainState:
+    """A fresh ``TrainState`` from ``config.seed``."""
+    net = make_network(config.network)
+    games, sel = sample_batch(jax.random.PRNGKey(config.seed), 2, config.shapes[0], config.presets)
+    params, bn_state = net.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), games, sel, True)
+    opt_state = make_optimizer(config).init(params)
+    return TrainState(params, bn_state, opt_state, 0)
+
+
+def shape_for_step(config: TrainConfig, step: int) -> tuple[int, ...]:
+    """The game shape of ``step``: a function of ``(seed, step)`` only (resume-safe)."""
+    if len(config.shapes) == 1:
+        return config.shapes[0]
+    weights = np.ones(len(config.shapes)) if config.shape_weights is None else np.asarray(config.shape_weights)
+    rng = np.random.default_rng([config.seed, step, 7])
+    return config.shapes[int(rng.choice(len(config.shapes), p=weights / weights.sum()))]
+
+
+def make_train_step(config: TrainConfig) -> Callable:
+    """``step(params, bn_state, opt_state, step, shape) -> (params, bn_state, opt_state, loss, gap)``.
+
+    Jitted with ``shape`` static: one compilation per game shape.
+    """
+    net = make_network(config.network)
+    opt = make_optimizer(config)
+    concept = config.concept
+    data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+
+    def loss_fn(params, bn_state, games, sel):
+        duals, new_state = net.apply(params, bn_state, None, games, sel, True)
+        losses = batch_dual_loss(games, sel, duals, concept)
+        return losses.mean(), (new_state, duals)
+
+    def step_fn(params, bn_state, opt_state, step, shape):
+        key = jax.random.fold_in(data_key, step)
+        games, sel = sample_batch(key, config.batch_for(shape), shape, config.presets)
+        (loss, (new_state, duals)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, bn_state, games, sel)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        gap = batch_dual_metrics(games, sel, jax.lax.stop_gradient(duals), concept).gap.mean()
+        return params, new_state, opt_state, loss, gap
+
+    return jax.jit(step_fn, static_argnums=4)
+
+
+def calibrate_statistics(
+    config: TrainConfig,
+    params: hk.Params,
+    shape: Sequence[int],
+    batches: int = 4,
+    batch_size: int = 512,
+    seed: int = 12345,
+) -> hk.State:
+    """Population BatchNorm statistics for one game shape.
+
+    Runs ``batches`` fresh batches of the training distribution in training mode and
+    averages each layer's batch mean and variance. With these, inference (``is_training
+    =False``) on a single game scores like batch-statistics inference on a large batch.
+    """
+    shape = check_shape(shape)
+    net = make_network(config.network)
+
+    @jax.jit
+    def stats(key):
+        games, sel = sample_batch(key, batch_size, shape, config.presets)
+        _, state = net.apply(params, _dummy_state(config, shape), None, games, sel, True)
+        return state
+
+    total = None
+    for i in range(batches):
+        state = stats(jax.random.fold_in(jax.random.PRNGKey(seed), i))
+        total = state if total is None else jax.tree_util.tree_map(jnp.add, total, state)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x / batches), total)
+
+
+def _dummy_state(config: TrainConfig, shape: tuple[int, ...]) -> hk.State:
+    """A BatchNorm state of the right structure (training mode only writes it)."""
+    net = make_network(config.network)
+    games, sel = sample_batch(jax.random.PRNGKey(0), 2, shape, config.presets)
+    _, state = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), games, sel, True))
+    return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), state)
+
+
+class ValidationSet(NamedTuple):
+    """Fixed validation games of one shape and their exact optima."""
+
+    games: jax.Array
+    sel: SelectionInputs
+    ref: Reference
+
+
+def validation_set(config: TrainConfig, shape: Sequence[int], games: int | None = None) -> ValidationSet:
+    """Fixed validation games (seeded by ``config.seed``, disjoint from training keys)."""
+    shape = check_shape(shape)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+    g, sel = sample_batch(key, games or config.eval_games, shape, config.presets, dtype=jnp.float32)
+    ref = reference_optima(np.asarray(g, np.float64), sel, config.concept)
+    return ValidationSet(g, sel, ref)
+
+
+def evaluate(config: TrainConfig, params: hk.Params, bn_state: hk.State | None, val: ValidationSet) -> dict[str, float]:
+    """Mean metrics of the network on a validation set.
+
+    ``bn_state=None`` normalises with the validation batch's own statistics; otherwise
+    the given (calibrated) statistics are used, as at inference.
+    """
+    net = make_network(config.network)
+    if bn_state is None:
+        duals, _ = net.apply(params, _dummy_state(config, val.games.shape[2:]), None, val.games, val.sel, True)
+    else:
+        duals, _ = net.apply(params, bn_state, None, val.games, val.sel, False)
+    scores = score_duals(val.games, val.sel, duals, config.concept, val.ref)
+    return {
+        "gap": float(scores.gap.mean()),
+        "solver_gap": float(scores.solver_gap.mean()),
+        "suboptimality": float(scores.suboptimality.mean()),
+        "loss": float(scores.loss.mean()),
+    }
+
+
+def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history: list, stats=None, wall: float = 0.0) -> None:
+    meta = {
+        "kind": "checkpoint",
+        "config": config.to_dict(),
+        "step": int(state.step),
+        "wall_time_s": wall,
+        "history": history,
+        "jax_version": jax.__version__,
+    }
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.opt_state)]
+    ckpt_lib.save(
+        path,
+        ckpt_lib.Checkpoint(
+            meta=meta,
+            params=jax.tree_util.tree_map(np.asarray, state.params),
+            state=jax.tree_util.tree_map(np.asarray, state.bn_state),
+            stats=stats or {},
+            opt=leaves,
+        ),
+    )
+
+
+def restore(path: str | os.PathLike, config: TrainConfig | None = None) -> tuple[TrainConfig, TrainState, list, float]:
+    """Loads a training checkpoint: ``(config, state, history, wall_time_s)``."""
+    ck = ckpt_lib.load(path)
+    if ck.meta.get("kind") != "checkpoint":
+        raise ckpt_lib.CheckpointError(f"{str(path)!r} holds weights only (no optimiser state); cannot resume")
+    saved = TrainConfig.from_dict(ck.meta["config"])
+    if config is not None and config.network != saved.network:
+        raise ValueError(f"resume: network config {config.network} differs from the checkpoint's {saved.network}")
+    config = config or saved
+    template = init_state(config)
+    treedef = jax.tree_util.tree_structure(template.opt_state)
+    if treedef.num_leaves != len(ck.opt):
+        raise ckpt_lib.CheckpointError(
+            f"{str(path)!r}: optimiser state has {len(ck.opt)} leaves, expected {treedef.num_leaves}"
+        )
+    opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in ck.opt])
+    params = jax.tree_util.tree_map(jnp.asarray, ck.params)
+    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(template.params):
+        raise ckpt_lib.CheckpointError(f"{str(path)!r}: parameters do not match the network config")
+    state = TrainState(params, jax.tree_util.tree_map(jnp.asarray, ck.state), opt_state, int(ck.meta["step"]))
+    return config, state, list(ck.meta.get("history", [])), float(ck.meta.get("wall_time_s", 0.0))
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    resume: bool = True,
+    progress: bool = True,
+    calibrate: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[TrainState, list[dict]]:
+    """Trains (or resumes) a run in ``out_dir``; returns the final state and history.
+
+    Writes ``out_dir/checkpoint.npz`` every ``checkpoint_every`` steps and at the end,
+    ``out_dir/log.jsonl`` (one line per evaluation) and, when ``calibrate``,
+    ``out_dir/weights.npz``: parameters plus BatchNorm statistics calibrated for every
+    training shape (the format ``hybrid_nes.load_pretrained`` reads).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.npz"
+    history: list[dict] = []
+    wall0 = 0.0
+    if resume and ckpt_path.exists():
+        config, state, history, wall0 = restore(ckpt_path, config)
+    else:
+        state = init_state(config)
+    step_fn = make_train_step(config)
+    vals = {s: validation_set(config, s) for s in (config.eval_shapes or config.shapes)}
+
+    def record(step: int, wall: float) -> dict:
+        entry = {"step": step, "wall_time_s": wall}
+        for s, val in vals.items():
+            for k, v in evaluate(config, state.params, None, val).items():
+                entry[f"{ckpt_lib.shape_key(s)}/{k}"] = v
+        history.append(entry)
+        with open(out_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        if log:
+            log(json.dumps(entry))
+        return entry
+
+    if state.step == 0 and not history:
+        record(0, 0.0)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=state.step, desc=f"train {config.concept}", dynamic_ncols=True)
+    start = time.perf_counter()
+    params, bn_state, opt_state = state.params, state.bn_state, state.opt_state
+    ema_loss = ema_gap = None
+    step = state.step
+    while step < config.steps:
+        shape = shape_for_step(config, step)
+        params, bn_state, opt_state, loss, gap = step_fn(params, bn_state, opt_state, step, shape)
+        step += 1
+        loss, gap = float(loss), float(gap)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at step {step} (shape {shape})")
+        ema_loss = loss if ema_loss is None else 0.95 * ema_loss + 0.05 * loss
+        ema_gap = gap if ema_gap is None else 0.95 * ema_gap + 0.05 * gap
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema_loss:.4f}", gap=f"{ema_gap:.4f}", shape=ckpt_lib.shape_key(shape))
+        wall = wall0 + time.perf_counter() - start
+        state = TrainState(params, bn_state, opt_state, step)
+        if step % config.eval_every == 0 or step == config.steps:
+            entry = record(step, wall)
+            if bar is not None:
+                bar.write(" ".join(f"{k}={v:.4g}" for k, v in entry.items()))
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save_checkpoint(ckpt_path, config, state, history, wall=wall)
+    if bar is not None:
+        bar.close()
+    if calibrate:
+        write_weights(out_dir / "weights.npz", config, state.params, history, wall0 + time.perf_counter() - start)
+    return state, history
+
+
+def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Params, history: list, wall: float,
+                  shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None) -> Path:
+    """Writes shippable weights: float32 parameters + calibrated statistics per shape."""
+    shapes = [check_shape(s) for s in (shapes or config.shapes)]
+    stats = {s: calibrate_statistics(config, params, s) for s in shapes}
+    meta = {
+        "kind": "weights",
+        "config": config.to_dict(),
+        "step": history[-1]["step"] if history else 0,
+        "wall_time_s": wall,
+        "history": history,
+        "jax_version": jax.__version__,
+        **(extra_meta or {}),
+    }
+    params32 = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
+    stats32 = {s: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), t) for s, t in stats.items()}
+    return ckpt_lib.save(path, ckpt_lib.Checkpoint(meta, params32, {}, stats32, []))
