@@ -820,7 +820,8 @@ def max_gini(
             result = ReferenceResult(
                 joint.reshape(shape), eps.copy(), math.nan, status, solve_time,
                 rows_time + build + compile_time, name,
-                _player_max(matrix @ joint, player, num_players), math.nan, None, math.nan,
+                _player_max(matrix @ joint, player, num_players),
+                math.inf if status.startswith("infeasible") else math.nan, None, math.nan,
             )
             return result, False
         expected = matrix @ joint
