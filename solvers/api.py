@@ -29,7 +29,13 @@ from solvers import kernels as kn
 from solvers.dual import DualProblem
 from solvers.face import Face, lift_duals, minimal_face
 from solvers.gains import check_concept, constraint_player, gain_structure
-from solvers.game import NormalisedGame, as_game, as_game_batch, marginals, normalise, normalise_batch
+from solvers.game import (
+    NormalisedGame,
+    as_game,
+    as_game_batch,
+    marginals,
+    normalise_batch,
+)
 from solvers.gradient import GradientOptions, gradient_batch
 from solvers.newton import (
     DIVERGED,
@@ -761,7 +767,7 @@ def solve_batch(
     if sel.objective == "gini" or method == "cvxpy":
         return [
             solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face)
-            for g, d in zip(game_list, duals_list)
+            for g, d in zip(game_list, duals_list, strict=True)
         ]
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, g in enumerate(game_list):

@@ -211,7 +211,7 @@ def gradient_batch(
     rho: np.ndarray,
     free: np.ndarray,
     alpha0: np.ndarray,
-    options: GradientOptions = GradientOptions(),
+    options: GradientOptions | None = None,
     parallel: bool | None = None,
 ) -> DualSolveResult:
     """Accelerated projected gradient on a batch of duals of one shape (normalised units).
@@ -225,7 +225,7 @@ def gradient_batch(
     status = np.zeros(num_games, dtype=np.int64)
     stats = np.zeros((num_games, 4))
     run = _fista_parallel if (parallel if parallel is not None else num_games > 1) else _fista_serial
-    o = options
+    o = options if options is not None else GradientOptions()
     run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
         int(o.check_every), float(o.step_grow), float(o.backtrack), float(o.min_step), float(o.alpha_cap),
         joint, iters, status, stats)

@@ -219,14 +219,16 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
                 loc[m] = i
                 val[m] = v
                 m += 1
-        # Lower triangle only (i1 >= i2); mirrored below.
+        # Each unordered pair once, into the lower triangle; mirrored below.
         for j1 in range(m):
             i1 = loc[j1]
             v1 = s * val[j1]
-            for j2 in range(m):
+            for j2 in range(j1 + 1):
                 i2 = loc[j2]
                 if i2 <= i1:
                     hess[i1, i2] += v1 * val[j2]
+                else:
+                    hess[i2, i1] += v1 * val[j2]
     # Rank-one mean term and per-player curvature over the n kept rows only.
     keep = np.empty(n, dtype=np.int64)
     for k in range(pos.shape[0]):

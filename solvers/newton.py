@@ -349,7 +349,7 @@ def newton_batch(
     rho: np.ndarray,
     free: np.ndarray,
     alpha0: np.ndarray,
-    options: NewtonOptions = NewtonOptions(),
+    options: NewtonOptions | None = None,
     parallel: bool | None = None,
 ) -> DualSolveResult:
     """Projected Newton on a batch of duals of one shape (normalised units).
@@ -371,7 +371,7 @@ def newton_batch(
     status = np.zeros(num_games, dtype=np.int64)
     stats = np.zeros((num_games, 4))
     run = _newton_parallel if (parallel if parallel is not None else num_games > 1) else _newton_serial
-    o = options
+    o = options if options is not None else NewtonOptions()
     run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
         float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
         float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),

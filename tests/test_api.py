@@ -166,7 +166,7 @@ def test_refine_batch_without_polish_reports_max_iter():
 def test_solve_batch_matches_solve():
     games = np.stack([_game((4, 5), s) for s in range(6)])
     batch = solve_batch(games, "ce")
-    for g, sol in zip(games, batch):
+    for g, sol in zip(games, batch, strict=True):
         np.testing.assert_allclose(sol.joint, solve(g, "ce").joint, atol=1e-9)
         _check(sol)
 
@@ -175,7 +175,7 @@ def test_solve_batch_mixed_shapes_keep_order():
     games = [_game((3, 3), 1), _game((2, 4), 2), _game((3, 3), 3), PD]
     out = solve_batch(games, "cce", duals0=[None, None, None, np.zeros(4)])
     assert [s.joint.shape for s in out] == [(3, 3), (2, 4), (3, 3), (2, 2)]
-    for g, s in zip(games, out):
+    for g, s in zip(games, out, strict=True):
         np.testing.assert_allclose(s.joint, solve(g, "cce").joint, atol=1e-9)
 
 

@@ -129,7 +129,7 @@ def test_expected_gains_match_brute_force(concept):
     flat = constraint_values(problem, sigma)
     got = duals_by_player(flat, shape, concept)
     want = _brute_force_gains(game.payoffs, sigma.reshape(shape), concept)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-13)
 
 

@@ -48,8 +48,8 @@ def _batch(shape, concept, selection, seeds, face=False):
     )
     free = np.stack([p.free for p in problems])
     alpha = np.stack([
-        np.random.default_rng(100 + s).uniform(-0.2, 0.6, p0.num_constraints) * np.where(p.free, 1.0, 1.0)
-        for s, p in zip(seeds, problems)
+        np.random.default_rng(100 + s).uniform(-0.2, 0.6, p0.num_constraints)
+        for s, p in zip(seeds, problems, strict=True)
     ])
     alpha = np.where(free, alpha, np.abs(alpha))
     return problems, arrays, free, alpha
