@@ -104,13 +104,14 @@ class GainLayout(NamedTuple):
 
 @functools.lru_cache(maxsize=128)
 def gain_layout(shape: tuple[int, ...], concept: str) -> GainLayout:
-    """``GainLayout`` of ``shape`` (action counts) and ``concept``; read-only arrays."""
+    """``GainLayout`` of ``shape`` (action counts) and ``concept``, cached: do not modify.
+
+    (The arrays stay writable: Numba compiles read-only arrays as a separate type, and one
+    specialisation per kernel keeps the first-call compile time down.)
+    """
     rows, slot_player, dev = gain_structure(shape, concept)
     player = constraint_player(shape, concept)
-    arrays = [np.ascontiguousarray(a) for a in (rows, slot_player, dev, player)]
-    for a in arrays:
-        a.setflags(write=False)
-    return GainLayout(*arrays)
+    return GainLayout(*(np.ascontiguousarray(a) for a in (rows, slot_player, dev, player)))
 
 
 class RefineResult(NamedTuple):
@@ -200,12 +201,13 @@ def _check_duals(duals: object, shape: tuple[int, ...], name: str = "duals0") ->
 # The batched core (normalised units).
 # ---------------------------------------------------------------------------------------
 def _batched_params(params: SelectionParams, num_games: int, num_players: int, num_joint: int):
-    base = np.broadcast_to(np.asarray(params.base_logits, dtype=np.float64), (num_games, num_joint))
-    eps_hat = np.broadcast_to(np.asarray(params.eps_hat, dtype=np.float64), (num_games, num_players))
-    eps_plus = np.broadcast_to(np.asarray(params.eps_plus, dtype=np.float64), (num_games, num_players))
-    rho = np.broadcast_to(np.asarray(params.rho, dtype=np.float64), (num_games,))
-    return (np.array(base), np.ascontiguousarray(eps_hat), np.ascontiguousarray(eps_plus),
-            np.ascontiguousarray(rho))
+    # Fresh writable C arrays: the face stage edits base, and Numba types read-only or
+    # broadcast views differently (one compiled specialisation per kernel is the aim).
+    def full(value, shape):
+        return np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), shape), order="C")
+
+    return (full(params.base_logits, (num_games, num_joint)), full(params.eps_hat, (num_games, num_players)),
+            full(params.eps_plus, (num_games, num_players)), full(params.rho, (num_games,)))
 
 
 def _run_dual(solver: str, arrays: tuple, alpha0: np.ndarray, tol: float, max_iter: int,
@@ -611,9 +613,7 @@ def solve(
 
 @functools.lru_cache(maxsize=64)
 def _newton_opts_cached(tol: float, max_iter: int) -> np.ndarray:
-    out = options_array(NewtonOptions(tol=tol, max_iter=max_iter))
-    out.setflags(write=False)
-    return out
+    return options_array(NewtonOptions(tol=tol, max_iter=max_iter))
 
 
 def _newton_opts(tol: float, max_iter: int) -> np.ndarray:
@@ -656,9 +656,7 @@ def _resolve_cached(selection: Selection, norm: NormalisedGame) -> SelectionPara
     params = per_shape.get(shape)
     if params is None:
         params = resolve_selection(selection, norm)
-        for field in (params.base_logits, params.eps_hat, params.eps_plus):
-            field.setflags(write=False)
-        per_shape[shape] = params
+        per_shape[shape] = params  # shared: never modified (solve_single only reads it)
     return params
 
 
