@@ -73,6 +73,8 @@ NEWTON_MAX_DUALS = 600
 FACE_AFTER = 60
 #: Same, for the first-order method.
 FACE_AFTER_GD = 3000
+#: ``method="auto"`` above ``NEWTON_MAX_DUALS``: first-order iterations before Newton.
+AUTO_GD_ITER = 500
 #: Default iteration caps per stage.
 DEFAULT_MAX_ITER = {"newton": 200, "gd": 20000}
 
@@ -258,7 +260,8 @@ def refine_batch(
       params: a resolved entropy selection; each field unbatched (shared) or with a
         leading B axis (``base_logits [B, |A|]``, ``eps_hat/eps_plus [B, N]``, ``rho [B]``).
       alpha0: ``[B, K]`` start duals (projected onto ``alpha >= 0``); None = zeros.
-      method: "auto" (Newton up to ``NEWTON_MAX_DUALS`` duals, else "gd"), "newton", "gd".
+      method: "auto" (Newton up to ``NEWTON_MAX_DUALS`` duals; above, ``AUTO_GD_ITER``
+        first-order iterations, then Newton for the games not yet optimal), "newton", "gd".
       tol: tolerance on violation, KKT residual and duality gap.
       max_iter: iteration cap per pass (None: 200 Newton, 20,000 gradient).
       face: "auto" (facial reduction for hard-constraint games not optimal after
@@ -284,8 +287,14 @@ def refine_batch(
     layout = gain_layout(shape, concept)
     num = layout.num_constraints
     num_joint = layout.rows.shape[0]
+    # "auto": Newton when its Cholesky is cheap; else the first-order method for a short
+    # first pass (often enough, e.g. ME-CE 32x32 in ~200 iterations) and Newton for the
+    # games it leaves (ill-conditioned ones, e.g. MW, take GD 10^4+ iterations; Newton's
+    # free block is small near the optimum, so it stays affordable there).
     solver = method if method != "auto" else ("newton" if num <= NEWTON_MAX_DUALS else "gd")
+    second = "newton" if method == "auto" else solver
     cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER[solver]
+    cap2 = max_iter if max_iter is not None else DEFAULT_MAX_ITER[second]
 
     threads = parallel if parallel is not None else num_games > 1
     values = (kn.gain_values if threads else kn.gain_values_serial)(payoffs.reshape(num_games, num_players, num_joint), layout.slot_player, layout.dev)
@@ -326,8 +335,10 @@ def refine_batch(
     if face == "always" and np.any(hard):
         apply_faces(np.flatnonzero(hard))
     first_cap = cap
+    if second != solver:
+        first_cap = min(cap, AUTO_GD_ITER)
     if face == "auto" and np.any(hard):
-        first_cap = min(cap, FACE_AFTER if solver == "newton" else FACE_AFTER_GD)
+        first_cap = min(first_cap, FACE_AFTER if solver == "newton" else FACE_AFTER_GD)
     arrays = (layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free)
     t0 = time.perf_counter()
     res = _run_dual(solver, arrays, alpha, tol, first_cap, parallel)
@@ -337,7 +348,8 @@ def refine_batch(
     status = res.status.copy()
     # Second pass: games not optimal get the rest of the budget; hard ones a face first.
     todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
-    if todo.size and (first_cap < cap or face == "auto"):
+    ran_second = np.zeros(num_games, dtype=bool)
+    if todo.size and (first_cap < cap or face == "auto" or second != solver):
         if face == "auto":
             apply_faces(todo[hard[todo] & ~used_face[todo]])
         todo = todo[~infeasible[todo]]
@@ -345,7 +357,8 @@ def refine_batch(
             sub = (layout.rows, values[todo], layout.player, base[todo], eps_hat[todo], eps_plus[todo],
                    rho[todo], free[todo])
             t0 = time.perf_counter()
-            res2 = _run_dual(solver, sub, alpha[todo], tol, cap, parallel)
+            res2 = _run_dual(second, sub, alpha[todo], tol, cap2, parallel)
+            ran_second[todo] = True
             timings["refine"] += time.perf_counter() - t0
             alpha[todo] = res2.alpha
             iterations[todo] += res2.iterations
@@ -357,7 +370,10 @@ def refine_batch(
     violation, kkt, dgap, loss = stats[:, 0].copy(), stats[:, 1].copy(), stats[:, 2].copy(), stats[:, 3]
     objective = loss - dgap
     statuses = [_SOLVER_STATUS[int(s)] for s in status]
-    methods = [solver + ("+face" if used_face[b] else "") for b in range(num_games)]
+    methods = [
+        solver + ("+face" if used_face[b] else "") + (f"+{second}" if ran_second[b] and second != solver else "")
+        for b in range(num_games)
+    ]
     for b in np.flatnonzero(infeasible):
         # No primal point: the dual values certify nothing.
         statuses[b] = Status.INFEASIBLE
