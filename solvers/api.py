@@ -332,37 +332,42 @@ def refine_batch(
             free[b] = fc.equalities
         timings["face"] += time.perf_counter() - t0
 
+    # Stages (solver, iteration cap, facial reduction first); each runs on the games not
+    # yet optimal (nor infeasible) from where the previous stage left them.
+    stages: list[tuple[str, int, bool]] = []
+    if second != solver:
+        stages.append((solver, min(cap, AUTO_GD_ITER), False))
+    if face == "auto" and np.any(hard):
+        stages.append((second, min(cap2, FACE_AFTER if second == "newton" else FACE_AFTER_GD), False))
+        stages.append((second, cap2, True))
+    else:
+        stages.append((second, cap2, False))
     if face == "always" and np.any(hard):
         apply_faces(np.flatnonzero(hard))
-    first_cap = cap
-    if second != solver:
-        first_cap = min(cap, AUTO_GD_ITER)
-    if face == "auto" and np.any(hard):
-        first_cap = min(first_cap, FACE_AFTER if solver == "newton" else FACE_AFTER_GD)
-    arrays = (layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free)
-    t0 = time.perf_counter()
-    res = _run_dual(solver, arrays, alpha, tol, first_cap, parallel)
-    timings["refine"] += time.perf_counter() - t0
-    alpha = res.alpha
-    iterations = res.iterations.copy()
-    status = res.status.copy()
-    # Second pass: games not optimal get the rest of the budget; hard ones a face first.
-    todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
-    ran_second = np.zeros(num_games, dtype=bool)
-    if todo.size and (first_cap < cap or face == "auto" or second != solver):
-        if face == "auto":
+    iterations = np.zeros(num_games, dtype=np.int64)
+    status = np.full(num_games, MAX_ITER, dtype=np.int64)
+    tokens: list[list[str]] = [["face"] if used_face[b] else [] for b in range(num_games)]
+    for stage_solver, stage_cap, stage_face in stages:
+        todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
+        if stage_face:
             apply_faces(todo[hard[todo] & ~used_face[todo]])
-        todo = todo[~infeasible[todo]]
-        if todo.size:
-            sub = (layout.rows, values[todo], layout.player, base[todo], eps_hat[todo], eps_plus[todo],
-                   rho[todo], free[todo])
-            t0 = time.perf_counter()
-            res2 = _run_dual(second, sub, alpha[todo], tol, cap2, parallel)
-            ran_second[todo] = True
-            timings["refine"] += time.perf_counter() - t0
-            alpha[todo] = res2.alpha
-            iterations[todo] += res2.iterations
-            status[todo] = res2.status
+            for b in todo[used_face[todo]]:
+                if "face" not in tokens[b]:
+                    tokens[b].append("face")
+            todo = todo[~infeasible[todo]]
+        if todo.size == 0:
+            break
+        sub = (layout.rows, values[todo], layout.player, base[todo], eps_hat[todo], eps_plus[todo],
+               rho[todo], free[todo])
+        t0 = time.perf_counter()
+        res = _run_dual(stage_solver, sub, alpha[todo], tol, stage_cap, parallel)
+        timings["refine"] += time.perf_counter() - t0
+        alpha[todo] = res.alpha
+        iterations[todo] += res.iterations
+        status[todo] = res.status
+        for b in todo:
+            if not tokens[b] or tokens[b][-1] != stage_solver:
+                tokens[b].append(stage_solver)
 
     t0 = time.perf_counter()
     joint, gaps, eps, stats = (kn.certify if threads else kn.certify_serial)(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho, free, alpha)
@@ -370,10 +375,7 @@ def refine_batch(
     violation, kkt, dgap, loss = stats[:, 0].copy(), stats[:, 1].copy(), stats[:, 2].copy(), stats[:, 3]
     objective = loss - dgap
     statuses = [_SOLVER_STATUS[int(s)] for s in status]
-    methods = [
-        solver + ("+face" if used_face[b] else "") + (f"+{second}" if ran_second[b] and second != solver else "")
-        for b in range(num_games)
-    ]
+    methods = ["+".join(t) if t else solver for t in tokens]
     for b in np.flatnonzero(infeasible):
         # No primal point: the dual values certify nothing.
         statuses[b] = Status.INFEASIBLE
@@ -617,7 +619,8 @@ def solve(
             )
         res = refine_batch(norm.payoffs[None], concept, params, alpha[None], "newton", tol, max_iter,
                            face="always" if hard and face == "auto" else "never", parallel=False)
-        res = res._replace(iterations=res.iterations + int(stats[0]))
+        res = res._replace(iterations=res.iterations + int(stats[0]),
+                           method=tuple(f"newton+{m}" for m in res.method))
     else:
         res = refine_batch(norm.payoffs[None], concept, params, alpha0, method, tol, max_iter,
                            face=face, parallel=False)

@@ -103,6 +103,7 @@ def test_face_always_gives_exact_zeros():
     sol = solve(PD, "ce", face="always")
     _check(sol)
     assert sol.joint[1, 1] == 1.0 and sol.info["face"]
+    assert sol.info["restricted_duals"].shape == sol.duals.shape
     again = solve(PD, "ce", duals0=sol.duals)  # lifted duals are a valid warm start
     np.testing.assert_allclose(again.joint, sol.joint, atol=1e-12)
 
@@ -237,3 +238,14 @@ def test_bad_batch_input():
     bad[1, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         solve_batch(bad, "cce")
+
+
+def test_auto_switches_from_gradient_to_newton(monkeypatch):
+    import solvers.api as api
+
+    monkeypatch.setattr(api, "NEWTON_MAX_DUALS", 4)  # force the large-K path on a small game
+    monkeypatch.setattr(api, "AUTO_GD_ITER", 3)
+    sol = solve(_game((4, 4), 30), "cce", method="auto")
+    assert sol.method == "gd+newton"
+    _check(sol)
+    np.testing.assert_allclose(sol.joint, solve(_game((4, 4), 30), "cce", method="newton").joint, atol=1e-8)
