@@ -579,7 +579,7 @@ def solve(
       TypeError, ValueError: bad game, concept, selection, parameters or ``duals0``.
     """
     t_start = time.perf_counter()
-    payoffs = as_game(game)
+    payoffs = _as_game_fast(game)
     concept = check_concept(concept)
     sel = _selection(selection, selection_params)
     method = _check_method(method)
@@ -641,7 +641,7 @@ def _newton_opts(tol: float, max_iter: int) -> np.ndarray:
 
 _PRESET_CACHE: dict[str, Selection] = {}
 #: Resolutions that do not depend on the game's payoffs, per selection and shape.
-_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Selection -> {shape: params} | None
 #: ``solvers.game.normalise_batch``'s constant-player threshold (relative to max |payoff|).
 _TINY_NORM = 1e-12
 
@@ -651,6 +651,21 @@ def _normalise_fast(payoffs: np.ndarray) -> NormalisedGame:
     num_players = payoffs.shape[0]
     out, scale, offset = kn.normalise_one(payoffs.reshape(num_players, -1), _TINY_NORM)
     return NormalisedGame(out.reshape(payoffs.shape), scale, offset)
+
+
+def _as_game_fast(game: object) -> np.ndarray:
+    """``as_game`` without the copy for a well-formed finite float64 tensor (the common
+    case); anything else goes through ``as_game`` and its error messages."""
+    if (
+        type(game) is np.ndarray
+        and game.dtype == np.float64
+        and game.ndim >= 3
+        and game.ndim == game.shape[0] + 1
+        and min(game.shape[1:]) >= 1
+        and kn.all_finite(game.reshape(-1))
+    ):
+        return game
+    return as_game(game)
 
 
 def _game_independent(selection: Selection) -> bool:
@@ -665,13 +680,14 @@ def _game_independent(selection: Selection) -> bool:
 
 def _resolve_cached(selection: Selection, norm: NormalisedGame) -> SelectionParams:
     """``resolve_selection``, memoised per shape for game-independent selections."""
-    if not _game_independent(selection):
-        return resolve_selection(selection, norm)
-    shape = norm.payoffs.shape
     per_shape = _RESOLVED.get(selection)
     if per_shape is None:
-        per_shape = {}
+        # None marks a selection that depends on the game (never cached).
+        per_shape = {} if _game_independent(selection) else None
         _RESOLVED[selection] = per_shape
+    if per_shape is None:
+        return resolve_selection(selection, norm)
+    shape = norm.payoffs.shape
     params = per_shape.get(shape)
     if params is None:
         params = resolve_selection(selection, norm)

@@ -532,6 +532,15 @@ def certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alp
 
 
 @njit(cache=True)
+def all_finite(flat):
+    """True when no entry of ``flat: [n]`` is NaN or inf."""
+    for i in range(flat.shape[0]):
+        if not math.isfinite(flat[i]):
+            return False
+    return True
+
+
+@njit(cache=True)
 def normalise_one(flat, tiny_rel):
     """``solvers.game.normalise`` of one game ``flat: [N, |A|]`` (same formula, compiled).
 
