@@ -36,7 +36,11 @@ GAMES_QUICK: tuple[str, ...] = ("kuhn_poker",)
 ITERATIONS_FULL = 10
 ITERATIONS_QUICK = 3
 DRIVERS: tuple[str, ...] = ("hn_mecce", "mgcce")
-TIMED_OURS: tuple[str, ...] = ("hn_mecce", "hn_mgcce")
+TIMED_OURS: tuple[str, ...] = ("hn_mecce", "hn_mecce_warm", "hn_mgcce")
+#: Our timed solvers that are not registered names: name -> (registered name, options).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hn_mecce_warm": ("hn_mecce", {"warm_start": "previous"}),
+}
 TIMED_OPENSPIEL: tuple[str, ...] = ("mgcce",)
 #: JPSRO zeroes meta-distribution entries below this before using them.
 DIST_TOL = 1e-8
@@ -77,6 +81,11 @@ def _warm_up(solvers_by_name: Mapping[str, hos.JPSROMetaSolver], num_players: in
     return time.perf_counter() - start
 
 
+def _our_solver(name: str) -> hos.JPSROMetaSolver:
+    registered, options = VARIANTS.get(name, (name, {}))
+    return hos.meta_solver(registered, **options)
+
+
 def run_game(game_name: str, driver: str, iterations: int, seed: int = 0) -> dict[str, Any]:
     """One JPSRO run driven by ``driver``, timing every solver on every meta-game.
 
@@ -89,7 +98,7 @@ def run_game(game_name: str, driver: str, iterations: int, seed: int = 0) -> dic
     from open_spiel.python.algorithms import jpsro
 
     game = pyspiel.load_game(game_name)
-    ours = {name: hos.meta_solver(name) for name in TIMED_OURS}
+    ours = {name: _our_solver(name) for name in TIMED_OURS}
     warmup = _warm_up(ours, game.num_players())
     timed: dict[str, MetaSolver] = dict(ours)
     timed.update({name: jpsro.FLAG_TO_FUNC[name] for name in TIMED_OPENSPIEL})
@@ -111,10 +120,17 @@ def run_game(game_name: str, driver: str, iterations: int, seed: int = 0) -> dic
                 row[f"status_{name}"] = meta["status"]
                 row[f"warm_{name}"] = meta["warm_start"]
                 row[f"fallback_{name}"] = meta["fallback"]
+                row[f"method_{name}"] = meta["method"]
+                row[f"sparsified_{name}"] = meta["sparsified"]
             if name == driver:
                 driver_dist = dist
         row["ratio_mgcce_over_hn_mecce"] = row["t_mgcce_ms"] / max(row["t_hn_mecce_ms"], 1e-9)
         rows.append(row)
+        print(
+            f"  solve {row['solve']:2d} size {row['size']:>8s}: "
+            + ", ".join(f"{n} {row[f't_{n}_ms']:.1f} ms" for n in timed),
+            flush=True,
+        )
         return driver_dist, {}
 
     def final_gap(iteration, per_player_repeats, per_player_policies, joint_policies, joint_returns,
@@ -180,9 +196,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 COLUMNS = (
-    "solve", "size", "policies", "t_hn_mecce_ms", "t_hn_mgcce_ms", "t_mgcce_ms",
-    "ratio_mgcce_over_hn_mecce", "gap_hn_mecce", "gap_hn_mgcce", "gap_mgcce",
-    "warm_hn_mecce", "joint_gap",
+    "solve", "size", "policies", "t_hn_mecce_ms", "t_hn_mecce_warm_ms", "t_hn_mgcce_ms",
+    "t_mgcce_ms", "ratio_mgcce_over_hn_mecce", "gap_hn_mecce", "gap_hn_mgcce", "gap_mgcce",
+    "method_hn_mecce", "sparsified_hn_mecce", "joint_gap",
 )
 
 
@@ -206,6 +222,9 @@ def to_markdown(result: Mapping[str, Any]) -> str:
             f"meta-solve time ratio mgcce / hn_mecce: total {s['ratio_total_mgcce_over_hn_mecce']:.1f}x, "
             f"median {s['ratio_median_mgcce_over_hn_mecce']:.1f}x, min {s['ratio_min_mgcce_over_hn_mecce']:.1f}x; "
             f"max meta gap hn_mecce {s['max_gap']['hn_mecce']:.2e}, mgcce {s['max_gap']['mgcce']:.2e}; "
+            f"total ms: hn_mecce {s['total_ms']['hn_mecce']:.1f} (warm-started "
+            f"{s['total_ms']['hn_mecce_warm']:.1f}), hn_mgcce {s['total_ms']['hn_mgcce']:.1f}, "
+            f"mgcce {s['total_ms']['mgcce']:.1f}; "
             f"uncertified hn solves {s['hn_uncertified']}, fallbacks {s['hn_fallbacks']}; "
             f"final joint-policy gap {s['final_joint_gap']:.4g}.",
             "",

@@ -21,12 +21,12 @@ MG_TOL = 1e-6  # agreement with OpenSpiel's CVXPY Max Gini
 CCE_TOL = 1e-8  # payoff units
 
 
-def _record_jpsro(game_name: str, iterations: int, solver: str) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """Meta-games (and repeats) that OpenSpiel's JPSRO produces with its own ``solver``."""
+def _record_jpsro(game_name: str, iterations: int, solver) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Meta-games (and repeats) that OpenSpiel's JPSRO produces with ``solver`` (name or callable)."""
     import pyspiel
     from open_spiel.python.algorithms import jpsro
 
-    inner = jpsro.FLAG_TO_FUNC[solver]
+    inner = jpsro.FLAG_TO_FUNC[solver] if isinstance(solver, str) else solver
     seen: list[tuple[np.ndarray, list[np.ndarray]]] = []
 
     def recorder(meta_game, per_player_repeats, ignore_repeats=False):
@@ -55,6 +55,12 @@ def kuhn_meta_games():
 @pytest.fixture(scope="module")
 def kuhn3_meta_games():
     return _record_jpsro("kuhn_poker(players=3)", 2, "uni")
+
+
+@pytest.fixture(scope="module")
+def kuhn3_me_meta_games():
+    """3-player Kuhn meta-games from an hn_mecce-driven run: ME joints with tiny entries."""
+    return _record_jpsro("kuhn_poker(players=3)", 3, hos.meta_solver("hn_mecce"))
 
 
 def _openspiel_solver(name):
@@ -113,6 +119,25 @@ def test_max_entropy_is_equilibrium(kuhn_meta_games, kuhn3_meta_games, name):
         assert meta["gap"] == pytest.approx(hos.equilibrium_gaps(game, dist, concept).max())
 
 
+@needs_openspiel
+def test_sparsify_survives_jpsro_cleanup(kuhn3_me_meta_games, kuhn_meta_games):
+    dense = hos.meta_solver("hn_mecce", sparsify=0.0)
+    sparse = hos.meta_solver("hn_mecce")
+    needed = 0
+    for game, repeats in kuhn3_me_meta_games + kuhn_meta_games:
+        _, meta_dense = dense(game, repeats)
+        dist, meta = sparse(game, repeats)
+        # What JPSRO actually uses: entries below 1e-8 zeroed, renormalised.
+        used = hos.drop_below(dist, hos.JPSRO_DIST_TOL)
+        assert hos.equilibrium_gaps(game, used, "cce").max() <= 1e-10
+        assert meta["jpsro_gap"] == pytest.approx(hos.equilibrium_gaps(game, used, "cce").max(), abs=1e-15)
+        if meta_dense["jpsro_gap"] > 1e-10:  # the clean-up breaks the dense ME joint
+            needed += 1
+            assert meta["sparsified"] and meta["dropped"] > 0
+            assert not np.any((dist > 0) & (dist < hos.JPSRO_DIST_TOL))
+    assert needed >= 1, "expected at least one meta-game whose ME joint JPSRO's clean-up breaks"
+
+
 # ---------------------------------------------------------------------------------------
 # Real JPSRO / PSRO runs (tiny).
 
@@ -124,7 +149,7 @@ def test_register_and_run_jpsro(concept):
     from open_spiel.python.algorithms import jpsro
 
     train, other = f"hn_me{concept}", f"hn_mre{concept}"
-    created = hos.register([train, other])
+    created = hos.register([train, other], warm_start="previous")
     assert jpsro.FLAG_TO_FUNC[train] is created[train]
     assert other in jpsro.META_SOLVERS
     dists, games = [], []
@@ -236,14 +261,15 @@ def test_pad_duals_keeps_old_blocks():
 def test_warm_start_from_previous_iteration():
     rng = np.random.default_rng(4)
     big = rng.normal(size=(2, 5, 4))
-    solver = hos.meta_solver("hn_mecce")
+    solver = hos.meta_solver("hn_mecce", warm_start="previous")
     _, first = solver(big[:, :4, :3], [np.ones(4), np.ones(3)])
     _, grown = solver(big, [np.ones(5), np.ones(4)])
     assert first["warm_start"] == "cold" and grown["warm_start"] == "previous"
     other = rng.normal(size=(2, 6, 4))  # does not extend the last game
     _, fresh = solver(other, [np.ones(6), np.ones(4)])
     assert fresh["warm_start"] == "cold"
-    cold, _ = hos.meta_solver("hn_mecce", warm_start="cold")(big, [np.ones(5), np.ones(4)])
+    cold, meta = hos.meta_solver("hn_mecce")(big, [np.ones(5), np.ones(4)])
+    assert meta["warm_start"] == "cold"  # the default
     warm, _ = solver(big, [np.ones(5), np.ones(4)])
     np.testing.assert_allclose(warm, cold, atol=1e-7)
 
@@ -257,7 +283,7 @@ def test_warm_start_hook_receives_padded_duals():
         calls.append((game.shape, concept, None if previous is None else previous.shape))
         return None if previous is None else np.zeros_like(previous)
 
-    solver = hos.meta_solver("hn_mece", warm_start_hook=hook)
+    solver = hos.meta_solver("hn_mece", warm_start="previous", warm_start_hook=hook)
     _, first = solver(big[:, :3, :3], [np.ones(3), np.ones(3)])
     _, second = solver(big, [np.ones(4), np.ones(4)])
     assert calls == [((2, 3, 3), "ce", None), ((2, 4, 4), "ce", (24,))]

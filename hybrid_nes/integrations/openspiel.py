@@ -25,10 +25,11 @@ solve the same problem on the distinct policies wherever the criterion allows it
   Max Gini with repeats is solved on the expanded game and summed back (exactly what
   OpenSpiel's ``mgcce``/``mgce`` compute).
 
-Warm starts. JPSRO's meta-game grows by appending policies, so the previous solve's duals
-(payoff units: they stay meaningful because old payoff entries do not change) are padded
-with zeros for the new deviations and passed as ``duals0``. A ``WarmStartHook`` (e.g. a
-neural equilibrium solver) may replace or refine them.
+Warm starts. JPSRO's meta-game grows by appending policies, so with
+``warm_start="previous"`` the previous solve's duals (payoff units: they stay meaningful
+because old payoff entries do not change) are padded with zeros for the new deviations
+and passed as ``duals0``. A ``WarmStartHook`` (e.g. a neural equilibrium solver) may
+replace or refine them. The default is a cold start (see ``MetaSolverOptions``).
 
 Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 """
@@ -39,7 +40,7 @@ import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, NamedTuple, Protocol
 
@@ -47,10 +48,11 @@ import numpy as np
 
 import solvers
 from solvers import Selection, Solution, Status
-from solvers.gains import check_concept
+from solvers.gains import Gains, check_concept
 
 __all__ = [
     "INSTALL_HINT",
+    "JPSRO_DIST_TOL",
     "JPSRO_META_SOLVERS",
     "MetaSolverOptions",
     "MetaSolverSpec",
@@ -58,9 +60,11 @@ __all__ = [
     "PSROMetaStrategy",
     "WarmStartHook",
     "clean_joint",
+    "drop_below",
     "equilibrium_gaps",
     "expand_meta_game",
     "extend_joint",
+    "gains_gaps",
     "is_extension",
     "make_meta_solver",
     "meta_solver",
@@ -85,6 +89,11 @@ META_PRESETS: tuple[str, ...] = ("me", "mre", "mw", "ms", "mg")
 #: previous iteration's joint; keeps the target full-support.
 DEFAULT_TARGET_MIX = 0.1
 
+
+#: JPSRO's ``DIST_TOL``: it zeroes meta-distribution entries below this before use.
+JPSRO_DIST_TOL = 1e-8
+#: Factor on the target of joint actions dropped by ``_sparsified`` (log: about -460).
+SPARSE_FLOOR = 1e-200
 
 #: Solve methods whose duals are reused as the next warm start (see ``_solve_meta_game``).
 WARM_START_METHODS: tuple[str, ...] = ("newton", "gd")
@@ -142,11 +151,17 @@ class MetaSolverOptions:
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
       face: ``solvers.solve``'s facial-reduction switch ("auto", "always", "never").
-      warm_start: "previous" (pad the last solve's duals) or "cold".
+      warm_start: "cold" (default) or "previous" (pad the last solve's duals with
+        zeros for the new deviations). Measured on Kuhn poker JPSRO meta-games, the
+        padded duals save up to half the Newton time on some meta-games but make
+        ``solvers.solve`` stall (Newton cap, then face + CVXPY: 10-500x slower) on
+        others, so cold is the faster default until that is fixed in ``solvers``.
       warm_start_hook: optional ``WarmStartHook``; its duals replace the padded ones.
       target_mix: MRE only: ``target = (1 - mix) * previous joint + mix * base``.
       fallback: when the fast solve is not certified, solve again with the CVXPY
         reference (``method="cvxpy"``) and return that.
+      sparsify: entropy selections: re-solve on the joint actions with mass >= this
+        (JPSRO's clean-up threshold; 0 disables), see ``_sparsified``.
       selection_params: keyword parameters of the preset (``mu``, ``rho``, ``eps_hat``...).
     """
 
@@ -156,10 +171,11 @@ class MetaSolverOptions:
     method: str = "auto"
     max_iter: int | None = None
     face: str = "auto"
-    warm_start: str = "previous"
+    warm_start: str = "cold"
     warm_start_hook: WarmStartHook | None = None
     target_mix: float = DEFAULT_TARGET_MIX
     fallback: bool = True
+    sparsify: float = JPSRO_DIST_TOL
     selection_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -174,6 +190,8 @@ class MetaSolverOptions:
             raise ValueError(f"warm_start must be 'previous' or 'cold', got {self.warm_start!r}")
         if not 0.0 < float(self.target_mix) <= 1.0:
             raise ValueError(f"target_mix must be in (0, 1], got {self.target_mix!r}")
+        if not 0.0 <= float(self.sparsify) < 1.0:
+            raise ValueError(f"sparsify must be in [0, 1), got {self.sparsify!r}")
         if not float(self.tol) > 0.0:
             raise ValueError(f"tol must be > 0, got {self.tol!r}")
         if self.selection == "mre" and "target" in self.selection_params:
@@ -285,27 +303,24 @@ def extend_joint(joint: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
     return np.pad(joint, [(0, n - b) for b, n in zip(joint.shape, new_shape, strict=True)])
 
 
-def expected_gains(game: np.ndarray, joint: np.ndarray, concept: str) -> tuple[np.ndarray, np.ndarray]:
-    """``E_joint[gain_k]`` for every constraint of ``game: [N, A1..AN]``, payoff units.
-
-    Returns:
-      values ``[K]`` and the owner ``player: [K]`` of each constraint.
-    """
-    g = solvers.gains(game, concept)
+def gains_gaps(g: Gains, joint: np.ndarray) -> np.ndarray:
+    """``[N]`` per-player ``max_dev E_joint[gain]`` from precomputed ``solvers.gains``."""
     weighted = g.values * joint.reshape(-1, 1)
     values = np.bincount(g.rows.reshape(-1), weights=weighted.reshape(-1), minlength=g.num_constraints)
-    return values, g.player
+    gaps = np.zeros(len(g.shape))
+    if values.size:
+        gaps[:] = -np.inf
+        np.maximum.at(gaps, g.player, values)
+        gaps[np.isneginf(gaps)] = 0.0
+    return gaps
 
 
 def equilibrium_gaps(game: np.ndarray, joint: np.ndarray, concept: str) -> np.ndarray:
-    """``[N]`` per-player ``max_dev E_joint[gain]`` (payoff units; <= 0 at a (C)CE)."""
-    values, player = expected_gains(game, joint, concept)
-    gaps = np.zeros(game.shape[0])
-    if values.size:
-        gaps[:] = -np.inf
-        np.maximum.at(gaps, player, values)
-        gaps[np.isneginf(gaps)] = 0.0
-    return gaps
+    """``[N]`` per-player ``max_dev E_joint[gain]`` (payoff units; <= 0 at a (C)CE).
+
+    ``game: [N, A1..AN]``, ``joint: [A1..AN]``.
+    """
+    return gains_gaps(solvers.gains(game, concept), joint)
 
 
 def _digest(game: np.ndarray, repeats: Sequence[np.ndarray], ignore_repeats: bool) -> str:
@@ -417,8 +432,9 @@ def _trivial_record(game: np.ndarray, key: str, options: MetaSolverOptions, star
         gap=0.0, cce_gap=0.0, gaps=np.zeros(game.shape[0]), duality_gap=0.0,
         status=Status.OPTIMAL.value, certified=True, fallback=False, warm_start="none",
         iterations=0, method="trivial", concept=options.concept, selection=options.selection,
-        expanded=False, cached=False, solution=None, error=None,
-        timings=dict(solve=0.0, total=time.perf_counter() - start),
+        expanded=False, sparsified=False, dropped=0, jpsro_gap=0.0, cached=False,
+        solution=None, error=None, fast_status=Status.OPTIMAL.value,
+        timings=dict(solve=0.0, sparsify=0.0, total=time.perf_counter() - start),
     )
     return _Record(key, game, None, game, dist, meta)
 
@@ -466,6 +482,84 @@ def _solve(options: MetaSolverOptions, game: np.ndarray, selection: Selection, d
     )
 
 
+def _certified_solve(
+    options: MetaSolverOptions,
+    game: np.ndarray,
+    selection: Selection,
+    duals0: np.ndarray | None,
+) -> tuple[Solution, bool, str | None, str | None]:
+    """The fast solve, and the CVXPY reference when it is not certified.
+
+    Returns:
+      the solution, whether the fallback ran, the fast solve's status, its error text.
+    """
+    error = None
+    solution: Solution | None = None
+    try:
+        solution = _solve(options, game, selection, duals0, options.method)
+    except (ArithmeticError, RuntimeError, np.linalg.LinAlgError) as err:
+        if not options.fallback:
+            raise
+        error = f"{type(err).__name__}: {err}"
+    fast_status = None if solution is None else solution.status.value
+    fallback = False
+    if options.fallback and (solution is None or solution.status is not Status.OPTIMAL) and options.method != "cvxpy":
+        reference = _solve(options, game, selection, None, "cvxpy")
+        fallback = True
+        if solution is None or reference.status is Status.OPTIMAL or reference.gap <= solution.gap:
+            solution = reference
+    return solution, fallback, fast_status, error
+
+
+def drop_below(dist: np.ndarray, threshold: float) -> np.ndarray:
+    """JPSRO's clean-up: entries below ``threshold`` to 0, renormalised. ``[A1..AN]``."""
+    out = np.where(dist < threshold, 0.0, dist)
+    return out / out.sum()
+
+
+def _sparsified(
+    options: MetaSolverOptions,
+    game: np.ndarray,
+    gains: Gains,
+    selection: Selection,
+    solution: Solution,
+    dist: np.ndarray,
+) -> tuple[np.ndarray, int] | None:
+    """The entropy selection re-solved on the joints that survive JPSRO's clean-up.
+
+    Entropy-selected joints spread exponentially small mass (down to 1e-80 on 3-player
+    Kuhn poker meta-games) over many joint actions; JPSRO zeroes every entry below 1e-8,
+    which costs up to ~2e-8 of CCE gap. Re-solving with the target scaled by
+    ``SPARSE_FLOOR`` on those entries gives the selection restricted to the surviving
+    support: a (C)CE that JPSRO's clean-up leaves exact. Kept only when certified and no
+    worse after the clean-up; skipped when the clean-up's gap is within ``tol``.
+
+    Returns:
+      ``(dist, number of dropped joint actions)`` or None (nothing to do, or not better).
+    """
+    threshold = options.sparsify
+    small = dist < threshold
+    if threshold <= 0 or selection.objective != "entropy" or not np.any(small & (dist > 0)):
+        return None
+    before = gains_gaps(gains, drop_below(dist, threshold))
+    if np.max(before * solution.scale) <= options.tol:
+        return None  # the clean-up costs nothing beyond the solve's own tolerance
+    target = selection.target if selection.target is not None else np.full(dist.shape, 1.0 / dist.size)
+    sparse_target = np.where(small, SPARSE_FLOOR * target, target)
+    sparse_selection = replace(selection, target=sparse_target / sparse_target.sum())
+    duals0 = np.maximum(solution.duals, 0.0) if solution.method in WARM_START_METHODS else None
+    try:
+        resolved = _solve(options, game, sparse_selection, duals0, options.method)
+    except (ArithmeticError, RuntimeError, np.linalg.LinAlgError):
+        return None
+    if resolved.status is not Status.OPTIMAL:
+        return None
+    sparse = drop_below(clean_joint(resolved.joint), threshold)
+    if gains_gaps(gains, sparse).max() > before.max():
+        return None
+    return sparse, int(np.count_nonzero(small & (dist > 0)))
+
+
 def _solve_meta_game(
     options: MetaSolverOptions,
     game: np.ndarray,
@@ -484,26 +578,19 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    error = None
-    solution: Solution | None = None
-    try:
-        solution = _solve(options, problem_game, selection, duals0, options.method)
-    except (ArithmeticError, RuntimeError, np.linalg.LinAlgError) as err:
-        if not options.fallback:
-            raise
-        error = f"{type(err).__name__}: {err}"
-    fast_status = None if solution is None else solution.status.value
-    fallback = False
-    if options.fallback and (solution is None or solution.status is not Status.OPTIMAL) and options.method != "cvxpy":
-        reference = _solve(options, problem_game, selection, None, "cvxpy")
-        fallback = True
-        if solution is None or reference.status is Status.OPTIMAL or reference.gap <= solution.gap:
-            solution = reference
+    solution, fallback, fast_status, error = _certified_solve(options, problem_game, selection, duals0)
     solve_time = time.perf_counter() - solve_start
 
     joint = clean_joint(solution.joint)
     dist = unexpand_joint(joint, repeats) if expanded else joint
-    gaps = equilibrium_gaps(game, dist, options.concept)
+    sparsify_start = time.perf_counter()
+    gains = solvers.gains(game, options.concept)
+    sparse = _sparsified(options, game, gains, selection, solution, dist)
+    sparsify_time = time.perf_counter() - sparsify_start
+    dropped = 0
+    if sparse is not None:
+        dist, dropped = sparse
+    gaps = gains_gaps(gains, dist)
     cce_gaps = gaps if options.concept == "cce" else equilibrium_gaps(game, dist, "cce")
     certified = solution.status is Status.OPTIMAL
     meta = dict(
@@ -522,9 +609,15 @@ def _solve_meta_game(
         concept=options.concept,
         selection=options.selection,
         expanded=expanded,
+        sparsified=sparse is not None,
+        dropped=dropped,
+        jpsro_gap=float(gains_gaps(gains, drop_below(dist, JPSRO_DIST_TOL)).max()),
         cached=False,
         solution=solution,
-        timings=dict(dict(solution.timings), solve=solve_time, total=time.perf_counter() - start),
+        timings=dict(
+            dict(solution.timings), solve=solve_time, sparsify=sparsify_time,
+            total=time.perf_counter() - start,
+        ),
     )
     # Reuse duals only from a plain dual solve. After facial reduction the duals of the
     # implicit equalities drift along flat directions (magnitudes ~1e4 on Kuhn poker
