@@ -167,6 +167,9 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     # the system (and the Cholesky) altogether.
     zero_row = np.empty(num, dtype=np.bool_)
     kn.structural_zero_rows_one(rows, values, base, zero_row)
+    dense = kn.rows_are_identity(rows, num)
+    cols = np.empty((num if dense else 0, num_joint))
+    wcols = np.empty((num if dense else 0, num_joint))
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
@@ -221,7 +224,10 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
                 n += 1
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
         hess = hess_buf[:n, :n]
-        kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess)
+        if dense:
+            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols)
+        else:
+            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess)
         diag_max = 0.0
         for i in range(n):
             rhs[i] = -grad[idx[i]]

@@ -139,3 +139,23 @@ def test_normalise_one_matches_foundation():
     np.testing.assert_allclose(scale, ref.scale, rtol=1e-12)
     np.testing.assert_allclose(offset, ref.offset, rtol=1e-12)
     assert scale[2] == 1.0 and not out[2].any()
+
+
+def test_dense_hessian_for_the_cce_layout():
+    problems, arrays, free, alpha = _batch((3, 4), "cce", Selection(name="me", rho=0.5, eps_plus=3.0), [8])
+    rows, values, player, base, eps_hat, eps_plus, rho = arrays
+    num = alpha.shape[1]
+    assert kn.rows_are_identity(rows, num)
+    assert not kn.rows_are_identity(_batch((3, 4), "ce", Selection.me(), [8])[1][0], 12)
+    full = dual_hessian(problems[0], alpha[0])
+    sigma = joint_from_duals(problems[0], alpha[0])
+    mean = kn.expected_gains(rows, values, sigma[None], num)[0]
+    ssum = np.array([alpha[0][player == p].sum() for p in range(2)])
+    curv = np.empty(2)
+    kn.curvature_one(ssum, eps_hat[0], eps_plus[0], rho[0], curv)
+    keep = np.arange(num) % 4 != 1
+    pos = np.where(keep, np.cumsum(keep) - 1, -1)
+    block = np.empty((keep.sum(), keep.sum()))
+    scratch = np.empty((num, rows.shape[0]))
+    kn.hessian_dense_one(values[0], player, sigma, mean, curv, pos, block, scratch, scratch.copy())
+    np.testing.assert_allclose(block, full[np.ix_(keep, keep)], atol=TOL)
