@@ -304,6 +304,18 @@ def test_mre_target_extends_previous_joint():
     assert np.abs(second - me).max() > 1e-4  # the target matters
 
 
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_max_welfare_beats_max_entropy_welfare(concept):
+    rng = np.random.default_rng(9)
+    game = rng.normal(size=(2, 4, 4))
+    repeats = [np.array([1, 2, 1, 1]), np.ones(4)]
+    me, _ = hos.meta_solver(f"hn_me{concept}")(game, repeats)
+    mw, meta = hos.meta_solver(f"hn_mw{concept}")(game, repeats)
+    welfare = game.sum(axis=0)
+    assert meta["certified"] and meta["gap"] <= CCE_TOL
+    assert np.sum(mw * welfare) > np.sum(me * welfare) + 1e-3
+
+
 def test_same_meta_game_twice_is_cached():
     rng = np.random.default_rng(7)
     game = rng.normal(size=(2, 3, 3))
