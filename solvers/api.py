@@ -486,6 +486,46 @@ def _to_solution(
     return sol
 
 
+def _batch_solutions(
+    res: RefineResult,
+    scale: np.ndarray,
+    layout: GainLayout,
+    concept: str,
+    selection: Selection,
+    timings: Mapping[str, float],
+) -> list[Solution]:
+    """``_to_solution`` for a whole batch: the unit conversions as one array op each.
+
+    The solutions' arrays are views into the batch arrays (``scale: [B, N]``).
+    """
+    num_games, num_players = scale.shape
+    joint = res.joint
+    duals = res.alpha * scale[:, layout.player]
+    gaps = res.gaps / scale
+    eps = res.eps / scale
+    axes = tuple(range(1, num_players + 1))
+    margins = [joint.sum(axis=axes[:p] + axes[p + 1 :]) for p in range(num_players)]
+    gap = gaps.max(axis=1).tolist()
+    dgap = res.duality_gap.tolist()
+    objective = res.objective.tolist()
+    iterations = res.iterations.tolist()
+    violation = res.violation.tolist()
+    kkt = res.kkt.tolist()
+    face = res.face.tolist()
+    out = []
+    for b in range(num_games):
+        info = {"violation": violation[b], "kkt": kkt[b], "face": face[b]}
+        if face[b]:
+            info["restricted_duals"] = res.restricted_alpha[b] * scale[b, layout.player]
+        out.append(Solution(
+            joint=joint[b], marginals=tuple(m[b] for m in margins), duals=duals[b], eps=eps[b],
+            gap=gap[b], gaps=gaps[b], scale=scale[b], duality_gap=dgap[b], objective=objective[b],
+            iterations=iterations[b], timings=timings, status=res.status[b], concept=concept,
+            selection=selection, method=res.method[b], info=info,
+        ))
+    return out
+
+
 def _reference_solution(
     norm: NormalisedGame,
     concept: str,
@@ -738,16 +778,17 @@ def _resolve_batch(selection: Selection, norm: NormalisedGame) -> SelectionParam
     return SelectionParams(base, eps_hat, eps_plus, float(selection.rho), selection.objective)
 
 
-def _group_games(games: object) -> tuple[list[np.ndarray], bool]:
-    """Validated games as a list of ``[N, A1..AN]`` arrays; True when given as one array."""
+def _group_games(games: object) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Validated games as a list of ``[N, A1..AN]`` arrays, and the ``[B, N, A1..AN]``
+    batch when given as one array (None for a list)."""
     if isinstance(games, np.ndarray):
         batch = as_game_batch(games)
-        return list(batch), True
+        return list(batch), batch
     if not isinstance(games, Sequence) or isinstance(games, (str, bytes)):
         raise TypeError(f"games must be a [B, N, A1..AN] array or a list of games, got {type(games).__name__}")
     if len(games) == 0:
         raise ValueError("games is an empty list")
-    return [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)], False
+    return [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)], None
 
 
 def solve_batch(
@@ -775,7 +816,8 @@ def solve_batch(
       stage times divided by its size).
     """
     t_start = time.perf_counter()
-    game_list, as_array = _group_games(games)
+    game_list, whole = _group_games(games)
+    as_array = whole is not None
     concept = check_concept(concept)
     sel = _selection(selection, selection_params)
     method = _check_method(method)
@@ -808,7 +850,7 @@ def solve_batch(
     out: list[Solution | None] = [None] * num_games
     for gshape, idx in groups.items():
         t_group = time.perf_counter()
-        batch = np.stack([game_list[i] for i in idx])
+        batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
         layout = gain_layout(tuple(gshape[1:]), concept)
         norm = normalise_batch(batch)
         params = _resolve_batch(sel, norm)
@@ -824,7 +866,7 @@ def solve_batch(
         size = float(len(idx))
         timings = {"validate": prep / size}
         timings.update({k: v / size for k, v in res.timings.items()})
-        for j, i in enumerate(idx):
-            out[i] = _to_solution(res, j, norm.scale[j], layout, concept, sel, timings)
+        for i, sol in zip(idx, _batch_solutions(res, norm.scale, layout, concept, sel, timings), strict=True):
+            out[i] = sol
     del t_start
     return out  # type: ignore[return-value]
