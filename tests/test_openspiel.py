@@ -172,7 +172,7 @@ def test_register_and_run_jpsro(concept):
     assert all(meta["certified"] for meta in metas)
     # Each solve starts from the last one's duals unless facial reduction produced them.
     for before, after in zip(metas[:-1], metas[1:], strict=True):
-        expected = "previous" if before["method"] in hos.WARM_START_METHODS else "cold"
+        expected = "previous" if hos.reusable_duals(before["method"]) else "cold"
         assert after["warm_start"] == expected, (before["method"], after["warm_start"])
     assert any(meta["warm_start"] == "previous" for meta in metas)
 
@@ -242,6 +242,12 @@ def test_repeats_equal_expanded_game():
         np.testing.assert_allclose(dist, hos.unexpand_joint(dist_expanded, repeats), atol=1e-6, err_msg=name)
 
 
+def test_reusable_duals():
+    assert hos.reusable_duals("newton") and hos.reusable_duals("gd+newton")
+    assert not hos.reusable_duals("newton+face+newton")
+    assert not hos.reusable_duals("cvxpy+clarabel") and not hos.reusable_duals("trivial")
+
+
 def test_pad_duals_keeps_old_blocks():
     rng = np.random.default_rng(3)
     for concept in ("cce", "ce"):
@@ -288,6 +294,37 @@ def test_warm_start_hook_receives_padded_duals():
     _, second = solver(big, [np.ones(4), np.ones(4)])
     assert calls == [((2, 3, 3), "ce", None), ((2, 4, 4), "ce", (24,))]
     assert first["warm_start"] == "cold" and second["warm_start"] == "hook"
+
+
+class _FakeNES:
+    """Stands in for ``hybrid_nes.NESModel``: predicts the exact duals, 2 players only."""
+
+    concept = "cce"
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_duals(self, games, selection, units="normalised"):
+        assert units == "payoff"
+        if games.shape[1] != 2:
+            raise ValueError("untrained player count")
+        self.calls += 1
+        return np.stack([solvers.solve(g, "cce", selection).duals for g in games])
+
+
+def test_nes_warm_start_hook():
+    rng = np.random.default_rng(10)
+    model = _FakeNES()
+    solver = hos.meta_solver("hn_mecce", warm_start_hook=hos.nes_warm_start(model))
+    dist, meta = solver(rng.normal(size=(2, 4, 4)), [np.ones(4), np.ones(4)])
+    assert model.calls == 1 and meta["warm_start"] == "hook" and meta["certified"]
+    assert meta["iterations"] <= 2  # started at the optimum
+    _, meta3 = solver(rng.normal(size=(3, 2, 2, 2)), [np.ones(2)] * 3)  # the network declines
+    assert model.calls == 1 and meta3["warm_start"] == "cold" and meta3["certified"]
+    _, meta_mg = hos.meta_solver("hn_mgcce", warm_start_hook=hos.nes_warm_start(model))(
+        rng.normal(size=(2, 3, 3)), [np.ones(3), np.ones(3)]
+    )
+    assert model.calls == 1 and meta_mg["warm_start"] == "cold"
 
 
 def test_mre_target_extends_previous_joint():

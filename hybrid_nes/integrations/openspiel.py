@@ -68,11 +68,13 @@ __all__ = [
     "is_extension",
     "make_meta_solver",
     "meta_solver",
+    "nes_warm_start",
     "pad_duals",
     "psro_meta_strategy",
     "register",
     "repeat_weights",
     "require_openspiel",
+    "reusable_duals",
     "unexpand_joint",
 ]
 
@@ -95,8 +97,14 @@ JPSRO_DIST_TOL = 1e-8
 #: Factor on the target of joint actions dropped by ``_sparsified`` (log: about -460).
 SPARSE_FLOOR = 1e-200
 
-#: Solve methods whose duals are reused as the next warm start (see ``_solve_meta_game``).
-WARM_START_METHODS: tuple[str, ...] = ("newton", "gd")
+#: ``Solution.method`` stages whose duals are reused as the next warm start.
+WARM_START_STAGES: frozenset[str] = frozenset({"newton", "gd"})
+
+
+def reusable_duals(method: str) -> bool:
+    """True when a ``Solution.method`` ("gd+newton", "newton+face+newton", ...) used only
+    plain dual stages, so its duals are a sensible warm start (see ``_solve_meta_game``)."""
+    return set(method.split("+")) <= WARM_START_STAGES
 
 
 class MetaSolverSpec(NamedTuple):
@@ -547,7 +555,7 @@ def _sparsified(
     target = selection.target if selection.target is not None else np.full(dist.shape, 1.0 / dist.size)
     sparse_target = np.where(small, SPARSE_FLOOR * target, target)
     sparse_selection = replace(selection, target=sparse_target / sparse_target.sum())
-    duals0 = np.maximum(solution.duals, 0.0) if solution.method in WARM_START_METHODS else None
+    duals0 = np.maximum(solution.duals, 0.0) if reusable_duals(solution.method) else None
     try:
         resolved = _solve(options, game, sparse_selection, duals0, options.method)
     except (ArithmeticError, RuntimeError, np.linalg.LinAlgError):
@@ -623,11 +631,36 @@ def _solve_meta_game(
     # implicit equalities drift along flat directions (magnitudes ~1e4 on Kuhn poker
     # meta-games); started there, Newton can stall on the next meta-game (260 iterations,
     # then face + CVXPY: 50 ms instead of 0.2 ms), so the next solve starts cold.
-    reusable = certified and solution.method in WARM_START_METHODS
+    reusable = certified and reusable_duals(solution.method)
     duals = np.asarray(solution.duals, dtype=np.float64) if reusable else None
     if duals is not None and not np.all(np.isfinite(duals)):
         duals = None
     return _Record(key, problem_game, duals, game, dist, meta)
+
+
+def nes_warm_start(model: Any) -> WarmStartHook:
+    """A ``WarmStartHook`` that asks a neural equilibrium solver for the initial duals.
+
+    Args:
+      model: an ``hybrid_nes.NESModel`` (anything with
+        ``predict_duals(games [B, N, A..], selection, units="payoff") -> [B, K]``),
+        e.g. ``hybrid_nes.load_pretrained("cce")``; its concept must match the
+        meta-solver's.
+
+    Returns:
+      A hook returning the network's payoff-unit duals, or the padded previous duals
+      when the network cannot predict (Max Gini, an untrained game shape or player count).
+    """
+
+    def hook(game: np.ndarray, concept: str, selection: Selection, previous: np.ndarray | None) -> np.ndarray | None:
+        if selection.objective != "entropy" or getattr(model, "concept", concept) != concept:
+            return previous
+        try:
+            return np.asarray(model.predict_duals(game[None], selection, units="payoff"))[0]
+        except ValueError:
+            return previous
+
+    return hook
 
 
 # ----------------------------------------------------------------------------------------
