@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main", "add_train_parser"]
+__all__ = ["build_parser", "main", "add_train_parser", "add_export_parser"]
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -90,11 +90,41 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``export``: checkpoint -> shippable weights with calibrated statistics."""
+    p = subparsers.add_parser("export", help="turn a training checkpoint into a weight file")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--shape", type=_shape, action="append", help="shapes to calibrate (default: training shapes)")
+    p.add_argument("--hardware", default=None, help="hardware note for the model card")
+    p.set_defaults(func=_run_export)
+    return p
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from hybrid_nes.checkpoint import CheckpointError
+    from hybrid_nes.train import export_weights, restore
+
+    try:
+        shapes = args.shape
+        if shapes is None:
+            config, *_ = restore(args.checkpoint)
+            shapes = list(config.shapes)
+        extra = {"hardware": args.hardware} if args.hardware else None
+        path = export_weights(args.checkpoint, args.out, shapes=shapes, extra_meta=extra)
+    except (CheckpointError, ValueError) as err:
+        print(f"hybrid-nes export: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="hybrid-nes", description="hybrid_nes: neural + exact (C)CE solvers")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
+    add_export_parser(subparsers)
     return parser
 
 

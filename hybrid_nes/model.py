@@ -95,7 +95,7 @@ class NESModel:
         self.config = config
         self.params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
         self.meta = dict(meta or {})
-        self._stats = {tuple(k): jax.tree_util.tree_map(jnp.asarray, v) for k, v in stats.items()}
+        self._stats = {tuple(sorted(k)): jax.tree_util.tree_map(jnp.asarray, v) for k, v in stats.items()}
         self.trained_shapes = tuple(sorted(self._stats))
         train_cfg = self.meta.get("config", {})
         shapes = train_cfg.get("shapes") or [list(s) for s in self.trained_shapes]
@@ -140,7 +140,9 @@ class NESModel:
     # -- BatchNorm statistics ------------------------------------------------------------
     def statistics(self, shape: Sequence[int]):
         """BatchNorm statistics for ``shape`` (shipped, or calibrated once and cached)."""
-        shape = tuple(shape)
+        # Population statistics pool over players and cells, so they do not depend on the
+        # players' order: one entry per sorted shape keeps predictions player-equivariant.
+        shape = tuple(sorted(shape))
         if shape not in self._stats:
             from hybrid_nes.train import TrainConfig, calibrate_statistics
 
@@ -156,7 +158,8 @@ class NESModel:
         if len(shape) not in self.players and not allow_untrained:
             raise ValueError(
                 f"games with {len(shape)} players (shape {shape}): this {self.concept.upper()} network "
-                f"was trained on {self.players}-player games; pass allow_untrained=True to predict anyway"
+                f"was trained on {'/'.join(map(str, self.players))}-player games; pass allow_untrained=True to "
+                "predict anyway"
             )
         if math.prod(shape) > MAX_JOINT_ACTIONS:
             raise ValueError(

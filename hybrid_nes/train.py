@@ -42,6 +42,9 @@ __all__ = [
     "validation_set",
     "evaluate",
     "train",
+    "restore",
+    "write_weights",
+    "export_weights",
 ]
 
 
@@ -331,13 +334,16 @@ def train(
     progress: bool = True,
     calibrate: bool = True,
     log: Callable[[str], None] | None = None,
+    stop_at: int | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Trains (or resumes) a run in ``out_dir``; returns the final state and history.
 
     Writes ``out_dir/checkpoint.npz`` every ``checkpoint_every`` steps and at the end,
     ``out_dir/log.jsonl`` (one line per evaluation) and, when ``calibrate``,
     ``out_dir/weights.npz``: parameters plus BatchNorm statistics calibrated for every
-    training shape (the format ``hybrid_nes.load_pretrained`` reads).
+    training shape (the format ``hybrid_nes.load_pretrained`` reads). ``stop_at`` ends
+    this call early at that step (checkpointed), as an interruption would; a later call
+    resumes and ends exactly as an uninterrupted run.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -374,7 +380,8 @@ def train(
     params, bn_state, opt_state = state.params, state.bn_state, state.opt_state
     ema_loss = ema_gap = None
     step = state.step
-    while step < config.steps:
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    while step < end:
         shape = shape_for_step(config, step)
         params, bn_state, opt_state, loss, gap = step_fn(params, bn_state, opt_state, step, shape)
         step += 1
@@ -392,13 +399,23 @@ def train(
             entry = record(step, wall)
             if bar is not None:
                 bar.write(" ".join(f"{k}={v:.4g}" for k, v in entry.items()))
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or step == end:
             _save_checkpoint(ckpt_path, config, state, history, wall=wall)
     if bar is not None:
         bar.close()
-    if calibrate:
+    if calibrate and step == config.steps:
         write_weights(out_dir / "weights.npz", config, state.params, history, wall0 + time.perf_counter() - start)
     return state, history
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                   shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None) -> Path:
+    """Turns a training checkpoint into a shippable weight file (``write_weights``)."""
+    config, state, history, wall = restore(checkpoint)
+    from hybrid_nes.network import count_parameters
+
+    meta = {"num_parameters": count_parameters(state.params), **(extra_meta or {})}
+    return write_weights(out, config, state.params, history, wall, shapes=shapes or config.shapes, extra_meta=meta)
 
 
 def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Params, history: list, wall: float,

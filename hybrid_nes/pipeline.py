@@ -1,0 +1,297 @@
+"""``solve_exact`` / ``solve_batch``: the hybrid pipeline (DESIGN §6).
+
+    game --normalise--> NES (JAX, one batched call) --duals--> exact dual solver (Numba)
+         --> polish (CVXPY) where needed --> certified ``Solution`` in payoff units
+
+The exact stage is ``solvers.solve_batch``; this module adds the network's duals as a
+warm start, the per-shape choice between cold and warm starts (``warm_start="auto"``),
+and the inference timings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+
+import solvers
+from solvers.api import METHODS
+from solvers.gains import check_concept, constraint_player
+from solvers.game import as_game, as_game_batch, normalise_batch
+from solvers.selection import Selection, as_selection
+from solvers.solution import Solution
+
+__all__ = [
+    "WARM_STARTS",
+    "Plan",
+    "WarmStartOptions",
+    "plan_for",
+    "solve_exact",
+    "solve_batch",
+    "warm_duals",
+]
+
+WARM_STARTS: tuple[str, ...] = ("auto", "nes", "cold")
+POLICY_FILE = "auto_policy.json"
+
+
+class WarmStartOptions(NamedTuple):
+    """How network duals are turned into a warm start (normalised units).
+
+    Attributes:
+      snap: predicted duals below ``snap * max(alpha)`` (per game) are set to exactly 0:
+        softplus duals are never 0, and Newton must otherwise discover the inactive set.
+      scale: multiply the duals by this factor (network duals tend to be shrunk).
+    """
+
+    snap: float = 0.05
+    scale: float = 1.0
+
+
+class Plan(NamedTuple):
+    """What ``warm_start="auto"`` picked for one (concept, shape, selection) cell."""
+
+    warm: bool
+    method: str
+    source: str  # "policy" (measured table), "default" or "user"
+
+
+@functools.lru_cache(maxsize=4)
+def _model(concept: str):
+    from hybrid_nes.model import load_pretrained
+
+    return load_pretrained(concept)
+
+
+@functools.lru_cache(maxsize=1)
+def _policy() -> dict:
+    """The measured auto policy shipped with the weights (written by the pipeline benchmark)."""
+    path = resources.files("hybrid_nes") / "pretrained" / POLICY_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _cell_key(concept: str, shape: tuple[int, ...], selection: str) -> str:
+    return f"{concept}/{'x'.join(map(str, shape))}/{selection}"
+
+
+def plan_for(concept: str, shape: tuple[int, ...], selection: Selection, warm_start: str, method: str) -> Plan:
+    """Cold or warm start and the dual method for one cell.
+
+    ``warm_start="auto"`` reads the table measured by ``benchmarks/pipeline_suite.py``
+    (``hybrid_nes/pretrained/auto_policy.json``): the fastest of cold and warm, Newton
+    and first-order, per concept, shape and preset. Cells the table lacks start cold with
+    ``method`` (the exact solvers' own default picks Newton or first-order by size).
+    """
+    if warm_start != "auto":
+        return Plan(warm_start == "nes", method, "user")
+    cells = _policy().get("cells", {})
+    cell = cells.get(_cell_key(concept, shape, selection.name))
+    if cell is None or selection.objective != "entropy":
+        return Plan(False, method, "default")
+    chosen_method = cell["method"] if method == "auto" else method
+    return Plan(bool(cell["warm"]), chosen_method, "policy")
+
+
+def warm_duals(alpha: np.ndarray, options: WarmStartOptions | None = None) -> np.ndarray:
+    """Post-processes network duals ``alpha: [B, K]`` (normalised) into a warm start."""
+    options = options or WarmStartOptions()
+    alpha = np.maximum(np.asarray(alpha, dtype=np.float64), 0.0) * options.scale
+    if options.snap > 0:
+        top = alpha.max(axis=1, keepdims=True)
+        alpha = np.where(alpha < options.snap * top, 0.0, alpha)
+    return alpha
+
+
+def _check_warm_start(warm_start: object) -> str | np.ndarray:
+    if warm_start is None:
+        return "cold"
+    if isinstance(warm_start, str):
+        name = warm_start.lower()
+        if name not in WARM_STARTS:
+            raise ValueError(f"unknown warm_start {warm_start!r}; expected one of {WARM_STARTS}, None or an array of duals")
+        return name
+    return np.asarray(warm_start, dtype=np.float64)
+
+
+def _predict(model, norm, selection: Selection, timings: dict) -> np.ndarray | None:
+    """Normalised network duals ``[B, K]``, or None (with a warning) if the network cannot take these games."""
+    shape = tuple(norm.payoffs.shape[2:])
+    try:
+        model.check_shape(shape)
+    except ValueError as err:
+        warnings.warn(f"no NES warm start for shape {shape}: {err}; starting cold", stacklevel=4)
+        return None
+    key = (shape, norm.payoffs.shape[0])
+    t0 = time.perf_counter()
+    sel = model.selection_inputs(norm, selection)
+    if key not in _COMPILED:
+        # The first call of a (shape, batch) compiles the network: time it apart.
+        model.predict_normalised(norm.payoffs, sel)
+        _COMPILED.add(key)
+        timings["compile"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    alpha = model.predict_normalised(norm.payoffs, sel)
+    timings["inference"] = time.perf_counter() - t0
+    return alpha
+
+
+_COMPILED: set = set()
+
+
+def _with_stage_times(sol: Solution, extra: Mapping[str, float], plan: Plan, start: str) -> Solution:
+    timings = dict(sol.timings)
+    for key, value in extra.items():
+        timings[key] = timings.get(key, 0.0) + value
+    timings["total"] = timings.get("total", 0.0) + extra.get("normalise", 0.0) + extra.get("inference", 0.0)
+    info = dict(sol.info)
+    info.update(warm_start=start, plan=plan.source)
+    return dataclasses.replace(sol, timings=timings, info=info, method=f"{start}+{sol.method}")
+
+
+def _solve_group(
+    batch: np.ndarray,
+    concept: str,
+    selection: Selection,
+    warm_start: str | np.ndarray,
+    method: str,
+    tol: float,
+    max_iter: int | None,
+    model,
+    options: WarmStartOptions | None,
+) -> list[Solution]:
+    """One shape group ``batch: [B, N, A1..AN]`` through the pipeline."""
+    shape = tuple(batch.shape[2:])
+    num_games = batch.shape[0]
+    if isinstance(warm_start, np.ndarray):
+        plan = Plan(True, method, "user")
+        duals0 = warm_start
+        start = "given"
+        extra: dict[str, float] = {}
+    else:
+        plan = plan_for(concept, shape, selection, warm_start, method)
+        duals0 = None
+        start = "cold"
+        extra = {}
+        if plan.warm and selection.objective == "entropy":
+            t0 = time.perf_counter()
+            norm = normalise_batch(batch)
+            extra["normalise"] = time.perf_counter() - t0
+            net = model if model is not None else _load_model(concept)
+            alpha = None if net is None else _predict(net, norm, selection, extra)
+            if alpha is not None:
+                player = constraint_player(shape, concept)
+                duals0 = warm_duals(alpha, options) * norm.scale[:, player]  # payoff units
+                start = "nes"
+    if num_games == 1:  # the single-game fast path of the exact solver
+        d0 = None if duals0 is None else duals0[0]
+        sols = [solvers.solve(batch[0], concept, selection, duals0=d0, tol=tol, max_iter=max_iter, method=plan.method)]
+    else:
+        sols = solvers.solve_batch(
+            batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method
+        )
+    per_game = {k: v / num_games for k, v in extra.items()}
+    return [_with_stage_times(s, per_game, plan, start) for s in sols]
+
+
+def _load_model(concept: str):
+    try:
+        return _model(concept)
+    except Exception as err:  # a broken weight file must not stop an exact solve
+        warnings.warn(f"could not load the pretrained {concept.upper()} network ({err}); starting cold", stacklevel=4)
+        return None
+
+
+def solve_batch(
+    games: np.ndarray | Sequence[np.ndarray],
+    concept: str = "cce",
+    selection: str | Selection = "me",
+    *,
+    warm_start: str | np.ndarray | Sequence[np.ndarray] | None = "auto",
+    tol: float = 1e-8,
+    method: str = "auto",
+    max_iter: int | None = None,
+    model=None,
+    warm_options: WarmStartOptions | None = None,
+    **selection_params: object,
+) -> list[Solution]:
+    """Certified equilibria of many games: NES warm start -> exact dual solver -> polish.
+
+    Args:
+      games: ``[B, N, A1..AN]`` array or a list of games (mixed shapes are grouped).
+      concept: "cce" or "ce".
+      selection: preset name or ``Selection`` (one for every game).
+      warm_start: "auto" (measured per shape and concept, see ``plan_for``), "nes" (the
+        network's duals), "cold"/None (zero duals), or duals ``[B, K]`` in payoff units.
+      tol: tolerance on gap, KKT residual and duality gap (normalised units).
+      method: "auto", "newton", "gd" or "cvxpy" (as ``solvers.solve``).
+      max_iter: iteration cap per dual pass.
+      model: an ``NESModel`` to use instead of the shipped one.
+      warm_options: how network duals become a warm start.
+      **selection_params: the preset's parameters.
+
+    Returns:
+      ``B`` Solutions in input order; ``timings`` per game include "normalise",
+      "inference" and (first call of a shape) "compile" for warm starts; ``info``
+      records the warm start used.
+    """
+    concept = check_concept(concept)
+    sel = as_selection(selection, **selection_params)
+    start = _check_warm_start(warm_start)
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if isinstance(games, np.ndarray):
+        game_list = list(as_game_batch(games))
+    elif isinstance(games, Sequence) and not isinstance(games, (str, bytes)) and len(games) > 0:
+        game_list = [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)]
+    else:
+        raise TypeError("games must be a [B, N, A1..AN] array or a non-empty list of games")
+    if isinstance(start, np.ndarray) and start.shape[0] != len(game_list):
+        raise ValueError(f"warm_start duals have {start.shape[0]} rows for {len(game_list)} games")
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, g in enumerate(game_list):
+        groups.setdefault(g.shape, []).append(i)
+    out: list[Solution | None] = [None] * len(game_list)
+    for idx in groups.values():
+        batch = np.stack([game_list[i] for i in idx])
+        given = start[idx] if isinstance(start, np.ndarray) else start
+        for i, sol in zip(idx, _solve_group(batch, concept, sel, given, method.lower(), tol, max_iter, model, warm_options), strict=True):
+            out[i] = sol
+    return out  # type: ignore[return-value]
+
+
+def solve_exact(
+    game: np.ndarray | Sequence[np.ndarray],
+    concept: str = "cce",
+    selection: str | Selection = "me",
+    *,
+    warm_start: str | np.ndarray | None = "auto",
+    tol: float = 1e-8,
+    method: str = "auto",
+    max_iter: int | None = None,
+    model=None,
+    warm_options: WarmStartOptions | None = None,
+    **selection_params: object,
+) -> Solution:
+    """The certified, selected (C)CE of one game (see ``solve_batch``).
+
+    ``warm_start`` may be duals ``[K]`` in payoff units (e.g. a previous ``Solution.duals``).
+    """
+    game = as_game(game)
+    start = _check_warm_start(warm_start)
+    if isinstance(start, np.ndarray):
+        start = start[None]
+    return solve_batch(
+        game[None], concept, selection, warm_start=start, tol=tol, method=method,
+        max_iter=max_iter, model=model, warm_options=warm_options, **selection_params,
+    )[0]
+

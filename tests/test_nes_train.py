@@ -1,0 +1,110 @@
+"""Training: it learns, no dead units, determinism, resume, atomic checkpoints."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hybrid_nes import checkpoint as ckpt_lib
+from hybrid_nes.evaluation import score_duals, uniform_rule_duals
+from hybrid_nes.network import NetworkConfig, make_activations
+from hybrid_nes.train import TrainConfig, calibrate_statistics, evaluate, restore, train, validation_set
+
+SMALL = NetworkConfig(concept="cce", payoff_channels=(16, 16), dual_channels=16, dual_layers=(16,))
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    config = TrainConfig(
+        network=SMALL, shapes=((4, 4),), presets=("me",), steps=150, batch_size=128,
+        learning_rate=3e-3, warmup_steps=10, eval_every=150, eval_games=64, checkpoint_every=150, seed=3,
+    )
+    out = tmp_path_factory.mktemp("short")
+    state, history = train(config, out, resume=False, progress=False, calibrate=False)
+    return config, state, history, out
+
+
+def test_short_training_beats_the_one_line_rule(short_run):
+    config, state, history, _ = short_run
+    val = validation_set(config, (4, 4))
+    rule = min(
+        float(score_duals(val.games, val.sel, uniform_rule_duals(val.games, "cce", c), "cce", val.ref).solver_gap.mean())
+        for c in (1.0, 0.5)
+    )
+    before, after = history[0]["4x4/solver_gap"], history[-1]["4x4/solver_gap"]
+    assert after < 0.6 * rule, (after, rule)
+    assert after < 0.6 * before
+    assert history[-1]["4x4/suboptimality"] < history[0]["4x4/suboptimality"]
+    # Calibrated statistics (single-game inference) score like batch statistics.
+    stats = calibrate_statistics(config, state.params, (4, 4))
+    calibrated = evaluate(config, state.params, stats, val)
+    assert calibrated["solver_gap"] < 1.15 * history[-1]["4x4/solver_gap"] + 0.01
+
+
+def test_no_layer_is_dead_after_training(short_run):
+    config, state, _, _ = short_run
+    val = validation_set(config, (4, 4))
+    stats = calibrate_statistics(config, state.params, (4, 4))
+    acts, _ = make_activations(config.network).apply(state.params, stats, None, val.games, val.sel, False)
+    for name, arrays in acts.items():
+        flat = jnp.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays])
+        alive = np.asarray(jnp.mean(flat > 0, axis=0))  # fraction of cells where a channel fires
+        assert np.mean(alive > 0.01) > 0.7, (name, alive)  # most channels fire somewhere
+        assert float(jnp.mean(flat > 0)) > 0.1, name
+
+
+def test_same_seed_same_result_and_resume_is_exact(tmp_path):
+    config = TrainConfig(network=SMALL, shapes=((2, 2), (3, 3)), steps=6, batch_size=16, eval_every=6,
+                         eval_games=8, checkpoint_every=2, seed=5)
+    a, _ = train(config, tmp_path / "a", resume=False, progress=False, calibrate=False)
+    b, _ = train(config, tmp_path / "b", resume=False, progress=False, calibrate=False, stop_at=3)
+    assert b.step == 3
+    b, _ = train(config, tmp_path / "b", resume=True, progress=False, calibrate=False)
+    assert b.step == 6
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    other, _ = train(config.__class__(**{**config.__dict__, "seed": 6}), tmp_path / "c", resume=False,
+                     progress=False, calibrate=False)
+    assert not np.allclose(np.asarray(jax.tree_util.tree_leaves(a.params)[0]),
+                           np.asarray(jax.tree_util.tree_leaves(other.params)[0]))
+    restored_config, restored, _, _ = restore(tmp_path / "a" / "checkpoint.npz")
+    assert restored_config == config and restored.step == 6
+
+
+def test_corrupt_checkpoint_never_replaces_a_good_one(tmp_path, monkeypatch):
+    good = ckpt_lib.Checkpoint({"kind": "weights", "step": 1}, {"m": {"w": np.ones(3)}}, {}, {}, [])
+    path = ckpt_lib.save(tmp_path / "c.npz", good)
+    original = path.read_bytes()
+
+    def broken_savez(handle, **arrays):  # a write that dies half-way
+        handle.write(b"PK\x03\x04 truncated")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt_lib.save(path, good._replace(meta={"kind": "weights", "step": 2}))
+    monkeypatch.undo()
+    assert path.read_bytes() == original
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert ckpt_lib.load(path).meta["step"] == 1
+
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "bad.npz").write_bytes(bytes(data))
+    with pytest.raises(ckpt_lib.CheckpointError, match="corrupt|checksum"):
+        ckpt_lib.load(tmp_path / "bad.npz")
+    with pytest.raises(ckpt_lib.CheckpointError, match="does not exist"):
+        ckpt_lib.load(tmp_path / "missing.npz")
+
+
+def test_config_errors_name_the_bad_value():
+    with pytest.raises(ValueError, match="presets"):
+        TrainConfig(presets=("nope",))
+    with pytest.raises(ValueError, match="shape_weights"):
+        TrainConfig(shapes=((2, 2), (3, 3)), shape_weights=(1.0,))
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="N >= 2"):
+        TrainConfig(shapes=((4,),))
