@@ -31,6 +31,12 @@ because old payoff entries do not change) are padded with zeros for the new devi
 and passed as ``duals0``. A ``WarmStartHook`` (e.g. a neural equilibrium solver) may
 replace or refine them. The default is a cold start (see ``MetaSolverOptions``).
 
+JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-selected
+joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
+selection is re-solved on the joint actions that survive the clean-up whenever the
+clean-up would cost more than ``tol`` (``MetaSolverOptions.sparsify``): the distribution
+JPSRO actually uses stays an exact (C)CE. ``meta["jpsro_gap"]`` reports its gap.
+
 Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 """
 
