@@ -242,6 +242,15 @@ def test_repeats_equal_expanded_game():
         np.testing.assert_allclose(dist, hos.unexpand_joint(dist_expanded, repeats), atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_meta_game_gains_match_solvers(concept):
+    game = np.random.default_rng(11).normal(size=(3, 2, 4, 3))
+    ours, ref = hos.meta_game_gains(game, concept), solvers.gains(game, concept)
+    np.testing.assert_array_equal(ours.rows, ref.rows)
+    np.testing.assert_array_equal(ours.player, ref.player)
+    np.testing.assert_allclose(ours.values, ref.values, rtol=0, atol=1e-15)
+
+
 def test_reusable_duals():
     assert hos.reusable_duals("newton") and hos.reusable_duals("gd+newton")
     assert not hos.reusable_duals("newton+face+newton")

@@ -42,6 +42,7 @@ Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -54,7 +55,7 @@ import numpy as np
 
 import solvers
 from solvers import Selection, Solution, Status
-from solvers.gains import Gains, check_concept
+from solvers.gains import Gains, check_concept, constraint_player, gain_structure
 
 __all__ = [
     "INSTALL_HINT",
@@ -73,6 +74,7 @@ __all__ = [
     "gains_gaps",
     "is_extension",
     "make_meta_solver",
+    "meta_game_gains",
     "meta_solver",
     "nes_warm_start",
     "pad_duals",
@@ -329,12 +331,31 @@ def gains_gaps(g: Gains, joint: np.ndarray) -> np.ndarray:
     return gaps
 
 
+@functools.lru_cache(maxsize=64)
+def _structure(shape: tuple[int, ...], concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rows, slot_player, dev = gain_structure(shape, concept)
+    return rows, slot_player, dev, constraint_player(shape, concept)
+
+
+def meta_game_gains(game: np.ndarray, concept: str) -> Gains:
+    """``solvers.gains(game, concept)`` with the payoff-free layout cached per shape.
+
+    JPSRO solves a meta-game of every size in turn (twice per iteration with an eval
+    solver), so the layout is rebuilt far more often than it changes.
+    """
+    shape = tuple(int(n) for n in game.shape[1:])
+    rows, slot_player, dev, player = _structure(shape, concept)
+    flat = game.reshape(game.shape[0], -1)
+    values = flat[slot_player[None, :], dev] - flat[slot_player, :].T
+    return Gains(rows, values, player, shape, concept)
+
+
 def equilibrium_gaps(game: np.ndarray, joint: np.ndarray, concept: str) -> np.ndarray:
     """``[N]`` per-player ``max_dev E_joint[gain]`` (payoff units; <= 0 at a (C)CE).
 
     ``game: [N, A1..AN]``, ``joint: [A1..AN]``.
     """
-    return gains_gaps(solvers.gains(game, concept), joint)
+    return gains_gaps(meta_game_gains(game, check_concept(concept)), joint)
 
 
 def _digest(game: np.ndarray, repeats: Sequence[np.ndarray], ignore_repeats: bool) -> str:
@@ -598,7 +619,7 @@ def _solve_meta_game(
     joint = clean_joint(solution.joint)
     dist = unexpand_joint(joint, repeats) if expanded else joint
     sparsify_start = time.perf_counter()
-    gains = solvers.gains(game, options.concept)
+    gains = meta_game_gains(game, options.concept)
     sparse = _sparsified(options, game, gains, selection, solution, dist)
     sparsify_time = time.perf_counter() - sparsify_start
     dropped = 0
