@@ -414,7 +414,7 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike,
     config, state, history, wall = restore(checkpoint)
     from hybrid_nes.network import count_parameters
 
-    meta = {"num_parameters": count_parameters(state.params), **(extra_meta or {})}
+    meta = {"num_parameters": count_parameters(state.params), "step": int(state.step), **(extra_meta or {})}
     return write_weights(out, config, state.params, history, wall, shapes=shapes or config.shapes, extra_meta=meta)
 
 
@@ -426,7 +426,7 @@ def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Param
     meta = {
         "kind": "weights",
         "config": config.to_dict(),
-        "step": history[-1]["step"] if history else 0,
+        "step": (extra_meta or {}).get("step", history[-1]["step"] if history else 0),
         "wall_time_s": wall,
         "history": history,
         "jax_version": jax.__version__,
