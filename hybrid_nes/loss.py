@@ -18,7 +18,7 @@ with ``r(a'') = sum_a' alpha(a', a'')``: a contraction along the player's own ax
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import jax
@@ -44,7 +44,7 @@ __all__ = [
 Duals = tuple  # tuple of N arrays, [A_p] (CCE) or [A_p, A_p] (CE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ce_pairs(num_actions: int) -> tuple[np.ndarray, np.ndarray]:
     """(dev, rec) of player's flat CE constraints, in solvers.gains order."""
     dev, rec = np.nonzero(~np.eye(num_actions, dtype=bool))  # row-major = flat order

@@ -37,7 +37,6 @@ def _permute_actions(games, sel, perms):
 
 
 def _permute_players(games, sel, order):
-    n = len(order)
     games = jnp.transpose(games[:, list(order)], (0, 1, *(2 + q for q in order)))
     base = jnp.transpose(sel.base_logits, (0, *(1 + q for q in order)))
     return games, SelectionInputs(base, sel.eps_hat[:, list(order)], sel.eps_plus[:, list(order)], sel.rho)

@@ -15,7 +15,14 @@ from hybrid_nes.loss import (
     duals_to_flat,
 )
 from hybrid_nes.sampling import SelectionInputs, selection_inputs
-from solvers import Selection, certificate, dual_problem, duals_by_player, normalise, resolve_selection
+from solvers import (
+    Selection,
+    certificate,
+    dual_problem,
+    duals_by_player,
+    normalise,
+    resolve_selection,
+)
 from solvers.dual import dual_gradient
 from solvers.dual import dual_loss as reference_loss
 

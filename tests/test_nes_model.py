@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 import hybrid_nes
-from hybrid_nes import CheckpointError, duals_to_normalised_units, duals_to_payoff_units, load_pretrained
+from hybrid_nes import (
+    CheckpointError,
+    duals_to_normalised_units,
+    duals_to_payoff_units,
+    load_pretrained,
+)
 from hybrid_nes.model import pretrained_path
 from solvers import Selection, normalise, num_constraints
 

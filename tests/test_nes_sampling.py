@@ -8,7 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from hybrid_nes.sampling import TRAIN_PRESETS, sample_batch, sample_games, sample_selection, selection_inputs
+from hybrid_nes.sampling import (
+    TRAIN_PRESETS,
+    sample_batch,
+    sample_games,
+    sample_selection,
+    selection_inputs,
+)
 from solvers import Selection, normalise, resolve_selection
 
 

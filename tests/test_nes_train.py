@@ -10,7 +10,14 @@ import pytest
 from hybrid_nes import checkpoint as ckpt_lib
 from hybrid_nes.evaluation import score_duals, uniform_rule_duals
 from hybrid_nes.network import NetworkConfig, make_activations
-from hybrid_nes.train import TrainConfig, calibrate_statistics, evaluate, restore, train, validation_set
+from hybrid_nes.train import (
+    TrainConfig,
+    calibrate_statistics,
+    evaluate,
+    restore,
+    train,
+    validation_set,
+)
 
 SMALL = NetworkConfig(concept="cce", payoff_channels=(16, 16), dual_channels=16, dual_layers=(16,))
 
