@@ -1,0 +1,108 @@
+"""solve_exact / solve_batch: the NES warm-started hybrid pipeline (hybrid_nes.pipeline)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import solvers
+from hybrid_nes import pipeline
+from hybrid_nes.model import load_pretrained
+
+
+def _games(seed: int, count: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, len(shape), *shape))
+
+
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_warm_and_cold_agree_with_the_exact_solver(concept):
+    games = _games(0, 6, (5, 5)) * 3.0 + 1.0  # payoff units, not normalised
+    cold = solvers.solve_batch(games, concept, "me")
+    for start in ("nes", "cold", "auto"):
+        sols = pipeline.solve_batch(games, concept, "me", warm_start=start)
+        for ref, sol in zip(cold, sols, strict=True):
+            assert sol.ok and sol.normalised_gap <= 1e-8
+            np.testing.assert_allclose(sol.joint, ref.joint, atol=1e-7)
+            assert sol.info["warm_start"] in ("nes", "cold")
+    warm = pipeline.solve_batch(games, concept, "me", warm_start="nes")
+    assert all(s.info["warm_start"] == "nes" and s.timings["inference"] > 0 for s in warm)
+
+
+def test_solve_exact_single_game_and_mre():
+    game = _games(1, 1, (4, 4))[0]
+    target = np.random.default_rng(2).dirichlet(np.ones(16)).reshape(4, 4)
+    ref = solvers.solve(game, "ce", "mre", target=target)
+    sol = pipeline.solve_exact(game, "ce", "mre", warm_start="nes", target=target)
+    assert sol.ok
+    np.testing.assert_allclose(sol.joint, ref.joint, atol=1e-7)
+    assert {"inference", "refine", "total"} <= set(sol.timings)
+
+
+def test_given_duals_round_trip_as_warm_start():
+    game = _games(3, 1, (6, 6))[0]
+    first = pipeline.solve_exact(game, "cce", warm_start="cold")
+    again = pipeline.solve_exact(game, "cce", warm_start=first.duals)
+    assert again.info["warm_start"] == "given" and again.iterations <= 1
+    np.testing.assert_allclose(again.joint, first.joint, atol=1e-9)
+
+
+def test_uncovered_shape_falls_back_to_cold_with_a_warning():
+    games = _games(4, 2, (2, 2, 2))  # 3 players: the shipped networks take 2-player games
+    with pytest.warns(UserWarning, match="starting cold"):
+        sols = pipeline.solve_batch(games, "cce", warm_start="nes")
+    assert all(s.ok and s.info["warm_start"] == "cold" for s in sols)
+
+
+def test_mixed_shapes_are_grouped_in_input_order():
+    games = [_games(5, 1, (3, 3))[0], _games(6, 1, (2, 4))[0], _games(7, 1, (3, 3))[0]]
+    sols = pipeline.solve_batch(games, "cce", warm_start="nes")
+    assert [s.joint.shape for s in sols] == [(3, 3), (2, 4), (3, 3)]
+    for g, s in zip(games, sols, strict=True):
+        np.testing.assert_allclose(s.joint, solvers.solve(g, "cce").joint, atol=1e-7)
+
+
+def test_max_gini_ignores_the_network():
+    game = _games(8, 1, (3, 3))[0]
+    sol = pipeline.solve_exact(game, "cce", "mg")
+    assert sol.ok and sol.info["warm_start"] == "cold"
+
+
+def test_warm_duals_snaps_small_duals():
+    alpha = np.array([[1.0, 0.01, 0.5, 0.0]])
+    out = pipeline.warm_duals(alpha, pipeline.WarmStartOptions(snap=0.05, scale=2.0))
+    np.testing.assert_array_equal(out, [[2.0, 0.0, 1.0, 0.0]])
+
+
+def test_auto_plan_reads_the_measured_policy():
+    plan = pipeline.plan_for("cce", (8, 8), solvers.Selection.me(), "auto", "auto")
+    assert plan.method in ("auto", "newton", "gd")
+    assert pipeline.plan_for("cce", (8, 8), solvers.Selection.me(), "cold", "newton") == pipeline.Plan(False, "newton", "user")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"warm_start": "lukewarm"}, ValueError, "warm_start"),
+        ({"method": "simplex"}, ValueError, "method"),
+        ({"concept": "ne"}, ValueError, "concept"),
+        ({"selection": "maxent"}, ValueError, "preset"),
+        ({"warm_start": np.zeros((3, 10))}, ValueError, "rows"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    games = _games(9, 2, (3, 3))
+    with pytest.raises(error, match=message):
+        pipeline.solve_batch(games, **kwargs)
+
+
+def test_nan_game_is_rejected():
+    with pytest.raises(ValueError, match="NaN"):
+        pipeline.solve_exact(np.full((2, 2, 2), np.nan))
+
+
+def test_shipped_models_cover_two_player_games():
+    for concept in ("cce", "ce"):
+        model = load_pretrained(concept)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert model.check_shape((8, 8)) == (8, 8)
