@@ -10,6 +10,7 @@ shape with exact reference optima. Device-agnostic: nothing here names a device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -166,7 +167,8 @@ def init_state(config: TrainConfig) -> TrainState:
     """A fresh ``TrainState`` from ``config.seed``."""
     net = make_network(config.network)
     games, sel = sample_batch(jax.random.PRNGKey(config.seed), 2, config.shapes[0], config.presets)
-    params, bn_state = net.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), games, sel, True)
+    init = jax.jit(net.init, static_argnums=3)
+    params, bn_state = init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), games, sel, True)
     opt_state = make_optimizer(config).init(params)
     return TrainState(params, bn_state, opt_state, 0)
 
@@ -180,10 +182,12 @@ def shape_for_step(config: TrainConfig, step: int) -> tuple[int, ...]:
     return config.shapes[int(rng.choice(len(config.shapes), p=weights / weights.sum()))]
 
 
+@functools.lru_cache(maxsize=8)
 def make_train_step(config: TrainConfig) -> Callable:
     """``step(params, bn_state, opt_state, step, shape) -> (params, bn_state, opt_state, loss, gap)``.
 
-    Jitted with ``shape`` static: one compilation per game shape.
+    Jitted with ``shape`` static: one compilation per game shape. Cached per config, so
+    a resumed run in the same process reuses the compiled steps.
     """
     net = make_network(config.network)
     opt = make_optimizer(config)
@@ -245,6 +249,12 @@ def _dummy_state(config: TrainConfig, shape: tuple[int, ...]) -> hk.State:
     return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), state)
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_apply(network: NetworkConfig) -> Callable:
+    """``net.apply`` jitted with ``is_training`` static (eager Haiku is slow on CPU)."""
+    return jax.jit(make_network(network).apply, static_argnums=5)
+
+
 class ValidationSet(NamedTuple):
     """Fixed validation games of one shape and their exact optima."""
 
@@ -268,11 +278,11 @@ def evaluate(config: TrainConfig, params: hk.Params, bn_state: hk.State | None, 
     ``bn_state=None`` normalises with the validation batch's own statistics; otherwise
     the given (calibrated) statistics are used, as at inference.
     """
-    net = make_network(config.network)
+    apply = _jitted_apply(config.network)
     if bn_state is None:
-        duals, _ = net.apply(params, _dummy_state(config, val.games.shape[2:]), None, val.games, val.sel, True)
+        duals, _ = apply(params, _dummy_state(config, val.games.shape[2:]), None, val.games, val.sel, True)
     else:
-        duals, _ = net.apply(params, bn_state, None, val.games, val.sel, False)
+        duals, _ = apply(params, bn_state, None, val.games, val.sel, False)
     scores = score_duals(val.games, val.sel, duals, config.concept, val.ref)
     return {
         "gap": float(scores.gap.mean()),
