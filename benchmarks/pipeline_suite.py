@@ -1,0 +1,300 @@
+"""Cold vs warm (NES) start of the exact solvers, per method, size, concept and preset.
+
+    python -m benchmarks.pipeline_suite [--quick] [--write-policy]
+
+For every cell (suite, shape, concept, preset) and dual method (Newton, first-order) the
+same games are solved cold (zero duals) and warm (the shipped network's duals), batched;
+reported: median / p90 iterations to tol, wall seconds per game with and without network
+inference, the fraction certified (status optimal, gap <= tol). ``warm_start="auto"`` is
+timed on the same games and compared with the best of the four. Baselines on a few games
+of the same cells: CVXPY (Clarabel, ECOS, SCS) and the max-welfare LP (HiGHS).
+
+Also written: convergence curves (median gap after k iterations, cold vs warm, against k
+and against wall time) and the warm/cold speed-up against game size, as PNG figures.
+``--write-policy`` stores the measured best (warm, method) per cell in
+``hybrid_nes/pretrained/auto_policy.json``, the table ``warm_start="auto"`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import solvers
+from benchmarks.games import classic_games, l2_invariant_games, structured_games
+from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
+from benchmarks.solvers_suite import _cvxpy_solve
+from hybrid_nes import pipeline
+from hybrid_nes.model import load_pretrained
+from solvers.api import refine_batch
+from solvers.gains import constraint_player
+from solvers.game import normalise_batch
+from solvers.lp import max_welfare
+from solvers.selection import Selection
+
+TOL = 1e-8
+METHODS = ("newton", "gd")
+#: (shape, games per cell) of the random L2-invariant suite; quick mode uses fewer.
+RANDOM_CELLS = {(4, 4): 64, (8, 8): 64, (16, 16): 16, (32, 32): 4, (4, 4, 4): 16}
+QUICK_CELLS = {(4, 4): 16, (8, 8): 16, (16, 16): 4}
+#: First-order runs are capped here (iterations) so that one slow cell cannot eat the budget.
+GD_MAX_ITER = 5000
+BASELINE_GAMES = 3
+#: Timed runs per measurement (the best is kept).
+REPEATS = 3
+CURVE_SHAPES = ((8, 8), (16, 16))
+CURVE_ITERS = {"newton": (1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30),
+               "gd": (1, 3, 10, 30, 100, 300, 1000, 3000)}
+
+
+def _selection(preset: str, shape: tuple[int, ...], rng: np.random.Generator) -> Selection:
+    if preset == "mre":
+        return Selection.mre(rng.dirichlet(np.ones(int(np.prod(shape)))).reshape(shape))
+    return Selection.me()
+
+
+def _summarise(sols: list, seconds: float, extra_seconds: float = 0.0) -> dict:
+    iters = np.array([s.iterations for s in sols])
+    certified = np.array([s.ok and s.normalised_gap <= TOL for s in sols])
+    return {
+        "median_iters": float(np.median(iters)),
+        "p90_iters": float(np.percentile(iters, 90)),
+        "s_per_game": seconds / len(sols),
+        "s_per_game_with_nes": (seconds + extra_seconds) / len(sols),
+        "certified": float(certified.mean()),
+        "uncertified": [i for i, ok in enumerate(certified) if not ok],
+    }
+
+
+def _timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def _best_of(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` and its best wall time over ``REPEATS`` runs (timeit's rule:
+    the minimum is the run least disturbed by other load on a shared machine)."""
+    best = None
+    for _ in range(REPEATS):
+        out, seconds = _timed(fn, *args, **kwargs)
+        best = seconds if best is None else min(best, seconds)
+    return out, best
+
+
+def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, baselines: bool) -> list[dict]:
+    """All rows of one cell: cold/warm x method, auto, and the baselines."""
+    shape = tuple(games.shape[2:])
+    rows = []
+    norm = normalise_batch(games)
+    warm_ok = True
+    try:
+        model.check_shape(shape)
+        sel_in = model.selection_inputs(norm, sel)
+        model.predict_normalised(norm.payoffs, sel_in)  # compile outside the timings
+        alpha_net, t_inf = _best_of(model.predict_normalised, norm.payoffs, sel_in)
+        player = constraint_player(shape, concept)
+        duals0 = pipeline.warm_duals(alpha_net) * norm.scale[:, player]
+    except ValueError as err:
+        warm_ok = False
+        t_inf = 0.0
+        print(f"  {name}: no warm start ({err})")
+    timings = {}
+    for method in METHODS:
+        cap = GD_MAX_ITER if method == "gd" else None
+        sols, t_cold = _best_of(solvers.solve_batch, games, concept, sel, tol=TOL, method=method, max_iter=cap)
+        row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "cold", **_summarise(sols, t_cold)}
+        rows.append(row)
+        timings[(False, method)] = row["s_per_game_with_nes"]
+        if warm_ok:
+            sols, t_warm = _best_of(solvers.solve_batch, games, concept, sel, duals0=duals0, tol=TOL, method=method, max_iter=cap)
+            row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "warm",
+                   **_summarise(sols, t_warm, t_inf)}
+            rows.append(row)
+            timings[(True, method)] = row["s_per_game_with_nes"]
+    best = min(timings, key=timings.get)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sols, t_auto = _best_of(pipeline.solve_batch, games, concept, sel, warm_start="auto", tol=TOL, model=model)
+    auto = _summarise(sols, t_auto)
+    rows.append({"cell": name, "concept": concept, "preset": sel.name, "method": "auto", "start": "auto", **auto,
+                 "s_per_game_with_nes": auto["s_per_game"],
+                 "best": f"{'warm' if best[0] else 'cold'}+{best[1]}",
+                 "auto_over_best": auto["s_per_game"] / timings[best]})
+    if baselines:
+        rows.extend(_baselines(name, games[:BASELINE_GAMES], concept, sel))
+    for row in rows:
+        row["shape"] = "x".join(map(str, shape))
+        row["best_key"] = {"warm": best[0], "method": best[1]}
+    return rows
+
+
+def _baselines(name: str, games: np.ndarray, concept: str, sel: Selection) -> list[dict]:
+    rows = []
+    if sel.name == "me":
+        for solver in ("CLARABEL", "ECOS", "SCS"):
+            runs = [_cvxpy_solve(solvers.normalise(g).payoffs, concept, solver) for g in games]
+            rows.append({"cell": name, "concept": concept, "preset": sel.name, "method": f"cvxpy+{solver.lower()}",
+                         "start": "-", "s_per_game": float(np.median([r["seconds"] for r in runs])),
+                         "certified": float(np.mean([r["gap"] <= TOL for r in runs]))})
+    runs = [_timed(max_welfare, g, concept) for g in games]
+    rows.append({"cell": name, "concept": concept, "preset": "mw-lp", "method": "lp_max_welfare", "start": "-",
+                 "s_per_game": float(np.median([t for _, t in runs])),
+                 "certified": float(np.mean([r.gap <= TOL * 10 for r, _ in runs]))})
+    return rows
+
+
+def _curves(model, rng: np.random.Generator, quick: bool) -> dict:
+    """Median normalised gap after k iterations (no face reduction, no polish), cold vs warm."""
+    out = {}
+    for shape in CURVE_SHAPES[:1] if quick else CURVE_SHAPES:
+        games = l2_invariant_games(rng, 8 if quick else 16, shape)
+        norm = normalise_batch(games)
+        for concept in ("cce", "ce"):
+            params = solvers.resolve_selection(Selection.me(), solvers.normalise(games[0]))
+            net = load_pretrained(concept) if model is None else model[concept]
+            alpha0 = pipeline.warm_duals(net.predict_normalised(norm.payoffs, net.selection_inputs(norm, Selection.me())))
+            for method, ks in CURVE_ITERS.items():
+                for start, a0 in (("cold", None), ("warm", alpha0)):
+                    curve = []
+                    for k in ks:
+                        res, secs = _timed(refine_batch, norm.payoffs, concept, params, a0, method, TOL, k,
+                                           face="never", polish=False)
+                        curve.append({"iters": k, "gap": float(np.median(np.maximum(res.violation, 1e-16))),
+                                      "s_per_game": secs / len(games)})
+                    out[f"{concept}/{'x'.join(map(str, shape))}/{method}/{start}"] = curve
+    return out
+
+
+def _plots(curves: dict, rows: list[dict], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    keys = sorted({k.rsplit("/", 1)[0] for k in curves})
+    fig, axes = plt.subplots(2, len(keys), figsize=(4 * len(keys), 7), squeeze=False)
+    for j, key in enumerate(keys):
+        for start, style in (("cold", "--"), ("warm", "-")):
+            curve = curves.get(f"{key}/{start}", [])
+            axes[0, j].loglog([c["iters"] for c in curve], [c["gap"] for c in curve], style, label=start)
+            axes[1, j].loglog([c["s_per_game"] for c in curve], [c["gap"] for c in curve], style, label=start)
+        axes[0, j].set_title(key, fontsize=9)
+        axes[0, j].set_xlabel("iterations")
+        axes[1, j].set_xlabel("seconds per game")
+        axes[0, j].axhline(TOL, color="grey", lw=0.5)
+        axes[1, j].axhline(TOL, color="grey", lw=0.5)
+    axes[0, 0].set_ylabel("median (C)CE gap (normalised)")
+    axes[1, 0].set_ylabel("median (C)CE gap (normalised)")
+    axes[0, 0].legend()
+    fig.tight_layout()
+    path = out_dir / "pipeline_convergence.png"
+    _save_fig(fig, path)
+    written.append(path.name)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for concept in ("cce", "ce"):
+        for method in METHODS:
+            pts = []
+            for row in rows:
+                if row.get("concept") != concept or row.get("method") != method or not row["cell"].startswith("random"):
+                    continue
+                if row["start"] == "cold":
+                    cold = row
+                elif row["start"] == "warm":
+                    pts.append((np.prod([int(x) for x in row["shape"].split("x")]), cold["s_per_game"] / row["s_per_game_with_nes"]))
+            if pts:
+                ax.semilogx(*zip(*sorted(pts), strict=True), "o-", label=f"{concept} {method}")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_xlabel("joint actions |A|")
+    ax.set_ylabel("cold / warm time per game (inference incl.)")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "pipeline_speedup.png"
+    _save_fig(fig, path)
+    written.append(path.name)
+    return written
+
+
+def _save_fig(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def policy_from_rows(rows: list[dict]) -> dict:
+    """``{"cells": {"concept/shape/preset": {"warm": bool, "method": str}}}`` from the rows."""
+    cells = {}
+    for row in rows:
+        if row["start"] == "auto" and row["cell"].startswith("random"):
+            cells[f"{row['concept']}/{row['shape']}/{row['preset']}"] = row["best_key"]
+    return {"tol": TOL, "cells": cells}
+
+
+def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_policy: bool = False) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2022)
+    models = {c: load_pretrained(c) for c in ("cce", "ce")}
+    solvers.solve_batch(l2_invariant_games(rng, 4, (3, 3)), "ce")  # compile the kernels once
+    rows: list[dict] = []
+    start = time.perf_counter()
+    for shape, count in (QUICK_CELLS if quick else RANDOM_CELLS).items():
+        games = l2_invariant_games(rng, count, shape)
+        for concept in ("cce", "ce"):
+            for preset in ("me",) if quick else ("me", "mre"):
+                sel = _selection(preset, shape, rng)
+                print(f"  random {shape} {concept} {preset}", flush=True)
+                rows += _cell(f"random {'x'.join(map(str, shape))}", games, concept, sel, models[concept], baselines=True)
+    for gs in structured_games(rng, 4 if quick else 16, 8):
+        for concept in ("cce", "ce"):
+            rows += _cell(f"gamut {gs.name}", gs.payoffs, concept, Selection.me(), models[concept], baselines=False)
+    for gs in classic_games():
+        for concept in ("cce", "ce"):
+            rows += _cell(f"classic {gs.name}", gs.payoffs, concept, Selection.me(), models[concept], baselines=False)
+    curves = _curves(models, rng, quick)
+    figures = _plots(curves, rows, out_dir)
+    policy = policy_from_rows(rows)
+    if write_policy:
+        target = Path(pipeline.__file__).parent / "pretrained" / pipeline.POLICY_FILE
+        write_json_atomic(target, policy)
+    auto_rows = [r for r in rows if r["start"] == "auto"]
+    uncertified = [f"{r['cell']} {r['concept']} {r['preset']} {r['method']} {r['start']}: games {r['uncertified']}"
+                   for r in rows if r.get("uncertified")]
+    result = {"mode": "quick" if quick else "full", "tol": TOL, "seconds": time.perf_counter() - start,
+              "load_average": os.getloadavg(), "rows": rows, "curves": curves, "policy": policy,
+              "auto_worst_over_best": max(r["auto_over_best"] for r in auto_rows), "uncertified": uncertified,
+              "figures": figures}
+    columns = ["cell", "concept", "preset", "method", "start", "median_iters", "p90_iters", "s_per_game",
+               "s_per_game_with_nes", "certified", "auto_over_best"]
+    text = [
+        "# pipeline_suite: cold vs NES warm start",
+        "",
+        f"Mode: {result['mode']}; tol {TOL}; batched `solvers.solve_batch` per cell; seconds per game (wall). "
+        f"`s_per_game_with_nes` adds network inference. Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
+        "",
+        markdown_table(rows, columns),
+        f"warm_start='auto' worst time over the best of cold/warm x method: {result['auto_worst_over_best']:.2f}",
+        "",
+        "Uncertified: " + ("none" if not uncertified else "; ".join(uncertified)),
+        "",
+        *[f"![{f}]({f})" for f in figures],
+    ]
+    write_json_atomic(out_dir / "pipeline_suite.json", result)
+    write_text_atomic(out_dir / "pipeline_suite.md", "\n".join(text) + "\n")
+    print("\n".join(text[:5]))
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--write-policy", action="store_true")
+    args = parser.parse_args()
+    main(args.quick, args.out, args.write_policy)
