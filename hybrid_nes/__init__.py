@@ -1,15 +1,10 @@
-"""hybrid_nes: neural equilibrium solver (JAX / Haiku) + exact dual refinement + polish."""
+"""hybrid_nes: neural equilibrium solver (JAX / Haiku) + exact dual refinement + polish.
 
-from hybrid_nes.checkpoint import CheckpointError
-from hybrid_nes.model import (
-    NESModel,
-    duals_to_normalised_units,
-    duals_to_payoff_units,
-    load_pretrained,
-)
-from hybrid_nes.network import NetworkConfig
-from hybrid_nes.sampling import SelectionInputs
-from hybrid_nes.train import TrainConfig
+Names load on first access (PEP 562), so that ``hybrid_nes.integrations.openspiel``
+and the cold path need not import JAX.
+"""
+
+import importlib
 
 __all__ = [
     "CheckpointError",
@@ -17,7 +12,36 @@ __all__ = [
     "NetworkConfig",
     "SelectionInputs",
     "TrainConfig",
+    "WarmStartOptions",
     "duals_to_normalised_units",
     "duals_to_payoff_units",
     "load_pretrained",
+    "solve_batch",
+    "solve_exact",
 ]
+
+_LAZY = {
+    "CheckpointError": "hybrid_nes.checkpoint",
+    "NESModel": "hybrid_nes.model",
+    "duals_to_normalised_units": "hybrid_nes.model",
+    "duals_to_payoff_units": "hybrid_nes.model",
+    "load_pretrained": "hybrid_nes.model",
+    "NetworkConfig": "hybrid_nes.network",
+    "SelectionInputs": "hybrid_nes.sampling",
+    "TrainConfig": "hybrid_nes.train",
+    "WarmStartOptions": "hybrid_nes.pipeline",
+    "solve_batch": "hybrid_nes.pipeline",
+    "solve_exact": "hybrid_nes.pipeline",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hybrid_nes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

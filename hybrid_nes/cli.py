@@ -3,6 +3,8 @@
     hybrid-nes train --concept cce --shape 8x8 --shape 4x4 --steps 5000 --out runs/cce
     hybrid-nes train --config run.json --out runs/cce       # a TrainConfig as JSON
     hybrid-nes train --out runs/cce                         # resumes runs/cce/checkpoint.npz
+    hybrid-nes solve game.nfg --concept ce --selection me   # also .npy / .npz; --json
+    hybrid-nes demo                                         # classic + random games, timed
 
 Each subcommand is registered by an ``add_<name>_parser(subparsers)`` function, so that
 later subcommands (``solve``) join the same parser.
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main", "add_train_parser", "add_export_parser"]
+__all__ = ["build_parser", "main", "add_train_parser", "add_export_parser", "add_solve_parser", "add_demo_parser"]
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -119,12 +121,91 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_solve_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``solve``: one game file -> its certified (C)CE."""
+    p = subparsers.add_parser("solve", help="solve a game file (.npy, .npz, Gambit .nfg)")
+    p.add_argument("game", type=Path, help="payoffs [N, A1..AN] as .npy/.npz, or a Gambit .nfg file")
+    p.add_argument("--concept", choices=("cce", "ce"), default="cce")
+    p.add_argument("--selection", default="me", help="preset: me, mw, ms, mg (mre/mwme need arrays: use the API)")
+    p.add_argument("--eps-hat", type=float, default=0.0, help="target approximation, payoff units")
+    p.add_argument("--warm-start", choices=("auto", "nes", "cold"), default="auto")
+    p.add_argument("--method", choices=("auto", "newton", "gd", "cvxpy"), default="auto")
+    p.add_argument("--tol", type=float, default=1e-8)
+    p.add_argument("--json", action="store_true", help="print the solution as JSON")
+    p.set_defaults(func=_run_solve)
+    return p
+
+
+def _solution_dict(sol) -> dict:
+    return {
+        "status": sol.status.value,
+        "concept": sol.concept,
+        "selection": sol.selection.name,
+        "method": sol.method,
+        "joint": sol.joint.tolist(),
+        "marginals": [m.tolist() for m in sol.marginals],
+        "gap": sol.gap,
+        "gaps": sol.gaps.tolist(),
+        "normalised_gap": sol.normalised_gap,
+        "duality_gap": sol.duality_gap,
+        "eps": sol.eps.tolist(),
+        "iterations": sol.iterations,
+        "timings": dict(sol.timings),
+    }
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from hybrid_nes.pipeline import solve_exact
+    from solvers.game_io import load_game
+
+    params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
+    try:
+        game = load_game(args.game)
+        sol = solve_exact(game, args.concept, args.selection, warm_start=args.warm_start,
+                          method=args.method, tol=args.tol, **params)
+    except (OSError, ValueError, TypeError) as err:
+        print(f"hybrid-nes solve: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(_solution_dict(sol), indent=2))
+    else:
+        with np.printoptions(precision=6, suppress=True):
+            print(f"{args.game}: {game.shape[0]}-player {'x'.join(map(str, game.shape[1:]))} game")
+            print(f"{sol.concept.upper()} ({sol.selection.name}), status {sol.status.value}, method {sol.method}")
+            print(f"joint:\n{sol.joint}")
+            for p, m in enumerate(sol.marginals):
+                print(f"marginal of player {p}: {m}")
+            print(f"gap {sol.gap:.3e} (per player {sol.gaps}), duality gap {sol.duality_gap:.3e}, "
+                  f"iterations {sol.iterations}")
+            print("timings (ms): " + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in sol.timings.items()))
+    return 0 if sol.ok else 1
+
+
+def add_demo_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``demo``."""
+    p = subparsers.add_parser("demo", help="solve classic and random games with the shipped network")
+    p.add_argument("--games", type=int, default=1000, help="random 8x8 games per concept")
+    p.set_defaults(func=_run_demo)
+    return p
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from hybrid_nes.demo import run
+
+    run(num_games=args.games)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="hybrid-nes", description="hybrid_nes: neural + exact (C)CE solvers")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_train_parser(subparsers)
     add_export_parser(subparsers)
+    add_solve_parser(subparsers)
+    add_demo_parser(subparsers)
     return parser
 
 

@@ -106,3 +106,22 @@ def test_shipped_models_cover_two_player_games():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert model.check_shape((8, 8)) == (8, 8)
+
+
+def test_cli_solves_an_nfg_file(tmp_path, capsys):
+    pytest.importorskip("pygambit", reason="pygambit (extra 'openspiel') reads .nfg files")
+    import json
+
+    from hybrid_nes.cli import main
+    from solvers.game_io import save_game
+
+    chicken = np.array([[[0.0, -1.0], [1.0, -10.0]], [[0.0, 1.0], [-1.0, -10.0]]])
+    path = tmp_path / "chicken.nfg"
+    save_game(chicken, path)
+    assert main(["solve", str(path), "--concept", "ce", "--selection", "me", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "optimal" and out["gap"] <= 1e-8
+    np.testing.assert_allclose(out["joint"], solvers.solve(chicken, "ce").joint, atol=1e-7)
+    assert main(["solve", str(path), "--concept", "cce"]) == 0
+    assert "status optimal" in capsys.readouterr().out
+    assert main(["solve", str(tmp_path / "missing.nfg")]) == 2
