@@ -355,6 +355,41 @@ def measures_one(alpha, grad, free):
     return viol, kkt
 
 
+@njit(cache=True)
+def gain_values_one(flat, slot_player, dev, out):
+    """``out[a, j] = flat[p_j, dev[a, j]] - flat[p_j, a]`` for one game ``flat: [N, |A|]``."""
+    num_joint, width = dev.shape
+    for a in range(num_joint):
+        for j in range(width):
+            p = slot_player[j]
+            out[a, j] = flat[p, dev[a, j]] - flat[p, a]
+
+
+@njit(cache=True)
+def certify_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, joint, gaps, epsp, stats):
+    """One game of ``certify``: writes ``joint: [|A|]``, ``gaps, epsp: [N]``, ``stats: [4]``."""
+    num_joint = base.shape[0]
+    num_players = eps_hat.shape[0]
+    num = alpha.shape[0]
+    lg = np.empty(num_joint)
+    mean = np.empty(num)
+    grad = np.empty(num)
+    ssum = np.empty(num_players)
+    eps = np.empty(num_players)
+    loss = evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+    player_gaps_one(mean, player, gaps)
+    viol, kkt = measures_one(alpha, grad, free)
+    stats[0] = viol
+    stats[1] = kkt
+    stats[2] = dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
+    stats[3] = loss
+    for p in range(num_players):
+        if rho == np.inf:
+            epsp[p] = eps_hat[p]
+        else:
+            epsp[p] = max(eps[p], gaps[p])
+
+
 # ---------------------------------------------------------------------------------------
 # Batched entry points (parallel over games).
 # ---------------------------------------------------------------------------------------
@@ -493,10 +528,7 @@ def gain_values(flat, slot_player, dev):
     num_joint, width = dev.shape
     out = np.empty((num_games, num_joint, width))
     for b in prange(num_games):
-        for a in range(num_joint):
-            for j in range(width):
-                p = slot_player[j]
-                out[b, a, j] = flat[b, p, dev[a, j]] - flat[b, p, a]
+        gain_values_one(flat[b], slot_player, dev, out[b])
     return out
 
 
@@ -511,29 +543,13 @@ def certify(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
     """
     num_games, num_joint = base.shape
     num_players = eps_hat.shape[1]
-    num = alpha.shape[1]
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, num_players))
     epsp = np.empty((num_games, num_players))
     stats = np.empty((num_games, 4))
     for b in prange(num_games):
-        lg = np.empty(num_joint)
-        mean = np.empty(num)
-        grad = np.empty(num)
-        ssum = np.empty(num_players)
-        eps = np.empty(num_players)
-        loss = evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, joint[b], mean, ssum, eps, grad)
-        player_gaps_one(mean, player, gaps[b])
-        viol, kkt = measures_one(alpha[b], grad, free[b])
-        stats[b, 0] = viol
-        stats[b, 1] = kkt
-        stats[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps[b], eps_hat[b], eps_plus[b], rho[b], free[b])
-        stats[b, 3] = loss
-        for p in range(num_players):
-            if rho[b] == np.inf:
-                epsp[b, p] = eps_hat[b, p]
-            else:
-                epsp[b, p] = max(eps[p], gaps[b, p])
+        certify_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
+                    alpha[b], joint[b], gaps[b], epsp[b], stats[b])
     return joint, gaps, epsp, stats
 
 
@@ -544,10 +560,7 @@ def gain_values_serial(flat, slot_player, dev):
     num_joint, width = dev.shape
     out = np.empty((num_games, num_joint, width))
     for b in range(num_games):
-        for a in range(num_joint):
-            for j in range(width):
-                p = slot_player[j]
-                out[b, a, j] = flat[b, p, dev[a, j]] - flat[b, p, a]
+        gain_values_one(flat[b], slot_player, dev, out[b])
     return out
 
 
@@ -556,29 +569,13 @@ def certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alp
     """``certify`` without threads (one game: no thread-pool launch)."""
     num_games, num_joint = base.shape
     num_players = eps_hat.shape[1]
-    num = alpha.shape[1]
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, num_players))
     epsp = np.empty((num_games, num_players))
     stats = np.empty((num_games, 4))
     for b in range(num_games):
-        lg = np.empty(num_joint)
-        mean = np.empty(num)
-        grad = np.empty(num)
-        ssum = np.empty(num_players)
-        eps = np.empty(num_players)
-        loss = evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, joint[b], mean, ssum, eps, grad)
-        player_gaps_one(mean, player, gaps[b])
-        viol, kkt = measures_one(alpha[b], grad, free[b])
-        stats[b, 0] = viol
-        stats[b, 1] = kkt
-        stats[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps[b], eps_hat[b], eps_plus[b], rho[b], free[b])
-        stats[b, 3] = loss
-        for p in range(num_players):
-            if rho[b] == np.inf:
-                epsp[b, p] = eps_hat[b, p]
-            else:
-                epsp[b, p] = max(eps[p], gaps[b, p])
+        certify_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
+                    alpha[b], joint[b], gaps[b], epsp[b], stats[b])
     return joint, gaps, epsp, stats
 
 
