@@ -29,7 +29,16 @@ import numpy as np
 from numba import njit, prange
 
 from solvers import kernels as kn
-from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, STALLED, DualSolveResult
+from solvers.newton import (
+    DIVERGED,
+    MAX_ITER,
+    OPTIMAL,
+    STALLED,
+    DualSolveResult,
+    batch_buffers,
+    batch_result,
+    record_result,
+)
 
 __all__ = ["GradientOptions", "gradient_batch"]
 
@@ -178,12 +187,7 @@ def _fista_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, al
         out = fista_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                         alpha[b], tol, max_iter, check_every, step_grow, backtrack, min_step,
                         alpha_cap, joint[b])
-        iters[b] = out[0]
-        status[b] = out[1]
-        stats[b, 0] = out[2]
-        stats[b, 1] = out[3]
-        stats[b, 2] = out[4]
-        stats[b, 3] = out[5]
+        record_result(out, b, iters, status, stats)
 
 
 @njit(cache=True)
@@ -193,12 +197,7 @@ def _fista_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alph
         out = fista_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                         alpha[b], tol, max_iter, check_every, step_grow, backtrack, min_step,
                         alpha_cap, joint[b])
-        iters[b] = out[0]
-        status[b] = out[1]
-        stats[b, 0] = out[2]
-        stats[b, 1] = out[3]
-        stats[b, 2] = out[4]
-        stats[b, 3] = out[5]
+        record_result(out, b, iters, status, stats)
 
 
 def gradient_batch(
@@ -218,15 +217,11 @@ def gradient_batch(
 
     Arguments and result as ``solvers.newton.newton_batch``.
     """
-    num_games, num_joint = base.shape
-    alpha = np.array(alpha0, dtype=np.float64, order="C", copy=True)
-    joint = np.empty((num_games, num_joint))
-    iters = np.zeros(num_games, dtype=np.int64)
-    status = np.zeros(num_games, dtype=np.int64)
-    stats = np.zeros((num_games, 4))
+    num_games = base.shape[0]
+    alpha, joint, iters, status, stats = batch_buffers(base, alpha0)
     run = _fista_parallel if (parallel if parallel is not None else num_games > 1) else _fista_serial
     o = options if options is not None else GradientOptions()
     run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
         int(o.check_every), float(o.step_grow), float(o.backtrack), float(o.min_step), float(o.alpha_cap),
         joint, iters, status, stats)
-    return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
+    return batch_result(alpha, joint, iters, status, stats)

@@ -313,6 +313,33 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     return it, status, viol, kkt, dgap, loss
 
 
+@njit(cache=True)
+def record_result(out, b, iters, status, stats):
+    """Stores a per-game ``(iterations, status, violation, kkt, gap, loss)`` at row ``b``."""
+    iters[b] = out[0]
+    status[b] = out[1]
+    stats[b, 0] = out[2]
+    stats[b, 1] = out[3]
+    stats[b, 2] = out[4]
+    stats[b, 3] = out[5]
+
+
+def batch_buffers(base: np.ndarray, alpha0: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(alpha, joint, iters, status, stats)`` output buffers of a batched dual solve."""
+    num_games, num_joint = base.shape
+    alpha = np.array(alpha0, dtype=np.float64, order="C", copy=True)
+    joint = np.empty((num_games, num_joint))
+    iters = np.zeros(num_games, dtype=np.int64)
+    status = np.zeros(num_games, dtype=np.int64)
+    stats = np.zeros((num_games, 4))
+    return alpha, joint, iters, status, stats
+
+
+def batch_result(alpha, joint, iters, status, stats) -> DualSolveResult:
+    """The ``DualSolveResult`` of the buffers of ``batch_buffers``."""
+    return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
+
+
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
@@ -321,12 +348,7 @@ def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, a
         out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
                          damping_max, active_eps, alpha_cap, expand, max_expand, joint[b])
-        iters[b] = out[0]
-        status[b] = out[1]
-        stats[b, 0] = out[2]
-        stats[b, 1] = out[3]
-        stats[b, 2] = out[4]
-        stats[b, 3] = out[5]
+        record_result(out, b, iters, status, stats)
 
 
 @njit(cache=True)
@@ -337,12 +359,7 @@ def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alp
         out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
                          damping_max, active_eps, alpha_cap, expand, max_expand, joint[b])
-        iters[b] = out[0]
-        status[b] = out[1]
-        stats[b, 0] = out[2]
-        stats[b, 1] = out[3]
-        stats[b, 2] = out[4]
-        stats[b, 3] = out[5]
+        record_result(out, b, iters, status, stats)
 
 
 def newton_batch(
@@ -370,19 +387,15 @@ def newton_batch(
     Returns:
       A ``DualSolveResult``.
     """
-    num_games, num_joint = base.shape
-    alpha = np.array(alpha0, dtype=np.float64, order="C", copy=True)
-    joint = np.empty((num_games, num_joint))
-    iters = np.zeros(num_games, dtype=np.int64)
-    status = np.zeros(num_games, dtype=np.int64)
-    stats = np.zeros((num_games, 4))
+    num_games = base.shape[0]
+    alpha, joint, iters, status, stats = batch_buffers(base, alpha0)
     run = _newton_parallel if (parallel if parallel is not None else num_games > 1) else _newton_serial
     o = options if options is not None else NewtonOptions()
     run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
         float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
         float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
         float(o.max_expand), joint, iters, status, stats)
-    return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
+    return batch_result(alpha, joint, iters, status, stats)
 
 
 @njit(cache=True)
@@ -401,10 +414,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
     """
     num_joint, width = dev.shape
     values = np.empty((num_joint, width))
-    for a in range(num_joint):
-        for j in range(width):
-            p = slot_player[j]
-            values[a, j] = flat[p, dev[a, j]] - flat[p, a]
+    kn.gain_values_one(flat, slot_player, dev, values)
     free = np.zeros(alpha.shape[0], dtype=np.bool_)
     joint = np.empty(num_joint)
     out = newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0],
