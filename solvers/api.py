@@ -185,6 +185,26 @@ def _check_face(face: str) -> str:
     return face.lower()
 
 
+def _check_options(
+    concept: str,
+    selection: str | Selection,
+    selection_params: Mapping[str, object],
+    method: str,
+    tol: float,
+    max_iter: int | None,
+    face: str,
+) -> tuple[str, Selection, str, float, int | None, str]:
+    """The checked ``(concept, selection, method, tol, max_iter, face)`` of ``solve`` and
+    ``solve_batch``, validated in that order."""
+    concept = check_concept(concept)
+    sel = _selection(selection, selection_params)
+    method = _check_method(method)
+    tol = _check_tol(tol)
+    max_iter = _check_max_iter(max_iter)
+    face = _check_face(face)
+    return concept, sel, method, tol, max_iter, face
+
+
 def _check_duals(duals: object, shape: tuple[int, ...], name: str = "duals0") -> np.ndarray:
     array = np.asarray(duals)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -620,12 +640,9 @@ def solve(
     """
     t_start = time.perf_counter()
     payoffs = _as_game_fast(game)
-    concept = check_concept(concept)
-    sel = _selection(selection, selection_params)
-    method = _check_method(method)
-    tol = _check_tol(tol)
-    max_iter = _check_max_iter(max_iter)
-    face = _check_face(face)
+    concept, sel, method, tol, max_iter, face = _check_options(
+        concept, selection, selection_params, method, tol, max_iter, face
+    )
     norm = _normalise_fast(payoffs)
     params = _resolve_cached(sel, norm)
     shape = tuple(payoffs.shape[1:])
@@ -818,12 +835,9 @@ def solve_batch(
     t_start = time.perf_counter()
     game_list, whole = _group_games(games)
     as_array = whole is not None
-    concept = check_concept(concept)
-    sel = _selection(selection, selection_params)
-    method = _check_method(method)
-    tol = _check_tol(tol)
-    max_iter = _check_max_iter(max_iter)
-    face = _check_face(face)
+    concept, sel, method, tol, max_iter, face = _check_options(
+        concept, selection, selection_params, method, tol, max_iter, face
+    )
     num_games = len(game_list)
     duals_list: list[np.ndarray | None] = [None] * num_games
     if duals0 is not None:
