@@ -17,6 +17,7 @@ layers equivariant to player permutations as well as to per-player action permut
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import haiku as hk
@@ -195,13 +196,8 @@ class PayoffToDuals(hk.Module):
         return tuple(out)
 
 
-class CCEDualLayer(hk.Module):
-    """CCE duals -> CCE duals: N arrays ``[B, A_p, C_in] -> [B, A_p, C_out]``.
-
-    Only poolings that respect independent per-player action permutations (DESIGN §8):
-    the identity, the player's own action axis, and players-and-actions together.
-    Pooling over players alone would mix player 0's action i with player 1's action i.
-    """
+class _DualLayer(hk.Module):
+    """Constructor and the players-and-actions pooling shared by the dual layers."""
 
     def __init__(self, out_channels: int, out_scale: float = 1.0, out_bias: float = 0.0, name: str | None = None):
         super().__init__(name=name)
@@ -209,23 +205,37 @@ class CCEDualLayer(hk.Module):
         self.out_scale = out_scale
         self.out_bias = out_bias
 
-    def __call__(self, d: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
-        proj = _Projections(self.out_channels, 1 + 2 * len(POOLS), self.out_scale, name="proj")
+    def _shared(self, proj: _Projections, d: Sequence[jax.Array], axes: tuple[int, ...]) -> jax.Array:
+        """Bias plus the projections of ``d`` pooled over ``axes`` of every player at once."""
         shared = proj.bias(d[0].dtype, self.out_bias)
         for kind in POOLS:
             if kind == "mean":
-                total = sum(a.sum(axis=1, keepdims=True) for a in d)
-                glob = total / sum(a.shape[1] for a in d)
+                total = sum(a.sum(axis=axes, keepdims=True) for a in d)
+                glob = total / sum(math.prod(a.shape[i] for i in axes) for a in d)
             else:
-                glob = jnp.max(jnp.stack([a.max(axis=1, keepdims=True) for a in d]), axis=0)
+                glob = jnp.max(jnp.stack([a.max(axis=axes, keepdims=True) for a in d]), axis=0)
             shared = shared + proj(f"{kind}_all", glob)
+        return shared
+
+
+class CCEDualLayer(_DualLayer):
+    """CCE duals -> CCE duals: N arrays ``[B, A_p, C_in] -> [B, A_p, C_out]``.
+
+    Only poolings that respect independent per-player action permutations (DESIGN §8):
+    the identity, the player's own action axis, and players-and-actions together.
+    Pooling over players alone would mix player 0's action i with player 1's action i.
+    """
+
+    def __call__(self, d: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
+        proj = _Projections(self.out_channels, 1 + 2 * len(POOLS), self.out_scale, name="proj")
+        shared = self._shared(proj, d, (1,))
         return tuple(
             proj("id", a) + sum(proj(f"{k}_own", _pool(a, [1], k)) for k in POOLS) + shared
             for a in d
         )
 
 
-class CEDualLayer(hk.Module):
+class CEDualLayer(_DualLayer):
     """CE duals -> CE duals: N arrays ``[B, A_p, A_p, C_in] -> [B, A_p, A_p, C_out]``.
 
     The symmetric-equivariant basis (paper eq. 20): identity and transpose; pooling over
@@ -234,21 +244,9 @@ class CEDualLayer(hk.Module):
     only at the output.
     """
 
-    def __init__(self, out_channels: int, out_scale: float = 1.0, out_bias: float = 0.0, name: str | None = None):
-        super().__init__(name=name)
-        self.out_channels = out_channels
-        self.out_scale = out_scale
-        self.out_bias = out_bias
-
     def __call__(self, d: Sequence[jax.Array]) -> tuple[jax.Array, ...]:
         proj = _Projections(self.out_channels, 2 + 6 * len(POOLS), self.out_scale, name="proj")
-        shared = proj.bias(d[0].dtype, self.out_bias)
-        for kind in POOLS:
-            if kind == "mean":
-                glob = sum(a.sum(axis=(1, 2), keepdims=True) for a in d) / sum(a.shape[1] ** 2 for a in d)
-            else:
-                glob = jnp.max(jnp.stack([a.max(axis=(1, 2), keepdims=True) for a in d]), axis=0)
-            shared = shared + proj(f"{kind}_all", glob)
+        shared = self._shared(proj, d, (1, 2))
         out = []
         for a in d:
             t = proj("id", a) + proj("transpose", jnp.swapaxes(a, 1, 2))
