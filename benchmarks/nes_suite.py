@@ -25,7 +25,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
+from benchmarks.results import (
+    markdown_table,
+    write_figure_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from hybrid_nes.evaluation import Reference, reference_optima, score_duals, uniform_rule_duals
 from hybrid_nes.model import NESModel, load_pretrained, pretrained_path
 from hybrid_nes.sampling import sample_batch
@@ -154,10 +159,7 @@ def training_curves(models: dict[str, NESModel], out_dir: Path) -> Path | None:
             ax.legend(fontsize=6)
     fig.tight_layout()
     path = out_dir / "nes_training_curves.png"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".nes_training_curves.png.tmp"
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
+    write_figure_atomic(fig, path)
     plt.close(fig)
     return path
 

@@ -27,7 +27,12 @@ import numpy as np
 
 import solvers
 from benchmarks.games import classic_games, l2_invariant_games, structured_games
-from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
+from benchmarks.results import (
+    markdown_table,
+    write_figure_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from benchmarks.solvers_suite import _cvxpy_solve
 from hybrid_nes import pipeline
 from hybrid_nes.model import load_pretrained
@@ -195,7 +200,7 @@ def _plots(curves: dict, rows: list[dict], out_dir: Path) -> list[str]:
     axes[0, 0].legend()
     fig.tight_layout()
     path = out_dir / "pipeline_convergence.png"
-    _save_fig(fig, path)
+    write_figure_atomic(fig, path)
     written.append(path.name)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -217,15 +222,9 @@ def _plots(curves: dict, rows: list[dict], out_dir: Path) -> list[str]:
     ax.legend()
     fig.tight_layout()
     path = out_dir / "pipeline_speedup.png"
-    _save_fig(fig, path)
+    write_figure_atomic(fig, path)
     written.append(path.name)
     return written
-
-
-def _save_fig(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
 
 
 def policy_from_rows(rows: list[dict]) -> dict:

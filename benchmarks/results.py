@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_text_atomic", "write_json_atomic", "markdown_table"]
+__all__ = ["write_text_atomic", "write_json_atomic", "write_figure_atomic", "markdown_table"]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -43,6 +43,20 @@ def _plain(value):
 def write_json_atomic(path: Path, data: Mapping) -> None:
     """Writes ``data`` (NumPy values allowed) as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(_plain(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_figure_atomic(fig, path: Path, dpi: int = 110) -> None:
+    """Saves the Matplotlib figure ``fig`` as PNG to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _cell(value) -> str:
