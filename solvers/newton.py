@@ -133,6 +133,19 @@ def cholesky_solve(mat, lam, rhs, low, out):
 
 
 @njit(cache=True)
+def projected_step_one(alpha, direction, t, free, grad, out):
+    """``out = max(alpha + t direction, 0)`` (sign-free rows unclipped); returns ``grad . (out - alpha)``."""
+    dec = 0.0
+    for k in range(alpha.shape[0]):
+        v = alpha[k] + t * direction[k]
+        if not free[k] and v < 0.0:
+            v = 0.0
+        out[k] = v
+        dec += grad[k] * (v - alpha[k])
+    return dec
+
+
+@njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                alpha_cap, expand, max_expand, joint):
@@ -256,13 +269,7 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
         t = 1.0
         accepted = False
         while t >= min_step:
-            dec = 0.0
-            for k in range(num):
-                v = alpha[k] + t * direction[k]
-                if not free[k] and v < 0.0:
-                    v = 0.0
-                trial[k] = v
-                dec += grad[k] * (v - alpha[k])
+            dec = projected_step_one(alpha, direction, t, free, grad, trial)
             lt = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, tss, teps)
             if lt <= loss + armijo * dec + slack:
                 accepted = True
@@ -283,13 +290,7 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
             best = lt
             tt = expand
             while tt <= max_expand:
-                dec2 = 0.0
-                for k in range(num):
-                    v = alpha[k] + tt * direction[k]
-                    if not free[k] and v < 0.0:
-                        v = 0.0
-                    probe[k] = v
-                    dec2 += grad[k] * (v - alpha[k])
+                dec2 = projected_step_one(alpha, direction, tt, free, grad, probe)
                 l2 = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, probe, lg, tss, teps)
                 if l2 < best - slack and l2 <= loss + armijo * dec2:
                     best = l2
