@@ -10,7 +10,6 @@ and the inference timings.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -148,14 +147,25 @@ def _predict(model, norm, selection: Selection, timings: dict) -> np.ndarray | N
 _COMPILED: set = set()
 
 
-def _with_stage_times(sol: Solution, extra: Mapping[str, float], plan: Plan, start: str) -> Solution:
-    timings = dict(sol.timings)
-    for key, value in extra.items():
-        timings[key] = timings.get(key, 0.0) + value
-    timings["total"] = timings.get("total", 0.0) + extra.get("normalise", 0.0) + extra.get("inference", 0.0)
-    info = dict(sol.info)
-    info.update(warm_start=start, plan=plan.source)
-    return dataclasses.replace(sol, timings=timings, info=info, method=f"{start}+{sol.method}")
+def _record_stages(sols: list[Solution], extra: Mapping[str, float], plan: Plan, start: str) -> list[Solution]:
+    """Adds the pipeline's stages to the solutions' ``timings`` and ``info`` (in place).
+
+    ``solvers.solve_batch`` shares one per-game ``timings`` dict across a shape group:
+    each distinct dict is updated once.
+    """
+    seen: set[int] = set()
+    for sol in sols:
+        for mapping, update in ((sol.timings, _timing_update(sol.timings, extra)), (sol.info, {"warm_start": start, "plan": plan.source})):
+            if id(mapping) not in seen:
+                seen.add(id(mapping))
+                mapping.update(update)  # type: ignore[attr-defined]
+    return sols
+
+
+def _timing_update(timings: Mapping[str, float], extra: Mapping[str, float]) -> dict[str, float]:
+    out = {key: timings.get(key, 0.0) + value for key, value in extra.items()}
+    out["total"] = timings.get("total", 0.0) + sum(extra.values())
+    return out
 
 
 def _solve_group(
@@ -200,7 +210,7 @@ def _solve_group(
             batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method
         )
     per_game = {k: v / num_games for k, v in extra.items()}
-    return [_with_stage_times(s, per_game, plan, start) for s in sols]
+    return _record_stages(sols, per_game, plan, start)
 
 
 def _load_model(concept: str):
@@ -250,7 +260,10 @@ def solve_batch(
     if not isinstance(method, str) or method.lower() not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if isinstance(games, np.ndarray):
-        game_list = list(as_game_batch(games))
+        batch = as_game_batch(games)
+        if isinstance(start, np.ndarray) and start.shape[0] != batch.shape[0]:
+            raise ValueError(f"warm_start duals have {start.shape[0]} rows for {batch.shape[0]} games")
+        return _solve_group(batch, concept, sel, start, method.lower(), tol, max_iter, model, warm_options)
     elif isinstance(games, Sequence) and not isinstance(games, (str, bytes)) and len(games) > 0:
         game_list = [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)]
     else:
