@@ -35,9 +35,8 @@ from benchmarks.results import (
 )
 from benchmarks.solvers_suite import _cvxpy_solve
 from hybrid_nes import pipeline
-from hybrid_nes.model import load_pretrained
+from hybrid_nes.model import duals_to_payoff_units, load_pretrained
 from solvers.api import refine_batch
-from solvers.gains import constraint_player
 from solvers.game import normalise_batch
 from solvers.lp import max_welfare
 from solvers.selection import Selection
@@ -105,8 +104,7 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
         sel_in = model.selection_inputs(norm, sel)
         model.predict_normalised(norm.payoffs, sel_in)  # compile outside the timings
         alpha_net, t_inf = _best_of(model.predict_normalised, norm.payoffs, sel_in)
-        player = constraint_player(shape, concept)
-        duals0 = pipeline.warm_duals(alpha_net) * norm.scale[:, player]
+        duals0 = duals_to_payoff_units(pipeline.warm_duals(alpha_net), norm.scale, shape, concept)
     except ValueError as err:
         warm_ok = False
         t_inf = 0.0

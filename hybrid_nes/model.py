@@ -80,6 +80,13 @@ def _bucket(batch: int) -> int:
     return max(8, 1 << (batch - 1).bit_length())
 
 
+def chunk_buckets(batch: int) -> frozenset[int]:
+    """The padded batch sizes ``predict_normalised`` runs a batch of ``batch`` games as
+    (one jitted compilation per size and game shape)."""
+    full, rest = divmod(batch, MAX_CHUNK)
+    return frozenset(([_bucket(MAX_CHUNK)] if full else []) + ([_bucket(rest)] if rest else []))
+
+
 class NESModel:
     """A trained Neural Equilibrium Solver (one concept).
 

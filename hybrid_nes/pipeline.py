@@ -14,6 +14,7 @@ import functools
 import json
 import time
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import NamedTuple
@@ -22,7 +23,7 @@ import numpy as np
 
 import solvers
 from solvers.api import METHODS
-from solvers.gains import check_concept, constraint_player
+from solvers.gains import check_concept
 from solvers.game import as_game, as_game_batch, normalise_batch
 from solvers.selection import Selection, as_selection
 from solvers.solution import Solution
@@ -130,13 +131,16 @@ def _predict(model, norm, selection: Selection, timings: dict) -> np.ndarray | N
     except ValueError as err:
         warnings.warn(f"no NES warm start for shape {shape}: {err}; starting cold", stacklevel=4)
         return None
-    key = (shape, norm.payoffs.shape[0])
+    from hybrid_nes.model import chunk_buckets
+
+    # jit compiles once per model, game shape and padded batch size: time that call apart.
+    key = (shape, chunk_buckets(norm.payoffs.shape[0]))
+    compiled = _COMPILED.setdefault(model, set())
     t0 = time.perf_counter()
     sel = model.selection_inputs(norm, selection)
-    if key not in _COMPILED:
-        # The first call of a (shape, batch) compiles the network: time it apart.
+    if key not in compiled:
         model.predict_normalised(norm.payoffs, sel)
-        _COMPILED.add(key)
+        compiled.add(key)
         timings["compile"] = time.perf_counter() - t0
         t0 = time.perf_counter()
     alpha = model.predict_normalised(norm.payoffs, sel)
@@ -144,7 +148,8 @@ def _predict(model, norm, selection: Selection, timings: dict) -> np.ndarray | N
     return alpha
 
 
-_COMPILED: set = set()
+#: Per model: the (game shape, padded batch sizes) already compiled.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _record_stages(sols: list[Solution], extra: Mapping[str, float], plan: Plan, start: str) -> list[Solution]:
@@ -199,8 +204,9 @@ def _solve_group(
             net = model if model is not None else _load_model(concept)
             alpha = None if net is None else _predict(net, norm, selection, extra)
             if alpha is not None:
-                player = constraint_player(shape, concept)
-                duals0 = warm_duals(alpha, options) * norm.scale[:, player]  # payoff units
+                from hybrid_nes.model import duals_to_payoff_units
+
+                duals0 = duals_to_payoff_units(warm_duals(alpha, options), norm.scale, shape, concept)
                 start = "nes"
     if num_games == 1:  # the single-game fast path of the exact solver
         d0 = None if duals0 is None else duals0[0]
