@@ -121,11 +121,12 @@ def training_speed(model: NESModel, shape=(8, 8), steps: int = 5) -> dict:
     state = init_state(config)
     step = make_train_step(config)
     p, b, o = state.params, state.bn_state, state.opt_state
-    out = step(p, b, o, 0, shape)
+    lr = np.float32(config.learning_rate)
+    out = step(p, b, o, np.int32(0), lr, shape)
     jax.block_until_ready(out)
     t0 = time.perf_counter()
     for i in range(steps):
-        p, b, o, loss, _ = step(p, b, o, i + 1, shape)
+        p, b, o, loss, _ = step(p, b, o, np.int32(i + 1), lr, shape)
     jax.block_until_ready(loss)
     seconds = (time.perf_counter() - t0) / steps
     return {"shape": "x".join(map(str, shape)), "batch": config.batch_for(shape), "s_per_step": seconds,

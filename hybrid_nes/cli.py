@@ -3,6 +3,7 @@
     hybrid-nes train --concept cce --shape 8x8 --shape 4x4 --steps 5000 --out runs/cce
     hybrid-nes train --config run.json --out runs/cce       # a TrainConfig as JSON
     hybrid-nes train --out runs/cce                         # resumes runs/cce/checkpoint.npz
+    hybrid-nes train --config run.json --out runs/gpu --time-budget 420   # as many steps as fit
     hybrid-nes solve game.nfg --concept ce --selection me   # also .npy / .npz; --json
     hybrid-nes demo                                         # classic + random games, timed
 
@@ -50,8 +51,13 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int)
     p.add_argument("--eval-games", type=int)
     p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="fresh runs: compile and time every shape first, then train as many steps as fit "
+                        "(replaces --steps; the schedule spans them)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--no-weights", action="store_true",
+                   help="skip writing weights.npz at the end (export the checkpoint later)")
     p.set_defaults(func=_run_train)
     return p
 
@@ -86,8 +92,12 @@ def _run_train(args: argparse.Namespace) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if args.time_budget is not None and not args.time_budget > 0:
+        print(f"hybrid-nes train: --time-budget must be > 0 seconds, got {args.time_budget}", file=sys.stderr)
+        return 2
     _, history = train(config, args.out, resume=not args.no_resume, progress=not args.no_progress,
-                       log=lambda line: print(line, flush=True) if args.no_progress else None)
+                       log=lambda line: print(line, flush=True) if args.no_progress else None,
+                       time_budget=args.time_budget, calibrate=not args.no_weights)
     print(json.dumps(history[-1] if history else {}, indent=2))
     return 0
 

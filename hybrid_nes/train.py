@@ -152,15 +152,24 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adaptive gradient clipping + Adam with warm-up and cosine decay (paper app. D.2)."""
-    schedule = optax.warmup_cosine_decay_schedule(
+    """Adaptive gradient clipping + Adam's direction (paper app. D.2), without the step size.
+
+    The learning rate (``learning_rate_schedule``) multiplies the update in the train
+    step and enters it as an argument, so the compiled step does not depend on
+    ``config.steps``: a time-budgeted run fixes its step count after compiling.
+    """
+    return optax.chain(optax.adaptive_grad_clip(config.clip), optax.scale_by_adam())
+
+
+def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
+    """Linear warm-up to ``learning_rate``, then cosine decay to ``final_lr_factor`` x peak."""
+    return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=config.learning_rate,
         warmup_steps=min(config.warmup_steps, max(config.steps - 1, 1)),
         decay_steps=max(config.steps, 2),
         end_value=config.learning_rate * config.final_lr_factor,
     )
-    return optax.chain(optax.adaptive_grad_clip(config.clip), optax.adam(schedule))
 
 
 def init_state(config: TrainConfig) -> TrainState:
@@ -182,13 +191,26 @@ def shape_for_step(config: TrainConfig, step: int) -> tuple[int, ...]:
     return config.shapes[int(rng.choice(len(config.shapes), p=weights / weights.sum()))]
 
 
-@functools.lru_cache(maxsize=8)
-def make_train_step(config: TrainConfig) -> Callable:
-    """``step(params, bn_state, opt_state, step, shape) -> (params, bn_state, opt_state, loss, gap)``.
+def _step_key(config: TrainConfig) -> TrainConfig:
+    """``config`` with the fields the compiled step does not read set to defaults."""
+    return dataclasses.replace(
+        config, steps=1, learning_rate=1.0, warmup_steps=0, final_lr_factor=1.0, eval_every=1,
+        eval_games=1, eval_shapes=None, checkpoint_every=1, shape_weights=None,
+    )
 
-    Jitted with ``shape`` static: one compilation per game shape. Cached per config, so
-    a resumed run in the same process reuses the compiled steps.
+
+def make_train_step(config: TrainConfig) -> Callable:
+    """``step(params, bn_state, opt_state, step, lr, shape) -> (params, bn_state, opt_state, loss, gap)``.
+
+    Jitted with ``shape`` static: one compilation per game shape. Cached on the fields
+    the step reads (not ``steps`` or the schedule), so a resumed or re-budgeted run in
+    the same process reuses the compiled steps.
     """
+    return _make_train_step(_step_key(config))
+
+
+@functools.lru_cache(maxsize=8)
+def _make_train_step(config: TrainConfig) -> Callable:
     net = make_network(config.network)
     opt = make_optimizer(config)
     concept = config.concept
@@ -199,16 +221,40 @@ def make_train_step(config: TrainConfig) -> Callable:
         losses = batch_dual_loss(games, sel, duals, concept)
         return losses.mean(), (new_state, duals)
 
-    def step_fn(params, bn_state, opt_state, step, shape):
+    def step_fn(params, bn_state, opt_state, step, lr, shape):
         key = jax.random.fold_in(data_key, step)
         games, sel = sample_batch(key, config.batch_for(shape), shape, config.presets)
         (loss, (new_state, duals)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, bn_state, games, sel)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        direction, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, direction))
         gap = batch_dual_metrics(games, sel, jax.lax.stop_gradient(duals), concept).gap.mean()
         return params, new_state, opt_state, loss, gap
 
-    return jax.jit(step_fn, static_argnums=4)
+    return jax.jit(step_fn, static_argnums=5)
+
+
+def compile_steps(config: TrainConfig, state: TrainState, shapes: Sequence[Sequence[int]],
+                  workers: int | None = None) -> dict[tuple[int, ...], Callable]:
+    """Ahead-of-time compiles the train step of every shape, in parallel threads.
+
+    Returns ``{shape: compiled}``, each called as ``compiled(params, bn_state, opt_state,
+    step, lr)`` with ``step`` an int32 and ``lr`` a float32 scalar.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    jitted = make_train_step(config)
+    args = (state.params, state.bn_state, state.opt_state, np.int32(0), np.float32(0.0))
+    shapes = [check_shape(s) for s in shapes]
+    with ThreadPoolExecutor(max_workers=workers or min(len(shapes), os.cpu_count() or 1)) as pool:
+        compiled = list(pool.map(lambda s: jitted.lower(*args, s).compile(), shapes))
+    return dict(zip(shapes, compiled, strict=True))
+
+
+def budget_steps(config: TrainConfig, seconds: float, step_time: dict[tuple[int, ...], float]) -> int:
+    """Steps that fit in ``seconds`` given the measured seconds per step of each shape."""
+    weights = np.ones(len(config.shapes)) if config.shape_weights is None else np.asarray(config.shape_weights)
+    mean = float(np.dot(weights / weights.sum(), [step_time[s] for s in config.shapes]))
+    return max(1, int(seconds / mean))
 
 
 def calibrate_statistics(
@@ -300,6 +346,7 @@ def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history
         "wall_time_s": wall,
         "history": history,
         "jax_version": jax.__version__,
+        "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
     }
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.opt_state)]
     ckpt_lib.save(
@@ -345,6 +392,8 @@ def train(
     calibrate: bool = True,
     log: Callable[[str], None] | None = None,
     stop_at: int | None = None,
+    time_budget: float | None = None,
+    sync_every: int = 20,
 ) -> tuple[TrainState, list[dict]]:
     """Trains (or resumes) a run in ``out_dir``; returns the final state and history.
 
@@ -354,17 +403,41 @@ def train(
     training shape (the format ``hybrid_nes.load_pretrained`` reads). ``stop_at`` ends
     this call early at that step (checkpointed), as an interruption would; a later call
     resumes and ends exactly as an uninterrupted run.
+
+    ``time_budget`` (seconds, fresh runs only) replaces ``config.steps``: every shape's
+    step is compiled first (in parallel), timed, and the run gets the number of steps
+    that fits the budget (recorded in the checkpoint's config, so a resume ends the
+    same). The learning-rate schedule then spans those steps. A run that still overruns
+    the budget by 10% stops there, checkpointed. Losses are read back to the host every
+    ``sync_every`` steps, so the device is never idle waiting for Python.
     """
+    t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.npz"
     history: list[dict] = []
     wall0 = 0.0
-    if resume and ckpt_path.exists():
-        config, state, history, wall0 = restore(ckpt_path, config)
-    else:
+    fresh = not (resume and ckpt_path.exists())
+    if fresh:
         state = init_state(config)
-    step_fn = make_train_step(config)
+    else:
+        config, state, history, wall0 = restore(ckpt_path, config)
+    compiled: dict[tuple[int, ...], Callable] = {}
+    if time_budget is not None and fresh:
+        compiled = compile_steps(config, state, config.shapes)
+        step_time = {}
+        for shape, fn in compiled.items():
+            jax.block_until_ready(fn(state.params, state.bn_state, state.opt_state, np.int32(0), np.float32(0.0)))
+            t = time.perf_counter()
+            for i in range(3):
+                out = fn(state.params, state.bn_state, state.opt_state, np.int32(i), np.float32(0.0))
+            jax.block_until_ready(out)
+            step_time[shape] = (time.perf_counter() - t) / 3
+    jitted = make_train_step(config)
+
+    def step_fn(shape):
+        return compiled.get(shape) or (lambda *args: jitted(*args, shape))
+
     vals = {s: validation_set(config, s) for s in (config.eval_shapes or config.shapes)}
 
     def record(step: int, wall: float) -> dict:
@@ -381,6 +454,22 @@ def train(
 
     if state.step == 0 and not history:
         record(0, 0.0)
+    if time_budget is not None and fresh:
+        t_eval = time.perf_counter()
+        for val in vals.values():
+            evaluate(config, state.params, None, val)
+        t_eval = time.perf_counter() - t_eval
+        spent = time.perf_counter() - t_start
+        # about 13 evaluations and checkpoints follow; keep 5% for the rest
+        steps = budget_steps(config, max(time_budget - spent - 13 * t_eval, 1.0) * 0.95, step_time)
+        config = dataclasses.replace(config, steps=steps, eval_every=max(1, steps // 12),
+                                     checkpoint_every=max(1, min(config.checkpoint_every, steps // 12)))
+        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        if log:
+            log(json.dumps({"time_budget_s": time_budget, "setup_s": spent, "steps": steps,
+                            "step_time_s": {ckpt_lib.shape_key(s): t for s, t in step_time.items()}}))
+    deadline = None if time_budget is None else t_start + 1.1 * time_budget
+    rates = np.asarray(jax.jit(jax.vmap(learning_rate_schedule(config)))(jnp.arange(config.steps)), np.float32)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -389,28 +478,45 @@ def train(
     start = time.perf_counter()
     params, bn_state, opt_state = state.params, state.bn_state, state.opt_state
     ema_loss = ema_gap = None
+    pending: list[tuple[int, tuple[int, ...], jax.Array, jax.Array]] = []
     step = state.step
     end = config.steps if stop_at is None else min(stop_at, config.steps)
+
+    def flush() -> None:
+        nonlocal ema_loss, ema_gap
+        for at, shape, loss, gap in pending:
+            loss, gap = float(loss), float(gap)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss} at step {at} (shape {shape})")
+            ema_loss = loss if ema_loss is None else 0.95 * ema_loss + 0.05 * loss
+            ema_gap = gap if ema_gap is None else 0.95 * ema_gap + 0.05 * gap
+        if bar is not None and pending:
+            bar.update(len(pending))
+            bar.set_postfix(loss=f"{ema_loss:.4f}", gap=f"{ema_gap:.4f}", shape=ckpt_lib.shape_key(pending[-1][1]))
+        pending.clear()
+
     while step < end:
         shape = shape_for_step(config, step)
-        params, bn_state, opt_state, loss, gap = step_fn(params, bn_state, opt_state, step, shape)
+        params, bn_state, opt_state, loss, gap = step_fn(shape)(params, bn_state, opt_state, np.int32(step), rates[step])
         step += 1
-        loss, gap = float(loss), float(gap)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at step {step} (shape {shape})")
-        ema_loss = loss if ema_loss is None else 0.95 * ema_loss + 0.05 * loss
-        ema_gap = gap if ema_gap is None else 0.95 * ema_gap + 0.05 * gap
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{ema_loss:.4f}", gap=f"{ema_gap:.4f}", shape=ckpt_lib.shape_key(shape))
+        pending.append((step, shape, loss, gap))
+        evaluate_now = step % config.eval_every == 0 or step == config.steps
+        save_now = step % config.checkpoint_every == 0 or step == end
+        out_of_time = deadline is not None and time.perf_counter() > deadline
+        if len(pending) >= sync_every or evaluate_now or save_now or out_of_time or step == end:
+            flush()
         wall = wall0 + time.perf_counter() - start
         state = TrainState(params, bn_state, opt_state, step)
-        if step % config.eval_every == 0 or step == config.steps:
+        if evaluate_now or out_of_time:
             entry = record(step, wall)
             if bar is not None:
                 bar.write(" ".join(f"{k}={v:.4g}" for k, v in entry.items()))
-        if step % config.checkpoint_every == 0 or step == end:
+        if save_now or out_of_time:
             _save_checkpoint(ckpt_path, config, state, history, wall=wall)
+        if out_of_time:
+            if log:
+                log(json.dumps({"stopped": "time budget overrun", "step": step, "of": config.steps}))
+            break
     if bar is not None:
         bar.close()
     if calibrate and step == config.steps:
