@@ -37,6 +37,8 @@ from hybrid_nes.sampling import sample_batch
 
 SIZES = (4, 8, 16, 32)
 CARD = Path(__file__).resolve().parents[1] / "hybrid_nes" / "pretrained" / "MODEL_CARD.md"
+#: Measurements taken on a lent accelerator (train_on_device.sh), recorded by hand.
+DEVICE_RUNS = Path(__file__).resolve().parent / "results" / "device_runs.json"
 
 
 def exact_reference(games: np.ndarray, sel, concept: str) -> tuple[Reference, str]:
@@ -187,9 +189,10 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
         "",
         "## Coverage",
         "",
-        "- 2-player games; trained on the shapes listed below (2x2 .. 16x16). BatchNorm",
-        "  statistics ship for those shapes (and 32x32); any other 2-player shape works too,",
-        "  its statistics are calibrated on first use (a few seconds, cached).",
+        "- 2-player games; trained on the shapes listed below. BatchNorm statistics ship for",
+        *(f"  {c.upper()}: {', '.join('x'.join(map(str, sh)) for sh in m.trained_shapes)};" for c, m in models.items()),
+        "  any other 2-player shape works too (parameters do not depend on the game size): its",
+        "  statistics are calibrated on first use (a few seconds, cached).",
         "- Selections: ME and MRE (target ~ Dirichlet(1)), hard constraints, eps_hat = 0 —",
         "  the library's defaults. Other presets are accepted as input features (the network",
         "  sees eps_hat, eps_plus, rho, welfare) but were not trained: a rough warm start only.",
@@ -228,7 +231,15 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
     ]
     if results.get("ce_validation"):
         lines += ["## CE network (ME-CE, hard constraints, NES alone)", "", markdown_table(results["ce_validation"])]
-    lines += ["## Speed", "", markdown_table([results["inference"]]), markdown_table([results["training"]])]
+    lines += ["## Speed (this machine)", "", f"Platform: {results['platform']}.", "",
+              markdown_table([results["inference"]]), markdown_table([results["training"]])]
+    device_runs = DEVICE_RUNS.exists() and json.loads(DEVICE_RUNS.read_text())
+    if device_runs:
+        lines += ["## Runs on an accelerator", "", f"From `{DEVICE_RUNS.relative_to(CARD.parents[2])}` (measured there,",
+                  "copied here by hand; `benchmarks/train_on_device.sh` reproduces them):", ""]
+        lines += [f"- {note}" for note in device_runs.get("notes", [])] + [""]
+        for name, rows in device_runs.get("tables", {}).items():
+            lines += [f"{name}:", "", markdown_table(rows)]
     lines += ["Training curves: `benchmarks/results/nes_training_curves.png`.", ""]
     return "\n".join(lines) + "\n"
 

@@ -21,6 +21,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are read by others
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -83,6 +83,7 @@ def save_game(game: np.ndarray, path: str | os.PathLike, title: str = "hybrid_ne
             Path(tmp).write_text(written.to_nfg())
         else:
             raise ValueError(f"{path}: unknown game file type {suffix!r}; use .npy, .npz or .nfg")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
