@@ -10,6 +10,12 @@ and is the reference. At inference the BatchNorm statistics are fixed, which all
   over the own axis, of the player's slice and of the players-pooled tensor) are
   concatenated on the (small) channel axis and projected by the stacked weights, then
   broadcast: never a concatenation of full-size tensors.
+- **Players next to the channels.** Payoff activations are ``[B, A1..AN, N, C]``: every
+  pooling reduces the whole tensor once for all players (slicing a player's
+  ``[B, A1..AN, C]`` would copy it), the players-pooled poolings are pooled from those
+  small results, and the identity and mean-over-players branches are one matmul of
+  ``[.., N C]`` by a block matrix (``_player_blocks``), so that the players-mean is never
+  materialised.
 - **Cache-sized chunks.** The batch runs through the network in chunks of about
   ``CHUNK_CELLS`` game cells inside one compiled loop (``lax.map``): activations of a
   chunk stay in cache and buffers are reused, where a whole 4096-game batch streams
@@ -17,7 +23,9 @@ and is the reference. At inference the BatchNorm statistics are fixed, which all
 
 Parameters are the same tree as the Haiku network's (same names, shapes): weights
 trained with ``hybrid_nes.train`` load unchanged; only ``fold_params`` rearranges them.
-``tests/test_nes_inference.py`` checks that both paths agree to float32 tolerance.
+``tests/test_nes_layers.py`` (random networks, 2 and 3 players, CCE and CE) and
+``tests/test_nes_inference.py`` (the shipped networks) check that both paths agree to
+float32 tolerance.
 """
 
 from __future__ import annotations
@@ -80,7 +88,8 @@ def fold_params(config: NetworkConfig, params: Any, stats: Any) -> Folded:
         m, c = _bn_fold(params, stats, f"payoff_bn_{i}", eps)
         folded["payoff"].append({
             "id": proj["w_id"] * m,
-            "p": _stack(proj, _kinds("p"), m),
+            "p_mean": proj["w_mean_p"] * m,
+            "p_max": proj["w_max_p"] * m,
             "own": _stack(proj, _kinds("own", "p_own"), m),
             "others": _stack(proj, _kinds("others", "p_others"), m),
             "all": _stack(proj, _kinds("all", "p_all"), m),
@@ -149,49 +158,71 @@ def _cat(xs: Sequence[jax.Array]) -> jax.Array:
     return jnp.concatenate(xs, axis=-1)
 
 
+def _others(lines: Sequence[Sequence[jax.Array]], p: int, axes: Sequence[int]) -> list[jax.Array]:
+    """Pooled over every action axis but player p's, from ``lines[q]`` (pooled over axis q)."""
+    q = next(q for q in range(len(axes)) if q != p)
+    return _repool(lines[q], [a for i, a in enumerate(axes) if i not in (p, q)])
+
+
+def _line_pools(x: jax.Array) -> tuple[tuple[int, ...], list, list]:
+    """Poolings of ``x: [B, A1..AN, N, C]`` over one action axis each, every player at
+    once (slicing ``x`` per player would copy it): ``(axes, x_lines, h_lines)`` with
+    ``x_lines[q]: [B, .., 1 (axis q), .., N, C]`` (mean, max) and ``h_lines[q]`` the same
+    of the players-pooled tensor, ``[.., 1, C]`` (mean of means, max of maxes)."""
+    n = x.shape[-2]
+    axes = tuple(range(1, n + 1))
+    x_lines = [_pools(x, [a]) for a in axes]
+    h_lines = [_repool(t, [-2]) for t in x_lines]
+    return axes, x_lines, h_lines
+
+
+def _player(pooled: Sequence[jax.Array], h_pooled: Sequence[jax.Array], p: int) -> jax.Array:
+    """Player p's pooled features and the players-pooled ones, concatenated: ``[.., 4 C]``."""
+    return _cat([t[..., p, :] for t in pooled] + [t[..., 0, :] for t in h_pooled])
+
+
 def _payoff_layer(x: jax.Array, w: Folded) -> jax.Array:
-    """``PayoffLayer`` + folded BatchNorm + ReLU: ``[B, N, A1..AN, C] -> [B, N, A1..AN, C_out]``."""
-    n = x.shape[1]
-    axes = tuple(range(1, n + 1))  # action axes of a player slice [B, A1..AN, C]
-    h = [p[:, 0] for p in _pools(x, [1])]  # pooled over players: [B, A1..AN, C]
-    h_all = _repool(h, axes)
-    full = x @ w["id"]
-    shared = _cat(h) @ w["p"] + w["b"]
-    outs = []
+    """``PayoffLayer`` + folded BatchNorm + ReLU: ``[B, A1..AN, N, C] -> [B, A1..AN, N, C_out]``.
+
+    The identity and the mean-over-players branches are one matmul of ``[.., N C]`` by
+    the block matrix ``w["blk"]`` (``_player_blocks``).
+    """
+    *cells, n, c = x.shape
+    axes, x_lines, h_lines = _line_pools(x)
+    full = (x.reshape(*cells, n * c) @ w["blk"]).reshape(*cells, n, -1)
+    full = full + (jnp.max(x, axis=-2) @ w["p_max"] + w["b"])[..., None, :]
+    x_all = _repool(x_lines[0], axes[1:])  # [B, 1.., N, C]
+    h_all = _repool(h_lines[0], axes[1:])
+    terms = []
     for p in range(n):
-        own, others = (p + 1,), tuple(a for a in axes if a != p + 1)
-        x_own, x_oth = _pools(x[:, p], own), _pools(x[:, p], others)
-        x_all = _repool(x_oth, own)
         term = (
-            _cat(x_own + _repool(h, own)) @ w["own"]
-            + _cat(x_oth + _repool(h, others)) @ w["others"]
-            + _cat(x_all + h_all) @ w["all"]
+            _player(x_lines[p], h_lines[p], p) @ w["own"]
+            + _player(_others(x_lines, p, axes), _others(h_lines, p, axes), p) @ w["others"]
+            + _player(x_all, h_all, p) @ w["all"]
         )
-        outs.append(full[:, p] + term)
-    return jax.nn.relu(jnp.stack(outs, axis=1) + shared[:, None])
+        terms.append(jnp.broadcast_to(term, full.shape[:-2] + full.shape[-1:]))
+    return jax.nn.relu(full + jnp.stack(terms, axis=-2))
 
 
 def _to_duals(x: jax.Array, w: Folded, concept: str) -> tuple[jax.Array, ...]:
-    """``PayoffToDuals`` + folded BatchNorm + ReLU: N arrays ``[B, A_p, C_out]`` (CCE) or
-    ``[B, A_p, A_p, C_out]`` (CE)."""
-    b, n = x.shape[:2]
-    axes = tuple(range(1, n + 1))
-    h = [p[:, 0] for p in _pools(x, [1])]
-    h_all = _repool(h, axes)
+    """``PayoffToDuals`` + folded BatchNorm + ReLU: ``[B, A1..AN, N, C]`` -> N arrays
+    ``[B, A_p, C_out]`` (CCE) or ``[B, A_p, A_p, C_out]`` (CE)."""
+    b, n = x.shape[0], x.shape[-2]
+    axes, x_lines, h_lines = _line_pools(x)
+    x_all = _repool(x_lines[0], axes[1:])
+    h_all = _repool(h_lines[0], axes[1:])
     out = []
     for p in range(n):
-        others = tuple(a for a in axes if a != p + 1)
-        x_oth = _pools(x[:, p], others)
-        x_all = _repool(x_oth, (p + 1,))
-        lines = _cat(x_oth + _repool(h, others)) @ w["others"] + _cat(x_all + h_all) @ w["all"]
-        lines = lines.reshape(b, x.shape[p + 2], -1)  # [B, A_p, C_out (CCE) or 2 C_out (CE)]
+        others = _player(_others(x_lines, p, axes), _others(h_lines, p, axes), p)
+        lines = others @ w["others"] + _player(x_all, h_all, p) @ w["all"]
+        lines = lines.reshape(b, x.shape[p + 1], -1)  # [B, A_p, C_out (CCE) or 2 C_out (CE)]
         if concept == "cce":
             out.append(jax.nn.relu(lines + w["b"]))
             continue
         c_out = w["b"].shape[0]
         d = lines[:, :, None, :c_out] + lines[:, None, :, c_out:] + w["b"]
         if "pair" in w:
-            xp = jnp.moveaxis(x[:, p], p + 1, 1)  # [B, A_p, A_-p.., C]
+            xp = jnp.moveaxis(x[..., p, :], p + 1, 1)  # [B, A_p, A_-p.., C]
             flat = xp.reshape(b, xp.shape[1], -1, xp.shape[-1])
             corr = jnp.einsum("bick,bjck->bijk", flat, flat) / flat.shape[2]
             d = d + corr @ w["pair"]
@@ -237,7 +268,7 @@ def _ce_dual_layer(d: Sequence[jax.Array], w: Folded) -> tuple[jax.Array, ...]:
 
 def _network(config: NetworkConfig, w: Folded, payoffs: jax.Array, sel: SelectionInputs) -> jax.Array:
     """Flat duals ``[B, K]`` of one chunk."""
-    x = input_features(payoffs, sel)
+    x = jnp.moveaxis(input_features(payoffs, sel), 1, -2)  # [B, A1..AN, N, F]
     for layer in w["payoff"]:
         x = _payoff_layer(x, layer)
     d = _to_duals(x, w["to_duals"], config.concept)
@@ -248,6 +279,14 @@ def _network(config: NetworkConfig, w: Folded, payoffs: jax.Array, sel: Selectio
     if config.concept == "ce":
         duals = tuple(mask_diagonal(a) for a in duals)
     return duals_to_flat(duals, config.concept)
+
+
+def _player_blocks(layer: Folded, n: int) -> Folded:
+    """Adds ``blk [N C, N C_out]``: identity blocks on the diagonal plus the
+    mean-over-players weights ``W_mean_p / N`` in every block."""
+    blk = jnp.kron(jnp.eye(n, dtype=layer["id"].dtype), layer["id"])
+    blk = blk + jnp.kron(jnp.full((n, n), 1.0 / n, layer["id"].dtype), layer["p_mean"])
+    return {**layer, "blk": blk}
 
 
 def chunk_size(batch: int, shape: Sequence[int], cells: int = CHUNK_CELLS) -> int:
@@ -267,7 +306,8 @@ def make_inference(config: NetworkConfig, cells: int = CHUNK_CELLS) -> Callable:
     """
 
     def infer(folded: Folded, payoffs: jax.Array, sel: SelectionInputs) -> jax.Array:
-        b = payoffs.shape[0]
+        b, n = payoffs.shape[:2]
+        folded = {**folded, "payoff": [_player_blocks(layer, n) for layer in folded["payoff"]]}
         chunk = chunk_size(b, payoffs.shape[2:], cells)
         if chunk == b:
             return _network(config, folded, payoffs, sel)
