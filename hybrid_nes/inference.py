@@ -24,7 +24,7 @@ and is the reference. At inference the BatchNorm statistics are fixed, which all
 Parameters are the same tree as the Haiku network's (same names, shapes): weights
 trained with ``hybrid_nes.train`` load unchanged; only ``fold_params`` rearranges them.
 ``tests/test_nes_layers.py`` (random networks, 2 and 3 players, CCE and CE) and
-``tests/test_nes_inference.py`` (the shipped networks) check that both paths agree to
+``tests/test_nes_model.py`` (the shipped networks) check that both paths agree to
 float32 tolerance.
 """
 

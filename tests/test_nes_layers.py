@@ -110,6 +110,16 @@ def test_fast_inference_computes_the_network(concept, shape):
     assert np.std(want) > 1e-2  # not vacuous: duals differ across games and constraints
 
 
+def test_chunk_size_divides_the_batch():
+    assert chunk_size(4096, (8, 8)) == 64
+    assert chunk_size(4096, (16, 16)) == 16
+    assert chunk_size(8, (8, 8)) == 8
+    assert chunk_size(4096, (256, 256)) == 1  # one game larger than a chunk
+    for batch in (8, 64, 4096):
+        for shape in ((2, 2), (5, 7), (3, 3, 3)):
+            assert batch % chunk_size(batch, shape) == 0
+
+
 def test_parameters_do_not_depend_on_game_shape():
     for concept in ("cce", "ce"):
         net = make_network(NetworkConfig(concept=concept))
