@@ -12,8 +12,10 @@ Flat duals use the ``solvers.gains`` layout ``[B, K]``.
 
 Inference uses BatchNorm statistics calibrated per game shape (shipped for the training
 shapes, computed once and cached for any other shape), so one game scores the same
-alone as in a batch. The jitted forward pass is compiled once per (shape, batch bucket):
-batches are padded to a power of two.
+alone as in a batch. It runs ``hybrid_nes.inference``: the same function as the Haiku
+network in inference mode, with BatchNorm folded into the weights (once per shape,
+cached) and the batch processed in cache-sized chunks. The jitted forward pass is
+compiled once per (shape, batch bucket): batches are padded to a power of two.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hybrid_nes import checkpoint as ckpt_lib
-from hybrid_nes.loss import duals_to_flat
+from hybrid_nes.inference import fold_params, make_inference
 from hybrid_nes.network import NetworkConfig, make_network
 from hybrid_nes.sampling import SelectionInputs, check_shape, selection_inputs
 from solvers.gains import check_concept, constraint_player, num_constraints
@@ -108,13 +110,9 @@ class NESModel:
         shapes = train_cfg.get("shapes") or [list(s) for s in self.trained_shapes]
         self.players = tuple(sorted({len(s) for s in shapes})) or (2,)
         self.presets = tuple(train_cfg.get("presets", ("me", "mre")))
-        net = make_network(config)
-
-        def forward(params, state, payoffs, sel):
-            duals, _ = net.apply(params, state, None, payoffs, sel, False)
-            return duals_to_flat(duals, config.concept)
-
-        self._forward = jax.jit(forward)
+        self._folded: dict[tuple[int, ...], Any] = {}
+        # (folded weights, payoffs [B, N, A1..AN], sel) -> flat duals [B, K]
+        self._forward = jax.jit(make_inference(config))
 
     @property
     def concept(self) -> str:
@@ -157,6 +155,14 @@ class NESModel:
             stats = calibrate_statistics(train_cfg, self.params, shape)
             self._stats[shape] = jax.tree_util.tree_map(jnp.asarray, stats)
         return self._stats[shape]
+
+    def inference_weights(self, shape: Sequence[int]):
+        """The weights ``hybrid_nes.inference`` runs for ``shape``: the parameters with the
+        shape's BatchNorm statistics folded in (``fold_params``), computed once and cached."""
+        shape = tuple(sorted(shape))
+        if shape not in self._folded:
+            self._folded[shape] = fold_params(self.config, self.params, self.statistics(shape))
+        return self._folded[shape]
 
     # -- validation ----------------------------------------------------------------------
     def check_shape(self, shape: Sequence[int], allow_untrained: bool = False) -> tuple[int, ...]:
@@ -207,7 +213,7 @@ class NESModel:
             np.asarray(sel.eps_plus, np.float32),
             np.asarray(sel.rho, np.float32),
         )
-        stats = self.statistics(shape)
+        weights = self.inference_weights(shape)
         out = []
         for start in range(0, b, MAX_CHUNK):
             stop = min(b, start + MAX_CHUNK)
@@ -219,7 +225,7 @@ class NESModel:
                 # Padding repeats the first game; inference-mode BatchNorm makes games independent.
                 chunk_p = np.concatenate([chunk_p, np.repeat(chunk_p[:1], pad, 0)])
                 chunk_s = SelectionInputs(*(np.concatenate([x, np.repeat(x[:1], pad, 0)]) for x in chunk_s))
-            duals = self._forward(self.params, stats, chunk_p, chunk_s)
+            duals = self._forward(weights, chunk_p, chunk_s)
             out.append(np.asarray(duals, np.float64)[:size])
         return np.concatenate(out)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hybrid_nes.inference import chunk_size, fold_params, make_inference
+from hybrid_nes.loss import duals_to_flat
 from hybrid_nes.network import NetworkConfig, count_parameters, make_network
 from hybrid_nes.sampling import SelectionInputs, sample_batch
 
@@ -14,19 +19,41 @@ SMALL = dict(payoff_channels=(8, 8), dual_channels=8, dual_layers=(8,))
 PRESETS = ("me", "mre", "eps_me", "mw")
 
 
-def _trained_mode_network(concept: str, shape, small: bool = True, seed: int = 0):
-    net = make_network(NetworkConfig(concept=concept, **(SMALL if small else {})))
-    games, sel = sample_batch(jax.random.PRNGKey(seed), 6, shape, PRESETS)
-    params, state = net.init(jax.random.PRNGKey(seed + 1), games, sel, True)
-    # Random, non-trivial weights: perturb every parameter so that no branch is zero.
+@functools.cache
+def _small_network(concept: str):
+    """``(net, params, perturbed params, BatchNorm statistics)`` of a SMALL network.
+
+    Parameters and statistics do not depend on the game shape: one (slow) init per
+    concept serves every shape. ``perturbed`` adds noise to every parameter so that no
+    branch is zero; the statistics are those of a training batch under ``perturbed``.
+    """
+    net = make_network(NetworkConfig(concept=concept, **SMALL))
+    games, sel = _init_batch()
+    params, state = jax.jit(net.init, static_argnums=3)(jax.random.PRNGKey(1), games, sel, True)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(jax.random.PRNGKey(seed + 2), len(leaves))
-    params = jax.tree_util.tree_unflatten(
+    keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+    perturbed = jax.tree_util.tree_unflatten(
         treedef, [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
     )
-    _, state = net.apply(params, state, None, games, sel, True)  # statistics of this batch
-    apply = jax.jit(lambda g, s: net.apply(params, state, None, g, s, False)[0])
-    return apply, games, sel
+    _, stats = _jitted_apply(concept)(perturbed, state, None, games, sel, True)
+    return net, params, perturbed, stats
+
+
+def _init_batch():
+    return sample_batch(jax.random.PRNGKey(3), 16, (4, 5), PRESETS)
+
+
+@functools.cache
+def _jitted_apply(concept: str):
+    return jax.jit(make_network(NetworkConfig(concept=concept, **SMALL)).apply, static_argnums=5)
+
+
+def _trained_mode_network(concept: str, shape, seed: int = 0):
+    """Jitted inference of the perturbed SMALL network and a batch of ``shape`` games."""
+    _, _, params, stats = _small_network(concept)
+    games, sel = sample_batch(jax.random.PRNGKey(seed), 6, shape, PRESETS)
+    apply = _jitted_apply(concept)
+    return (lambda g, s: apply(params, stats, None, g, s, False)[0]), games, sel
 
 
 def _permute_actions(games, sel, perms):
@@ -65,6 +92,34 @@ def test_permutations_of_actions_and_players_permute_duals(concept, shape, order
         assert not np.allclose(np.asarray(duals[moved[0]]), np.asarray(duals[order[moved[0]]]))
 
 
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 3)])
+def test_fast_inference_computes_the_network(concept, shape):
+    # hybrid_nes.inference (BatchNorm folded, stacked branch weights, chunks of 2 games)
+    # against the Haiku network in inference mode, with the permutation test's batch
+    # (the same compiled reference).
+    apply, games, sel = _trained_mode_network(concept, shape)
+    want = np.asarray(duals_to_flat(apply(games, sel), concept))
+    _, _, params, stats = _small_network(concept)
+    config = NetworkConfig(concept=concept, **SMALL)
+    cells = 2 * len(shape) * math.prod(shape)
+    assert chunk_size(games.shape[0], shape, cells) == 2
+    got = np.asarray(jax.jit(make_inference(config, cells))(fold_params(config, params, stats), games, sel))
+    assert got.shape == want.shape and np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    assert np.std(want) > 1e-2  # not vacuous: duals differ across games and constraints
+
+
+def test_chunk_size_divides_the_batch():
+    assert chunk_size(4096, (8, 8)) == 64
+    assert chunk_size(4096, (16, 16)) == 16
+    assert chunk_size(8, (8, 8)) == 8
+    assert chunk_size(4096, (256, 256)) == 1  # one game larger than a chunk
+    for batch in (8, 64, 4096):
+        for shape in ((2, 2), (5, 7), (3, 3, 3)):
+            assert batch % chunk_size(batch, shape) == 0
+
+
 def test_parameters_do_not_depend_on_game_shape():
     for concept in ("cce", "ce"):
         net = make_network(NetworkConfig(concept=concept))
@@ -74,18 +129,15 @@ def test_parameters_do_not_depend_on_game_shape():
             params = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), games, sel, True))[0]  # noqa: B023
             shapes.append(jax.tree_util.tree_map(lambda x: x.shape, params))
         assert shapes[0] == shapes[1] == shapes[2]
-    games, sel = sample_batch(jax.random.PRNGKey(0), 2, (4, 4))
-    net = make_network(NetworkConfig(concept="cce"))
-    params = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), games, sel, True))[0]
-    assert 60_000 < count_parameters(params) < 100_000  # the paper's ~80k
+        if concept == "cce":
+            assert 60_000 < count_parameters(params) < 100_000  # the paper's ~80k
 
 
 @pytest.mark.parametrize("concept", ["cce", "ce"])
 def test_duals_are_nonnegative_with_zero_ce_diagonal_and_small_at_init(concept):
-    net = make_network(NetworkConfig(concept=concept, **SMALL))
-    games, sel = sample_batch(jax.random.PRNGKey(3), 16, (4, 5), PRESETS)
-    params, state = net.init(jax.random.PRNGKey(4), games, sel, True)
-    duals, _ = net.apply(params, state, None, games, sel, True)
+    _, params, _, state = _small_network(concept)  # the initial (unperturbed) parameters
+    games, sel = _init_batch()
+    duals, _ = _jitted_apply(concept)(params, state, None, games, sel, True)
     assert [d.shape[1] for d in duals] == [4, 5]
     for d in duals:
         assert bool(jnp.all(d >= 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -14,7 +15,10 @@ from hybrid_nes import (
     duals_to_payoff_units,
     load_pretrained,
 )
+from hybrid_nes.loss import duals_to_flat
 from hybrid_nes.model import pretrained_path
+from hybrid_nes.network import make_network
+from hybrid_nes.sampling import sample_batch
 from solvers import Selection, normalise, num_constraints
 
 
@@ -54,20 +58,36 @@ def test_predict_duals_layout_and_single_game_equals_batch(concept, cce, ce):
     assert not np.allclose(duals[0], duals[1])
 
 
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_fast_inference_computes_the_haiku_network(concept, cce, ce):
+    # NESModel runs hybrid_nes.inference (BatchNorm folded, chunked); the Haiku network in
+    # inference mode is the reference. Same shape and batch bucket as the layout test.
+    model = cce if concept == "cce" else ce
+    shape = (4, 4)
+    games, sel = sample_batch(jax.random.PRNGKey(3), 5, shape, ("me", "mre"))
+    duals, _ = jax.jit(make_network(model.config).apply, static_argnums=5)(
+        model.params, model.statistics(shape), None, games, sel, False
+    )
+    want = np.asarray(duals_to_flat(duals, concept))
+    got = model.predict_normalised(np.asarray(games), sel)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    assert np.std(want) > 1e-2  # not vacuous
+
+
 def test_normalised_and_payoff_units(cce):
     rng = np.random.default_rng(1)
-    games = _games(rng, 4, (3, 5))
+    games = _games(rng, 4, (4, 6))  # the shape (and batch bucket) of the equivariance test
     norm_duals = cce.predict_duals(games)
     pay_duals = cce.predict_duals(games, units="payoff")
     scale = np.stack([normalise(g).scale for g in games])
-    np.testing.assert_allclose(pay_duals, duals_to_payoff_units(norm_duals, scale, (3, 5), "cce"))
-    np.testing.assert_allclose(duals_to_normalised_units(pay_duals, scale, (3, 5), "cce"), norm_duals)
+    np.testing.assert_allclose(pay_duals, duals_to_payoff_units(norm_duals, scale, (4, 6), "cce"))
+    np.testing.assert_allclose(duals_to_normalised_units(pay_duals, scale, (4, 6), "cce"), norm_duals)
     # Offset and positive scale per player leave normalised duals unchanged; payoff-unit
     # duals scale by 1 / c_p.
     c = np.array([3.0, 0.25])
     moved = games * c[None, :, None, None] + np.array([1.0, -7.0])[None, :, None, None]
     np.testing.assert_allclose(cce.predict_duals(moved), norm_duals, rtol=1e-4, atol=1e-5)
-    expect = pay_duals / np.repeat(c, (3, 5))[None]
+    expect = pay_duals / np.repeat(c, (4, 6))[None]
     np.testing.assert_allclose(cce.predict_duals(moved, units="payoff"), expect, rtol=1e-4, atol=1e-5)
 
 

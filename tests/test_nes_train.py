@@ -30,11 +30,12 @@ def short_run(tmp_path_factory):
     )
     out = tmp_path_factory.mktemp("short")
     state, history = train(config, out, resume=False, progress=False, calibrate=False)
-    return config, state, history, out
+    stats = calibrate_statistics(config, state.params, (4, 4))
+    return config, state, history, stats
 
 
 def test_short_training_beats_the_one_line_rule(short_run):
-    config, state, history, _ = short_run
+    config, state, history, stats = short_run
     val = validation_set(config, (4, 4))
     rule = min(
         float(score_duals(val.games, val.sel, uniform_rule_duals(val.games, "cce", c), "cce", val.ref).solver_gap.mean())
@@ -45,16 +46,15 @@ def test_short_training_beats_the_one_line_rule(short_run):
     assert after < 0.6 * before
     assert history[-1]["4x4/suboptimality"] < history[0]["4x4/suboptimality"]
     # Calibrated statistics (single-game inference) score like batch statistics.
-    stats = calibrate_statistics(config, state.params, (4, 4))
     calibrated = evaluate(config, state.params, stats, val)
     assert calibrated["solver_gap"] < 1.15 * history[-1]["4x4/solver_gap"] + 0.01
 
 
 def test_no_layer_is_dead_after_training(short_run):
-    config, state, _, _ = short_run
+    config, state, _, stats = short_run
     val = validation_set(config, (4, 4))
-    stats = calibrate_statistics(config, state.params, (4, 4))
-    acts, _ = make_activations(config.network).apply(state.params, stats, None, val.games, val.sel, False)
+    apply = jax.jit(make_activations(config.network).apply, static_argnums=5)
+    acts, _ = apply(state.params, stats, None, val.games, val.sel, False)
     for name, arrays in acts.items():
         flat = jnp.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays])
         alive = np.asarray(jnp.mean(flat > 0, axis=0))  # fraction of cells where a channel fires
