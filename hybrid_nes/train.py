@@ -172,12 +172,16 @@ def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_init(network: NetworkConfig) -> Callable:
+    """``net.init`` jitted once per architecture (``is_training`` static)."""
+    return jax.jit(make_network(network).init, static_argnums=3)
+
+
 def init_state(config: TrainConfig) -> TrainState:
     """A fresh ``TrainState`` from ``config.seed``."""
-    net = make_network(config.network)
     games, sel = sample_batch(jax.random.PRNGKey(config.seed), 2, config.shapes[0], config.presets)
-    init = jax.jit(net.init, static_argnums=3)
-    params, bn_state = init(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), games, sel, True)
+    params, bn_state = _jitted_init(config.network)(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), games, sel, True)
     opt_state = make_optimizer(config).init(params)
     return TrainState(params, bn_state, opt_state, 0)
 
@@ -370,7 +374,7 @@ def restore(path: str | os.PathLike, config: TrainConfig | None = None) -> tuple
     if config is not None and config.network != saved.network:
         raise ValueError(f"resume: network config {config.network} differs from the checkpoint's {saved.network}")
     config = config or saved
-    template = init_state(config)
+    template = jax.eval_shape(lambda: init_state(config))  # structure only: nothing is computed
     treedef = jax.tree_util.tree_structure(template.opt_state)
     if treedef.num_leaves != len(ck.opt):
         raise ckpt_lib.CheckpointError(
