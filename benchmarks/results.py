@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from solvers.atomic import atomic_path, write_text_atomic
+
 __all__ = ["write_text_atomic", "write_json_atomic", "write_figure_atomic", "markdown_table"]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are read by others
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _plain(value):
@@ -47,17 +31,10 @@ def write_json_atomic(path: Path, data: Mapping) -> None:
 
 
 def write_figure_atomic(fig, path: Path, dpi: int = 110) -> None:
-    """Saves the Matplotlib figure ``fig`` as PNG to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    """Saves the Matplotlib figure ``fig`` as PNG to ``path`` atomically."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _cell(value) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from solvers.atomic import atomic_path
 
 __all__ = [
     "CheckpointError",
@@ -115,19 +116,12 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     arrays = _arrays(ckpt)
     meta = dict(ckpt.meta)
     meta["checksum"] = _checksum(arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
             np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
             handle.flush()
             os.fsync(handle.fileno())
         load(tmp)  # verify before it can replace anything
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; weight files ship as package data
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -65,6 +65,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 def _run_train(args: argparse.Namespace) -> int:
     from hybrid_nes.network import NetworkConfig
     from hybrid_nes.train import TrainConfig, train
+    from solvers.atomic import write_text_atomic
 
     data = json.loads(args.config.read_text()) if args.config else {}
     if args.concept:
@@ -91,7 +92,7 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"hybrid-nes train: bad configuration: {err}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    write_text_atomic(args.out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     if args.time_budget is not None and not args.time_budget > 0:
         print(f"hybrid-nes train: --time-budget must be > 0 seconds, got {args.time_budget}", file=sys.stderr)
         return 2

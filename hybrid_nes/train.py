@@ -31,6 +31,7 @@ from hybrid_nes.evaluation import Reference, reference_optima, score_duals
 from hybrid_nes.loss import batch_dual_loss, batch_dual_metrics
 from hybrid_nes.network import NetworkConfig, make_network
 from hybrid_nes.sampling import TRAIN_PRESETS, SelectionInputs, check_shape, sample_batch
+from solvers.atomic import write_text_atomic
 
 __all__ = [
     "TrainConfig",
@@ -468,7 +469,7 @@ def train(
         steps = budget_steps(config, max(time_budget - spent - 13 * t_eval, 1.0) * 0.95, step_time)
         config = dataclasses.replace(config, steps=steps, eval_every=max(1, steps // 12),
                                      checkpoint_every=max(1, min(config.checkpoint_every, steps // 12)))
-        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        write_text_atomic(out_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
         if log:
             log(json.dumps({"time_budget_s": time_budget, "setup_s": spent, "steps": steps,
                             "step_time_s": {ckpt_lib.shape_key(s): t for s, t in step_time.items()}}))
@@ -507,7 +508,7 @@ def train(
         evaluate_now = step % config.eval_every == 0 or step == config.steps
         save_now = step % config.checkpoint_every == 0 or step == end
         out_of_time = deadline is not None and time.perf_counter() > deadline
-        if len(pending) >= sync_every or evaluate_now or save_now or out_of_time or step == end:
+        if len(pending) >= sync_every or evaluate_now or save_now or out_of_time:
             flush()
         wall = wall0 + time.perf_counter() - start
         state = TrainState(params, bn_state, opt_state, step)

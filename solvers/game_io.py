@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from solvers.atomic import atomic_path
 from solvers.game import as_game
 
 __all__ = ["load_game", "save_game"]
@@ -70,9 +70,7 @@ def save_game(game: np.ndarray, path: str | os.PathLike, title: str = "hybrid_ne
     game = as_game(game)
     path = Path(path)
     suffix = path.suffix.lower()
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=suffix) as tmp:
         if suffix == ".npy":
             np.save(tmp, game)
         elif suffix == ".npz":
@@ -80,11 +78,6 @@ def save_game(game: np.ndarray, path: str | os.PathLike, title: str = "hybrid_ne
         elif suffix == ".nfg":
             gbt = _pygambit()
             written = gbt.Game.from_arrays(*game, title=title)
-            Path(tmp).write_text(written.to_nfg())
+            tmp.write_text(written.to_nfg())
         else:
             raise ValueError(f"{path}: unknown game file type {suffix!r}; use .npy, .npz or .nfg")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
