@@ -4,6 +4,7 @@
     hybrid-nes train --config run.json --out runs/cce       # a TrainConfig as JSON
     hybrid-nes train --out runs/cce                         # resumes runs/cce/checkpoint.npz
     hybrid-nes train --config run.json --out runs/gpu --time-budget 420   # as many steps as fit
+    hybrid-nes train --config run.json --out runs/ft --init-from hybrid_nes/pretrained/nes_ce.npz   # fine-tune
     hybrid-nes solve game.nfg --concept ce --selection me   # also .npy / .npz; --json
     hybrid-nes demo                                         # classic + random games, timed
 
@@ -48,6 +49,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-cells", type=int, help="cap games x joint actions per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--seed", type=int)
+    p.add_argument("--init-from", metavar="WEIGHTS",
+                   help="fine-tune: start from this weight file or checkpoint (same architecture)")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--eval-games", type=int)
     p.add_argument("--checkpoint-every", type=int)
@@ -83,6 +86,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "eval_every": args.eval_every,
         "eval_games": args.eval_games,
         "checkpoint_every": args.checkpoint_every,
+        "init_from": args.init_from,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     data.setdefault("network", NetworkConfig().to_dict())
@@ -96,9 +100,15 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.time_budget is not None and not args.time_budget > 0:
         print(f"hybrid-nes train: --time-budget must be > 0 seconds, got {args.time_budget}", file=sys.stderr)
         return 2
-    _, history = train(config, args.out, resume=not args.no_resume, progress=not args.no_progress,
-                       log=lambda line: print(line, flush=True) if args.no_progress else None,
-                       time_budget=args.time_budget, calibrate=not args.no_weights)
+    from hybrid_nes.checkpoint import CheckpointError
+
+    try:
+        _, history = train(config, args.out, resume=not args.no_resume, progress=not args.no_progress,
+                           log=lambda line: print(line, flush=True) if args.no_progress else None,
+                           time_budget=args.time_budget, calibrate=not args.no_weights)
+    except CheckpointError as err:
+        print(f"hybrid-nes train: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(history[-1] if history else {}, indent=2))
     return 0
 

@@ -38,6 +38,7 @@ __all__ = [
     "TrainState",
     "make_optimizer",
     "init_state",
+    "initial_state",
     "make_train_step",
     "shape_for_step",
     "calibrate_statistics",
@@ -71,6 +72,9 @@ class TrainConfig:
       seed: everything (init, data, shape draws, validation set) derives from it.
       eval_every, eval_games: validation period (steps) and games per shape.
       checkpoint_every: checkpoint period (steps).
+      init_from: fine-tuning: a weight file or checkpoint of the same architecture
+        whose parameters start the run (fresh optimiser state and schedule); None
+        starts from ``seed``'s random initialisation.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -89,6 +93,7 @@ class TrainConfig:
     eval_every: int = 250
     eval_games: int = 256
     checkpoint_every: int = 500
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         shapes = tuple(check_shape(s, "shapes") for s in self.shapes)
@@ -114,6 +119,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.init_from is not None:
+            object.__setattr__(self, "init_from", os.fspath(self.init_from))
 
     @property
     def concept(self) -> str:
@@ -187,6 +194,37 @@ def init_state(config: TrainConfig) -> TrainState:
     return TrainState(params, bn_state, opt_state, 0)
 
 
+def initial_state(config: TrainConfig) -> tuple[TrainState, dict | None]:
+    """The state a fresh run starts from, and a note on its parent run (None if none).
+
+    With ``config.init_from`` the parameters come from that weight file or checkpoint
+    (same architecture, else ``CheckpointError``); the BatchNorm state, optimiser state
+    and step count start afresh.
+    """
+    state = init_state(config)
+    if config.init_from is None:
+        return state, None
+    parent = ckpt_lib.load(config.init_from)
+    saved = parent.meta.get("config", {}).get("network")
+    if saved is not None and NetworkConfig.from_dict(dict(saved)) != config.network:
+        raise ckpt_lib.CheckpointError(
+            f"init_from {config.init_from!r}: its network {saved} differs from the run's {config.network.to_dict()}"
+        )
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), parent.params)
+    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(state.params) or any(
+        a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state.params), strict=True)
+    ):
+        raise ckpt_lib.CheckpointError(f"init_from {config.init_from!r}: parameters do not match the network config")
+    note = {
+        "path": config.init_from,
+        "step": int(parent.meta.get("step", 0)),
+        "wall_time_s": float(parent.meta.get("wall_time_s", 0.0)),
+        "hardware": parent.meta.get("hardware") or parent.meta.get("device"),
+        "parent": parent.meta.get("parent"),
+    }
+    return TrainState(params, state.bn_state, make_optimizer(config).init(params), 0), note
+
+
 def shape_for_step(config: TrainConfig, step: int) -> tuple[int, ...]:
     """The game shape of ``step``: a function of ``(seed, step)`` only (resume-safe)."""
     if len(config.shapes) == 1:
@@ -200,7 +238,7 @@ def _step_key(config: TrainConfig) -> TrainConfig:
     """``config`` with the fields the compiled step does not read set to defaults."""
     return dataclasses.replace(
         config, steps=1, learning_rate=1.0, warmup_steps=0, final_lr_factor=1.0, eval_every=1,
-        eval_games=1, eval_shapes=None, checkpoint_every=1, shape_weights=None,
+        eval_games=1, eval_shapes=None, checkpoint_every=1, shape_weights=None, init_from=None,
     )
 
 
@@ -343,7 +381,8 @@ def evaluate(config: TrainConfig, params: hk.Params, bn_state: hk.State | None, 
     }
 
 
-def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history: list, stats=None, wall: float = 0.0) -> None:
+def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history: list, stats=None, wall: float = 0.0,
+                     parent: dict | None = None) -> None:
     meta = {
         "kind": "checkpoint",
         "config": config.to_dict(),
@@ -352,6 +391,7 @@ def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history
         "history": history,
         "jax_version": jax.__version__,
         "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
+        "parent": parent,
     }
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.opt_state)]
     ckpt_lib.save(
@@ -424,9 +464,10 @@ def train(
     wall0 = 0.0
     fresh = not (resume and ckpt_path.exists())
     if fresh:
-        state = init_state(config)
+        state, parent = initial_state(config)
     else:
         config, state, history, wall0 = restore(ckpt_path, config)
+        parent = ckpt_lib.load(ckpt_path).meta.get("parent")
     compiled: dict[tuple[int, ...], Callable] = {}
     if time_budget is not None and fresh:
         compiled = compile_steps(config, state, config.shapes)
@@ -517,7 +558,7 @@ def train(
             if bar is not None:
                 bar.write(" ".join(f"{k}={v:.4g}" for k, v in entry.items()))
         if save_now or out_of_time:
-            _save_checkpoint(ckpt_path, config, state, history, wall=wall)
+            _save_checkpoint(ckpt_path, config, state, history, wall=wall, parent=parent)
         if out_of_time:
             if log:
                 log(json.dumps({"stopped": "time budget overrun", "step": step, "of": config.steps}))
@@ -525,7 +566,8 @@ def train(
     if bar is not None:
         bar.close()
     if calibrate and step == config.steps:
-        write_weights(out_dir / "weights.npz", config, state.params, history, wall0 + time.perf_counter() - start)
+        write_weights(out_dir / "weights.npz", config, state.params, history, wall0 + time.perf_counter() - start,
+                      extra_meta={"parent": parent} if parent else None)
     return state, history
 
 
@@ -535,7 +577,9 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike,
     config, state, history, wall = restore(checkpoint)
     from hybrid_nes.network import count_parameters
 
-    meta = {"num_parameters": count_parameters(state.params), "step": int(state.step), **(extra_meta or {})}
+    parent = ckpt_lib.load(checkpoint).meta.get("parent")
+    meta = {"num_parameters": count_parameters(state.params), "step": int(state.step),
+            **({"parent": parent} if parent else {}), **(extra_meta or {})}
     return write_weights(out, config, state.params, history, wall, shapes=shapes or config.shapes, extra_meta=meta)
 
 
