@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# Trains the shipped NES weights (CCE and CE, concurrently) on one accelerator within a
-# wall-clock budget, then times inference there. Used on a lent H100; see
-# hybrid_nes/pretrained/MODEL_CARD.md for the run that produced the shipped weights.
+# Trains NES weights on one accelerator within a wall-clock budget, then times inference
+# there. Used on a lent H100; see hybrid_nes/pretrained/MODEL_CARD.md for the runs that
+# produced the shipped weights.
 #
-#   bash benchmarks/train_on_device.sh OUT_DIR BUDGET_SECONDS
+#   bash benchmarks/train_on_device.sh OUT_DIR BUDGET_SECONDS [CONFIG ...]
 #
-# Each run compiles and times every training shape first, then trains the number of
-# steps that fits BUDGET_SECONDS (hybrid-nes train --time-budget). Export the checkpoints
-# afterwards with `hybrid-nes export OUT_DIR/cce/checkpoint.npz hybrid_nes/pretrained/nes_cce.npz`.
+# CONFIG names files in benchmarks/train_configs (without .json); default
+# nes_ce_gpu_4shapes (fine-tunes the shipped CE network: the weaker of the two). Runs
+# go one after another, each with the whole budget. Each run compiles and times its
+# training shapes first, then trains the number of steps that fits (hybrid-nes train
+# --time-budget). Lessons from the first lease: compilation, not training, is what a
+# short lease limits (7-9 shapes in two concurrent processes took 360-380 s of 400), so
+# use few shapes, one process at a time, and GPU autotuning off (4 shapes: 104 s).
+# Export afterwards, e.g.
+#   hybrid-nes export OUT_DIR/nes_ce_gpu_4shapes/checkpoint.npz hybrid_nes/pretrained/nes_ce.npz \
+#       --shape 2x2 --shape 3x3 --shape 4x4 --shape 5x5 --shape 6x6 --shape 8x8 --shape 10x10 \
+#       --shape 12x12 --shape 16x16 --hardware "..."
 set -u
-out=${1:?usage: train_on_device.sh OUT_DIR BUDGET_SECONDS}
-budget=${2:?usage: train_on_device.sh OUT_DIR BUDGET_SECONDS}
+out=${1:?usage: train_on_device.sh OUT_DIR BUDGET_SECONDS [CONFIG ...]}
+budget=${2:?usage: train_on_device.sh OUT_DIR BUDGET_SECONDS [CONFIG ...]}
+shift 2
+runs=("$@")
+[ ${#runs[@]} -eq 0 ] && runs=(nes_ce_gpu_4shapes)
 here=$(cd "$(dirname "$0")/.." && pwd)
 configs=${NES_TRAIN_CONFIGS:-$here/benchmarks/train_configs}
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-# two processes share the accelerator: give each a fixed share of its memory
-export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}
 # float32 matmuls in full precision (no TF32): the dual loss compares nearby objective values
 export JAX_DEFAULT_MATMUL_PRECISION=${JAX_DEFAULT_MATMUL_PRECISION:-highest}
-mkdir -p "$out/cce" "$out/ce"
+export XLA_FLAGS="${XLA_FLAGS:---xla_gpu_autotune_level=0}"
+# a second run (or a rerun) in the same lease reuses compiled steps
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$out/jax_cache}
+mkdir -p "$out"
+cd "$here" || exit 1
 python3 -c "import jax, haiku, optax, numba, hybrid_nes.train; print('jax', jax.__version__, 'haiku', haiku.__version__, 'optax', optax.__version__, jax.devices())" || exit 1
-for c in cce ce; do
-  python3 -m hybrid_nes.cli train --config "$configs/nes_${c}_gpu.json" \
-    --out "$out/$c" --no-resume --no-progress --no-weights --time-budget "$budget" >"$out/$c.log" 2>&1 &
-done
-wait
-for c in cce ce; do
-  echo "== $c"; grep -h -E "time_budget|stopped|Error|error" "$out/$c.log" | cut -c1-600; tail -n 2 "$out/$c/log.jsonl" | cut -c1-600
+for run in "${runs[@]}"; do
+  mkdir -p "$out/$run"
+  python3 -m hybrid_nes.cli train --config "$configs/$run.json" \
+    --out "$out/$run" --no-resume --no-progress --no-weights --time-budget "$budget" >"$out/$run.log" 2>&1
+  echo "== $run"; grep -h -E "time_budget|stopped|Error|error" "$out/$run.log" | cut -c1-600
+  tail -n 2 "$out/$run/log.jsonl" | cut -c1-600
 done
 python3 - <<'PY'
 import time, numpy as np, jax
