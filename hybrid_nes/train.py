@@ -211,9 +211,7 @@ def initial_state(config: TrainConfig) -> tuple[TrainState, dict | None]:
             f"init_from {config.init_from!r}: its network {saved} differs from the run's {config.network.to_dict()}"
         )
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), parent.params)
-    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(state.params) or any(
-        a.shape != b.shape for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state.params), strict=True)
-    ):
+    if jax.tree_util.tree_map(jnp.shape, params) != jax.tree_util.tree_map(jnp.shape, state.params):
         raise ckpt_lib.CheckpointError(f"init_from {config.init_from!r}: parameters do not match the network config")
     note = {
         "path": config.init_from,
@@ -408,7 +406,12 @@ def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history
 
 def restore(path: str | os.PathLike, config: TrainConfig | None = None) -> tuple[TrainConfig, TrainState, list, float]:
     """Loads a training checkpoint: ``(config, state, history, wall_time_s)``."""
-    ck = ckpt_lib.load(path)
+    return _restore_loaded(ckpt_lib.load(path), path, config)
+
+
+def _restore_loaded(ck: ckpt_lib.Checkpoint, path: str | os.PathLike,
+                    config: TrainConfig | None) -> tuple[TrainConfig, TrainState, list, float]:
+    """``restore`` of an already loaded checkpoint (callers that also read its meta)."""
     if ck.meta.get("kind") != "checkpoint":
         raise ckpt_lib.CheckpointError(f"{str(path)!r} holds weights only (no optimiser state); cannot resume")
     saved = TrainConfig.from_dict(ck.meta["config"])
@@ -466,8 +469,9 @@ def train(
     if fresh:
         state, parent = initial_state(config)
     else:
-        config, state, history, wall0 = restore(ckpt_path, config)
-        parent = ckpt_lib.load(ckpt_path).meta.get("parent")
+        ck = ckpt_lib.load(ckpt_path)
+        config, state, history, wall0 = _restore_loaded(ck, ckpt_path, config)
+        parent = ck.meta.get("parent")
     compiled: dict[tuple[int, ...], Callable] = {}
     if time_budget is not None and fresh:
         compiled = compile_steps(config, state, config.shapes)
@@ -574,10 +578,11 @@ def train(
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike,
                    shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None) -> Path:
     """Turns a training checkpoint into a shippable weight file (``write_weights``)."""
-    config, state, history, wall = restore(checkpoint)
+    ck = ckpt_lib.load(checkpoint)
+    config, state, history, wall = _restore_loaded(ck, checkpoint, None)
     from hybrid_nes.network import count_parameters
 
-    parent = ckpt_lib.load(checkpoint).meta.get("parent")
+    parent = ck.meta.get("parent")
     meta = {"num_parameters": count_parameters(state.params), "step": int(state.step),
             **({"parent": parent} if parent else {}), **(extra_meta or {})}
     return write_weights(out, config, state.params, history, wall, shapes=shapes or config.shapes, extra_meta=meta)
