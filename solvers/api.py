@@ -197,7 +197,7 @@ def _check_options(
     """The checked ``(concept, selection, method, tol, max_iter, face)`` of ``solve`` and
     ``solve_batch``, validated in that order."""
     concept = check_concept(concept)
-    sel = _selection(selection, selection_params)
+    sel = as_selection(selection, **selection_params)
     method = _check_method(method)
     tol = _check_tol(tol)
     max_iter = _check_max_iter(max_iter)
@@ -696,7 +696,6 @@ def _newton_opts(tol: float, max_iter: int) -> np.ndarray:
     return _newton_opts_cached(float(tol), int(max_iter))
 
 
-_PRESET_CACHE: dict[str, Selection] = {}
 #: Resolutions that do not depend on the game's payoffs, per selection and shape.
 _RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Selection -> {shape: params} | None
 #: ``solvers.game.normalise_batch``'s constant-player threshold (relative to max |payoff|).
@@ -750,18 +749,6 @@ def _resolve_cached(selection: Selection, norm: NormalisedGame) -> SelectionPara
         params = resolve_selection(selection, norm)
         per_shape[shape] = params  # shared: never modified (solve_single only reads it)
     return params
-
-
-def _selection(selection: str | Selection, params: Mapping[str, object]) -> Selection:
-    """``as_selection``, with parameter-free presets built once (they are immutable)."""
-    if isinstance(selection, str) and not params:
-        key = selection.lower()
-        cached = _PRESET_CACHE.get(key)
-        if cached is None:
-            cached = as_selection(selection)
-            _PRESET_CACHE[key] = cached
-        return cached
-    return as_selection(selection, **params)
 
 
 def _resolve_batch(selection: Selection, norm: NormalisedGame) -> SelectionParams:

@@ -42,6 +42,15 @@ def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.n
       TypeError: the input is not numeric.
       ValueError: wrong rank or shape, zero actions, NaN or inf payoffs.
     """
+    if (  # the common case, a well-formed float64 tensor: the same checks, fewer calls
+        type(game) is np.ndarray
+        and game.dtype == np.float64
+        and game.ndim >= 3
+        and game.ndim == game.shape[0] + 1
+        and min(game.shape[1:]) >= 1
+        and np.isfinite(game).all()
+    ):
+        return game.copy()
     if isinstance(game, (tuple, list)) and len(game) == 2 and all(
         np.ndim(g) == 2 for g in game
     ):

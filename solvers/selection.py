@@ -14,6 +14,7 @@ to per-player payoff offset and positive scale. ``welfare`` is normalised the sa
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -178,7 +179,12 @@ def _check_distribution(target: np.ndarray, name: str) -> None:
 
 
 def as_selection(selection: str | Selection, **params) -> Selection:
-    """A ``Selection`` from a preset name (with its keyword parameters) or as given."""
+    """A ``Selection`` from a preset name (with its keyword parameters) or as given.
+
+    A parameter-free preset is built once and shared (a ``Selection`` is immutable), so
+    per-selection caches (``solvers.api``'s game-independent resolutions) hit on every
+    call that names it, e.g. ``solve(game, "ce", "me")`` in a loop.
+    """
     if isinstance(selection, Selection):
         if params:
             raise TypeError("pass parameters either in the Selection or as keywords, not both")
@@ -188,7 +194,14 @@ def as_selection(selection: str | Selection, **params) -> Selection:
     name = selection.lower()
     if name not in PRESETS:
         raise ValueError(f"unknown selection preset {selection!r}; expected one of {PRESETS}")
+    if not params:
+        return _preset(name)
     return getattr(Selection, name)(**params)
+
+
+@functools.cache
+def _preset(name: str) -> Selection:
+    return getattr(Selection, name)()
 
 
 class SelectionParams(NamedTuple):

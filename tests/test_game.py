@@ -80,3 +80,12 @@ def test_marginals_sum_out_other_players():
     m = marginals(joint)
     assert [x.shape for x in m] == [(2,), (3,), (4,)]
     np.testing.assert_allclose(m[1], joint.sum(axis=(0, 2)))
+
+
+def test_valid_float64_game_is_returned_as_a_copy():
+    game = np.arange(8.0).reshape(2, 2, 2)
+    out = as_game(game)
+    np.testing.assert_array_equal(out, game)
+    out[0, 0, 0] = 99.0
+    assert game[0, 0, 0] == 0.0
+    assert as_game(np.arange(8).reshape(2, 2, 2)).dtype == np.float64

@@ -71,3 +71,12 @@ def test_max_strength_pins_eps_hat_below_zero():
     params = resolve_selection(Selection.ms(), norm)
     assert np.all(params.eps_hat == -params.eps_plus) and np.all(params.eps_plus > 0)
     assert math.isfinite(params.rho)
+
+
+def test_parameter_free_presets_are_built_once_and_immutable():
+    me = as_selection("me")
+    assert as_selection("ME") is me  # per-selection caches hit on every call naming it
+    with pytest.raises(AttributeError):
+        me.mu = 1.0  # type: ignore[misc]
+    target = np.full((2, 2), 0.25)
+    assert as_selection("mre", target=target) is not as_selection("mre", target=target)
