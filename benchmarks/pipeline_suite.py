@@ -6,7 +6,9 @@ For every cell (suite, shape, concept, preset) and dual method (Newton, first-or
 same games are solved cold (zero duals) and warm (the shipped network's duals), batched;
 reported: median / p90 iterations to tol, wall seconds per game with and without network
 inference, the fraction certified (status optimal, gap <= tol). ``warm_start="auto"`` is
-timed on the same games and compared with the best of the four. Baselines on a few games
+timed on the same games and compared with the best of the four. All configurations of
+a cell are timed together, in interleaved rounds of calls lasting at least
+``MIN_UNIT_S``, keeping each one's best round. Baselines on a few games
 of the same cells: CVXPY (Clarabel, ECOS, SCS) and the max-welfare LP (HiGHS).
 
 Also written: convergence curves (median gap after k iterations, cold vs warm, against k
@@ -18,9 +20,12 @@ and against wall time) and the warm/cold speed-up against game size, as PNG figu
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +54,17 @@ QUICK_CELLS = {(4, 4): 16, (8, 8): 16, (16, 16): 4}
 #: First-order runs are capped here (iterations) so that one slow cell cannot eat the budget.
 GD_MAX_ITER = 5000
 BASELINE_GAMES = 3
-#: Timed runs per measurement (the best is kept).
-REPEATS = 3
+#: Interleaved timing rounds per cell; each round times every configuration once, in a
+#: rotated order, so that a load change on the shared machine hits all of them alike.
+ROUNDS = 5
+#: A timed unit repeats its call until it lasts at least this long (timeit's autorange):
+#: a 4x4 CCE batch solves in under a millisecond, too short to time once.
+MIN_UNIT_S = 0.05
+#: Configurations slower than this factor times the fastest one (first call) cannot be
+#: the best of the cell: they leave the rounds after ``SLOW_ROUNDS`` (32x32 first-order
+#: runs take seconds).
+SLOW_FACTOR = 3.0
+SLOW_ROUNDS = 2
 #: A warm start is preferred only when it is at least this factor faster.
 WARM_MARGIN = 1.1
 CURVE_SHAPES = ((8, 8), (16, 16))
@@ -83,14 +97,31 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def _best_of(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` and its best wall time over ``REPEATS`` runs (timeit's rule:
-    the minimum is the run least disturbed by other load on a shared machine)."""
-    best = None
-    for _ in range(REPEATS):
-        out, seconds = _timed(fn, *args, **kwargs)
-        best = seconds if best is None else min(best, seconds)
-    return out, best
+def _interleaved(units: dict[tuple[str, str], Callable[[], object]]) -> tuple[dict, dict[tuple[str, str], float]]:
+    """Output and best wall seconds per call of each zero-argument ``units[key]``.
+
+    The first call of each unit gives its output and sizes its timed unit (enough calls
+    for ``MIN_UNIT_S``); then ``ROUNDS`` rounds time every unit once each, in a rotated
+    order; a unit's time is its best round (timeit's rule: the minimum is the run least
+    disturbed by other load). Units ``SLOW_FACTOR`` slower than the fastest stop after
+    ``SLOW_ROUNDS`` rounds.
+    """
+    outs, first = {}, {}
+    for key, fn in units.items():
+        outs[key], first[key] = _timed(fn)
+    fastest = min(first.values())
+    calls = {key: max(1, math.ceil(MIN_UNIT_S / max(sec, 1e-9))) for key, sec in first.items()}
+    best = dict(first)
+    keys = list(units)
+    for r in range(ROUNDS):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            if r >= SLOW_ROUNDS and first[key] > SLOW_FACTOR * fastest:
+                continue
+            start = time.perf_counter()
+            for _ in range(calls[key]):
+                units[key]()
+            best[key] = min(best[key], (time.perf_counter() - start) / calls[key])
+    return outs, best
 
 
 def _warm_end_to_end(model, games: np.ndarray, concept: str, sel: Selection, method: str, cap: int | None):
@@ -102,44 +133,51 @@ def _warm_end_to_end(model, games: np.ndarray, concept: str, sel: Selection, met
 
 
 def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, baselines: bool) -> list[dict]:
-    """All rows of one cell: cold/warm x method, auto, and the baselines."""
+    """All rows of one cell: cold/warm x method, auto, and the baselines, timed interleaved."""
     shape = tuple(games.shape[2:])
-    rows = []
+    num = len(games)
     norm = normalise_batch(games)
-    warm_ok = True
+    units: dict[tuple[str, str], Callable[[], object]] = {}
     try:
         model.check_shape(shape)
         sel_in = model.selection_inputs(norm, sel)
-        model.predict_normalised(norm.payoffs, sel_in)  # compile outside the timings
-        alpha_net, t_inf = _best_of(model.predict_normalised, norm.payoffs, sel_in)
+        alpha_net = model.predict_normalised(norm.payoffs, sel_in)  # compile outside the timings
         duals0 = duals_to_payoff_units(pipeline.warm_duals(alpha_net), norm.scale, shape, concept)
+        units[("inference", "-")] = functools.partial(model.predict_normalised, norm.payoffs, sel_in)
     except ValueError as err:
-        warm_ok = False
-        t_inf = 0.0
+        duals0 = None
         print(f"  {name}: no warm start ({err})")
-    timings = {}
     for method in METHODS:
         cap = GD_MAX_ITER if method == "gd" else None
         # Untimed first call per (shape, concept, method): per-shape caches, thread start-up.
         solvers.solve_batch(games[:2], concept, sel, tol=TOL, method=method, max_iter=cap)
-        sols, t_cold = _best_of(solvers.solve_batch, games, concept, sel, tol=TOL, method=method, max_iter=cap)
-        row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "cold", **_summarise(sols, t_cold)}
+        solve = functools.partial(solvers.solve_batch, games, concept, sel, tol=TOL, method=method, max_iter=cap)
+        units[("cold", method)] = solve
+        if duals0 is not None:
+            units[("warm", method)] = functools.partial(solve, duals0=duals0)
+            # End to end as one unit (normalise, inference, refinement): the sum of
+            # separately timed stages would flatter the warm start.
+            units[("e2e", method)] = functools.partial(_warm_end_to_end, model, games, concept, sel, method, cap)
+    units[("auto", "auto")] = functools.partial(pipeline.solve_batch, games, concept, sel, warm_start="auto",
+                                                tol=TOL, model=model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outs, seconds = _interleaved(units)
+    rows, timings = [], {}
+    for method in METHODS:
+        row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "cold",
+               **_summarise(outs[("cold", method)], seconds[("cold", method)])}
         rows.append(row)
         timings[(False, method)] = row["s_per_game_with_nes"]
-        if warm_ok:
-            sols, t_warm = _best_of(solvers.solve_batch, games, concept, sel, duals0=duals0, tol=TOL, method=method, max_iter=cap)
-            # End to end, timed as one run (normalise, inference, refinement): the sum of
-            # separately best-of-timed stages would flatter the warm start.
-            _, t_e2e = _best_of(_warm_end_to_end, model, games, concept, sel, method, cap)
+        if duals0 is not None:
+            t_warm, t_e2e = seconds[("warm", method)], seconds[("e2e", method)]
             row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "warm",
-                   **_summarise(sols, t_warm, max(t_e2e - t_warm, 0.0)), "s_inference_per_game": t_inf / len(games)}
+                   **_summarise(outs[("warm", method)], t_warm, max(t_e2e - t_warm, 0.0)),
+                   "s_inference_per_game": seconds[("inference", "-")] / num}
             rows.append(row)
             timings[(True, method)] = row["s_per_game_with_nes"]
     best = _pick(timings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sols, t_auto = _best_of(pipeline.solve_batch, games, concept, sel, warm_start="auto", tol=TOL, model=model)
-    auto = _summarise(sols, t_auto)
+    auto = _summarise(outs[("auto", "auto")], seconds[("auto", "auto")])
     rows.append({"cell": name, "concept": concept, "preset": sel.name, "method": "auto", "start": "auto", **auto,
                  "s_per_game_with_nes": auto["s_per_game"],
                  "best": f"{'warm' if best[0] else 'cold'}+{best[1]}",
