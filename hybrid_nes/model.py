@@ -79,7 +79,12 @@ def duals_to_normalised_units(duals: np.ndarray, scale: np.ndarray, shape: Seque
 
 
 def _bucket(batch: int) -> int:
-    return max(8, 1 << (batch - 1).bit_length())
+    """The padded size of a chunk of ``batch`` games: the next power of two (1, 2, 4, ...).
+
+    One compilation per size; a single game is not padded (solve_exact on one 32x32 CE
+    game would otherwise pay 8 games' inference: 12 ms instead of ~1.5 ms on one core).
+    """
+    return 1 << (batch - 1).bit_length()
 
 
 def chunk_buckets(batch: int) -> frozenset[int]:

@@ -102,8 +102,17 @@ def test_predictions_are_equivariant_and_compiled_once_per_bucket(cce):
     swapped = cce.predict_duals(np.swapaxes(games[:, ::-1], 2, 3))  # players exchanged: shape 6x4
     np.testing.assert_allclose(swapped[:, :6], duals[:, 4:], rtol=1e-4, atol=1e-5)
     before = cce._forward._cache_size()
-    cce.predict_duals(_games(rng, 5, (4, 6)))  # 3 and 5 games share the 8-game bucket
+    cce.predict_duals(_games(rng, 4, (4, 6)))  # 3 and 4 games share the 4-game bucket
     assert cce._forward._cache_size() == before
+
+
+def test_chunks_are_padded_to_powers_of_two_and_single_games_not_at_all():
+    from hybrid_nes.model import MAX_CHUNK, chunk_buckets
+
+    assert chunk_buckets(1) == {1}
+    assert chunk_buckets(3) == {4}
+    assert chunk_buckets(5) == {8}
+    assert chunk_buckets(MAX_CHUNK + 3) == {MAX_CHUNK, 4}
 
 
 def test_mre_selection_per_game(cce):
