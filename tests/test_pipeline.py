@@ -79,6 +79,17 @@ def test_auto_plan_reads_the_measured_policy():
     assert pipeline.plan_for("cce", (8, 8), solvers.Selection.me(), "cold", "newton") == pipeline.Plan(False, "newton", "user")
 
 
+def test_a_chosen_warm_start_takes_the_measured_method(monkeypatch):
+    policy = {"cells": {"ce/32x32/me": {"warm": True, "method": "newton"}}}
+    monkeypatch.setattr(pipeline, "_policy", lambda: policy)
+    me = solvers.Selection.me()
+    for start in ("nes", "given"):
+        assert pipeline.plan_for("ce", (32, 32), me, start, "auto") == pipeline.Plan(True, "newton", "user")
+        assert pipeline.plan_for("ce", (32, 32), me, start, "gd") == pipeline.Plan(True, "gd", "user")
+        assert pipeline.plan_for("ce", (16, 16), me, start, "auto") == pipeline.Plan(True, "auto", "user")
+    assert pipeline.plan_for("ce", (32, 32), me, "cold", "auto") == pipeline.Plan(False, "auto", "user")
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
