@@ -128,11 +128,17 @@ def _interleaved(units: dict[tuple[str, str], Callable[[], object]]) -> tuple[di
     return outs, best
 
 
-def _warm_end_to_end(model, games: np.ndarray, concept: str, sel: Selection, method: str, cap: int | None):
-    """The NES-warm-started solve as one timed unit: normalise -> predict -> refine."""
+def _network_duals(model, games: np.ndarray, concept: str, sel: Selection) -> np.ndarray:
+    """``[B, K]`` the network's warm-start duals in payoff units, as the pipeline makes them:
+    normalise -> predict -> ``pipeline.warm_duals`` -> payoff units."""
     norm = normalise_batch(games)
     alpha = model.predict_normalised(norm.payoffs, model.selection_inputs(norm, sel))
-    duals0 = duals_to_payoff_units(pipeline.warm_duals(alpha), norm.scale, tuple(games.shape[2:]), concept)
+    return duals_to_payoff_units(pipeline.warm_duals(alpha), norm.scale, tuple(games.shape[2:]), concept)
+
+
+def _warm_end_to_end(model, games: np.ndarray, concept: str, sel: Selection, method: str, cap: int | None):
+    """The NES-warm-started solve as one timed unit: normalise -> predict -> refine."""
+    duals0 = _network_duals(model, games, concept, sel)
     return solvers.solve_batch(games, concept, sel, duals0=duals0, tol=TOL, method=method, max_iter=cap)
 
 
@@ -144,9 +150,8 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
     units: dict[tuple[str, str], Callable[[], object]] = {}
     try:
         model.check_shape(shape)
+        duals0 = _network_duals(model, games, concept, sel)  # also compiles outside the timings
         sel_in = model.selection_inputs(norm, sel)
-        alpha_net = model.predict_normalised(norm.payoffs, sel_in)  # compile outside the timings
-        duals0 = duals_to_payoff_units(pipeline.warm_duals(alpha_net), norm.scale, shape, concept)
         units[("inference", "-")] = functools.partial(model.predict_normalised, norm.payoffs, sel_in)
     except ValueError as err:
         duals0 = None
@@ -241,9 +246,7 @@ def _oracle_starts(model, rng: np.random.Generator, quick: bool) -> list[dict]:
         games = l2_invariant_games(rng, count, shape)
         sel = Selection.me()
         exact = np.stack([s.duals for s in solvers.solve_batch(games, "ce", sel, tol=TOL, method="newton")])
-        norm = normalise_batch(games)
-        alpha = model.predict_normalised(norm.payoffs, model.selection_inputs(norm, sel))
-        net = duals_to_payoff_units(pipeline.warm_duals(alpha), norm.scale, shape, "ce")
+        net = _network_duals(model, games, "ce", sel)
         top = exact.max(axis=1, keepdims=True)
         starts = {
             "cold": None,

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 import solvers
-from solvers.api import METHODS
+from solvers.api import check_method
 from solvers.gains import check_concept
 from solvers.game import as_game, as_game_batch, normalise_batch
 from solvers.selection import Selection, as_selection
@@ -123,11 +123,7 @@ def _check_options(
     concept: str, selection: str | Selection, selection_params: Mapping[str, object], method: object
 ) -> tuple[str, Selection, str]:
     """The checked ``(concept, selection, method)`` of ``solve_batch`` and ``solve_exact``."""
-    concept = check_concept(concept)
-    sel = as_selection(selection, **selection_params)
-    if not isinstance(method, str) or method.lower() not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    return concept, sel, method.lower()
+    return check_concept(concept), as_selection(selection, **selection_params), check_method(method)
 
 
 def _check_warm_start(warm_start: object) -> str | np.ndarray:

@@ -33,6 +33,7 @@ from solvers.game import (
     NormalisedGame,
     as_game,
     as_game_batch,
+    is_float64_game,
     marginals,
     normalise_batch,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "FACE_AFTER",
     "GainLayout",
     "RefineResult",
+    "check_method",
     "gain_layout",
     "refine_batch",
     "solve",
@@ -153,7 +155,8 @@ class RefineResult(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # Validation helpers.
 # ---------------------------------------------------------------------------------------
-def _check_method(method: str) -> str:
+def check_method(method: object) -> str:
+    """The lower-cased method name; ValueError naming ``METHODS`` otherwise."""
     if not isinstance(method, str) or method.lower() not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     return method.lower()
@@ -198,7 +201,7 @@ def _check_options(
     ``solve_batch``, validated in that order."""
     concept = check_concept(concept)
     sel = as_selection(selection, **selection_params)
-    method = _check_method(method)
+    method = check_method(method)
     tol = _check_tol(tol)
     max_iter = _check_max_iter(max_iter)
     face = _check_face(face)
@@ -298,7 +301,7 @@ def refine_batch(
         raise ValueError(f"refine_batch solves the entropy objective; got {params.objective!r} (use polish.max_gini)")
     if face not in FACE_MODES:
         raise ValueError(f"unknown face mode {face!r}; expected one of {FACE_MODES}")
-    method = _check_method(method)
+    method = check_method(method)
     if method == "cvxpy":
         raise ValueError("refine_batch runs the dual solvers; method='cvxpy' is handled by solve()")
     payoffs = np.ascontiguousarray(payoffs, dtype=np.float64)
@@ -712,14 +715,7 @@ def _normalise_fast(payoffs: np.ndarray) -> NormalisedGame:
 def _as_game_fast(game: object) -> np.ndarray:
     """``as_game`` without the copy for a well-formed finite float64 tensor (the common
     case); anything else goes through ``as_game`` and its error messages."""
-    if (
-        type(game) is np.ndarray
-        and game.dtype == np.float64
-        and game.ndim >= 3
-        and game.ndim == game.shape[0] + 1
-        and min(game.shape[1:]) >= 1
-        and kn.all_finite(game.reshape(-1))
-    ):
+    if is_float64_game(game) and kn.all_finite(game.reshape(-1)):
         return game
     return as_game(game)
 

@@ -15,6 +15,7 @@ __all__ = [
     "NormalisedGame",
     "as_game",
     "as_game_batch",
+    "is_float64_game",
     "normalise",
     "normalise_batch",
     "marginals",
@@ -25,6 +26,21 @@ def _check_finite(array: np.ndarray, name: str) -> None:
     if not np.all(np.isfinite(array)):
         bad = "NaN" if np.any(np.isnan(array)) else "inf"
         raise ValueError(f"{name} contains {bad} values; payoffs must be finite")
+
+
+def is_float64_game(game: object) -> bool:
+    """True for a float64 ndarray of a game's shape ``[N, A1..AN]`` (N >= 2, every A_p >= 1).
+
+    The structural checks of ``as_game`` in one expression, for its fast paths; finiteness
+    is left to the caller (``as_game`` checks it, as do the compiled solvers' fast paths).
+    """
+    return (
+        type(game) is np.ndarray
+        and game.dtype == np.float64
+        and game.ndim >= 3
+        and game.ndim == game.shape[0] + 1
+        and min(game.shape[1:]) >= 1
+    )
 
 
 def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.ndarray:
@@ -42,14 +58,7 @@ def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.n
       TypeError: the input is not numeric.
       ValueError: wrong rank or shape, zero actions, NaN or inf payoffs.
     """
-    if (  # the common case, a well-formed float64 tensor: the same checks, fewer calls
-        type(game) is np.ndarray
-        and game.dtype == np.float64
-        and game.ndim >= 3
-        and game.ndim == game.shape[0] + 1
-        and min(game.shape[1:]) >= 1
-        and np.isfinite(game).all()
-    ):
+    if is_float64_game(game) and np.isfinite(game).all():  # the common case, fewer calls
         return game.copy()
     if isinstance(game, (tuple, list)) and len(game) == 2 and all(
         np.ndim(g) == 2 for g in game
