@@ -115,10 +115,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def add_export_parser(subparsers) -> argparse.ArgumentParser:
     """Registers ``export``: checkpoint -> shippable weights with calibrated statistics."""
-    p = subparsers.add_parser("export", help="turn a training checkpoint into a weight file")
-    p.add_argument("checkpoint", type=Path)
+    p = subparsers.add_parser("export", help="turn a training checkpoint into a weight file (or re-calibrate one)")
+    p.add_argument("checkpoint", type=Path, help="a training checkpoint, or a weight file to re-calibrate")
     p.add_argument("out", type=Path)
-    p.add_argument("--shape", type=_shape, action="append", help="shapes to calibrate (default: training shapes)")
+    p.add_argument("--shape", type=_shape, action="append",
+                   help="shapes to calibrate (default: the training shapes, or the weight file's shapes)")
     p.add_argument("--hardware", default=None, help="hardware note for the model card")
     p.set_defaults(func=_run_export)
     return p
@@ -126,15 +127,11 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
 
 def _run_export(args: argparse.Namespace) -> int:
     from hybrid_nes.checkpoint import CheckpointError
-    from hybrid_nes.train import export_weights, restore
+    from hybrid_nes.train import export_weights
 
     try:
-        shapes = args.shape
-        if shapes is None:
-            config, *_ = restore(args.checkpoint)
-            shapes = list(config.shapes)
         extra = {"hardware": args.hardware} if args.hardware else None
-        path = export_weights(args.checkpoint, args.out, shapes=shapes, extra_meta=extra)
+        path = export_weights(args.checkpoint, args.out, shapes=args.shape, extra_meta=extra)
     except (CheckpointError, ValueError) as err:
         print(f"hybrid-nes export: {err}", file=sys.stderr)
         return 2

@@ -154,10 +154,14 @@ class NESModel:
         # players' order: one entry per sorted shape keeps predictions player-equivariant.
         shape = tuple(sorted(shape))
         if shape not in self._stats:
-            from hybrid_nes.train import TrainConfig, calibrate_statistics
+            from hybrid_nes.train import (
+                FIRST_USE_CALIBRATION_BATCHES,
+                TrainConfig,
+                calibrate_statistics,
+            )
 
             train_cfg = TrainConfig.from_dict({**self.meta.get("config", {}), "network": self.config.to_dict()})
-            stats = calibrate_statistics(train_cfg, self.params, shape)
+            stats = calibrate_statistics(train_cfg, self.params, shape, batches=FIRST_USE_CALIBRATION_BATCHES)
             self._stats[shape] = jax.tree_util.tree_map(jnp.asarray, stats)
         return self._stats[shape]
 

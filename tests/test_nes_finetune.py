@@ -63,3 +63,21 @@ def test_cli_reports_a_missing_init_file(tmp_path, capsys):
     code = cli_main(["train", "--out", str(tmp_path / "run"), "--shape", "2x2", "--steps", "1", "--no-progress",
                      "--init-from", str(tmp_path / "missing.npz")])
     assert code == 2 and "missing.npz" in capsys.readouterr().err
+
+
+def test_cli_export_turns_a_checkpoint_into_weights_and_recalibrates_weights(parent_run, tmp_path, capsys):
+    out, parent = parent_run
+    exported = tmp_path / "exported.npz"
+    assert cli_main(["export", str(out / "checkpoint.npz"), str(exported), "--hardware", "test box"]) == 0
+    meta = ckpt_lib.load(exported).meta
+    assert meta["kind"] == "weights" and meta["step"] == 4 and meta["hardware"] == "test box"
+    assert meta["calibration"]["batches"] >= 16
+    # A weight file re-calibrated for another shape keeps its parameters and metadata.
+    again = tmp_path / "again.npz"
+    assert cli_main(["export", str(exported), str(again), "--shape", "5x5"]) == 0
+    ck = ckpt_lib.load(again)
+    assert set(ck.stats) == {(5, 5)} and ck.meta["hardware"] == "test box" and ck.meta["step"] == 4
+    for got, want in zip(_leaves(ck.params), _leaves(parent.params), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert cli_main(["export", str(tmp_path / "missing.npz"), str(tmp_path / "x.npz")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
