@@ -34,7 +34,7 @@ from benchmarks.results import (
 from hybrid_nes.evaluation import Reference, reference_optima, score_duals, uniform_rule_duals
 from hybrid_nes.model import NESModel, load_pretrained, pretrained_path
 from hybrid_nes.sampling import sample_batch
-from hybrid_nes.train import CALIBRATION_BATCH_SIZE, FIRST_USE_CALIBRATION_BATCHES
+from hybrid_nes.train import FIRST_USE_CALIBRATION
 from solvers.api import gain_layout
 
 SIZES = (4, 8, 16, 32)
@@ -215,8 +215,9 @@ def _lineage(parent: dict | None) -> list[str]:
 
 
 def _calibration_note(model: NESModel) -> str:
-    cal = model.meta.get("calibration") or {"batches": 4, "batch_size": 512}  # files written before it was recorded
-    return f"{cal['batches'] * cal['batch_size']:,} fresh training-distribution games"
+    cal = model.meta.get("calibration") or {"games": 2048}  # files written before it was recorded
+    cells = f" (at most {cal['max_cells']:,} joint actions)" if "max_cells" in cal else ""
+    return f"{cal['games']:,} fresh training-distribution games{cells}"
 
 
 def model_card(results: dict, models: dict[str, NESModel]) -> str:
@@ -237,8 +238,8 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
         "  each estimated from "
         + "; ".join(f"{c.upper()} {_calibration_note(m)}" for c, m in models.items()) + ".",
         "  Any other 2-player shape works too (parameters do not depend on the game size): its",
-        f"  statistics are calibrated on first use from {FIRST_USE_CALIBRATION_BATCHES * CALIBRATION_BATCH_SIZE:,}"
-        " games (seconds, cached).",
+        f"  statistics are calibrated on first use from {FIRST_USE_CALIBRATION.games:,} games (at most",
+        f"  {FIRST_USE_CALIBRATION.max_cells:,} joint actions; seconds, cached per process).",
         "- Selections: ME and MRE (target ~ Dirichlet(1)), hard constraints, eps_hat = 0 —",
         "  the library's defaults. Other presets are accepted as input features (the network",
         "  sees eps_hat, eps_plus, rho, welfare) but were not trained: a rough warm start only.",

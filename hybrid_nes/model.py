@@ -155,13 +155,13 @@ class NESModel:
         shape = tuple(sorted(shape))
         if shape not in self._stats:
             from hybrid_nes.train import (
-                FIRST_USE_CALIBRATION_BATCHES,
+                FIRST_USE_CALIBRATION,
                 TrainConfig,
                 calibrate_statistics,
             )
 
             train_cfg = TrainConfig.from_dict({**self.meta.get("config", {}), "network": self.config.to_dict()})
-            stats = calibrate_statistics(train_cfg, self.params, shape, batches=FIRST_USE_CALIBRATION_BATCHES)
+            stats = calibrate_statistics(train_cfg, self.params, shape, FIRST_USE_CALIBRATION, progress=None)
             self._stats[shape] = jax.tree_util.tree_map(jnp.asarray, stats)
         return self._stats[shape]
 

@@ -41,8 +41,12 @@ __all__ = [
     "initial_state",
     "make_train_step",
     "shape_for_step",
+    "Calibration",
+    "calibration_plan",
     "calibrate_statistics",
-    "CALIBRATION_BATCHES",
+    "pool_statistics",
+    "SHIPPED_CALIBRATION",
+    "FIRST_USE_CALIBRATION",
     "validation_set",
     "evaluate",
     "train",
@@ -299,36 +303,69 @@ def budget_steps(config: TrainConfig, seconds: float, step_time: dict[tuple[int,
     return max(1, int(seconds / mean))
 
 
-#: Batches of 512 games behind the shipped statistics of a shape (``write_weights``). The
-#: predictions are sensitive to the statistics: on 1,000 8x8 ME-CCE games the shipped CCE
-#: network's mean CCE gap ranged 0.015-0.028 over four seeds with 4 batches, 0.020-0.024
-#: with 16 and 0.0205-0.0223 with 64 (0.0206-0.0215 with 256).
-CALIBRATION_BATCHES = 64
-#: Batches for a shape calibrated on first use (``NESModel.statistics``): latency matters there.
-FIRST_USE_CALIBRATION_BATCHES = 16
-CALIBRATION_BATCH_SIZE = 512
-CALIBRATION_SEED = 12345
+class Calibration(NamedTuple):
+    """How many fresh games estimate a shape's BatchNorm statistics (``calibrate_statistics``).
+
+    Attributes:
+      games: games in all, at most (the training distribution, mixed presets).
+      max_cells: joint actions in all, at most (caps the work on large shapes).
+      seed: PRNG seed of the calibration games.
+    """
+
+    games: int
+    max_cells: int
+    seed: int = 12345
+
+
+#: Behind the shipped statistics (``write_weights``). Predictions are sensitive to the
+#: estimate: on 1,000 8x8 ME-CCE games the shipped CCE network's mean CCE gap ranged
+#: 0.015-0.028 over four seeds with 2,048 games, 0.020-0.024 with 8,192 and 0.0205-0.0223
+#: with 32,768 (0.0206-0.0215 with 131,072).
+SHIPPED_CALIBRATION = Calibration(games=32768, max_cells=1 << 25)
+#: For a shape calibrated on first use (``NESModel.statistics``), where latency matters.
+FIRST_USE_CALIBRATION = Calibration(games=4096, max_cells=1 << 22)
+#: Games per calibration batch: at most 512, at least 64 (a batch needs a mix of presets),
+#: else ``2**18 // joint actions`` (bounds the memory of one batch).
+_CALIBRATION_BATCH = (64, 512, 1 << 18)
+
+
+def calibration_plan(shape: Sequence[int], calibration: Calibration = SHIPPED_CALIBRATION) -> tuple[int, int]:
+    """``(batches, games per batch)`` that calibrate ``shape``'s statistics."""
+    cells = math.prod(check_shape(shape))
+    low, high, batch_cells = _CALIBRATION_BATCH
+    per_batch = min(high, max(low, batch_cells // cells))
+    total = min(calibration.games, max(per_batch, calibration.max_cells // cells))
+    return max(1, total // per_batch), per_batch
+
+
+def pool_statistics(states: Sequence[hk.State]) -> hk.State:
+    """Population BatchNorm statistics from per-batch ones (equal batches): the mean of the
+    means, and the law of total variance (mean of the variances + variance of the means)."""
+    stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x, np.float64) for x in xs]), *states)
+    pooled = {}
+    for module, entry in stacked.items():
+        mean = entry["mean"].mean(0)
+        var = entry["var"].mean(0) + entry["mean"].var(0)
+        pooled[module] = {**{k: v.mean(0) for k, v in entry.items()}, "mean": mean, "var": var}
+    return jax.tree_util.tree_map(lambda x: x.astype(np.float32), pooled)
 
 
 def calibrate_statistics(
     config: TrainConfig,
     params: hk.Params,
     shape: Sequence[int],
-    batches: int = CALIBRATION_BATCHES,
-    batch_size: int = CALIBRATION_BATCH_SIZE,
-    seed: int = CALIBRATION_SEED,
+    calibration: Calibration = SHIPPED_CALIBRATION,
+    progress: bool | None = False,
 ) -> hk.State:
     """Population BatchNorm statistics for one game shape.
 
-    Runs ``batches`` fresh batches of the training distribution in training mode and
-    averages each layer's batch mean and variance. With these, inference (``is_training
-    =False``) on a single game scores like batch-statistics inference on a large batch.
-    The estimate's noise shows in the predictions, hence the many batches
-    (``CALIBRATION_BATCHES``).
+    Runs fresh batches of the training distribution (``calibration_plan``) in training mode
+    and pools each layer's batch means and variances (``pool_statistics``). With these,
+    inference (``is_training=False``) on a single game scores like batch-statistics
+    inference on a large batch. ``progress``: a tqdm bar (None: only on a terminal).
     """
-    if batches < 1 or batch_size < 2:
-        raise ValueError(f"calibration needs batches >= 1 and batch_size >= 2, got {batches} and {batch_size}")
     shape = check_shape(shape)
+    batches, batch_size = calibration_plan(shape, calibration)
     net = make_network(config.network)
 
     @jax.jit
@@ -337,11 +374,13 @@ def calibrate_statistics(
         _, state = net.apply(params, _dummy_state(config, shape), None, games, sel, True)
         return state
 
-    total = None
-    for i in range(batches):
-        state = stats(jax.random.fold_in(jax.random.PRNGKey(seed), i))
-        total = state if total is None else jax.tree_util.tree_map(jnp.add, total, state)
-    return jax.tree_util.tree_map(lambda x: np.asarray(x / batches), total)
+    from tqdm import trange
+
+    key = jax.random.PRNGKey(calibration.seed)
+    label = f"calibrating BatchNorm statistics for {'x'.join(map(str, shape))}"
+    disable = None if progress is None else not progress  # tqdm's None: a bar on a terminal only
+    states = [stats(jax.random.fold_in(key, i)) for i in trange(batches, desc=label, leave=False, disable=disable)]
+    return pool_statistics(states)
 
 
 def _dummy_state(config: TrainConfig, shape: tuple[int, ...]) -> hk.State:
@@ -626,7 +665,7 @@ def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Param
         "history": history,
         "jax_version": jax.__version__,
         **(extra_meta or {}),
-        "calibration": {"batches": CALIBRATION_BATCHES, "batch_size": CALIBRATION_BATCH_SIZE, "seed": CALIBRATION_SEED},
+        "calibration": SHIPPED_CALIBRATION._asdict(),
     }
     params32 = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
     stats32 = {s: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), t) for s, t in stats.items()}

@@ -71,7 +71,7 @@ def test_cli_export_turns_a_checkpoint_into_weights_and_recalibrates_weights(par
     assert cli_main(["export", str(out / "checkpoint.npz"), str(exported), "--hardware", "test box"]) == 0
     meta = ckpt_lib.load(exported).meta
     assert meta["kind"] == "weights" and meta["step"] == 4 and meta["hardware"] == "test box"
-    assert meta["calibration"]["batches"] >= 16
+    assert meta["calibration"]["games"] >= 8192
     # A weight file re-calibrated for another shape keeps its parameters and metadata.
     again = tmp_path / "again.npz"
     assert cli_main(["export", str(exported), str(again), "--shape", "5x5"]) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,9 +13,13 @@ from hybrid_nes import checkpoint as ckpt_lib
 from hybrid_nes.evaluation import score_duals, uniform_rule_duals
 from hybrid_nes.network import NetworkConfig, make_activations
 from hybrid_nes.train import (
+    FIRST_USE_CALIBRATION,
+    SHIPPED_CALIBRATION,
     TrainConfig,
     calibrate_statistics,
+    calibration_plan,
     evaluate,
+    pool_statistics,
     restore,
     train,
     validation_set,
@@ -115,3 +121,26 @@ def test_config_errors_name_the_bad_value():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="N >= 2"):
         TrainConfig(shapes=((4,),))
+
+
+def test_calibration_plan_bounds_memory_and_work():
+    shipped, first_use = SHIPPED_CALIBRATION, FIRST_USE_CALIBRATION
+    assert calibration_plan((8, 8), shipped) == (64, 512)  # 32,768 games
+    assert calibration_plan((8, 8), first_use) == (8, 512)
+    batches, per_batch = calibration_plan((32, 32), shipped)
+    assert per_batch == 256 and batches * per_batch == 32768  # 2**18 joint actions per batch
+    for shape in ((64, 64), (256, 256), (16, 16, 16)):
+        batches, per_batch = calibration_plan(shape, first_use)
+        cells = math.prod(shape)
+        assert per_batch >= 64 and per_batch * cells <= max(1 << 18, 64 * cells)
+        assert batches * per_batch * cells <= max(first_use.max_cells, per_batch * cells)
+
+
+def test_pooled_statistics_are_the_population_statistics():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 50, 3)) * [1.0, 2.0, 3.0] + rng.normal(size=(6, 1, 3))  # 6 batches with shifted means
+    states = [{"bn": {"mean": b.mean(0), "var": b.var(0)}} for b in x]
+    pooled = pool_statistics(states)
+    np.testing.assert_allclose(pooled["bn"]["mean"], x.reshape(-1, 3).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(pooled["bn"]["var"], x.reshape(-1, 3).var(0), rtol=1e-5)
+    assert pooled["bn"]["var"].dtype == np.float32
