@@ -148,6 +148,10 @@ class NESModel:
             raise ckpt_lib.CheckpointError(f"{str(path)!r}: parameters do not match the network config {self.config}")
 
     # -- BatchNorm statistics ------------------------------------------------------------
+    def has_statistics(self, shape: Sequence[int]) -> bool:
+        """Whether ``shape``'s BatchNorm statistics are at hand (shipped or calibrated already)."""
+        return tuple(sorted(shape)) in self._stats
+
     def statistics(self, shape: Sequence[int]):
         """BatchNorm statistics for ``shape`` (shipped, or calibrated once and cached)."""
         # Population statistics pool over players and cells, so they do not depend on the

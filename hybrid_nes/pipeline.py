@@ -153,6 +153,10 @@ def _predict(model, norm, selection: Selection, timings: dict) -> np.ndarray | N
     t0 = time.perf_counter()
     sel = model.selection_inputs(norm, selection)
     if key not in compiled:
+        if not model.has_statistics(shape):
+            model.statistics(shape)  # first use of a shape the weights do not ship: calibrate
+            timings["calibrate"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
         model.predict_normalised(norm.payoffs, sel)
         compiled.add(key)
         timings["compile"] = time.perf_counter() - t0
@@ -275,7 +279,8 @@ def solve_batch(
 
     Returns:
       ``B`` Solutions in input order; ``timings`` per game include "normalise",
-      "inference" and (first call of a shape) "compile" for warm starts; ``info``
+      "inference" and (first call of a shape) "compile" for warm starts, and
+      "calibrate" on the first use of a shape whose statistics the weights do not ship; ``info``
       records the warm start used.
     """
     concept, sel, method = _check_options(concept, selection, selection_params, method)

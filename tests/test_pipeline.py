@@ -7,7 +7,7 @@ import pytest
 
 import solvers
 from hybrid_nes import pipeline
-from hybrid_nes.model import load_pretrained
+from hybrid_nes.model import NESModel, load_pretrained, pretrained_path
 
 
 def _games(seed: int, count: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -44,6 +44,21 @@ def test_given_duals_round_trip_as_warm_start():
     again = pipeline.solve_exact(game, "cce", warm_start=first.duals)
     assert again.info["warm_start"] == "given" and again.iterations <= 1
     np.testing.assert_allclose(again.joint, first.joint, atol=1e-9)
+
+
+def test_first_use_of_an_unshipped_shape_times_calibration_apart():
+    model = NESModel.from_file(pretrained_path("cce"))  # a fresh instance: nothing cached
+    shape = (3, 7)
+    assert not model.has_statistics(shape)
+    games = _games(8, 2, shape)
+    first = pipeline.solve_batch(games, "cce", warm_start="nes", model=model)
+    assert model.has_statistics(shape) and model.has_statistics(shape[::-1])
+    assert first[0].timings["calibrate"] > 0 and first[0].timings["compile"] > 0
+    again = pipeline.solve_batch(games, "cce", warm_start="nes", model=model)
+    assert "calibrate" not in again[0].timings and "compile" not in again[0].timings
+    for a, b in zip(first, again, strict=True):
+        assert a.ok and b.ok
+        np.testing.assert_allclose(a.joint, b.joint, atol=1e-9)
 
 
 def test_uncovered_shape_falls_back_to_cold_with_a_warning():
