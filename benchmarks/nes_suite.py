@@ -217,7 +217,14 @@ def _lineage(parent: dict | None) -> list[str]:
 def _calibration_note(model: NESModel) -> str:
     cal = model.meta.get("calibration") or {"games": 2048}  # files written before it was recorded
     cells = f" (at most {cal['max_cells']:,} joint actions)" if "max_cells" in cal else ""
-    return f"{cal['games']:,} fresh training-distribution games{cells}"
+    return f"{cal['games']:,} fresh games of the training distribution{cells}"
+
+
+def _calibration_lines(models: dict[str, NESModel]) -> list[str]:
+    notes = {c: _calibration_note(m) for c, m in models.items()}
+    if len(set(notes.values())) == 1:
+        return [f"  each shape's estimated from {next(iter(notes.values()))}."]
+    return [f"  {c.upper()} statistics from {note};" for c, note in notes.items()]
 
 
 def model_card(results: dict, models: dict[str, NESModel]) -> str:
@@ -235,8 +242,7 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
         "",
         "- 2-player games; trained on the shapes listed below. BatchNorm statistics ship for",
         *(f"  {c.upper()}: {', '.join('x'.join(map(str, sh)) for sh in m.trained_shapes)};" for c, m in models.items()),
-        "  each estimated from "
-        + "; ".join(f"{c.upper()} {_calibration_note(m)}" for c, m in models.items()) + ".",
+        *_calibration_lines(models),
         "  Any other 2-player shape works too (parameters do not depend on the game size): its",
         f"  statistics are calibrated on first use from {FIRST_USE_CALIBRATION.games:,} games (at most",
         f"  {FIRST_USE_CALIBRATION.max_cells:,} joint actions; seconds, cached per process).",
