@@ -173,19 +173,27 @@ def training_curves(models: dict[str, NESModel], out_dir: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for row, (concept, model) in enumerate(models.items()):
-        hist = model.meta.get("history", [])
-        if not hist:
+        rows = _curve_rows(model)
+        if not rows:
             continue
-        shapes = sorted({k.split("/")[0] for k in hist[0] if "/" in k}, key=lambda s: int(s.split("x")[0]))
-        for col, xkey in enumerate(("step", "wall_time_s")):
+        shapes = sorted({k.split("/")[0] for k in rows[-1] if "/" in k}, key=lambda s: int(s.split("x")[0]))
+        # Runs follow one another: steps and wall times add up (each run on its own hardware).
+        walls, total = [], 0.0
+        for i, r in enumerate(rows):
+            if i and r["run"] != rows[i - 1]["run"]:
+                total += rows[i - 1]["wall (min)"]
+            walls.append(total + r["wall (min)"])
+        starts = [i for i in range(1, len(rows)) if rows[i]["run"] != rows[i - 1]["run"]]
+        for col, x in enumerate(([r["total step"] for r in rows], walls)):
             ax = axes[row, col]
             for s in shapes:
-                x = [h[xkey] / (60 if xkey == "wall_time_s" else 1) for h in hist]
-                ax.plot(x, [h[f"{s}/solver_gap"] for h in hist], label=f"{s} solver gap")
-                ax.plot(x, [h[f"{s}/gap"] for h in hist], "--", label=f"{s} {concept.upper()} gap")
+                ax.plot(x, [r.get(f"{s}/solver_gap", np.nan) for r in rows], label=f"{s} solver gap")
+                ax.plot(x, [r.get(f"{s}/gap", np.nan) for r in rows], "--", label=f"{s} {concept.upper()} gap")
+            for i in starts:
+                ax.axvline(x[i], color="grey", lw=0.8, ls=":")
             ax.set_yscale("log")
-            ax.set_xlabel("step" if xkey == "step" else "wall time (min, 2-core CPU)")
-            ax.set_title(f"{concept.upper()} network")
+            ax.set_xlabel("step" if col == 0 else "wall time (min; each run on its own hardware)")
+            ax.set_title(f"{concept.upper()} network ({len(starts) + 1} runs, dotted: a fine-tune starts)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
     fig.tight_layout()
@@ -195,12 +203,24 @@ def training_curves(models: dict[str, NESModel], out_dir: Path) -> Path | None:
     return path
 
 
+def _runs(model: NESModel) -> list[tuple[str, list[dict]]]:
+    """``(name, validation history)`` of the runs behind a network, oldest first: the
+    parents it was fine-tuned from (their histories as recorded), then its own run."""
+    runs, parent = [("this run", model.meta.get("history", []))], model.meta.get("parent")
+    while parent:
+        runs.append((f"`{parent['path']}`", parent.get("history", [])))
+        parent = parent.get("parent")
+    return runs[::-1]
+
+
 def _curve_rows(model: NESModel) -> list[dict]:
-    rows = []
-    for h in model.meta.get("history", []):
-        row = {"step": h["step"], "wall (min)": h["wall_time_s"] / 60}
-        row.update({k: v for k, v in h.items() if k.endswith("solver_gap") or k.endswith("/gap")})
-        rows.append(row)
+    rows, offset = [], 0
+    for name, hist in _runs(model):
+        for h in hist:
+            row = {"run": name, "step": h["step"], "total step": offset + h["step"], "wall (min)": h["wall_time_s"] / 60}
+            row.update({k: v for k, v in h.items() if k.endswith("solver_gap") or k.endswith("/gap")})
+            rows.append(row)
+        offset += hist[-1]["step"] if hist else 0
     return rows
 
 
@@ -269,7 +289,9 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
             f"- hardware: {model.meta.get('hardware', 'shared 2-core CPU, no GPU')}",
             *_lineage(model.meta.get("parent")),
             "",
-            "Validation during training (fixed validation sets, batch statistics, normalised units):",
+            "Validation during training, every run behind the network, oldest first (fixed",
+            "validation sets, batch statistics, normalised units; each run draws its own validation",
+            "games from its seed, so values jump where a fine-tune starts):",
             "",
             markdown_table(_curve_rows(model)),
         ]

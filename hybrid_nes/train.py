@@ -223,6 +223,7 @@ def initial_state(config: TrainConfig) -> tuple[TrainState, dict | None]:
         "step": int(parent.meta.get("step", 0)),
         "wall_time_s": float(parent.meta.get("wall_time_s", 0.0)),
         "hardware": parent.meta.get("hardware") or parent.meta.get("device"),
+        "history": list(parent.meta.get("history", [])),  # its validation curve, for the model card
         "parent": parent.meta.get("parent"),
     }
     return TrainState(params, state.bn_state, make_optimizer(config).init(params), 0), note

@@ -48,6 +48,8 @@ def test_fine_tuned_weights_record_their_parent(parent_run, tmp_path):
     assert state.step == 4 and history[0]["step"] == 0
     meta = ckpt_lib.load(tmp_path / "weights.npz").meta
     assert meta["parent"]["step"] == 4 and meta["config"]["init_from"].endswith("weights.npz")
+    parent_history = ckpt_lib.load(out / "weights.npz").meta["history"]
+    assert meta["parent"]["history"] == parent_history and parent_history[-1]["step"] == 4
     assert ckpt_lib.load(tmp_path / "checkpoint.npz").meta["parent"]["path"].endswith("weights.npz")
 
 
