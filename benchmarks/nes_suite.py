@@ -177,14 +177,9 @@ def training_curves(models: dict[str, NESModel], out_dir: Path) -> Path | None:
         if not rows:
             continue
         shapes = sorted({k.split("/")[0] for k in rows[-1] if "/" in k}, key=lambda s: int(s.split("x")[0]))
-        # Runs follow one another: steps and wall times add up (each run on its own hardware).
-        walls, total = [], 0.0
-        for i, r in enumerate(rows):
-            if i and r["run"] != rows[i - 1]["run"]:
-                total += rows[i - 1]["wall (min)"]
-            walls.append(total + r["wall (min)"])
         starts = [i for i in range(1, len(rows)) if rows[i]["run"] != rows[i - 1]["run"]]
-        for col, x in enumerate(([r["total step"] for r in rows], walls)):
+        for col, xkey in enumerate(("total step", "total wall (min)")):
+            x = [r[xkey] for r in rows]
             ax = axes[row, col]
             for s in shapes:
                 ax.plot(x, [r.get(f"{s}/solver_gap", np.nan) for r in rows], label=f"{s} solver gap")
@@ -203,24 +198,28 @@ def training_curves(models: dict[str, NESModel], out_dir: Path) -> Path | None:
     return path
 
 
-def _runs(model: NESModel) -> list[tuple[str, list[dict]]]:
-    """``(name, validation history)`` of the runs behind a network, oldest first: the
-    parents it was fine-tuned from (their histories as recorded), then its own run."""
-    runs, parent = [("this run", model.meta.get("history", []))], model.meta.get("parent")
+def _runs(model: NESModel) -> list[tuple[str, int, list[dict]]]:
+    """``(name, steps, validation history)`` of the runs behind a network, oldest first:
+    the parents it was fine-tuned from (their histories as recorded), then its own run."""
+    runs, parent = [("this run", int(model.meta.get("step") or 0), model.meta.get("history", []))], model.meta.get("parent")
     while parent:
-        runs.append((f"`{parent['path']}`", parent.get("history", [])))
+        runs.append((f"`{parent['path']}`", int(parent["step"]), parent.get("history", [])))
         parent = parent.get("parent")
     return runs[::-1]
 
 
 def _curve_rows(model: NESModel) -> list[dict]:
-    rows, offset = [], 0
-    for name, hist in _runs(model):
+    """Validation rows of every run behind ``model``; "total step" and "total wall (min)"
+    count from the first run (runs follow one another, each on its own hardware)."""
+    rows, steps, wall = [], 0, 0.0
+    for name, run_steps, hist in _runs(model):
         for h in hist:
-            row = {"run": name, "step": h["step"], "total step": offset + h["step"], "wall (min)": h["wall_time_s"] / 60}
+            row = {"run": name, "step": h["step"], "total step": steps + h["step"], "wall (min)": h["wall_time_s"] / 60,
+                   "total wall (min)": wall + h["wall_time_s"] / 60}
             row.update({k: v for k, v in h.items() if k.endswith("solver_gap") or k.endswith("/gap")})
             rows.append(row)
-        offset += hist[-1]["step"] if hist else 0
+        steps += run_steps
+        wall += hist[-1]["wall_time_s"] / 60 if hist else 0.0
     return rows
 
 

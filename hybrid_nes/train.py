@@ -657,7 +657,8 @@ def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Param
                   shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None) -> Path:
     """Writes shippable weights: float32 parameters + calibrated statistics per shape."""
     shapes = [check_shape(s) for s in (shapes or config.shapes)]
-    stats = {s: calibrate_statistics(config, params, s) for s in shapes}
+    calibration = SHIPPED_CALIBRATION
+    stats = {s: calibrate_statistics(config, params, s, calibration) for s in shapes}
     meta = {
         "kind": "weights",
         "config": config.to_dict(),
@@ -666,7 +667,7 @@ def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Param
         "history": history,
         "jax_version": jax.__version__,
         **(extra_meta or {}),
-        "calibration": SHIPPED_CALIBRATION._asdict(),
+        "calibration": calibration._asdict(),
     }
     params32 = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
     stats32 = {s: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), t) for s, t in stats.items()}
