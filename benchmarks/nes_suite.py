@@ -223,6 +223,14 @@ def _curve_rows(model: NESModel) -> list[dict]:
     return rows
 
 
+def _objective(cfg: dict) -> str:
+    """The training objective a config names (``TrainConfig.gap_weight``)."""
+    weight = float(cfg.get("gap_weight", 0.0))
+    if weight == 0:
+        return "mean dual loss L(alpha) (the paper's)"
+    return f"mean of L(alpha) + {weight:g} x (C)CE gap of the predicted joint (`gap_weight`)"
+
+
 def _lineage(parent: dict | None) -> list[str]:
     """Model-card lines for the runs a fine-tuned network started from (newest first)."""
     lines = []
@@ -284,6 +292,7 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
             f"{cfg.get('batch_cells')} game-cells per step); Adam lr {cfg['learning_rate']} warm-up "
             f"{cfg['warmup_steps']} + cosine to {cfg['final_lr_factor']}x; adaptive gradient clipping "
             f"{cfg['clip']}; seed {cfg['seed']}",
+            f"- objective: {_objective(cfg)}",
             f"- steps: {model.meta.get('step')}; wall time: {model.meta.get('wall_time_s', 0) / 60:.1f} min",
             f"- hardware: {model.meta.get('hardware', 'shared 2-core CPU, no GPU')}",
             *_lineage(model.meta.get("parent")),

@@ -51,6 +51,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--init-from", metavar="WEIGHTS",
                    help="fine-tune: start from this weight file or checkpoint (same architecture)")
+    p.add_argument("--gap-weight", type=float,
+                   help="objective L + w * (C)CE gap of the predicted joint (default 0: the dual loss)")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--eval-games", type=int)
     p.add_argument("--checkpoint-every", type=int)
@@ -87,6 +89,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "eval_games": args.eval_games,
         "checkpoint_every": args.checkpoint_every,
         "init_from": args.init_from,
+        "gap_weight": args.gap_weight,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     data.setdefault("network", NetworkConfig().to_dict())

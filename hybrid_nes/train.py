@@ -80,6 +80,10 @@ class TrainConfig:
       init_from: fine-tuning: a weight file or checkpoint of the same architecture
         whose parameters start the run (fresh optimiser state and schedule); None
         starts from ``seed``'s random initialisation.
+      gap_weight: the objective is ``mean(L(alpha) + gap_weight * gap(alpha))``, with
+        ``gap`` the (C)CE gap of the predicted joint. The penalty is zero at the exact
+        duals, so it leaves the optimum alone and only reweights the network's error
+        towards feasibility. 0 (default, the paper) trains on the dual loss alone.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -99,6 +103,7 @@ class TrainConfig:
     eval_games: int = 256
     checkpoint_every: int = 500
     init_from: str | None = None
+    gap_weight: float = 0.0
 
     def __post_init__(self) -> None:
         shapes = tuple(check_shape(s, "shapes") for s in self.shapes)
@@ -124,6 +129,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.gap_weight) and self.gap_weight >= 0):
+            raise ValueError(f"gap_weight must be a finite number >= 0, got {self.gap_weight!r}")
         if self.init_from is not None:
             object.__setattr__(self, "init_from", os.fspath(self.init_from))
 
@@ -265,16 +272,20 @@ def _make_train_step(config: TrainConfig) -> Callable:
 
     def loss_fn(params, bn_state, games, sel):
         duals, new_state = net.apply(params, bn_state, None, games, sel, True)
-        losses = batch_dual_loss(games, sel, duals, concept)
-        return losses.mean(), (new_state, duals)
+        if config.gap_weight == 0:
+            loss = batch_dual_loss(games, sel, duals, concept).mean()
+            gap = batch_dual_metrics(games, sel, jax.lax.stop_gradient(duals), concept).gap.mean()
+            return loss, (new_state, loss, gap)
+        metrics = batch_dual_metrics(games, sel, duals, concept)
+        loss, gap = metrics.loss.mean(), metrics.gap.mean()
+        return loss + config.gap_weight * gap, (new_state, loss, gap)
 
     def step_fn(params, bn_state, opt_state, step, lr, shape):
         key = jax.random.fold_in(data_key, step)
         games, sel = sample_batch(key, config.batch_for(shape), shape, config.presets)
-        (loss, (new_state, duals)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, bn_state, games, sel)
+        (_, (new_state, loss, gap)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, bn_state, games, sel)
         direction, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, direction))
-        gap = batch_dual_metrics(games, sel, jax.lax.stop_gradient(duals), concept).gap.mean()
         return params, new_state, opt_state, loss, gap
 
     return jax.jit(step_fn, static_argnums=5)

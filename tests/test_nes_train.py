@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -19,6 +20,8 @@ from hybrid_nes.train import (
     calibrate_statistics,
     calibration_plan,
     evaluate,
+    init_state,
+    make_train_step,
     pool_statistics,
     restore,
     train,
@@ -121,6 +124,28 @@ def test_config_errors_name_the_bad_value():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="N >= 2"):
         TrainConfig(shapes=((4,),))
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match="gap_weight"):
+            TrainConfig(gap_weight=bad)
+
+
+def test_gap_weight_trades_dual_loss_for_a_lower_gap(tmp_path):
+    """The penalty changes the objective, not what a step reports, and lowers the gap it weighs."""
+    base = TrainConfig(network=SMALL, shapes=((4, 4),), presets=("me",), steps=60, batch_size=64,
+                       learning_rate=3e-3, warmup_steps=5, eval_every=60, eval_games=128, checkpoint_every=60, seed=5)
+    weighted = dataclasses.replace(base, gap_weight=3.0)
+    state = init_state(base)
+    args = (state.params, state.bn_state, state.opt_state, np.int32(0), np.float32(1e-3), (4, 4))
+    plain_out, weighted_out = make_train_step(base)(*args), make_train_step(weighted)(*args)
+    np.testing.assert_allclose(weighted_out[3:], plain_out[3:], rtol=1e-5)  # same batch: same loss and gap
+    assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(plain_out[0]),
+                                                     jax.tree_util.tree_leaves(weighted_out[0]), strict=True))
+    scores = {}
+    for name, config in (("plain", base), ("weighted", weighted)):
+        _, history = train(config, tmp_path / name, resume=False, progress=False, calibrate=False)
+        scores[name] = history[-1]
+    assert scores["weighted"]["4x4/gap"] < 0.8 * scores["plain"]["4x4/gap"]
+    assert scores["weighted"]["4x4/loss"] > scores["plain"]["4x4/loss"]
 
 
 def test_calibration_plan_bounds_memory_and_work():
