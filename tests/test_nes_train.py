@@ -129,10 +129,10 @@ def test_config_errors_name_the_bad_value():
             TrainConfig(gap_weight=bad)
 
 
-def test_gap_weight_trades_dual_loss_for_a_lower_gap(tmp_path):
+def test_gap_weight_trades_dual_loss_for_a_lower_gap(short_run, tmp_path):
     """The penalty changes the objective, not what a step reports, and lowers the gap it weighs."""
-    base = TrainConfig(network=SMALL, shapes=((4, 4),), presets=("me",), steps=60, batch_size=64,
-                       learning_rate=3e-3, warmup_steps=5, eval_every=60, eval_games=128, checkpoint_every=60, seed=5)
+    # short_run's config, so that its compiled step and validation set are reused
+    base = dataclasses.replace(short_run[0], steps=60, eval_every=60, checkpoint_every=60)
     weighted = dataclasses.replace(base, gap_weight=3.0)
     state = init_state(base)
     args = (state.params, state.bn_state, state.opt_state, np.int32(0), np.float32(1e-3), (4, 4))
