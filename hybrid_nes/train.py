@@ -81,9 +81,11 @@ class TrainConfig:
         whose parameters start the run (fresh optimiser state and schedule); None
         starts from ``seed``'s random initialisation.
       gap_weight: the objective is ``mean(L(alpha) + gap_weight * gap(alpha))``, with
-        ``gap`` the (C)CE gap of the predicted joint. The penalty is zero at the exact
-        duals, so it leaves the optimum alone and only reweights the network's error
-        towards feasibility. 0 (default, the paper) trains on the dual loss alone.
+        ``gap`` the (C)CE gap of the predicted joint. With hard constraints and
+        ``eps_hat = 0`` (the ME and MRE presets) the penalty is zero at the exact duals,
+        so it leaves the optimum alone and only reweights the network's error towards
+        feasibility (soft presets have a positive gap at their optimum, which it would
+        shift). 0 (default, the paper) trains on the dual loss alone.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
