@@ -28,7 +28,7 @@ import optax
 
 from hybrid_nes import checkpoint as ckpt_lib
 from hybrid_nes.evaluation import Reference, reference_optima, score_duals
-from hybrid_nes.loss import batch_dual_loss, batch_dual_metrics
+from hybrid_nes.loss import batch_dual_metrics
 from hybrid_nes.network import NetworkConfig, make_network
 from hybrid_nes.sampling import TRAIN_PRESETS, SelectionInputs, check_shape, sample_batch
 from solvers.atomic import write_text_atomic
@@ -274,13 +274,11 @@ def _make_train_step(config: TrainConfig) -> Callable:
 
     def loss_fn(params, bn_state, games, sel):
         duals, new_state = net.apply(params, bn_state, None, games, sel, True)
-        if config.gap_weight == 0:
-            loss = batch_dual_loss(games, sel, duals, concept).mean()
-            gap = batch_dual_metrics(games, sel, jax.lax.stop_gradient(duals), concept).gap.mean()
-            return loss, (new_state, loss, gap)
-        metrics = batch_dual_metrics(games, sel, duals, concept)
+        metrics = batch_dual_metrics(games, sel, duals, concept)  # one pass: loss, gap and joint
         loss, gap = metrics.loss.mean(), metrics.gap.mean()
-        return loss + config.gap_weight * gap, (new_state, loss, gap)
+        # with no weight the gap is only reported, so autodiff never goes through it
+        objective = loss + config.gap_weight * gap if config.gap_weight else loss
+        return objective, (new_state, loss, gap)
 
     def step_fn(params, bn_state, opt_state, step, lr, shape):
         key = jax.random.fold_in(data_key, step)
