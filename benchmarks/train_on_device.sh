@@ -13,6 +13,8 @@
 # --time-budget). Lessons from the first lease: compilation, not training, is what a
 # short lease limits (7-9 shapes in two concurrent processes took 360-380 s of 400), so
 # use few shapes, one process at a time, and GPU autotuning off (4 shapes: 104 s).
+# A lease's call carries .whl (dm-haiku, jmp and highspy wheels, installed with pip
+# --target), runs/parents (the fine-tunes' parents) and runs/jax_cache (see below).
 # Export afterwards, e.g.
 #   hybrid-nes export OUT_DIR/nes_ce_gpu_4shapes/checkpoint.npz hybrid_nes/pretrained/nes_ce.npz \
 #       --shape 2x2 --shape 3x3 --shape 4x4 --shape 5x5 --shape 6x6 --shape 8x8 --shape 10x10 \
