@@ -48,7 +48,9 @@ Duals = tuple  # tuple of N arrays, [A_p] (CCE) or [A_p, A_p] (CE)
 def _ce_pairs(num_actions: int) -> tuple[np.ndarray, np.ndarray]:
     """(dev, rec) of player's flat CE constraints, in solvers.gains order."""
     dev, rec = np.nonzero(~np.eye(num_actions, dtype=bool))  # row-major = flat order
-    return dev, rec
+    # int32 whatever the x64 mode: JAX's index normalisation otherwise mixes int32 and
+    # int64 when a process traced this in float32 before entering ``jax.enable_x64``
+    return dev.astype(np.int32), rec.astype(np.int32)
 
 
 def mask_diagonal(alpha: jax.Array) -> jax.Array:
