@@ -8,20 +8,23 @@ is a large share of a warm start. This suite times the public call
 the same fresh L2-invariant games, whatever the machine (run it on a GPU host to see the
 case the warm start is built for: batched inference that costs little). Each
 configuration is called once to compile (JAX and Numba), then timed in interleaved
-rounds, keeping the best; reported per cell: median Newton iterations, ms per game and
-the share of the warm time spent on inference, and the warm/cold speed-up. Written to
-``DIR/accelerator_suite.json`` and printed as a markdown table.
+rounds, keeping the best (``pipeline_suite``'s timing rule and certification); reported
+per cell: median Newton iterations, ms per game, the share of the warm time spent on
+inference and the warm/cold speed-up. Written to ``DIR/accelerator_suite.json`` and
+printed as a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.games import l2_invariant_games
+from benchmarks.pipeline_suite import _interleaved, _summarise
 from benchmarks.results import markdown_table, write_json_atomic
 
 #: (concept, shape) cells: where the CPU runs found the cold path long (CE, 32x32).
@@ -35,26 +38,22 @@ def _time_cell(concept: str, shape: tuple[int, ...], games: np.ndarray, rounds: 
 
     import hybrid_nes
 
-    def call(start: str) -> list:
-        return hybrid_nes.solve_batch(games, concept, "me", warm_start=start, method="newton")
+    def call(start: str) -> Callable[[], list]:
+        return lambda: hybrid_nes.solve_batch(games, concept, "me", warm_start=start, method="newton")
 
-    sols = {start: call(start) for start in ("cold", "nes")}  # compiles
-    best = {start: np.inf for start in sols}
-    for _ in range(rounds):
-        for start in sols:
-            t = time.perf_counter()
-            sols[start] = call(start)
-            best[start] = min(best[start], time.perf_counter() - t)
-    n = len(games)
-    inference = sum(s.timings.get("inference", 0.0) for s in sols["nes"])
-    row = {"concept": concept, "shape": "x".join(map(str, shape)), "games": n,
+    # the first call of each compiles (and is timed too; a later round is always faster)
+    units = {("cold", "newton"): call("cold"), ("e2e", "newton"): call("nes")}
+    sols, best = _interleaved(units, rounds)
+    row = {"concept": concept, "shape": "x".join(map(str, shape)), "games": len(games),
            "device": jax.devices()[0].device_kind}
-    for start, key in (("cold", "cold"), ("nes", "warm")):
-        row[f"{key}_iters_median"] = float(np.median([s.iterations for s in sols[start]]))
-        row[f"{key}_ms_per_game"] = 1e3 * best[start] / n
-        row[f"{key}_certified"] = float(np.mean([s.status.name == "OPTIMAL" for s in sols[start]]))
-    row["warm_inference_share"] = inference / max(sum(sum(v for k, v in s.timings.items() if k != "total")
-                                                      for s in sols["nes"]), 1e-12)
+    for unit, name in (("cold", "cold"), ("e2e", "warm")):
+        summary = _summarise(sols[(unit, "newton")], best[(unit, "newton")])
+        row[f"{name}_iters_median"] = summary["median_iters"]
+        row[f"{name}_ms_per_game"] = 1e3 * summary["s_per_game"]
+        row[f"{name}_certified"] = summary["certified"]
+    warm = units[("e2e", "newton")]()  # stage timings of a steady call (the first one compiled)
+    stages = sum(sum(v for k, v in s.timings.items() if k != "total") for s in warm)
+    row["warm_inference_share"] = sum(s.timings.get("inference", 0.0) for s in warm) / max(stages, 1e-12)
     row["speedup"] = row["cold_ms_per_game"] / row["warm_ms_per_game"]
     return row
 

@@ -100,11 +100,12 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def _interleaved(units: dict[tuple[str, str], Callable[[], object]]) -> tuple[dict, dict[tuple[str, str], float]]:
+def _interleaved(units: dict[tuple[str, str], Callable[[], object]],
+                 rounds: int = ROUNDS) -> tuple[dict, dict[tuple[str, str], float]]:
     """Output and best wall seconds per call of each zero-argument ``units[key]``.
 
     The first call of each unit gives its output and sizes its timed unit (enough calls
-    for ``MIN_UNIT_S``); then ``ROUNDS`` rounds time every unit once each, in a rotated
+    for ``MIN_UNIT_S``); then ``rounds`` rounds time every unit once each, in a rotated
     order; a unit's time is its best round (timeit's rule: the minimum is the run least
     disturbed by other load). Units ``SLOW_FACTOR`` slower than the fastest candidate
     (cold, end-to-end warm, auto) stop after ``SLOW_ROUNDS`` rounds; auto never does.
@@ -117,7 +118,7 @@ def _interleaved(units: dict[tuple[str, str], Callable[[], object]]) -> tuple[di
     calls = {key: max(1, math.ceil(MIN_UNIT_S / max(sec, 1e-9))) for key, sec in first.items()}
     best = dict(first)
     keys = list(units)
-    for r in range(ROUNDS):
+    for r in range(rounds):
         for key in keys[r % len(keys):] + keys[: r % len(keys)]:
             if r >= SLOW_ROUNDS and key[0] != "auto" and first[key] > SLOW_FACTOR * fastest:
                 continue
