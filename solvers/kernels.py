@@ -250,6 +250,36 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
 
 
 @njit(cache=True)
+def hessian_vector_one(rows, values, player, sigma, mean, curv, vec, psum, out):
+    """``out = H vec`` without forming ``H`` (the Hessian of ``hessian_one``, all rows).
+
+    ``H = sum_a sigma(a) m_a m_a^T - mean mean^T + [same player] curv[player]``: two
+    passes over the ELL columns, the cost of one gradient. ``vec, out: [K]``,
+    ``psum: [N]`` scratch.
+    """
+    out[:] = 0.0
+    num_joint, width = rows.shape
+    for a in range(num_joint):
+        s = sigma[a]
+        if s == 0.0:
+            continue
+        d = 0.0
+        for j in range(width):
+            d += values[a, j] * vec[rows[a, j]]
+        d *= s
+        for j in range(width):
+            out[rows[a, j]] += d * values[a, j]
+    mv = 0.0
+    for k in range(vec.shape[0]):
+        mv += mean[k] * vec[k]
+    psum[:] = 0.0
+    for k in range(vec.shape[0]):
+        psum[player[k]] += vec[k]
+    for k in range(vec.shape[0]):
+        out[k] += curv[player[k]] * psum[player[k]] - mean[k] * mv
+
+
+@njit(cache=True)
 def rows_are_identity(rows, num):
     """True when every joint touches every row in order (``rows[a, j] == j``, width ``num``):
     the CCE layout, whose Hessian is a dense ``V^T diag(sigma) V``."""

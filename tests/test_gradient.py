@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solvers.dual import certificate, dual_problem
+from solvers import kernels as kn
+from solvers.dual import certificate, dual_hessian, dual_problem
 from solvers.game import normalise
-from solvers.gradient import GradientOptions, gradient_batch, lipschitz_bound
+from solvers.gradient import GradientOptions, gradient_batch, lipschitz_bound, start_step
 from solvers.newton import MAX_ITER, OPTIMAL, newton_batch
 from solvers.selection import Selection, resolve_selection
 
@@ -57,10 +58,59 @@ def test_warm_start_at_optimum_stops_at_once():
 
 def test_lipschitz_bound_dominates_hessian():
     problems, args = _arrays((3, 4), "ce", Selection(name="me", rho=0.5, eps_plus=3.0), [2])
-    from solvers.dual import dual_hessian
-
     p = problems[0]
     bound = lipschitz_bound(p.values, p.player, p.eps_hat, p.eps_plus, p.rho)
     for seed in range(3):
         alpha = np.random.default_rng(seed).uniform(0, 1, p.num_constraints)
         assert np.linalg.eigvalsh(dual_hessian(p, alpha)).max() <= bound + 1e-12
+
+
+def _evaluated(p, alpha):
+    """``(joint, mean, ssum, grad)`` of ``p`` at ``alpha`` from the Numba kernels."""
+    num_joint, num_players = p.base_logits.shape[0], p.eps_hat.shape[0]
+    joint, lg = np.empty(num_joint), np.empty(num_joint)
+    mean, grad = np.empty(p.num_constraints), np.empty(p.num_constraints)
+    ssum, eps = np.empty(num_players), np.empty(num_players)
+    kn.evaluate_one(p.rows, p.values, p.player, p.base_logits, p.eps_hat, p.eps_plus, p.rho, alpha,
+                    lg, joint, mean, ssum, eps, grad)
+    return joint, mean, ssum, grad
+
+
+@pytest.mark.parametrize("selection", [Selection.me(), Selection(name="me", rho=0.5, eps_plus=3.0)])
+def test_hessian_vector_product_matches_reference(selection):
+    problems, _ = _arrays((3, 4), "ce", selection, [3])
+    p = problems[0]
+    rng = np.random.default_rng(0)
+    alpha = rng.uniform(0, 1, p.num_constraints)
+    joint, mean, ssum, _ = _evaluated(p, alpha)
+    curv = np.empty(2)
+    kn.curvature_one(ssum, p.eps_hat, p.eps_plus, p.rho, curv)
+    vec = rng.normal(size=p.num_constraints)
+    out = np.empty(p.num_constraints)
+    kn.hessian_vector_one(p.rows, p.values, p.player, joint, mean, curv, vec, np.empty(2), out)
+    np.testing.assert_allclose(out, dual_hessian(p, alpha) @ vec, rtol=1e-10, atol=1e-12)
+
+
+def test_start_step_estimates_the_curvature():
+    problems, _ = _arrays((6, 6), "cce", Selection.me(), [4])
+    p = problems[0]
+    alpha = np.random.default_rng(1).uniform(0, 0.5, p.num_constraints)
+    joint, mean, ssum, grad = _evaluated(p, alpha)
+    args = (p.rows, p.values, p.player, p.eps_hat, p.eps_plus, p.rho, p.free, alpha, joint, mean, ssum, grad)
+    lam = np.linalg.eigvalsh(dual_hessian(p, alpha)).max()
+    safe = 1.0 / lipschitz_bound(p.values, p.player, p.eps_hat, p.eps_plus, p.rho)
+    assert start_step(*args, 0) == safe
+    # The Rayleigh quotient grows to the top eigenvalue: the step shrinks towards 1 / lambda.
+    steps = [start_step(*args, k) for k in (1, 3, 50)]
+    assert steps[0] >= steps[1] >= steps[2] >= 1.0 / lam * (1 - 1e-9)
+    assert steps[2] == pytest.approx(1.0 / lam, rel=1e-3)
+    assert steps[1] > 3 * safe  # the global bound is far too cautious here
+
+
+def test_curvature_start_step_needs_fewer_iterations():
+    _, args = _arrays((8, 8), "cce", Selection.me(), range(8))
+    slow = gradient_batch(*args, GradientOptions(curvature_iters=0, check_every=1))
+    fast = gradient_batch(*args, GradientOptions(check_every=1))
+    assert np.all(slow.status == OPTIMAL) and np.all(fast.status == OPTIMAL)
+    assert np.median(fast.iterations) < 0.85 * np.median(slow.iterations)
+    np.testing.assert_allclose(fast.joint, slow.joint, atol=1e-7)
