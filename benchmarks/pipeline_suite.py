@@ -12,7 +12,9 @@ a cell are timed together, in interleaved rounds of calls lasting at least
 of the same cells: CVXPY (Clarabel, ECOS, SCS) and the max-welfare LP (HiGHS).
 
 An oracle study (ME-CE, Newton) starts from the exact duals, perturbed, clipped or
-shrunk, to show how close to them a warm start must be to save iterations.
+shrunk, to show how close to them a warm start must be to save iterations; a second one
+(ME-CCE, both methods) starts from the exact duals with relative noise 1e-1 .. 1e-6, to
+show what accuracy a given saving of iterations asks of any warm start.
 
 Also written: convergence curves (median gap after k iterations, cold vs warm, against k
 and against wall time) and the warm/cold speed-up against game size, as PNG figures.
@@ -267,6 +269,40 @@ def _oracle_starts(model, rng: np.random.Generator, quick: bool) -> list[dict]:
     return rows
 
 
+#: (shape, games) and relative noise levels of the accuracy study (ME-CCE, both methods).
+ACCURACY_CELLS = {(8, 8): 64, (16, 16): 16}
+ACCURACY_NOISE = (1e-1, 1e-2, 1e-4, 1e-6)
+
+
+def _accuracy_needed(model, rng: np.random.Generator, quick: bool) -> list[dict]:
+    """Iterations to tol from the exact duals times ``1 + U(-delta, delta)``, per method.
+
+    Both methods converge linearly near the optimum, so the iterations a start saves grow
+    with the log of its accuracy: the ratio cold / start at each ``delta`` is the saving
+    a warm start of that accuracy can buy (the network's dual sub-optimality corresponds
+    to about 1e-1 .. 1e-2).
+    """
+    rows = []
+    cells = {(8, 8): 16} if quick else ACCURACY_CELLS
+    for shape, count in cells.items():
+        games = l2_invariant_games(rng, count, shape)
+        sel = Selection.me()
+        exact = np.stack([s.duals for s in solvers.solve_batch(games, "cce", sel, tol=TOL, method="newton")])
+        starts = {"cold": None, "network": _network_duals(model, games, "cce", sel),
+                  **{f"exact x (1 + U(-{d:g}, {d:g}))": exact * (1 + rng.uniform(-d, d, exact.shape))
+                     for d in ACCURACY_NOISE}}
+        for method in METHODS:
+            cold = None
+            for name, duals0 in starts.items():
+                sols = solvers.solve_batch(games, "cce", sel, duals0=duals0, tol=TOL, method=method)
+                median = float(np.median([s.iterations for s in sols]))
+                cold = median if cold is None else cold
+                rows.append({"shape": "x".join(map(str, shape)), "method": method, "start": name,
+                             "median_iters": median, "cold_over_start": cold / max(median, 1.0),
+                             "certified": float(np.mean([s.ok for s in sols]))})
+    return rows
+
+
 def _curves(model, rng: np.random.Generator, quick: bool) -> dict:
     """Median normalised gap after k iterations (no face reduction, no polish), cold vs warm."""
     out = {}
@@ -371,6 +407,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
             rows += _cell(f"classic {gs.name}", gs.payoffs, concept, Selection.me(), models[concept], baselines=False)
     curves = _curves(models, rng, quick)
     oracle = _oracle_starts(models["ce"], rng, quick)
+    accuracy = _accuracy_needed(models["cce"], rng, quick)
     figures = _plots(curves, rows, out_dir)
     policy = policy_from_rows(rows)
     if write_policy:
@@ -380,7 +417,8 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
     uncertified = [f"{r['cell']} {r['concept']} {r['preset']} {r['method']} {r['start']}: games {r['uncertified']}"
                    for r in rows if r.get("uncertified")]
     result = {"mode": "quick" if quick else "full", "tol": TOL, "seconds": time.perf_counter() - start,
-              "load_average": os.getloadavg(), "rows": rows, "curves": curves, "oracle_starts": oracle, "policy": policy,
+              "load_average": os.getloadavg(), "rows": rows, "curves": curves, "oracle_starts": oracle,
+              "accuracy_needed": accuracy, "policy": policy,
               "auto_worst_over_best": max(r["auto_over_best"] for r in auto_rows), "uncertified": uncertified,
               "figures": figures}
     columns = ["cell", "concept", "preset", "method", "start", "median_iters", "p90_iters", "s_per_game",
@@ -398,6 +436,9 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
         "## What a warm start must be to pay (ME-CE, Newton, oracle starts from the exact duals)",
         "",
         markdown_table(oracle),
+        "## What accuracy a saving of iterations asks (ME-CCE, starts from the exact duals with relative noise)",
+        "",
+        markdown_table(accuracy),
         "Uncertified: " + ("none" if not uncertified else "; ".join(uncertified)),
         "",
         *[f"![{f}]({f})" for f in figures],
