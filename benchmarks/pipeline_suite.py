@@ -8,8 +8,11 @@ reported: median / p90 iterations to tol, wall seconds per game with and without
 inference, the fraction certified (status optimal, gap <= tol). ``warm_start="auto"`` is
 timed on the same games and compared with the best of the four. All configurations of
 a cell are timed together, in interleaved rounds of calls lasting at least
-``MIN_UNIT_S``, keeping each one's best round. Baselines on a few games
-of the same cells: CVXPY (Clarabel, ECOS, SCS) and the max-welfare LP (HiGHS).
+``MIN_UNIT_S``, keeping each one's best round. Suites: L2-invariant random games (4x4
+to 32x32, 4x4x4), structured GAMUT-like classes (8x8) and classic games, each for CCE and
+CE, ME and MRE (quick mode: ME). Baselines on the first ``BASELINE_GAMES`` games of every
+cell (full mode): the same ME / MRE model in CVXPY (Clarabel, ECOS, SCS) and the
+max-welfare LP (HiGHS).
 
 An oracle study (ME-CE, Newton) starts from the exact duals, perturbed, clipped or
 shrunk, to show how close to them a warm start must be to save iterations; a second one
@@ -49,7 +52,7 @@ from hybrid_nes.model import duals_to_payoff_units, load_pretrained
 from solvers.api import refine_batch
 from solvers.game import normalise_batch
 from solvers.lp import max_welfare
-from solvers.selection import Selection
+from solvers.selection import Selection, resolve_selection
 
 TOL = 1e-8
 METHODS = ("newton", "gd")
@@ -215,10 +218,13 @@ def _pick(timings: dict[tuple[bool, str], float]) -> tuple[bool, str]:
 
 
 def _baselines(name: str, games: np.ndarray, concept: str, sel: Selection) -> list[dict]:
+    """CVXPY (the same ME / MRE model, hard constraints) and the max-welfare LP on ``games``."""
     rows = []
-    if sel.name == "me":
+    if sel.name in ("me", "mre"):
+        norms = [solvers.normalise(g) for g in games]
+        bases = [None if sel.name == "me" else resolve_selection(sel, n).base_logits for n in norms]
         for solver in ("CLARABEL", "ECOS", "SCS"):
-            runs = [_cvxpy_solve(solvers.normalise(g).payoffs, concept, solver) for g in games]
+            runs = [_cvxpy_solve(n.payoffs, concept, solver, b) for n, b in zip(norms, bases, strict=True)]
             rows.append({"cell": name, "concept": concept, "preset": sel.name, "method": f"cvxpy+{solver.lower()}",
                          "start": "-", "s_per_game": float(np.median([r["seconds"] for r in runs])),
                          "certified": float(np.mean([r["gap"] <= TOL for r in runs]))})
@@ -399,12 +405,14 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
                 sel = _selection(preset, shape, rng)
                 print(f"  random {shape} {concept} {preset}", flush=True)
                 rows += _cell(f"random {'x'.join(map(str, shape))}", games, concept, sel, models[concept], baselines=True)
-    for gs in structured_games(rng, 4 if quick else 16, 8):
+    presets = ("me",) if quick else ("me", "mre")
+    suites = [(f"gamut {gs.name}", gs.payoffs) for gs in structured_games(rng, 4 if quick else 16, 8)]
+    suites += [(f"classic {gs.name}", gs.payoffs) for gs in classic_games()]
+    for name, games in suites:
         for concept in ("cce", "ce"):
-            rows += _cell(f"gamut {gs.name}", gs.payoffs, concept, Selection.me(), models[concept], baselines=False)
-    for gs in classic_games():
-        for concept in ("cce", "ce"):
-            rows += _cell(f"classic {gs.name}", gs.payoffs, concept, Selection.me(), models[concept], baselines=False)
+            for preset in presets:
+                sel = _selection(preset, tuple(games.shape[2:]), rng)
+                rows += _cell(name, games, concept, sel, models[concept], baselines=not quick)
     curves = _curves(models, rng, quick)
     oracle = _oracle_starts(models["ce"], rng, quick)
     accuracy = _accuracy_needed(models["cce"], rng, quick)

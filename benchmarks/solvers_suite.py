@@ -52,8 +52,13 @@ def _constraint_matrix(shape: tuple[int, ...], concept: str, payoffs: np.ndarray
     return m.tocsr()
 
 
-def _cvxpy_solve(payoffs: np.ndarray, concept: str, solver: str) -> dict:
-    """Builds and solves the plain ME-(C)CE model; returns seconds and the joint."""
+def _cvxpy_solve(payoffs: np.ndarray, concept: str, solver: str, base_logits: np.ndarray | None = None) -> dict:
+    """Builds and solves the plain ME-(C)CE model; returns seconds and the joint.
+
+    With ``base_logits: [|A|]`` (e.g. the log of an MRE target) the objective is
+    ``H(x) + <x, base_logits>``, the relative entropy to ``softmax(base_logits)`` up to a
+    constant.
+    """
     import cvxpy as cp
 
     start = time.perf_counter()
@@ -62,7 +67,10 @@ def _cvxpy_solve(payoffs: np.ndarray, concept: str, solver: str) -> dict:
     matrix = _constraint_matrix(shape, concept, payoffs)
     num_joint = matrix.shape[1]
     x = cp.Variable(num_joint, nonneg=True)
-    problem = cp.Problem(cp.Maximize(cp.sum(cp.entr(x))), [matrix @ x <= 0, cp.sum(x) == 1])
+    objective = cp.sum(cp.entr(x))
+    if base_logits is not None:
+        objective = objective + np.asarray(base_logits, dtype=np.float64).ravel() @ x
+    problem = cp.Problem(cp.Maximize(objective), [matrix @ x <= 0, cp.sum(x) == 1])
     try:
         problem.solve(solver=solver)
         status = problem.status

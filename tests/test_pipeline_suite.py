@@ -18,3 +18,23 @@ def test_accuracy_study_rows():
         closest = mine[starts[-1]]
         assert closest["median_iters"] < mine["cold"]["median_iters"]
         assert closest["cold_over_start"] == mine["cold"]["median_iters"] / max(closest["median_iters"], 1.0)
+
+
+def test_cvxpy_mre_baseline_solves_the_same_problem():
+    import solvers
+    from benchmarks.solvers_suite import _cvxpy_solve
+    from solvers.selection import Selection, resolve_selection
+
+    rng = np.random.default_rng(1)
+    game = rng.normal(size=(2, 4, 4))
+    target = rng.dirichlet(np.ones(16)).reshape(4, 4)
+    sel = Selection.mre(target)
+    norm = solvers.normalise(game)
+    base = resolve_selection(sel, norm).base_logits
+    ref = _cvxpy_solve(norm.payoffs, "cce", "CLARABEL", base)
+    ours = solvers.solve(game, "cce", sel)
+    assert ours.ok and ref["gap"] <= 1e-7
+    np.testing.assert_allclose(ref["joint"], ours.joint.ravel(), atol=1e-5)
+    # The target matters: the ME answer is a different joint.
+    me = _cvxpy_solve(norm.payoffs, "cce", "CLARABEL")
+    assert np.abs(me["joint"] - ref["joint"]).max() > 1e-3
