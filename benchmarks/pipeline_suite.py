@@ -240,6 +240,16 @@ ORACLE_CELLS = {(8, 8): 100, (16, 16): 40}
 ORACLE_CLIPS = (10.0, 30.0)
 
 
+def _with_exact_duals(rng: np.random.Generator, cells: dict, concept: str):
+    """Yields ``(shape, games, Selection.me(), exact duals [B, K])`` per ``{shape: games}``
+    cell: fresh L2-invariant games and their exact ME duals (Newton, payoff units)."""
+    sel = Selection.me()
+    for shape, count in cells.items():
+        games = l2_invariant_games(rng, count, shape)
+        exact = np.stack([s.duals for s in solvers.solve_batch(games, concept, sel, tol=TOL, method="newton")])
+        yield shape, games, sel, exact
+
+
 def _oracle_starts(model, rng: np.random.Generator, quick: bool) -> list[dict]:
     """Newton iterations on ME-CE from warm starts built from the exact duals.
 
@@ -250,11 +260,7 @@ def _oracle_starts(model, rng: np.random.Generator, quick: bool) -> list[dict]:
     duals are unbounded: this shows how close a warm start must come to them to pay.
     """
     rows = []
-    cells = {(8, 8): 20} if quick else ORACLE_CELLS
-    for shape, count in cells.items():
-        games = l2_invariant_games(rng, count, shape)
-        sel = Selection.me()
-        exact = np.stack([s.duals for s in solvers.solve_batch(games, "ce", sel, tol=TOL, method="newton")])
+    for shape, games, sel, exact in _with_exact_duals(rng, {(8, 8): 20} if quick else ORACLE_CELLS, "ce"):
         net = _network_duals(model, games, "ce", sel)
         top = exact.max(axis=1, keepdims=True)
         starts = {
@@ -289,11 +295,7 @@ def _accuracy_needed(model, rng: np.random.Generator, quick: bool) -> list[dict]
     to about 1e-1 .. 1e-2).
     """
     rows = []
-    cells = {(8, 8): 16} if quick else ACCURACY_CELLS
-    for shape, count in cells.items():
-        games = l2_invariant_games(rng, count, shape)
-        sel = Selection.me()
-        exact = np.stack([s.duals for s in solvers.solve_batch(games, "cce", sel, tol=TOL, method="newton")])
+    for shape, games, sel, exact in _with_exact_duals(rng, {(8, 8): 16} if quick else ACCURACY_CELLS, "cce"):
         starts = {"cold": None, "network": _network_duals(model, games, "cce", sel),
                   **{f"exact x (1 + U(-{d:g}, {d:g}))": exact * (1 + rng.uniform(-d, d, exact.shape))
                      for d in ACCURACY_NOISE}}
