@@ -49,7 +49,7 @@ from benchmarks.results import (
 from benchmarks.solvers_suite import _cvxpy_solve
 from hybrid_nes import pipeline
 from hybrid_nes.model import duals_to_payoff_units, load_pretrained
-from solvers.api import refine_batch
+from solvers.api import auto_first_pass, gain_layout, refine_batch
 from solvers.game import normalise_batch
 from solvers.lp import max_welfare
 from solvers.selection import Selection, resolve_selection
@@ -162,7 +162,10 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
     except ValueError as err:
         duals0 = None
         print(f"  {name}: no warm start ({err})")
-    for method in METHODS:
+    # The solvers' own "auto" method (a short first-order pass, then Newton) is timed
+    # where it differs from both: large hard-constraint CEs.
+    methods = METHODS + (("auto",) if auto_first_pass(concept, gain_layout(shape, concept).num_constraints, sel.hard) else ())
+    for method in methods:
         cap = GD_MAX_ITER if method == "gd" else None
         # Untimed first call per (shape, concept, method): per-shape caches, thread start-up.
         solvers.solve_batch(games[:2], concept, sel, tol=TOL, method=method, max_iter=cap)
@@ -179,7 +182,7 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
         warnings.simplefilter("ignore")
         outs, seconds = _interleaved(units)
     rows, timings = [], {}
-    for method in METHODS:
+    for method in methods:
         row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "cold",
                **_summarise(outs[("cold", method)], seconds[("cold", method)])}
         rows.append(row)
@@ -362,7 +365,7 @@ def _plots(curves: dict, rows: list[dict], out_dir: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for concept in ("cce", "ce"):
-        for method in METHODS:
+        for method in (*METHODS, "auto"):
             pts = []
             for row in rows:
                 if row.get("concept") != concept or row.get("method") != method or not row["cell"].startswith("random"):

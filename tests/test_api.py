@@ -249,3 +249,26 @@ def test_auto_switches_from_gradient_to_newton(monkeypatch):
     assert sol.method == "gd+newton"
     _check(sol)
     np.testing.assert_allclose(sol.joint, solve(_game((4, 4), 30), "cce", method="newton").joint, atol=1e-8)
+
+
+def test_auto_first_pass_rule():
+    import solvers.api as api
+
+    # Hard-constraint CEs with many duals get the short first-order pass, others not.
+    assert api.auto_first_pass("ce", api.AUTO_PREPASS_MIN_DUALS, hard=True) == api.AUTO_PREPASS_ITER
+    assert api.auto_first_pass("ce", 112, hard=True) == 0  # 8x8 CE: Newton alone
+    assert api.auto_first_pass("cce", 2 * 32, hard=True) == 0
+    assert api.auto_first_pass("ce", 480, hard=False) == 0  # soft constraints (MS)
+    assert api.auto_first_pass("ce", api.NEWTON_MAX_DUALS + 1, hard=False) == api.AUTO_GD_ITER
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_auto_prepass_on_a_large_ce_agrees_with_newton(batched):
+    game = _game((12, 12), 31)  # 264 CE duals
+    if batched:
+        sol = solve_batch(game[None], "ce", method="auto")[0]
+    else:
+        sol = solve(game, "ce", method="auto")
+    assert sol.method.startswith("gd")
+    _check(sol)
+    np.testing.assert_allclose(sol.joint, solve(game, "ce", method="newton").joint, atol=1e-7)
