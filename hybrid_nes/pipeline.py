@@ -93,9 +93,9 @@ def plan_for(concept: str, shape: tuple[int, ...], selection: Selection, warm_st
     ``method`` (the exact solvers' own default picks Newton or first-order by size).
 
     A warm start the caller chose (``"nes"``, or ``"given"`` duals) with ``method="auto"``
-    takes the cell's measured method too: the solvers' size rule picks first-order above
-    ``solvers.api.NEWTON_MAX_DUALS`` duals (32x32 CE), where a warm start saves nothing
-    (measured: 0.9-1.2x the cold iterations), while warm Newton there is ~4x faster.
+    takes the cell's measured method too (the solvers' own rule,
+    ``solvers.api.auto_first_pass``, runs a first-order pass before Newton on large CEs,
+    which a warm start may not need).
     """
     cells = _policy().get("cells", {})
     cell = cells.get(_cell_key(concept, shape, selection.name))
