@@ -651,9 +651,10 @@ def solve(
       max_iter: iteration cap per dual pass (None: method default).
       method: "auto", "newton", "gd" (dual solvers, CVXPY finish if they stall) or
         "cvxpy" (the CVXPY reference model). "auto" is Newton, after a short
-        first-order pass on large problems (``auto_first_pass``). "gd" (first-order) alone: on hard-constraint CEs whose
-        optimum lies on a face it needs thousands of iterations and may end
-        "inaccurate" (8x8 MW-CE: 3 of 32 games; "auto" and "newton": 32 of 32 optimal).
+        first-order pass on large problems (``auto_first_pass``). "gd" (first-order
+        alone) on hard-constraint CEs whose optimum lies on a face needs thousands of
+        iterations and may end "inaccurate" (8x8 MW-CE: 3 of 32 games; "auto" and
+        "newton": 32 of 32 optimal).
       face: facial reduction for hard constraints (DESIGN §4b): "auto" (when the dual
         solver is not optimal after ``FACE_AFTER`` iterations), "always" (first: exact
         zeros off the minimal face) or "never".
