@@ -144,10 +144,13 @@ def inference_speed(model: NESModel, batch: int = 4096, shape=(8, 8), repeats: i
     return {"shape": "x".join(map(str, shape)), "batch": batch, "seconds": best, "games_per_s": batch / best}
 
 
-def training_speed(model: NESModel, shape=(8, 8), steps: int = 5) -> dict:
+def training_speed(model: NESModel, shape=(8, 8), steps: int = 5, batch: int | None = None) -> dict:
+    """Seconds per training step of ``model``'s config at ``shape`` (``batch``: None = the
+    configured batch size; a smaller one for a quick smoke run)."""
     from hybrid_nes.train import TrainConfig, init_state, make_train_step
 
-    config = TrainConfig.from_dict({**model.meta["config"], "network": model.config.to_dict()})
+    overrides = {} if batch is None else {"batch_size": batch}
+    config = TrainConfig.from_dict({**model.meta["config"], "network": model.config.to_dict(), **overrides})
     state = init_state(config)
     step = make_train_step(config)
     p, b, o = state.params, state.bn_state, state.opt_state
@@ -362,7 +365,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
         "reference_info": info,
         "accuracy": rows,
         "inference": inference_speed(cce, batch=1024 if quick else 4096),
-        "training": training_speed(cce, steps=2 if quick else 5),
+        "training": training_speed(cce, steps=2 if quick else 5, batch=512 if quick else None),
         "platform": {"machine": platform.machine(), "cpus": os.cpu_count(), "jax": jax.__version__,
                      "devices": [str(d) for d in jax.devices()]},
     }

@@ -65,6 +65,8 @@ BASELINE_GAMES = 3
 #: Interleaved timing rounds per cell; each round times every configuration once, in a
 #: rotated order, so that a load change on the shared machine hits all of them alike.
 ROUNDS = 5
+#: ``--quick``: fewer rounds (a smoke run of the same cells, within ~2 minutes).
+QUICK_ROUNDS = 2
 #: A timed unit repeats its call until it lasts at least this long (timeit's autorange):
 #: a 4x4 CCE batch solves in under a millisecond, too short to time once.
 MIN_UNIT_S = 0.05
@@ -148,7 +150,8 @@ def _warm_end_to_end(model, games: np.ndarray, concept: str, sel: Selection, met
     return solvers.solve_batch(games, concept, sel, duals0=duals0, tol=TOL, method=method, max_iter=cap)
 
 
-def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, baselines: bool) -> list[dict]:
+def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, baselines: bool,
+          rounds: int = ROUNDS) -> list[dict]:
     """All rows of one cell: cold/warm x method, auto, and the baselines, timed interleaved."""
     shape = tuple(games.shape[2:])
     num = len(games)
@@ -180,7 +183,7 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
                                                 tol=TOL, model=model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        outs, seconds = _interleaved(units)
+        outs, seconds = _interleaved(units, rounds)
     rows, timings = [], {}
     for method in methods:
         row = {"cell": name, "concept": concept, "preset": sel.name, "method": method, "start": "cold",
@@ -402,6 +405,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
     models = {c: load_pretrained(c) for c in ("cce", "ce")}
     solvers.solve_batch(l2_invariant_games(rng, 4, (3, 3)), "ce")  # compile the kernels once
     rows: list[dict] = []
+    rounds = QUICK_ROUNDS if quick else ROUNDS
     start = time.perf_counter()
     for shape, count in (QUICK_CELLS if quick else RANDOM_CELLS).items():
         games = l2_invariant_games(rng, count, shape)
@@ -409,7 +413,8 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
             for preset in ("me",) if quick else ("me", "mre"):
                 sel = _selection(preset, shape, rng)
                 print(f"  random {shape} {concept} {preset}", flush=True)
-                rows += _cell(f"random {'x'.join(map(str, shape))}", games, concept, sel, models[concept], baselines=True)
+                rows += _cell(f"random {'x'.join(map(str, shape))}", games, concept, sel, models[concept], baselines=True,
+                              rounds=rounds)
     presets = ("me",) if quick else ("me", "mre")
     suites = [(f"gamut {gs.name}", gs.payoffs) for gs in structured_games(rng, 4 if quick else 16, 8)]
     suites += [(f"classic {gs.name}", gs.payoffs) for gs in classic_games()]
@@ -417,7 +422,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
         for concept in ("cce", "ce"):
             for preset in presets:
                 sel = _selection(preset, tuple(games.shape[2:]), rng)
-                rows += _cell(name, games, concept, sel, models[concept], baselines=not quick)
+                rows += _cell(name, games, concept, sel, models[concept], baselines=not quick, rounds=rounds)
     curves = _curves(models, rng, quick)
     oracle = _oracle_starts(models["ce"], rng, quick)
     accuracy = _accuracy_needed(models["cce"], rng, quick)
