@@ -2,7 +2,8 @@
 
     python -m benchmarks.pipeline_suite [--quick] [--write-policy]
 
-For every cell (suite, shape, concept, preset) and dual method (Newton, first-order) the
+For every cell (suite, shape, concept, preset) and dual method (Newton, first-order, and
+the solvers' "auto" where it differs from both: a short first-order pass, then Newton) the
 same games are solved cold (zero duals) and warm (the shipped network's duals), batched;
 reported: median / p90 iterations to tol, wall seconds per game with and without network
 inference, the fraction certified (status optimal, gap <= tol). ``warm_start="auto"`` is
