@@ -168,7 +168,8 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
         print(f"  {name}: no warm start ({err})")
     # The solvers' own "auto" method (a short first-order pass, then Newton) is timed
     # where it differs from both: large hard-constraint CEs.
-    methods = METHODS + (("auto",) if auto_first_pass(concept, gain_layout(shape, concept).num_constraints, sel.hard) else ())
+    num_duals = gain_layout(shape, concept).num_constraints
+    methods = METHODS + (("auto",) if auto_first_pass(concept, len(shape), num_duals, sel.hard) else ())
     for method in methods:
         cap = GD_MAX_ITER if method == "gd" else None
         # Untimed first call per (shape, concept, method): per-shape caches, thread start-up.

@@ -78,14 +78,16 @@ FACE_AFTER = 60
 FACE_AFTER_GD = 3000
 #: ``method="auto"`` above ``NEWTON_MAX_DUALS``: first-order iterations before Newton.
 AUTO_GD_ITER = 500
-#: ``method="auto"`` on hard-constraint CEs with at least ``AUTO_PREPASS_MIN_DUALS`` duals:
-#: a short first-order pass finds most of the active set before Newton, whose Cholesky
-#: then works on a far smaller free block. Measured cold, ME-CE, ms per game (2-core CPU):
-#: 12x12 0.55 -> 0.35, 16x16 1.81 -> 0.84, 24x24 11.8 (7.3 with the 500-iteration pass)
-#: -> 1.9, 32x32 13.1 (500) -> 4.9; 8x8 (112 duals) unchanged, CCEs slower (Newton takes
-#: 5 iterations there), soft constraints (MS) much slower, so neither gets it.
+#: ``method="auto"`` on 2-player hard-constraint CEs with at least
+#: ``AUTO_PREPASS_MIN_DUALS`` duals: a short first-order pass finds most of the active set
+#: before Newton (whose iterations there mostly drift towards a face of the simplex), and
+#: Newton's Cholesky then works on a far smaller free block. Measured cold, ME-CE, ms per
+#: game (2-core CPU): 10x10 1.14 -> 0.52, 12x12 0.55 -> 0.35, 16x16 1.81 -> 0.84, 20x12
+#: 2.72 -> 1.26, 24x24 11.8 (7.3 with the 500-iteration pass) -> 1.9, 32x32 13.1 (500) ->
+#: 4.9; 8x8 and 9x9 unchanged. Left out, being slower with it: CCEs (Newton takes ~5
+#: iterations), CEs of 3+ players (~5 too: 12x12x12 2.07 -> 3.06), soft constraints (MS).
 AUTO_PREPASS_ITER = 30
-AUTO_PREPASS_MIN_DUALS = 200
+AUTO_PREPASS_MIN_DUALS = 150
 #: Default iteration caps per stage.
 DEFAULT_MAX_ITER = {"newton": 200, "gd": 20000}
 
@@ -268,13 +270,13 @@ def _polish_one(problem: DualProblem, joint0: np.ndarray):
         return err
 
 
-def auto_first_pass(concept: str, num_duals: int, hard: bool) -> int:
+def auto_first_pass(concept: str, num_players: int, num_duals: int, hard: bool) -> int:
     """First-order iterations ``method="auto"`` runs before Newton (0: Newton alone).
 
-    ``AUTO_PREPASS_ITER`` on hard-constraint CEs with ``AUTO_PREPASS_MIN_DUALS`` duals or
-    more, ``AUTO_GD_ITER`` on other problems above ``NEWTON_MAX_DUALS`` duals.
+    ``AUTO_PREPASS_ITER`` on 2-player hard-constraint CEs with ``AUTO_PREPASS_MIN_DUALS``
+    duals or more, ``AUTO_GD_ITER`` on other problems above ``NEWTON_MAX_DUALS`` duals.
     """
-    if concept == "ce" and hard and num_duals >= AUTO_PREPASS_MIN_DUALS:
+    if concept == "ce" and num_players == 2 and hard and num_duals >= AUTO_PREPASS_MIN_DUALS:
         return AUTO_PREPASS_ITER
     return AUTO_GD_ITER if num_duals > NEWTON_MAX_DUALS else 0
 
@@ -304,7 +306,7 @@ def refine_batch(
         leading B axis (``base_logits [B, |A|]``, ``eps_hat/eps_plus [B, N]``, ``rho [B]``).
       alpha0: ``[B, K]`` start duals (projected onto ``alpha >= 0``); None = zeros.
       method: "auto" (``auto_first_pass``: a first-order pass of ``AUTO_PREPASS_ITER``
-        iterations on hard-constraint CEs with ``AUTO_PREPASS_MIN_DUALS`` duals or more,
+        iterations on 2-player hard-constraint CEs with ``AUTO_PREPASS_MIN_DUALS`` duals or more,
         of ``AUTO_GD_ITER`` on others above ``NEWTON_MAX_DUALS`` duals, then Newton for
         the games not yet optimal; Newton alone otherwise), "newton", "gd".
       tol: tolerance on violation, KKT residual and duality gap.
@@ -335,7 +337,7 @@ def refine_batch(
     # "auto": Newton when its Cholesky is cheap; else a first-order pass first and Newton
     # for the games it leaves (Newton's free block is small after it, so it stays
     # affordable; ill-conditioned games, e.g. MW, take GD 10^4+ iterations alone).
-    first_pass = auto_first_pass(concept, num, bool(np.all(np.isinf(params.rho))))
+    first_pass = auto_first_pass(concept, num_players, num, bool(np.all(np.isinf(params.rho))))
     solver = method if method != "auto" else ("gd" if first_pass else "newton")
     second = "newton" if method == "auto" else solver
     cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER[solver]
@@ -684,7 +686,9 @@ def solve(
         return _reference_solution(norm, concept, sel, params, tol, timings, t_start)
     num_players = payoffs.shape[0]
     hard = math.isinf(params.rho)
-    newton_alone = method == "newton" or (method == "auto" and not auto_first_pass(concept, layout.num_constraints, hard))
+    newton_alone = method == "newton" or (
+        method == "auto" and not auto_first_pass(concept, payoffs.shape[0], layout.num_constraints, hard)
+    )
     if newton_alone and layout.num_constraints <= NEWTON_MAX_DUALS and not (hard and face == "always"):
         # Fast path: gains, Newton and certificate in one compiled call.
         cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER["newton"]

@@ -254,12 +254,13 @@ def test_auto_switches_from_gradient_to_newton(monkeypatch):
 def test_auto_first_pass_rule():
     import solvers.api as api
 
-    # Hard-constraint CEs with many duals get the short first-order pass, others not.
-    assert api.auto_first_pass("ce", api.AUTO_PREPASS_MIN_DUALS, hard=True) == api.AUTO_PREPASS_ITER
-    assert api.auto_first_pass("ce", 112, hard=True) == 0  # 8x8 CE: Newton alone
-    assert api.auto_first_pass("cce", 2 * 32, hard=True) == 0
-    assert api.auto_first_pass("ce", 480, hard=False) == 0  # soft constraints (MS)
-    assert api.auto_first_pass("ce", api.NEWTON_MAX_DUALS + 1, hard=False) == api.AUTO_GD_ITER
+    # 2-player hard-constraint CEs with many duals get the short first-order pass, others not.
+    assert api.auto_first_pass("ce", 2, api.AUTO_PREPASS_MIN_DUALS, hard=True) == api.AUTO_PREPASS_ITER
+    assert api.auto_first_pass("ce", 2, 112, hard=True) == 0  # 8x8 CE: Newton alone
+    assert api.auto_first_pass("cce", 2, 2 * 32, hard=True) == 0
+    assert api.auto_first_pass("ce", 3, 396, hard=True) == 0  # 12x12x12 CE: Newton takes ~5 iterations
+    assert api.auto_first_pass("ce", 2, 480, hard=False) == 0  # soft constraints (MS)
+    assert api.auto_first_pass("ce", 2, api.NEWTON_MAX_DUALS + 1, hard=False) == api.AUTO_GD_ITER
 
 
 @pytest.mark.parametrize("batched", [False, True])
