@@ -274,6 +274,37 @@ class NESModel:
             duals = duals_to_payoff_units(duals, norm.scale, shape, self.concept)
         return duals
 
+    def predict_joint(
+        self,
+        games: np.ndarray,
+        selection: str | Selection | Sequence[Selection] = "me",
+        *,
+        allow_untrained: bool = False,
+    ) -> np.ndarray:
+        """The network's equilibrium alone: ``sigma(duals)`` of the predicted duals.
+
+        Approximate and uncertified (8x8 ME-CCE: CCE gap ~0.017, half-L1 distance to the
+        exact joint ~0.012, see the model card); ``hybrid_nes.solve_batch`` returns the
+        certified ones. Arguments as ``predict_duals``.
+
+        Returns:
+          ``[B, A1..AN]`` float64 joints (each sums to 1).
+        """
+        from solvers import kernels as kn
+        from solvers.api import gain_layout
+
+        batch = as_game_batch(games, "games")
+        shape = self.check_shape(batch.shape[2:], allow_untrained)
+        norm = normalise_batch(batch)
+        sel = self.selection_inputs(norm, selection)
+        duals = self.predict_normalised(norm.payoffs, sel, allow_untrained)
+        num_games, num_players = batch.shape[:2]
+        layout = gain_layout(shape, self.concept)
+        values = kn.gain_values(norm.payoffs.reshape(num_games, num_players, -1), layout.slot_player, layout.dev)
+        base = np.ascontiguousarray(np.asarray(sel.base_logits, np.float64).reshape(num_games, -1))
+        joint = kn.softmax(kn.logits(layout.rows, values, base, np.ascontiguousarray(duals)))
+        return joint.reshape((num_games,) + shape)
+
     def selection_inputs(self, norm: NormalisedGame, selection) -> SelectionInputs:
         """Resolves ``selection`` against each normalised game of a batch."""
         b = norm.payoffs.shape[0]
