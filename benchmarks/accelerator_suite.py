@@ -11,8 +11,8 @@ case the warm start is built for: batched inference that costs little). Each
 configuration is called once to compile (JAX and Numba), then timed in interleaved
 rounds, keeping the best (``pipeline_suite``'s timing rule and certification); reported
 per cell: median Newton iterations, ms per game, the share of the warm time spent on
-inference, the warm/cold speed-up and the speed-up over the faster cold path. Written to ``DIR/accelerator_suite.json`` and
-printed as a markdown table.
+inference, the warm/cold speed-up and the speed-up over the faster cold path. Written
+to ``DIR/accelerator_suite.json`` and printed as a markdown table.
 """
 
 from __future__ import annotations

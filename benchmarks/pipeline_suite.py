@@ -50,7 +50,8 @@ from benchmarks.results import (
 from benchmarks.solvers_suite import _cvxpy_solve
 from hybrid_nes import pipeline
 from hybrid_nes.model import duals_to_payoff_units, load_pretrained
-from solvers.api import auto_first_pass, gain_layout, refine_batch
+from solvers.api import auto_first_pass, refine_batch
+from solvers.gains import num_constraints
 from solvers.game import normalise_batch
 from solvers.lp import max_welfare
 from solvers.selection import Selection, resolve_selection
@@ -168,8 +169,8 @@ def _cell(name: str, games: np.ndarray, concept: str, sel: Selection, model, bas
         print(f"  {name}: no warm start ({err})")
     # The solvers' own "auto" method (a short first-order pass, then Newton) is timed
     # where it differs from both: large hard-constraint CEs.
-    num_duals = gain_layout(shape, concept).num_constraints
-    methods = METHODS + (("auto",) if auto_first_pass(concept, len(shape), num_duals, sel.hard) else ())
+    first_pass = auto_first_pass(concept, len(shape), num_constraints(shape, concept), sel.hard)
+    methods = METHODS + (("auto",) if first_pass else ())
     for method in methods:
         cap = GD_MAX_ITER if method == "gd" else None
         # Untimed first call per (shape, concept, method): per-shape caches, thread start-up.
@@ -408,16 +409,16 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
     solvers.solve_batch(l2_invariant_games(rng, 4, (3, 3)), "ce")  # compile the kernels once
     rows: list[dict] = []
     rounds = QUICK_ROUNDS if quick else ROUNDS
+    presets = ("me",) if quick else ("me", "mre")
     start = time.perf_counter()
     for shape, count in (QUICK_CELLS if quick else RANDOM_CELLS).items():
         games = l2_invariant_games(rng, count, shape)
         for concept in ("cce", "ce"):
-            for preset in ("me",) if quick else ("me", "mre"):
+            for preset in presets:
                 sel = _selection(preset, shape, rng)
                 print(f"  random {shape} {concept} {preset}", flush=True)
                 rows += _cell(f"random {'x'.join(map(str, shape))}", games, concept, sel, models[concept], baselines=True,
                               rounds=rounds)
-    presets = ("me",) if quick else ("me", "mre")
     suites = [(f"gamut {gs.name}", gs.payoffs) for gs in structured_games(rng, 4 if quick else 16, 8)]
     suites += [(f"classic {gs.name}", gs.payoffs) for gs in classic_games()]
     for name, games in suites:

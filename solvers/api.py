@@ -687,7 +687,7 @@ def solve(
     num_players = payoffs.shape[0]
     hard = math.isinf(params.rho)
     newton_alone = method == "newton" or (
-        method == "auto" and not auto_first_pass(concept, payoffs.shape[0], layout.num_constraints, hard)
+        method == "auto" and not auto_first_pass(concept, num_players, layout.num_constraints, hard)
     )
     if newton_alone and layout.num_constraints <= NEWTON_MAX_DUALS and not (hard and face == "always"):
         # Fast path: gains, Newton and certificate in one compiled call.

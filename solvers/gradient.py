@@ -119,6 +119,7 @@ def start_step(rows, values, player, eps_hat, eps_plus, rho, free, alpha, joint,
     kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
     vec = np.empty(num)
     hv = np.empty(num)
+    weights = np.empty(joint.shape[0])
     norm = 0.0
     for k in range(num):
         g = grad[k]
@@ -133,7 +134,7 @@ def start_step(rows, values, player, eps_hat, eps_plus, rho, free, alpha, joint,
         norm = math.sqrt(norm)
         for k in range(num):
             vec[k] /= norm
-        kn.hessian_vector_one(rows, values, player, joint, mean, curv, vec, psum, hv)
+        kn.hessian_vector_one(rows, values, player, joint, mean, curv, vec, psum, weights, hv)
         lam = 0.0
         norm = 0.0
         for k in range(num):
@@ -185,7 +186,8 @@ def fista_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, t
     dgap = 0.0
     while True:
         if it % check_every == 0 or it >= max_iter:
-            loss_a = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+            if it > 0:  # at it == 0 the start's evaluation above is still current
+                loss_a = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
             kn.player_gaps_one(mean, player, gaps)
             viol, kkt = kn.measures_one(alpha, grad, free)
             dgap = kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)

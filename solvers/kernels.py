@@ -250,25 +250,23 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
 
 
 @njit(cache=True)
-def hessian_vector_one(rows, values, player, sigma, mean, curv, vec, psum, out):
+def hessian_vector_one(rows, values, player, sigma, mean, curv, vec, psum, weights, out):
     """``out = H vec`` without forming ``H`` (the Hessian of ``hessian_one``, all rows).
 
     ``H = sum_a sigma(a) m_a m_a^T - mean mean^T + [same player] curv[player]``: two
-    passes over the ELL columns, the cost of one gradient. ``vec, out: [K]``,
-    ``psum: [N]`` scratch.
+    passes over the ELL columns, the cost of one gradient (the second is
+    ``expected_gains_one`` with weights ``sigma(a) m_a . vec``). ``vec, out: [K]``;
+    ``psum: [N]``, ``weights: [|A|]`` scratch.
     """
-    out[:] = 0.0
     num_joint, width = rows.shape
     for a in range(num_joint):
         s = sigma[a]
-        if s == 0.0:
-            continue
         d = 0.0
-        for j in range(width):
-            d += values[a, j] * vec[rows[a, j]]
-        d *= s
-        for j in range(width):
-            out[rows[a, j]] += d * values[a, j]
+        if s != 0.0:
+            for j in range(width):
+                d += values[a, j] * vec[rows[a, j]]
+        weights[a] = s * d
+    expected_gains_one(rows, values, weights, out)
     mv = 0.0
     for k in range(vec.shape[0]):
         mv += mean[k] * vec[k]

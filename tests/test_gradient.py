@@ -87,7 +87,7 @@ def test_hessian_vector_product_matches_reference(selection):
     kn.curvature_one(ssum, p.eps_hat, p.eps_plus, p.rho, curv)
     vec = rng.normal(size=p.num_constraints)
     out = np.empty(p.num_constraints)
-    kn.hessian_vector_one(p.rows, p.values, p.player, joint, mean, curv, vec, np.empty(2), out)
+    kn.hessian_vector_one(p.rows, p.values, p.player, joint, mean, curv, vec, np.empty(2), np.empty(joint.shape[0]), out)
     np.testing.assert_allclose(out, dual_hessian(p, alpha) @ vec, rtol=1e-10, atol=1e-12)
 
 
