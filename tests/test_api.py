@@ -10,6 +10,7 @@ import pytest
 from solvers import Selection, Solution, Status, refine_batch, solve, solve_batch
 from solvers.dual import dual_problem, joint_from_duals
 from solvers.game import normalise, normalise_batch
+from solvers.lp import max_welfare
 from solvers.selection import resolve_selection
 
 PD = np.array([[[-1.0, -3.0], [0.0, -2.0]], [[-1.0, 0.0], [-3.0, -2.0]]])
@@ -148,6 +149,24 @@ def test_status_is_honest_under_tiny_budgets():
                 assert sol.normalised_gap <= TOL and abs(sol.duality_gap) <= TOL
             else:
                 assert sol.status in (Status.MAX_ITER, Status.INACCURATE)
+
+
+def test_near_lp_max_welfare_ce_is_certified_by_newton():
+    # MW-CE with a large welfare weight is nearly an LP: Newton needs hundreds of
+    # iterations while the active set settles (426 here). Under the old cap of 200 it
+    # went to the CVXPY polish, which missed tol ("inaccurate", 2 s).
+    game = _game((16, 16), 0)
+    mu = 100.0
+    sol = solve(game, "ce", "mw", mu=mu)
+    _check(sol)
+    assert "cvxpy" not in sol.method and sol.iterations > 200
+    # Independent check: the LP's maximum welfare (HiGHS) bounds the answer's welfare,
+    # mu <s, W> + H(s) >= mu W_LP gives <s, W> >= W_LP - ln|A| / mu.
+    norm = normalise(game)
+    welfare = norm.payoffs.sum(axis=0)
+    lp = max_welfare(norm.payoffs, "ce")
+    w = float(np.sum(sol.joint * welfare))
+    assert lp.welfare - math.log(welfare.size) / mu - 1e-7 <= w <= lp.welfare + 1e-7
 
 
 def test_refine_batch_without_polish_reports_max_iter():
