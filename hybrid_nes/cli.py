@@ -6,6 +6,7 @@
     hybrid-nes train --config run.json --out runs/gpu --time-budget 420   # as many steps as fit
     hybrid-nes train --config run.json --out runs/ft --init-from hybrid_nes/pretrained/nes_ce.npz   # fine-tune
     hybrid-nes solve game.nfg --concept ce --selection me   # also .npy / .npz; --json
+    hybrid-nes solve-batch games.npy --out results.npz --concept ce   # [B, N, A1..AN], progress bar
     hybrid-nes demo                                         # classic + random games, timed
 
 Each subcommand is registered by an ``add_<name>_parser(subparsers)`` function, so that
@@ -20,7 +21,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main", "add_train_parser", "add_export_parser", "add_solve_parser", "add_demo_parser"]
+__all__ = [
+    "build_parser",
+    "main",
+    "add_train_parser",
+    "add_export_parser",
+    "add_solve_parser",
+    "add_solve_batch_parser",
+    "add_demo_parser",
+]
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -142,18 +151,38 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_solve_parser(subparsers) -> argparse.ArgumentParser:
-    """Registers ``solve``: one game file -> its certified (C)CE."""
-    p = subparsers.add_parser("solve", help="solve a game file (.npy, .npz, Gambit .nfg)")
-    p.add_argument("game", type=Path, help="payoffs [N, A1..AN] as .npy/.npz, or a Gambit .nfg file")
+def _add_solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concept", choices=("cce", "ce"), default="cce")
     p.add_argument("--selection", default="me", help="preset: me, mw, ms, mg (mre/mwme need arrays: use the API)")
     p.add_argument("--eps-hat", type=float, default=0.0, help="target approximation, payoff units")
     p.add_argument("--warm-start", choices=("auto", "nes", "cold"), default="auto")
     p.add_argument("--method", choices=("auto", "newton", "gd", "cvxpy"), default="auto")
     p.add_argument("--tol", type=float, default=1e-8)
+
+
+def add_solve_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``solve``: one game file -> its certified (C)CE."""
+    p = subparsers.add_parser("solve", help="solve a game file (.npy, .npz, Gambit .nfg)")
+    p.add_argument("game", type=Path, help="payoffs [N, A1..AN] as .npy/.npz, or a Gambit .nfg file")
+    _add_solve_options(p)
     p.add_argument("--json", action="store_true", help="print the solution as JSON")
     p.set_defaults(func=_run_solve)
+    return p
+
+
+def add_solve_batch_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``solve-batch``: a file of games -> their certified (C)CEs as arrays."""
+    p = subparsers.add_parser(
+        "solve-batch", help="solve a batch of games [B, N, A1..AN] (.npy/.npz) into a results .npz",
+        description="Solves every game of GAMES (one shape, [B, N, A1..AN]) with hybrid_nes.solve_batch "
+        "in chunks, and writes joint, duals (payoff units), gaps, status, method and iterations per game "
+        "to OUT (.npz, written atomically). Exit code 0 when every game is certified, 1 otherwise.")
+    p.add_argument("games", type=Path, help="payoffs [B, N, A1..AN] as .npy, or .npz (key 'games' or one array)")
+    p.add_argument("--out", type=Path, required=True, help="results file (.npz)")
+    _add_solve_options(p)
+    p.add_argument("--chunk", type=int, default=1024, help="games per solve_batch call (progress granularity)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.set_defaults(func=_run_solve_batch)
     return p
 
 
@@ -204,6 +233,59 @@ def _run_solve(args: argparse.Namespace) -> int:
     return 0 if sol.ok else 1
 
 
+def _run_solve_batch(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from hybrid_nes.pipeline import solve_batch
+    from solvers.atomic import atomic_path
+    from solvers.game_io import load_games
+    from solvers.solution import stack_solutions
+
+    def fail(message: str) -> int:
+        print(f"hybrid-nes solve-batch: {message}", file=sys.stderr)
+        return 2
+
+    if args.chunk < 1:
+        return fail(f"--chunk must be >= 1, got {args.chunk}")
+    if args.out.suffix.lower() != ".npz":
+        return fail(f"--out must be a .npz file, got {args.out}")
+    if not args.out.parent.is_dir():
+        return fail(f"no directory {args.out.parent} for --out")
+    params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
+    try:
+        games = load_games(args.games)
+    except (OSError, ValueError, TypeError) as err:
+        return fail(str(err))
+    num = games.shape[0]
+    sols = []
+    start = time.perf_counter()
+    with tqdm(total=num, desc=f"{args.concept} {args.selection}", unit="game", disable=args.no_progress,
+              dynamic_ncols=True) as bar:
+        for lo in range(0, num, args.chunk):
+            try:
+                chunk = solve_batch(games[lo:lo + args.chunk], args.concept, args.selection,
+                                    warm_start=args.warm_start, method=args.method, tol=args.tol, **params)
+            except (ValueError, TypeError) as err:
+                return fail(str(err))
+            sols.extend(chunk)
+            bar.update(len(chunk))
+            bar.set_postfix(certified=f"{sum(sol.ok for sol in sols)}/{len(sols)}")
+    wall = time.perf_counter() - start
+    arrays = stack_solutions(sols)
+    with atomic_path(args.out, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    bad = np.flatnonzero(arrays["status"] != "optimal")
+    print(f"{num} games {'x'.join(map(str, games.shape[2:]))}, {args.concept.upper()} ({args.selection}): "
+          f"{wall:.2f} s, {num / wall:.0f} games/s; certified {num - bad.size}/{num}; wrote {args.out}")
+    if bad.size:
+        shown = ", ".join(f"{i} ({arrays['status'][i]})" for i in bad[:20])
+        print(f"not certified: {shown}{' ...' if bad.size > 20 else ''}")
+    return 0 if bad.size == 0 else 1
+
+
 def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     """Registers ``demo``."""
     p = subparsers.add_parser("demo", help="solve classic and random games with the shipped network")
@@ -226,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(subparsers)
     add_export_parser(subparsers)
     add_solve_parser(subparsers)
+    add_solve_batch_parser(subparsers)
     add_demo_parser(subparsers)
     return parser
 

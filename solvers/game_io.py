@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from solvers.atomic import atomic_path
-from solvers.game import as_game
+from solvers.game import as_game, as_game_batch
 
-__all__ = ["load_game", "save_game"]
+__all__ = ["load_game", "load_games", "save_game"]
 
 NPZ_KEYS: tuple[str, ...] = ("payoffs", "game", "arr_0")
 
@@ -28,14 +28,14 @@ def _pygambit():
     return pygambit
 
 
-def _load_npz(path: Path) -> np.ndarray:
+def _load_npz(path: Path, keys: tuple[str, ...] = NPZ_KEYS) -> np.ndarray:
     with np.load(path, allow_pickle=False) as data:
-        for key in NPZ_KEYS:
+        for key in keys:
             if key in data:
                 return data[key]
         if len(data.files) == 1:
             return data[data.files[0]]
-        raise ValueError(f"{path}: .npz holds {data.files}; expected one array or a key in {NPZ_KEYS}")
+        raise ValueError(f"{path}: .npz holds {data.files}; expected one array or a key in {keys}")
 
 
 def _load_nfg(path: Path) -> np.ndarray:
@@ -63,6 +63,26 @@ def load_game(path: str | os.PathLike) -> np.ndarray:
     else:
         raise ValueError(f"{path}: unknown game file type {suffix!r}; use .npy, .npz or .nfg")
     return as_game(raw, name=str(path))
+
+
+def load_games(path: str | os.PathLike) -> np.ndarray:
+    """Reads a batch of games of one shape, ``[B, N, A1..AN]`` float64, from ``.npy`` or
+    ``.npz`` (key ``payoffs``/``games``/``game`` or a single array).
+
+    The batch axis is required: ``[N, A1..AN]`` is ambiguous (a ``[3, 2, 4, 4]`` array is
+    both one 3-player game and three 2-player ones); add it with ``array[None]``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no games file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        raw = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        raw = _load_npz(path, ("games",) + NPZ_KEYS)
+    else:
+        raise ValueError(f"{path}: a batch of games is read from .npy or .npz, not {suffix!r}")
+    return as_game_batch(raw, name=str(path))
 
 
 def save_game(game: np.ndarray, path: str | os.PathLike, title: str = "hybrid_nes game") -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from solvers.selection import Selection
 
-__all__ = ["Status", "Solution"]
+__all__ = ["Status", "Solution", "stack_solutions"]
 
 
 class Status(str, enum.Enum):
@@ -80,3 +80,31 @@ class Solution:
             f"status={self.status.value!r}, gap={self.gap:.3g}, duality_gap={self.duality_gap:.3g}, "
             f"iterations={self.iterations}, method={self.method!r}, shape={self.joint.shape})"
         )
+
+
+def stack_solutions(solutions: Sequence[Solution]) -> dict[str, np.ndarray]:
+    """Solutions of games of one shape as arrays, e.g. for ``np.savez``.
+
+    Returns ``joint [B, A1..AN]``, ``duals [B, K]`` (payoff units), ``eps``, ``gaps`` and
+    ``scale [B, N]``, ``gap``, ``normalised_gap``, ``duality_gap``, ``objective [B]``
+    float64, ``iterations [B]`` int64, ``status`` and ``method [B]`` str.
+    """
+    if not solutions:
+        raise ValueError("no solutions to stack")
+    shapes = {sol.joint.shape for sol in solutions}
+    if len(shapes) > 1:
+        raise ValueError(f"solutions of one game shape are stacked; got shapes {sorted(shapes)}")
+    return {
+        "joint": np.stack([sol.joint for sol in solutions]),
+        "duals": np.stack([sol.duals for sol in solutions]),
+        "eps": np.stack([sol.eps for sol in solutions]),
+        "gaps": np.stack([sol.gaps for sol in solutions]),
+        "scale": np.stack([sol.scale for sol in solutions]),
+        "gap": np.array([sol.gap for sol in solutions], dtype=np.float64),
+        "normalised_gap": np.array([sol.normalised_gap for sol in solutions], dtype=np.float64),
+        "duality_gap": np.array([sol.duality_gap for sol in solutions], dtype=np.float64),
+        "objective": np.array([sol.objective for sol in solutions], dtype=np.float64),
+        "iterations": np.array([sol.iterations for sol in solutions], dtype=np.int64),
+        "status": np.array([sol.status.value for sol in solutions]),
+        "method": np.array([sol.method for sol in solutions]),
+    }

@@ -292,3 +292,16 @@ def test_auto_prepass_on_a_large_ce_agrees_with_newton(batched):
     assert sol.method.startswith("gd")
     _check(sol)
     np.testing.assert_allclose(sol.joint, solve(game, "ce", method="newton").joint, atol=1e-7)
+
+
+def test_stack_solutions_checks_one_shape():
+    from solvers.solution import stack_solutions
+
+    sols = solve_batch(np.stack([_game((3, 4), s) for s in range(2)]), "cce")
+    arrays = stack_solutions(sols)
+    assert arrays["joint"].shape == (2, 3, 4) and list(arrays["status"]) == ["optimal", "optimal"]
+    np.testing.assert_array_equal(arrays["iterations"], [s.iterations for s in sols])
+    with pytest.raises(ValueError, match="one game shape"):
+        stack_solutions([sols[0], solve(_game((2, 2), 0), "cce")])
+    with pytest.raises(ValueError, match="no solutions"):
+        stack_solutions([])

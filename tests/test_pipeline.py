@@ -151,3 +151,46 @@ def test_cli_solves_an_nfg_file(tmp_path, capsys):
     assert main(["solve", str(path), "--concept", "cce"]) == 0
     assert "status optimal" in capsys.readouterr().out
     assert main(["solve", str(tmp_path / "missing.nfg")]) == 2
+
+
+def test_cli_solve_batch_writes_every_games_solution(tmp_path, capsys):
+    from hybrid_nes.cli import main
+
+    games = _games(40, 7, (4, 5))
+    src = tmp_path / "games.npz"
+    np.savez(src, games=games)
+    out = tmp_path / "results.npz"
+    argv = ["solve-batch", str(src), "--out", str(out), "--concept", "ce", "--chunk", "3", "--no-progress"]
+    assert main(argv) == 0
+    assert "certified 7/7" in capsys.readouterr().out
+    with np.load(out) as res:
+        assert res["joint"].shape == (7, 4, 5) and res["duals"].shape == (7, solvers.num_constraints((4, 5), "ce"))
+        assert list(res["status"]) == ["optimal"] * 7 and np.all(res["normalised_gap"] <= 1e-8)
+        for g, joint, duals in zip(games, res["joint"], res["duals"], strict=True):
+            ref = solvers.solve(g, "ce")
+            np.testing.assert_allclose(joint, ref.joint, atol=1e-7)
+            # The duals are a warm start in payoff units: they reproduce the joint at once.
+            again = solvers.solve(g, "ce", duals0=duals)
+            assert again.iterations <= 1
+            np.testing.assert_allclose(again.joint, joint, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (lambda p: np.save(p / "g.npy", _games(0, 2, (3, 3))[0]), ["g.npy"], "shape [B, N, A1..AN]"),
+        (lambda p: np.save(p / "g.npy", np.full((1, 2, 2, 2), np.nan)), ["g.npy"], "NaN"),
+        (lambda p: None, ["missing.npy"], "no games file"),
+        (lambda p: np.save(p / "g.npy", _games(0, 2, (3, 3))), ["g.npy", "--chunk", "0"], "--chunk"),
+        (lambda p: np.save(p / "g.npy", _games(0, 2, (3, 3))), ["g.npy", "--selection", "zz"], "zz"),
+    ],
+)
+def test_cli_solve_batch_rejects_bad_input(tmp_path, capsys, setup, args, message):
+    from hybrid_nes.cli import main
+
+    setup(tmp_path)
+    out = tmp_path / "results.npz"
+    argv = ["solve-batch", str(tmp_path / args[0]), "--out", str(out), "--no-progress", *args[1:]]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
