@@ -44,6 +44,21 @@ def _load_nfg(path: Path) -> np.ndarray:
     return np.stack([np.asarray(a, dtype=np.float64) for a in arrays])
 
 
+def _read_array(path: Path, what: str, npz_keys: tuple[str, ...], nfg: bool) -> np.ndarray:
+    """The raw array of a ``.npy`` / ``.npz`` (/ ``.nfg`` when ``nfg``) file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".npz":
+        return _load_npz(path, npz_keys)
+    if suffix == ".nfg" and nfg:
+        return _load_nfg(path)
+    types = ".npy, .npz or .nfg" if nfg else ".npy or .npz"
+    raise ValueError(f"{path}: unknown {what} file type {suffix!r}; use {types}")
+
+
 def load_game(path: str | os.PathLike) -> np.ndarray:
     """Reads a game file into a validated ``[N, A1..AN]`` float64 tensor.
 
@@ -51,18 +66,7 @@ def load_game(path: str | os.PathLike) -> np.ndarray:
     and Gambit ``.nfg`` (strategic form, any number of players).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no game file at {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        raw = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        raw = _load_npz(path)
-    elif suffix == ".nfg":
-        raw = _load_nfg(path)
-    else:
-        raise ValueError(f"{path}: unknown game file type {suffix!r}; use .npy, .npz or .nfg")
-    return as_game(raw, name=str(path))
+    return as_game(_read_array(path, "game", NPZ_KEYS, nfg=True), name=str(path))
 
 
 def load_games(path: str | os.PathLike) -> np.ndarray:
@@ -73,16 +77,7 @@ def load_games(path: str | os.PathLike) -> np.ndarray:
     both one 3-player game and three 2-player ones); add it with ``array[None]``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no games file at {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        raw = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        raw = _load_npz(path, ("games",) + NPZ_KEYS)
-    else:
-        raise ValueError(f"{path}: a batch of games is read from .npy or .npz, not {suffix!r}")
-    return as_game_batch(raw, name=str(path))
+    return as_game_batch(_read_array(path, "games", ("games",) + NPZ_KEYS, nfg=False), name=str(path))
 
 
 def save_game(game: np.ndarray, path: str | os.PathLike, title: str = "hybrid_nes game") -> None:

@@ -181,6 +181,7 @@ def test_cli_solve_batch_writes_every_games_solution(tmp_path, capsys):
         (lambda p: np.save(p / "g.npy", _games(0, 2, (3, 3))[0]), ["g.npy"], "shape [B, N, A1..AN]"),
         (lambda p: np.save(p / "g.npy", np.full((1, 2, 2, 2), np.nan)), ["g.npy"], "NaN"),
         (lambda p: None, ["missing.npy"], "no games file"),
+        (lambda p: (p / "g.nfg").write_text("NFG 1 R"), ["g.nfg"], "unknown games file type '.nfg'"),
         (lambda p: np.save(p / "g.npy", _games(0, 2, (3, 3))), ["g.npy", "--chunk", "0"], "--chunk"),
         (lambda p: np.save(p / "g.npy", _games(0, 2, (3, 3))), ["g.npy", "--selection", "zz"], "zz"),
     ],
