@@ -354,6 +354,27 @@ def test_polish_on_a_restricted_face():
     assert np.all(res.duals[~face.equalities] >= 0)
 
 
+def test_polish_skips_the_fallbacks_after_a_nearly_feasible_clarabel_answer(monkeypatch):
+    """MW-CE near an LP: CLARABEL ends "inaccurate" at a violation of ~3e-9; ECOS, less
+    accurate and far slower on large games, is not tried after it."""
+    ng = normalise(random_game(2, (10, 10)))
+    problem = dual_problem(ng, "ce", resolve_selection(Selection.mw(), ng))
+    tried = []
+    solve_entropy = P._solve_entropy
+
+    def spy(*args, **kwargs):
+        tried.append(args[7])
+        return solve_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(P, "_solve_entropy", spy)
+    res = P.polish(problem, fallbacks=("ECOS",))
+    assert tried == ["CLARABEL"]
+    assert res.status == "inaccurate" and res.violation <= P.FALLBACK_SKIP_VIOLATION
+    # Without the rule ECOS would run and not do better.
+    ecos = P.polish(problem, solver="ECOS", fallbacks=())
+    assert ecos.violation >= res.violation or ecos.status != "optimal"
+
+
 def test_polish_keeps_a_better_start():
     """The start joint is returned when it is feasible and better than the solvers'."""
     ng = normalise(random_game(13, (3, 3)))
