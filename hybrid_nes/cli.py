@@ -158,6 +158,8 @@ def _add_solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warm-start", choices=("auto", "nes", "cold"), default="auto")
     p.add_argument("--method", choices=("auto", "newton", "gd", "cvxpy"), default="auto")
     p.add_argument("--tol", type=float, default=1e-8)
+    p.add_argument("--no-polish", action="store_true",
+                   help="no CVXPY finish for games the dual solvers leave short of --tol (reported as they are)")
 
 
 def add_solve_parser(subparsers) -> argparse.ArgumentParser:
@@ -214,7 +216,7 @@ def _run_solve(args: argparse.Namespace) -> int:
     try:
         game = load_game(args.game)
         sol = solve_exact(game, args.concept, args.selection, warm_start=args.warm_start,
-                          method=args.method, tol=args.tol, **params)
+                          method=args.method, tol=args.tol, polish=not args.no_polish, **params)
     except (OSError, ValueError, TypeError) as err:
         print(f"hybrid-nes solve: {err}", file=sys.stderr)
         return 2
@@ -267,7 +269,8 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
         for lo in range(0, num, args.chunk):
             try:
                 chunk = solve_batch(games[lo:lo + args.chunk], args.concept, args.selection,
-                                    warm_start=args.warm_start, method=args.method, tol=args.tol, **params)
+                                    warm_start=args.warm_start, method=args.method, tol=args.tol,
+                                    polish=not args.no_polish, **params)
             except (ValueError, TypeError) as err:
                 return fail(str(err))
             sols.extend(chunk)

@@ -205,6 +205,7 @@ def _solve_group(
     max_iter: int | None,
     model,
     options: WarmStartOptions | None,
+    polish: bool = True,
 ) -> list[Solution]:
     """One shape group ``batch: [B, N, A1..AN]`` through the pipeline."""
     shape = tuple(batch.shape[2:])
@@ -232,10 +233,11 @@ def _solve_group(
                 start = "nes"
     if num_games == 1:  # the single-game fast path of the exact solver
         d0 = None if duals0 is None else duals0[0]
-        sols = [solvers.solve(batch[0], concept, selection, duals0=d0, tol=tol, max_iter=max_iter, method=plan.method)]
+        sols = [solvers.solve(batch[0], concept, selection, duals0=d0, tol=tol, max_iter=max_iter,
+                              method=plan.method, polish=polish)]
     else:
         sols = solvers.solve_batch(
-            batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method
+            batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method, polish=polish
         )
     per_game = {k: v / num_games for k, v in extra.items()}
     return _record_stages(sols, per_game, plan, start)
@@ -260,6 +262,7 @@ def solve_batch(
     max_iter: int | None = None,
     model=None,
     warm_options: WarmStartOptions | None = None,
+    polish: bool = True,
     **selection_params: object,
 ) -> list[Solution]:
     """Certified equilibria of many games: NES warm start -> exact dual solver -> polish.
@@ -275,6 +278,8 @@ def solve_batch(
       max_iter: iteration cap per dual pass.
       model: an ``NESModel`` to use instead of the shipped one.
       warm_options: how network duals become a warm start.
+      polish: finish games the dual solvers leave short of ``tol`` with the CVXPY polish
+        (as ``solvers.solve``); False reports them as they are.
       **selection_params: the preset's parameters.
 
     Returns:
@@ -289,7 +294,7 @@ def solve_batch(
         batch = as_game_batch(games)
         if isinstance(start, np.ndarray) and start.shape[0] != batch.shape[0]:
             raise ValueError(f"warm_start duals have {start.shape[0]} rows for {batch.shape[0]} games")
-        return _solve_group(batch, concept, sel, start, method, tol, max_iter, model, warm_options)
+        return _solve_group(batch, concept, sel, start, method, tol, max_iter, model, warm_options, polish)
     elif isinstance(games, Sequence) and not isinstance(games, (str, bytes)) and len(games) > 0:
         game_list = [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)]
     else:
@@ -303,7 +308,7 @@ def solve_batch(
     for idx in groups.values():
         batch = np.stack([game_list[i] for i in idx])
         given = start[idx] if isinstance(start, np.ndarray) else start
-        for i, sol in zip(idx, _solve_group(batch, concept, sel, given, method, tol, max_iter, model, warm_options), strict=True):
+        for i, sol in zip(idx, _solve_group(batch, concept, sel, given, method, tol, max_iter, model, warm_options, polish), strict=True):
             out[i] = sol
     return out  # type: ignore[return-value]
 
@@ -319,6 +324,7 @@ def solve_exact(
     max_iter: int | None = None,
     model=None,
     warm_options: WarmStartOptions | None = None,
+    polish: bool = True,
     **selection_params: object,
 ) -> Solution:
     """The certified, selected (C)CE of one game (see ``solve_batch``).
@@ -331,5 +337,5 @@ def solve_exact(
     if isinstance(start, np.ndarray):
         start = start[None]
     # One validation of the game (not solve_batch's second one): a 4x4 CCE solves in ~25 us.
-    return _solve_group(game[None], concept, sel, start, method, tol, max_iter, model, warm_options)[0]
+    return _solve_group(game[None], concept, sel, start, method, tol, max_iter, model, warm_options, polish)[0]
 

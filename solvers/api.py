@@ -222,6 +222,12 @@ def _check_options(
     return concept, sel, method, tol, max_iter, face
 
 
+def _check_polish(polish: object) -> bool:
+    if not isinstance(polish, (bool, np.bool_)):
+        raise TypeError(f"polish must be True or False, got {polish!r}")
+    return bool(polish)
+
+
 def _check_duals(duals: object, shape: tuple[int, ...], name: str = "duals0") -> np.ndarray:
     array = np.asarray(duals)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -641,6 +647,7 @@ def solve(
     max_iter: int | None = None,
     method: str = "auto",
     face: str = "auto",
+    polish: bool = True,
     **selection_params: object,
 ) -> Solution:
     """The selected (C)CE of one game, certified.
@@ -663,6 +670,9 @@ def solve(
       face: facial reduction for hard constraints (DESIGN §4b): "auto" (when the dual
         solver is not optimal after ``FACE_AFTER`` iterations), "always" (first: exact
         zeros off the minimal face) or "never".
+      polish: finish a game the dual solvers leave short of ``tol`` with the CVXPY polish
+        (``solvers.polish.polish``; seconds on 24x24 CEs and up). False reports it as the
+        dual solver left it ("max_iter" or "inaccurate"), for batch jobs that prefer speed.
       **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
 
     Returns:
@@ -677,6 +687,7 @@ def solve(
     concept, sel, method, tol, max_iter, face = _check_options(
         concept, selection, selection_params, method, tol, max_iter, face
     )
+    polish = _check_polish(polish)
     norm = _normalise_fast(payoffs)
     params = _resolve_cached(sel, norm)
     shape = tuple(payoffs.shape[1:])
@@ -712,12 +723,12 @@ def solve(
                 "newton", False, norm.scale, layout, concept, sel, timings,
             )
         res = refine_batch(norm.payoffs[None], concept, params, alpha[None], "newton", tol, max_iter,
-                           face="always" if hard and face == "auto" else "never", parallel=False)
+                           face="always" if hard and face == "auto" else "never", polish=polish, parallel=False)
         res = res._replace(iterations=res.iterations + int(stats[0]),
                            method=tuple(f"newton+{m}" for m in res.method))
     else:
         res = refine_batch(norm.payoffs[None], concept, params, alpha0, method, tol, max_iter,
-                           face=face, parallel=False)
+                           face=face, polish=polish, parallel=False)
     for key, value in res.timings.items():
         timings[key] = timings.get(key, 0.0) + value
     timings["total"] = time.perf_counter() - t_start
@@ -835,6 +846,7 @@ def solve_batch(
     max_iter: int | None = None,
     method: str = "auto",
     face: str = "auto",
+    polish: bool = True,
     **selection_params: object,
 ) -> list[Solution]:
     """``solve`` for many games at once, in parallel over games of the same shape.
@@ -855,6 +867,7 @@ def solve_batch(
     concept, sel, method, tol, max_iter, face = _check_options(
         concept, selection, selection_params, method, tol, max_iter, face
     )
+    polish = _check_polish(polish)
     num_games = len(game_list)
     duals_list: list[np.ndarray | None] = [None] * num_games
     if duals0 is not None:
@@ -893,7 +906,7 @@ def solve_batch(
                     d = _check_duals(duals_list[i], (layout.num_constraints,), name=f"duals0[{i}]")
                     alpha0[j] = d / norm.scale[j][layout.player]
         prep = time.perf_counter() - t_group
-        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face)
+        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face, polish=polish)
         size = float(len(idx))
         timings = {"validate": prep / size}
         timings.update({k: v / size for k, v in res.timings.items()})

@@ -305,3 +305,17 @@ def test_stack_solutions_checks_one_shape():
         stack_solutions([sols[0], solve(_game((2, 2), 0), "cce")])
     with pytest.raises(ValueError, match="no solutions"):
         stack_solutions([])
+
+
+def test_polish_can_be_switched_off():
+    game = _game((6, 6), 22)
+    polished = solve(game, "ce", max_iter=1)
+    assert "cvxpy" in polished.method
+    plain = solve(game, "ce", max_iter=1, polish=False)
+    assert "cvxpy" not in plain.method and plain.status is Status.MAX_ITER
+    batch = solve_batch(np.stack([game, _game((6, 6), 23)]), "ce", max_iter=1, polish=False)
+    assert all("cvxpy" not in s.method and s.status is Status.MAX_ITER for s in batch)
+    with pytest.raises(TypeError, match="polish"):
+        solve(game, "ce", polish="no")
+    with pytest.raises(TypeError, match="polish"):
+        solve_batch(game[None], "ce", polish=None)

@@ -76,6 +76,17 @@ def test_mixed_shapes_are_grouped_in_input_order():
         np.testing.assert_allclose(s.joint, solvers.solve(g, "cce").joint, atol=1e-7)
 
 
+def test_polish_switch_reaches_the_exact_solver():
+    game = _games(5, 1, (6, 6))[0]
+    plain = pipeline.solve_exact(game, "ce", warm_start="cold", max_iter=1, polish=False)
+    assert plain.status is solvers.Status.MAX_ITER and "cvxpy" not in plain.method
+    batch = pipeline.solve_batch(_games(6, 3, (6, 6)), "ce", warm_start="nes", max_iter=1, polish=False)
+    assert all("cvxpy" not in s.method for s in batch)
+    assert any(s.status is solvers.Status.MAX_ITER for s in batch)
+    assert all(s.ok or s.status is solvers.Status.MAX_ITER for s in batch)
+    assert "cvxpy" in pipeline.solve_exact(game, "ce", warm_start="cold", max_iter=1).method
+
+
 def test_max_gini_ignores_the_network():
     game = _games(8, 1, (3, 3))[0]
     sol = pipeline.solve_exact(game, "cce", "mg")
@@ -160,7 +171,8 @@ def test_cli_solve_batch_writes_every_games_solution(tmp_path, capsys):
     src = tmp_path / "games.npz"
     np.savez(src, games=games)
     out = tmp_path / "results.npz"
-    argv = ["solve-batch", str(src), "--out", str(out), "--concept", "ce", "--chunk", "3", "--no-progress"]
+    argv = ["solve-batch", str(src), "--out", str(out), "--concept", "ce", "--chunk", "3", "--no-progress",
+            "--no-polish"]
     assert main(argv) == 0
     assert "certified 7/7" in capsys.readouterr().out
     with np.load(out) as res:
