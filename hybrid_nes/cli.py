@@ -263,6 +263,7 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
         return fail(str(err))
     num = games.shape[0]
     sols = []
+    certified = 0
     start = time.perf_counter()
     with tqdm(total=num, desc=f"{args.concept} {args.selection}", unit="game", disable=args.no_progress,
               dynamic_ncols=True) as bar:
@@ -274,8 +275,9 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
             except (ValueError, TypeError) as err:
                 return fail(str(err))
             sols.extend(chunk)
+            certified += sum(sol.ok for sol in chunk)
             bar.update(len(chunk))
-            bar.set_postfix(certified=f"{sum(sol.ok for sol in sols)}/{len(sols)}")
+            bar.set_postfix(certified=f"{certified}/{len(sols)}")
     wall = time.perf_counter() - start
     arrays = stack_solutions(sols)
     with atomic_path(args.out, suffix=".npz") as tmp:
