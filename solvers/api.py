@@ -79,8 +79,8 @@ FACE_AFTER_GD = 3000
 #: ``method="auto"`` above ``NEWTON_MAX_DUALS``: first-order iterations before Newton,
 #: hard constraints. Soft constraints (finite ``rho``, e.g. Maximum Strength) make the dual
 #: strongly convex and FISTA converges alone, while Newton after 500 iterations still has
-#: most duals free: MS-CE per game 32x32 3.4 s, 40x40 101 s with the 500-iteration pass;
-#: 0.55 s, 1.4 s with the first-order method to convergence (``AUTO_GD_ITER_SOFT``, the
+#: most duals free: MS-CE per game 32x32 3.6 s, 40x40 101 s with the 500-iteration pass;
+#: 0.53 s, 2.1 s with the first-order method to convergence (``AUTO_GD_ITER_SOFT``, the
 #: first-order cap; Newton only finishes games it leaves).
 AUTO_GD_ITER = 500
 AUTO_GD_ITER_SOFT = GradientOptions().max_iter

@@ -109,7 +109,7 @@ DEFAULT_SOLVER_OPTS: Mapping[str, Mapping[str, float]] = {
 FEASIBILITY_TOL = 1e-9
 #: A CLARABEL answer within this violation, even short of tol, ends the fallback chain:
 #: ECOS and SCS are less accurate and, on large problems, far slower. Measured on MW-CE
-#: (CLARABEL "inaccurate" at 4e-9..7e-8), ECOS was worse in all 10 games from 12x12 to
+#: (CLARABEL "inaccurate" at 1e-9..7e-8), ECOS was worse in all 9 such games from 8x8 to
 #: 32x32 and took 28 s at 32x32 (CLARABEL 4.5 s) for nothing.
 FALLBACK_SKIP_VIOLATION = 1e-6
 #: Max Gini: accept OSQP's answer when the certified duality gap is at most this.
