@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from solvers import kernels as kn
+from solvers import memory
 from solvers.dual import DualProblem
 from solvers.face import Face, lift_duals, minimal_face
 from solvers.gains import check_concept, constraint_player, gain_structure
@@ -39,6 +40,7 @@ from solvers.game import (
 )
 from solvers.gradient import GradientOptions, gradient_batch
 from solvers.newton import (
+    BLOCK_LIMIT,
     DIVERGED,
     MAX_ITER,
     OPTIMAL,
@@ -56,11 +58,14 @@ __all__ = [
     "FACE_MODES",
     "NEWTON_MAX_DUALS",
     "FACE_AFTER",
+    "auto_first_order",
     "auto_first_pass",
     "GainLayout",
+    "NewtonPlan",
     "RefineResult",
     "check_method",
     "gain_layout",
+    "newton_plan",
     "refine_batch",
     "solve",
     "solve_batch",
@@ -103,6 +108,7 @@ DEFAULT_MAX_ITER = {"newton": NewtonOptions().max_iter, "gd": GradientOptions().
 _SOLVER_STATUS = {
     OPTIMAL: Status.OPTIMAL,
     MAX_ITER: Status.MAX_ITER,
+    BLOCK_LIMIT: Status.MAX_ITER,
     STALLED: Status.INACCURATE,
     DIVERGED: Status.INACCURATE,
 }
@@ -262,9 +268,10 @@ def _batched_params(params: SelectionParams, num_games: int, num_players: int, n
 
 
 def _run_dual(solver: str, arrays: tuple, alpha0: np.ndarray, tol: float, max_iter: int,
-              parallel: bool | None):
+              parallel: bool | None, max_block: int = 0):
     if solver == "newton":
-        return newton_batch(*arrays, alpha0, NewtonOptions(tol=tol, max_iter=max_iter), parallel=parallel)
+        return newton_batch(*arrays, alpha0, NewtonOptions(tol=tol, max_iter=max_iter, max_block=max_block),
+                            parallel=parallel)
     return gradient_batch(*arrays, alpha0, GradientOptions(tol=tol, max_iter=max_iter), parallel=parallel)
 
 
@@ -299,6 +306,56 @@ def auto_first_pass(concept: str, num_players: int, num_duals: int, hard: bool) 
     return AUTO_GD_ITER if hard else AUTO_GD_ITER_SOFT
 
 
+@functools.lru_cache(maxsize=128)
+def _identity_layout(shape: tuple[int, ...], concept: str) -> bool:
+    """True for the identity ELL layout (``kernels.rows_are_identity``: CCE), whose Newton
+    also keeps ``[n, |A|]`` column buffers."""
+    layout = gain_layout(shape, concept)
+    return bool(kn.rows_are_identity(layout.rows, layout.num_constraints))
+
+
+class NewtonPlan(NamedTuple):
+    """How projected Newton may run on a batch within the memory budget (``solvers.memory``).
+
+    Attributes:
+      fits: the dense ``[K, K]`` buffers fit (all games at once, or one at a time).
+      parallel: Newton may run games on all cores (False: one game at a time, so that
+        one set of ``[K, K]`` buffers is allocated at once).
+      max_block: ``NewtonOptions.max_block``: 0 where the ``[K, K]`` pair fits, else the
+        largest free block within the budget (one game at a time).
+    """
+
+    fits: bool
+    parallel: bool
+    max_block: int
+
+
+def newton_plan(shape: tuple[int, ...], concept: str, num_games: int = 1, parallel: bool = False,
+                budget: object = None) -> NewtonPlan:
+    """The ``NewtonPlan`` of ``num_games`` games of ``shape`` (action counts) and ``concept``
+    under ``solvers.memory.memory_budget(budget)``; ``parallel``: the batch runs its games on
+    all cores."""
+    layout = gain_layout(tuple(int(n) for n in shape), concept)
+    num, num_joint = layout.num_constraints, layout.rows.shape[0]
+    identity = _identity_layout(tuple(int(n) for n in shape), concept)
+    concurrent = memory.concurrent_games(num_games, parallel)
+    full = memory.newton_bytes(num, num_joint, identity)
+    if memory.newton_fits(full * concurrent, budget):
+        return NewtonPlan(True, bool(parallel), 0)
+    limit = memory.memory_budget(budget)
+    if full <= limit:
+        return NewtonPlan(True, False, 0)
+    return NewtonPlan(False, False, memory.newton_max_block(limit, num_joint, identity))
+
+
+def auto_first_order(shape: tuple[int, ...], concept: str, num_games: int = 1, parallel: bool = False,
+                     budget: object = None) -> bool:
+    """True when ``method="auto"`` takes the first-order path: Newton's dense ``[K, K]``
+    buffers exceed the memory budget (``newton_plan``). The first-order method then runs
+    to convergence and Newton only finishes games it leaves whose free block fits."""
+    return not newton_plan(shape, concept, num_games, parallel, budget).fits
+
+
 def refine_batch(
     payoffs: np.ndarray,
     concept: str,
@@ -311,6 +368,7 @@ def refine_batch(
     face: str = "auto",
     polish: bool = True,
     parallel: bool | None = None,
+    memory_budget: object = None,
 ) -> RefineResult:
     """Exact dual solve of a batch of normalised games of one shape (the low-level entry).
 
@@ -328,15 +386,25 @@ def refine_batch(
         of ``AUTO_GD_ITER`` on other hard-constraint problems above ``NEWTON_MAX_DUALS``
         duals and up to ``AUTO_GD_ITER_SOFT`` (convergence) on soft-constraint ones, then
         Newton for the games not yet optimal; Newton alone otherwise), "newton", "gd".
+        Where Newton's dense ``[K, K]`` buffers exceed the memory budget
+        (``auto_first_order``), "auto" runs the first-order method to convergence and
+        Newton only on games it leaves whose free block fits.
       tol: tolerance on violation, KKT residual and duality gap.
       max_iter: iteration cap per pass (None: 1,000 Newton, 20,000 gradient).
       face: "auto" (facial reduction for hard-constraint games not optimal after
         ``FACE_AFTER`` iterations), "always" (before the first pass) or "never".
       polish: finish games still short of tolerance with ``solvers.polish.polish``.
       parallel: run games on all cores (default: when B > 1).
+      memory_budget: bytes (or a string such as "4G") the dense Newton buffers may take;
+        None: ``solvers.memory.memory_budget()`` (a share of the available memory, or
+        ``HYBRID_NES_MEMORY_BUDGET``).
 
     Returns:
       A ``RefineResult``.
+
+    Raises:
+      MemoryError: ``method="newton"`` whose dense ``[K, K]`` buffers exceed the budget
+        (raised before the gains or any buffer are allocated).
     """
     t_start = time.perf_counter()
     concept = check_concept(concept)
@@ -357,12 +425,24 @@ def refine_batch(
     # for the games it leaves (Newton's free block is small after it, so it stays
     # affordable; ill-conditioned games, e.g. MW, take GD 10^4+ iterations alone).
     first_pass = auto_first_pass(concept, num_players, num, bool(np.all(np.isinf(params.rho))))
-    solver = method if method != "auto" else ("gd" if first_pass else "newton")
-    second = "newton" if method == "auto" else solver
+    threads = parallel if parallel is not None else num_games > 1
+    plan = newton_plan(shape, concept, num_games, threads, memory_budget) if method != "gd" else None
+    if method == "newton" and not plan.fits:
+        raise memory.newton_memory_error(num, num_joint, _identity_layout(shape, concept),
+                                         memory.memory_budget(memory_budget))
+    # Beyond the budget "auto" is the first-order method, then a Newton finish limited to
+    # free blocks within the budget (plan.max_block).
+    first_order = method == "auto" and not plan.fits
+    if first_order:
+        solver = second = "gd"
+    else:
+        solver = method if method != "auto" else ("gd" if first_pass else "newton")
+        second = "newton" if method == "auto" else solver
+    newton_parallel = plan.parallel if plan is not None else threads
+    newton_block = plan.max_block if plan is not None else 0
     cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER[solver]
     cap2 = max_iter if max_iter is not None else DEFAULT_MAX_ITER[second]
 
-    threads = parallel if parallel is not None else num_games > 1
     values = (kn.gain_values if threads else kn.gain_values_serial)(payoffs.reshape(num_games, num_players, num_joint), layout.slot_player, layout.dev)
     base, eps_hat, eps_plus, rho = _batched_params(params, num_games, num_players, num_joint)
     free = np.zeros((num_games, num), dtype=bool)
@@ -408,6 +488,8 @@ def refine_batch(
         stages.append((second, cap2, True))
     else:
         stages.append((second, cap2, False))
+    if first_order and newton_block > 0:
+        stages.append(("newton", max_iter if max_iter is not None else DEFAULT_MAX_ITER["newton"], False))
     if face == "always" and np.any(hard):
         apply_faces(np.flatnonzero(hard))
     iterations = np.zeros(num_games, dtype=np.int64)
@@ -426,12 +508,20 @@ def refine_batch(
         sub = (layout.rows, values[todo], layout.player, base[todo], eps_hat[todo], eps_plus[todo],
                rho[todo], free[todo])
         t0 = time.perf_counter()
-        res = _run_dual(stage_solver, sub, alpha[todo], tol, stage_cap, parallel)
+        if stage_solver == "newton":
+            res = _run_dual(stage_solver, sub, alpha[todo], tol, stage_cap, newton_parallel, newton_block)
+        else:
+            res = _run_dual(stage_solver, sub, alpha[todo], tol, stage_cap, parallel)
         timings["refine"] += time.perf_counter() - t0
         alpha[todo] = res.alpha
         iterations[todo] += res.iterations
-        status[todo] = res.status
-        for b in todo:
+        # BLOCK_LIMIT: Newton stopped at a free block beyond the budget; the game keeps
+        # the previous stage's status (and is not credited to Newton if it took no step).
+        ran = res.status != BLOCK_LIMIT
+        status[todo[ran]] = res.status[ran]
+        for j, b in enumerate(todo):
+            if not ran[j] and res.iterations[j] == 0:
+                continue
             if not tokens[b] or tokens[b][-1] != stage_solver:
                 tokens[b].append(stage_solver)
 
@@ -658,6 +748,7 @@ def solve(
     method: str = "auto",
     face: str = "auto",
     polish: bool = True,
+    memory_budget: int | str | None = None,
     **selection_params: object,
 ) -> Solution:
     """The selected (C)CE of one game, certified.
@@ -683,6 +774,10 @@ def solve(
       polish: finish a game the dual solvers leave short of ``tol`` with the CVXPY polish
         (``solvers.polish.polish``; seconds on 24x24 CEs and up). False reports it as the
         dual solver left it ("max_iter" or "inaccurate"), for batch jobs that prefer speed.
+      memory_budget: bytes (or a string such as "4G") Newton's dense Hessian buffers may
+        take (``solvers.memory``; None: half the available memory, or the environment
+        variable ``HYBRID_NES_MEMORY_BUDGET``). Beyond it "auto" takes the first-order
+        method (``auto_first_order``; ``Solution.method`` then starts with "gd").
       **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
 
     Returns:
@@ -690,7 +785,10 @@ def solve(
       every tolerance is met.
 
     Raises:
-      TypeError, ValueError: bad game, concept, selection, parameters or ``duals0``.
+      TypeError, ValueError: bad game, concept, selection, parameters, ``duals0`` or
+        ``memory_budget``.
+      MemoryError: ``method="newton"`` whose dense ``[K, K]`` buffers exceed the memory
+        budget (before they are allocated).
     """
     t_start = time.perf_counter()
     payoffs = _as_game_fast(game)
@@ -698,6 +796,8 @@ def solve(
         concept, selection, selection_params, method, tol, max_iter, face
     )
     polish = _check_polish(polish)
+    if memory_budget is not None:
+        memory_budget = memory.parse_bytes(memory_budget)
     norm = _normalise_fast(payoffs)
     params = _resolve_cached(sel, norm)
     shape = tuple(payoffs.shape[1:])
@@ -713,7 +813,8 @@ def solve(
     newton_alone = method == "newton" or (
         method == "auto" and not auto_first_pass(concept, num_players, layout.num_constraints, hard)
     )
-    if newton_alone and layout.num_constraints <= NEWTON_MAX_DUALS and not (hard and face == "always"):
+    if (newton_alone and layout.num_constraints <= NEWTON_MAX_DUALS and not (hard and face == "always")
+            and newton_plan(shape, concept, budget=memory_budget).fits):
         # Fast path: gains, Newton and certificate in one compiled call.
         cap = max_iter if max_iter is not None else DEFAULT_MAX_ITER["newton"]
         first_cap = min(cap, FACE_AFTER) if hard and face == "auto" else cap
@@ -733,12 +834,13 @@ def solve(
                 "newton", False, norm.scale, layout, concept, sel, timings,
             )
         res = refine_batch(norm.payoffs[None], concept, params, alpha[None], "newton", tol, max_iter,
-                           face="always" if hard and face == "auto" else "never", polish=polish, parallel=False)
+                           face="always" if hard and face == "auto" else "never", polish=polish, parallel=False,
+                           memory_budget=memory_budget)
         res = res._replace(iterations=res.iterations + int(stats[0]),
                            method=tuple(f"newton+{m}" for m in res.method))
     else:
         res = refine_batch(norm.payoffs[None], concept, params, alpha0, method, tol, max_iter,
-                           face=face, polish=polish, parallel=False)
+                           face=face, polish=polish, parallel=False, memory_budget=memory_budget)
     for key, value in res.timings.items():
         timings[key] = timings.get(key, 0.0) + value
     timings["total"] = time.perf_counter() - t_start
@@ -857,6 +959,7 @@ def solve_batch(
     method: str = "auto",
     face: str = "auto",
     polish: bool = True,
+    memory_budget: int | str | None = None,
     **selection_params: object,
 ) -> list[Solution]:
     """``solve`` for many games at once, in parallel over games of the same shape.
@@ -865,7 +968,8 @@ def solve_batch(
       games: ``[B, N, A1..AN]`` array, or a list of games (payoff tensors or bimatrix
         pairs), mixed shapes allowed (solved in groups of equal shape).
       duals0: ``[B, K]`` array (one shape) or a list of ``[K]`` arrays / None.
-      other arguments: as ``solve``; one selection for every game.
+      other arguments: as ``solve``; one selection for every game. The memory budget
+        covers the games Newton solves at once (one per core).
 
     Returns:
       A list of ``B`` ``Solution`` in input order. ``timings`` are per game (the group's
@@ -878,6 +982,8 @@ def solve_batch(
         concept, selection, selection_params, method, tol, max_iter, face
     )
     polish = _check_polish(polish)
+    if memory_budget is not None:
+        memory_budget = memory.parse_bytes(memory_budget)
     num_games = len(game_list)
     duals_list: list[np.ndarray | None] = [None] * num_games
     if duals0 is not None:
@@ -895,7 +1001,8 @@ def solve_batch(
             raise TypeError("duals0 must be a [B, K] array or a list of [K] arrays (or None)")
     if sel.objective == "gini" or method == "cvxpy":
         return [
-            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face)
+            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face,
+                  memory_budget=memory_budget)
             for g, d in zip(game_list, duals_list, strict=True)
         ]
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -916,7 +1023,8 @@ def solve_batch(
                     d = _check_duals(duals_list[i], (layout.num_constraints,), name=f"duals0[{i}]")
                     alpha0[j] = d / norm.scale[j][layout.player]
         prep = time.perf_counter() - t_group
-        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face, polish=polish)
+        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face, polish=polish,
+                           memory_budget=memory_budget)
         size = float(len(idx))
         timings = {"validate": prep / size}
         timings.update({k: v / size for k, v in res.timings.items()})

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_ITER",
     "STALLED",
     "DIVERGED",
+    "BLOCK_LIMIT",
     "NewtonOptions",
     "DualSolveResult",
     "newton_batch",
@@ -43,6 +44,7 @@ OPTIMAL = 0  # violation, KKT residual and duality gap <= tol
 MAX_ITER = 1  # iteration cap reached
 STALLED = 2  # no descent possible (line search / damping exhausted) short of tol
 DIVERGED = 3  # ||alpha|| beyond alpha_cap: the dual has no minimiser (face) or is unbounded
+BLOCK_LIMIT = 4  # Newton only: the free block outgrew ``max_block`` (memory budget); not run further
 
 
 class NewtonOptions(NamedTuple):
@@ -62,6 +64,10 @@ class NewtonOptions(NamedTuple):
       alpha_cap: ``max |alpha|`` beyond which the dual is declared divergent.
       expand: step growth factor tried after a full step was accepted (1 = never).
       max_expand: largest step multiple tried.
+      max_block: largest free block whose dense ``[n, n]`` Hessian and Cholesky buffers
+        may be allocated (``solvers.memory``); 0 = no limit (the ``[K, K]`` pair up
+        front). With a limit below ``K`` the buffers grow with the free block, and an
+        iteration whose block exceeds the limit ends the game with ``BLOCK_LIMIT``.
     """
 
     tol: float = 1e-8
@@ -76,6 +82,7 @@ class NewtonOptions(NamedTuple):
     alpha_cap: float = 1e6
     expand: float = 2.0
     max_expand: float = 64.0
+    max_block: int = 0
 
 
 class DualSolveResult(NamedTuple):
@@ -150,8 +157,10 @@ def projected_step_one(alpha, direction, t, free, grad, out):
 @njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-               alpha_cap, expand, max_expand, joint):
+               alpha_cap, expand, max_expand, max_block, joint):
     """Projected Newton on one game; ``alpha: [K]`` is the start and is overwritten.
+
+    ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers).
 
     Returns ``(iterations, status, violation, kkt, duality_gap, loss)`` and writes
     ``sigma(alpha)`` into ``joint: [|A|]``.
@@ -170,8 +179,12 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     teps = np.empty(num_players)
     pos = np.empty(num, dtype=np.int64)
     idx = np.empty(num, dtype=np.int64)
-    hess_buf = np.empty((num, num))
-    low_buf = np.empty((num, num))
+    # Dense buffers: the whole [K, K] pair up front when allowed, else grown with the
+    # free block up to max_block.
+    limit = num if max_block <= 0 or max_block >= num else max_block
+    size = num if limit == num else 0
+    hess_buf = np.empty((size, size))
+    low_buf = np.empty((size, size))
     rhs = np.empty(num)
     sol = np.empty(num)
     direction = np.empty(num)
@@ -183,8 +196,8 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     zero_row = np.empty(num, dtype=np.bool_)
     kn.structural_zero_rows_one(rows, values, base, zero_row)
     dense = kn.rows_are_identity(rows, num)
-    cols = np.empty((num if dense else 0, num_joint))
-    wcols = np.empty((num if dense else 0, num_joint))
+    cols = np.empty((size if dense else 0, num_joint))
+    wcols = np.empty((size if dense else 0, num_joint))
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
@@ -237,6 +250,17 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
                 pos[k] = n
                 idx[n] = k
                 n += 1
+        if n > size:
+            if n > limit:
+                it -= 1
+                status = BLOCK_LIMIT
+                break
+            size = min(limit, max(n, size + size // 2))
+            hess_buf = np.empty((size, size))
+            low_buf = np.empty((size, size))
+            if dense:
+                cols = np.empty((size, num_joint))
+                wcols = np.empty((size, num_joint))
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
         hess = hess_buf[:n, :n]
         if dense:
@@ -346,22 +370,22 @@ def batch_result(alpha, joint, iters, status, stats) -> DualSolveResult:
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                     alpha_cap, expand, max_expand, joint, iters, status, stats):
+                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
     for b in prange(base.shape[0]):
         out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, expand, max_expand, joint[b])
+                         damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b])
         record_result(out, b, iters, status, stats)
 
 
 @njit(cache=True)
 def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                    armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                   alpha_cap, expand, max_expand, joint, iters, status, stats):
+                   alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
     for b in range(base.shape[0]):
         out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, expand, max_expand, joint[b])
+                         damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b])
         record_result(out, b, iters, status, stats)
 
 
@@ -397,7 +421,7 @@ def newton_batch(
     run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
         float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
         float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
-        float(o.max_expand), joint, iters, status, stats)
+        float(o.max_expand), int(o.max_block), joint, iters, status, stats)
     return batch_result(alpha, joint, iters, status, stats)
 
 
@@ -409,7 +433,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
       rows, dev: ``[|A|, c]``; slot_player: ``[c]``; player: ``[K]`` (``GainLayout``);
       flat: ``[N, |A|]`` normalised payoffs; base: ``[|A|]``; eps_hat, eps_plus: ``[N]``;
       rho: float; alpha: ``[K]`` start (overwritten with the result);
-      opts: ``[12]`` the ``NewtonOptions`` fields in order.
+      opts: ``[13]`` the ``NewtonOptions`` fields in order.
 
     Returns:
       ``(joint [|A|], gaps [N], eps' [N], stats [6])`` with stats = (iterations, status,
@@ -422,7 +446,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
     joint = np.empty(num_joint)
     out = newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0],
                      int(opts[1]), opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8],
-                     opts[9], opts[10], opts[11], joint)
+                     opts[9], opts[10], opts[11], int(opts[12]), joint)
     num_players = eps_hat.shape[0]
     mean = np.empty(alpha.shape[0])
     kn.expected_gains_one(rows, values, joint, mean)
@@ -446,5 +470,5 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
 
 
 def options_array(options: NewtonOptions) -> np.ndarray:
-    """``[12]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
+    """``[13]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
     return np.array([float(v) for v in options], dtype=np.float64)
