@@ -29,7 +29,7 @@ from solvers import kernels as kn
 from solvers import memory
 from solvers.dual import DualProblem
 from solvers.face import Face, lift_duals, minimal_face
-from solvers.gains import check_concept, constraint_player, gain_structure
+from solvers.gains import check_concept, constraint_player, gain_structure, num_constraints
 from solvers.game import (
     NormalisedGame,
     as_game,
@@ -306,14 +306,6 @@ def auto_first_pass(concept: str, num_players: int, num_duals: int, hard: bool) 
     return AUTO_GD_ITER if hard else AUTO_GD_ITER_SOFT
 
 
-@functools.lru_cache(maxsize=128)
-def _identity_layout(shape: tuple[int, ...], concept: str) -> bool:
-    """True for the identity ELL layout (``kernels.rows_are_identity``: CCE), whose Newton
-    also keeps ``[n, |A|]`` column buffers."""
-    layout = gain_layout(shape, concept)
-    return bool(kn.rows_are_identity(layout.rows, layout.num_constraints))
-
-
 class NewtonPlan(NamedTuple):
     """How projected Newton may run on a batch within the memory budget (``solvers.memory``).
 
@@ -330,14 +322,31 @@ class NewtonPlan(NamedTuple):
     max_block: int
 
 
+def _newton_sizes(shape: tuple[int, ...], concept: str) -> tuple[int, int, bool]:
+    """``(K, |A|, identity)``; the CCE layout is the identity one (``kernels.rows_are_identity``),
+    where Newton also keeps ``[n, |A|]`` column buffers."""
+    return num_constraints(shape, concept), math.prod(int(n) for n in shape), concept == "cce"
+
+
+def _check_newton_memory(method: str, shape: tuple[int, ...], concept: str, num_games: int, parallel: bool,
+                         budget: object) -> NewtonPlan | None:
+    """The ``NewtonPlan`` (None for ``method="gd"``); ``MemoryError`` for ``method="newton"``
+    beyond the budget, before anything of the problem's size is allocated."""
+    if method == "gd":
+        return None
+    plan = newton_plan(shape, concept, num_games, parallel, budget)
+    if method == "newton" and not plan.fits:
+        num, num_joint, identity = _newton_sizes(shape, concept)
+        raise memory.newton_memory_error(num, num_joint, identity, memory.memory_budget(budget))
+    return plan
+
+
 def newton_plan(shape: tuple[int, ...], concept: str, num_games: int = 1, parallel: bool = False,
                 budget: object = None) -> NewtonPlan:
     """The ``NewtonPlan`` of ``num_games`` games of ``shape`` (action counts) and ``concept``
     under ``solvers.memory.memory_budget(budget)``; ``parallel``: the batch runs its games on
-    all cores."""
-    layout = gain_layout(tuple(int(n) for n in shape), concept)
-    num, num_joint = layout.num_constraints, layout.rows.shape[0]
-    identity = _identity_layout(tuple(int(n) for n in shape), concept)
+    all cores. Needs no gain layout (cheap for any shape)."""
+    num, num_joint, identity = _newton_sizes(shape, concept)
     concurrent = memory.concurrent_games(num_games, parallel)
     full = memory.newton_bytes(num, num_joint, identity)
     if memory.newton_fits(full * concurrent, budget):
@@ -418,6 +427,8 @@ def refine_batch(
     payoffs = np.ascontiguousarray(payoffs, dtype=np.float64)
     num_games, num_players = payoffs.shape[:2]
     shape = tuple(int(n) for n in payoffs.shape[2:])
+    threads = parallel if parallel is not None else num_games > 1
+    plan = _check_newton_memory(method, shape, concept, num_games, threads, memory_budget)
     layout = gain_layout(shape, concept)
     num = layout.num_constraints
     num_joint = layout.rows.shape[0]
@@ -425,11 +436,6 @@ def refine_batch(
     # for the games it leaves (Newton's free block is small after it, so it stays
     # affordable; ill-conditioned games, e.g. MW, take GD 10^4+ iterations alone).
     first_pass = auto_first_pass(concept, num_players, num, bool(np.all(np.isinf(params.rho))))
-    threads = parallel if parallel is not None else num_games > 1
-    plan = newton_plan(shape, concept, num_games, threads, memory_budget) if method != "gd" else None
-    if method == "newton" and not plan.fits:
-        raise memory.newton_memory_error(num, num_joint, _identity_layout(shape, concept),
-                                         memory.memory_budget(memory_budget))
     # Beyond the budget "auto" is the first-order method, then a Newton finish limited to
     # free blocks within the budget (plan.max_block).
     first_order = method == "auto" and not plan.fits
@@ -798,9 +804,11 @@ def solve(
     polish = _check_polish(polish)
     if memory_budget is not None:
         memory_budget = memory.parse_bytes(memory_budget)
+    shape = tuple(payoffs.shape[1:])
+    if method == "newton":
+        _check_newton_memory(method, shape, concept, 1, False, memory_budget)
     norm = _normalise_fast(payoffs)
     params = _resolve_cached(sel, norm)
-    shape = tuple(payoffs.shape[1:])
     layout = gain_layout(shape, concept)
     alpha0 = None
     if duals0 is not None:
@@ -1011,6 +1019,8 @@ def solve_batch(
     out: list[Solution | None] = [None] * num_games
     for gshape, idx in groups.items():
         t_group = time.perf_counter()
+        if method == "newton":
+            _check_newton_memory(method, tuple(gshape[1:]), concept, len(idx), len(idx) > 1, memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
         layout = gain_layout(tuple(gshape[1:]), concept)
         norm = normalise_batch(batch)

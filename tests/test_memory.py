@@ -142,6 +142,7 @@ def test_explicit_newton_beyond_budget_raises_before_allocating(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("allocated before the memory check")
 
+    monkeypatch.setattr(api, "gain_layout", forbidden)
     monkeypatch.setattr(api, "newton_batch", forbidden)
     monkeypatch.setattr(api.kn, "gain_values", forbidden)
     monkeypatch.setattr(api.kn, "gain_values_serial", forbidden)
@@ -149,6 +150,9 @@ def test_explicit_newton_beyond_budget_raises_before_allocating(monkeypatch):
         solve(_game(2), "ce", method="newton", memory_budget=MIB)
     with pytest.raises(MemoryError, match="760 duals"):
         solve_batch(np.stack([_game(2), _game(3)]), "ce", method="newton", memory_budget="1M")
+    with pytest.raises(MemoryError, match="760 duals"):
+        api.refine_batch(np.zeros((1, 2, 20, 20)), "ce", resolve_selection(Selection.me(), normalise(_game(2))),
+                         method="newton", memory_budget=MIB)
     # Small problems whose dense pair fits still take Newton's fast path.
     monkeypatch.undo()
     assert solve(_game(2, (4, 4)), "ce", method="newton", memory_budget=MIB).method == "newton"
