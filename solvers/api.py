@@ -322,6 +322,7 @@ class NewtonPlan(NamedTuple):
     max_block: int
 
 
+@functools.lru_cache(maxsize=256)
 def _newton_sizes(shape: tuple[int, ...], concept: str) -> tuple[int, int, bool]:
     """``(K, |A|, identity)``; the CCE layout is the identity one (``kernels.rows_are_identity``),
     where Newton also keeps ``[n, |A|]`` column buffers."""
@@ -346,7 +347,7 @@ def newton_plan(shape: tuple[int, ...], concept: str, num_games: int = 1, parall
     """The ``NewtonPlan`` of ``num_games`` games of ``shape`` (action counts) and ``concept``
     under ``solvers.memory.memory_budget(budget)``; ``parallel``: the batch runs its games on
     all cores. Needs no gain layout (cheap for any shape)."""
-    num, num_joint, identity = _newton_sizes(shape, concept)
+    num, num_joint, identity = _newton_sizes(tuple(shape), concept)
     concurrent = memory.concurrent_games(num_games, parallel)
     full = memory.newton_bytes(num, num_joint, identity)
     if memory.newton_fits(full * concurrent, budget):
