@@ -139,7 +139,7 @@ def _check_model(model: object, concept: str, warm_start: str | np.ndarray) -> N
         callable(getattr(model, name, None)) for name in ("predict_normalised", "selection_inputs", "check_shape")
     ):
         raise TypeError(
-            f"model must be an NESModel (e.g. hybrid_nes.load_pretrained(concept) or NESModel.load(path)) "
+            f"model must be an NESModel (e.g. hybrid_nes.load_pretrained(concept) or NESModel.from_file(path)) "
             f"or None, got {model!r}"
         )
     model_concept = getattr(model, "concept", concept)
