@@ -9,7 +9,7 @@ Layout of the archive:
     opt/<i>                    optimiser state leaves (training checkpoints only)
 
 ``meta["checksum"]`` is the SHA-256 of every array (sorted by key); ``load`` rejects a
-file whose arrays do not match it. ``save`` writes a temporary file in the same
+file whose arrays do not match it, or any NaN/inf array entry. ``save`` writes a temporary file in the same
 directory, reads it back and verifies it, and only then ``os.replace``-s it over the
 target: an interrupted or corrupt write never replaces a good checkpoint.
 """
@@ -109,6 +109,20 @@ def _arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _check_finite(flat: Mapping[str, np.ndarray], path: Path) -> None:
+    """Every floating-point array is finite: a NaN or inf parameter (a diverged run saved
+    with a valid checksum) would load and predict NaN duals for every game."""
+    for key in sorted(flat):
+        value = flat[key]
+        if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            kind = "NaN" if np.any(np.isnan(value)) else "inf"
+            raise CheckpointError(
+                f"weight file {str(path)!r}: parameter {key!r} has {bad} non-finite ({kind}) "
+                f"entries of {np.size(value)}; the weights are unusable (a diverged run?)"
+            )
+
+
 def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Writes ``ckpt`` to ``path`` atomically (tmp + verify + ``os.replace``)."""
     path = Path(path)
@@ -129,8 +143,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
     """Reads and verifies a checkpoint or weight file.
 
     Raises:
-      CheckpointError: missing file, not an npz archive, missing metadata, or arrays that
-        do not match the stored checksum (truncated or corrupt file).
+      CheckpointError: missing file, not an npz archive, missing metadata, arrays that
+        do not match the stored checksum (truncated or corrupt file), or a NaN/inf entry
+        in any array (the message names it).
     """
     path = Path(path)
     if not path.is_file():
@@ -149,6 +164,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
     expected = meta.get("checksum")
     if expected is None or _checksum(flat) != expected:
         raise CheckpointError(f"weight file {str(path)!r} fails its checksum (corrupt or edited)")
+    _check_finite(flat, path)
     stats: dict[tuple[int, ...], dict] = {}
     for key in flat:
         if key.startswith("stats/"):

@@ -122,8 +122,40 @@ def warm_duals(alpha: np.ndarray, options: WarmStartOptions | None = None) -> np
 def _check_options(
     concept: str, selection: str | Selection, selection_params: Mapping[str, object], method: object
 ) -> tuple[str, Selection, str]:
-    """The checked ``(concept, selection, method)`` of ``solve_batch`` and ``solve_exact``."""
+    """The checked ``(concept, selection, method)`` of ``solve_batch`` and ``solve_exact``.
+
+    ``selection_params`` are the preset's parameters only: any other keyword is a
+    TypeError naming it (``as_selection``), a parameter the preset does not take a
+    ValueError.
+    """
     return check_concept(concept), as_selection(selection, **selection_params), check_method(method)
+
+
+def _check_model(model: object, concept: str, warm_start: str | np.ndarray) -> None:
+    """``model`` is None or an ``NESModel`` for ``concept`` that ``warm_start`` may use."""
+    if model is None:
+        return
+    if isinstance(model, (str, bytes)) or not all(
+        callable(getattr(model, name, None)) for name in ("predict_normalised", "selection_inputs", "check_shape")
+    ):
+        raise TypeError(
+            f"model must be an NESModel (e.g. hybrid_nes.load_pretrained(concept) or NESModel.from_file(path)) "
+            f"or None, got {model!r}"
+        )
+    model_concept = getattr(model, "concept", concept)
+    if model_concept != concept:
+        raise ValueError(f"model is a {str(model_concept).upper()} network; this solve is concept={concept!r}")
+    if not isinstance(warm_start, str) or warm_start == "cold":
+        given = "duals" if isinstance(warm_start, np.ndarray) else "'cold'/None"
+        raise ValueError(
+            f"model is only used for a NES warm start (warm_start='nes' or 'auto'); with warm_start={given} "
+            f"it would be ignored"
+        )
+
+
+def _check_warm_options(warm_options: object) -> None:
+    if warm_options is not None and not isinstance(warm_options, WarmStartOptions):
+        raise TypeError(f"warm_options must be a WarmStartOptions or None, got {warm_options!r}")
 
 
 def _check_warm_start(warm_start: object) -> str | np.ndarray:
@@ -276,11 +308,15 @@ def solve_batch(
       tol: tolerance on gap, KKT residual and duality gap (normalised units).
       method: "auto", "newton", "gd" or "cvxpy" (as ``solvers.solve``).
       max_iter: iteration cap per dual pass.
-      model: an ``NESModel`` to use instead of the shipped one.
-      warm_options: how network duals become a warm start.
+      model: an ``NESModel`` of ``concept`` to use instead of the shipped one, with
+        ``warm_start="nes"`` or ``"auto"`` (the measured policy may still start a shape
+        cold); given with a cold or duals warm start it is a ValueError (it would be
+        ignored), anything but an ``NESModel`` a TypeError.
+      warm_options: how network duals become a warm start (``WarmStartOptions``).
       polish: finish games the dual solvers leave short of ``tol`` with the CVXPY polish
         (as ``solvers.solve``); False reports them as they are.
-      **selection_params: the preset's parameters.
+      **selection_params: the preset's parameters (``solvers.selection.PRESET_PARAMS``);
+        any other keyword argument is a TypeError naming it.
 
     Returns:
       ``B`` Solutions in input order; ``timings`` per game include "normalise",
@@ -290,6 +326,8 @@ def solve_batch(
     """
     concept, sel, method = _check_options(concept, selection, selection_params, method)
     start = _check_warm_start(warm_start)
+    _check_model(model, concept, start)
+    _check_warm_options(warm_options)
     if isinstance(games, np.ndarray):
         batch = as_game_batch(games)
         if isinstance(start, np.ndarray) and start.shape[0] != batch.shape[0]:
@@ -333,6 +371,8 @@ def solve_exact(
     """
     concept, sel, method = _check_options(concept, selection, selection_params, method)
     start = _check_warm_start(warm_start)
+    _check_model(model, concept, start)
+    _check_warm_options(warm_options)
     game = as_game(game)
     if isinstance(start, np.ndarray):
         start = start[None]

@@ -28,6 +28,18 @@ def _check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains {bad} values; payoffs must be finite")
 
 
+def _check_real_dtype(array: np.ndarray, name: str) -> None:
+    """Payoffs are real numbers: integer, float or bool (read as 0/1) dtypes.
+
+    One rule for ``as_game`` and ``as_game_batch`` (so for ``solve`` and every form of
+    ``solve_batch``): complex payoffs are a TypeError, never cast to their real part.
+    """
+    if np.iscomplexobj(array):
+        raise TypeError(f"{name} must be real, got complex dtype {array.dtype}")
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+
+
 def is_float64_game(game: object) -> bool:
     """True for a float64 ndarray of a game's shape ``[N, A1..AN]`` (N >= 2, every A_p >= 1).
 
@@ -55,7 +67,8 @@ def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.n
       ``[N, A1..AN]`` float64 array (a copy when the input was not already one).
 
     Raises:
-      TypeError: the input is not numeric.
+      TypeError: the input is not real numbers (complex, object, string dtypes); bool
+        payoffs are read as 0/1.
       ValueError: wrong rank or shape, zero actions, NaN or inf payoffs.
     """
     if is_float64_game(game) and np.isfinite(game).all():  # the common case, fewer calls
@@ -70,12 +83,7 @@ def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.n
             )
         game = np.stack([row, col])
     array = np.asarray(game)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == bool
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
-    if np.iscomplexobj(array):
-        raise TypeError(f"{name} must be real, got complex dtype {array.dtype}")
+    _check_real_dtype(array, name)
     if array.ndim < 3:
         raise ValueError(
             f"{name} must have shape [N, A1..AN] with N >= 2 players, got shape {array.shape}"
@@ -94,7 +102,11 @@ def as_game(game: np.ndarray | Sequence[np.ndarray], name: str = "game") -> np.n
 
 
 def as_game_batch(games: np.ndarray, name: str = "games") -> np.ndarray:
-    """Validates a batch of games of one shape, ``[B, N, A1..AN]`` float64."""
+    """Validates a batch of games of one shape, ``[B, N, A1..AN]`` float64.
+
+    The dtype rule is ``as_game``'s: integer, float or bool (0/1) payoffs; complex ones
+    are a TypeError.
+    """
     array = np.asarray(games)
     if array.ndim < 4:
         raise ValueError(f"{name} must have shape [B, N, A1..AN], got shape {array.shape}")
@@ -108,8 +120,7 @@ def as_game_batch(games: np.ndarray, name: str = "games") -> np.ndarray:
         )
     if any(n < 1 for n in array.shape[2:]):
         raise ValueError(f"{name}: every player needs at least one action, got shape {array.shape}")
-    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    _check_real_dtype(array, name)
     array = np.array(array, dtype=np.float64)
     _check_finite(array, name)
     return array

@@ -25,6 +25,7 @@ from solvers.game import NormalisedGame
 
 __all__ = [
     "PRESETS",
+    "PRESET_PARAMS",
     "Selection",
     "SelectionParams",
     "as_selection",
@@ -111,6 +112,11 @@ class Selection:
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"{name} must be finite, got {value!r}")
             object.__setattr__(self, name, array if array.ndim else float(array))
+        if self.eps_plus is not None and self.hard:
+            raise ValueError(
+                f"eps_plus={self.eps_plus!r} bounds the approximation of soft constraints and is "
+                "unused with rho=inf (hard constraints): pass a finite rho, or drop eps_plus"
+            )
         if self.eps_plus is not None and not self.strength:
             if np.any(np.asarray(self.eps_plus) <= np.asarray(self.eps_hat)):
                 raise ValueError(
@@ -124,14 +130,20 @@ class Selection:
         return math.isinf(self.rho)
 
     # Presets -----------------------------------------------------------------------
+    # Each preset takes only the parameters it uses (``PRESET_PARAMS``): a parameter
+    # that would turn it into another criterion (``target=`` on "me" is MRE) or that it
+    # would ignore (``eps_hat`` on "ms") is a ValueError, an unknown name a TypeError.
+    # Combinations no preset names are built with ``Selection(...)`` directly.
     @classmethod
     def me(cls, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
-        """Maximum entropy (uniform target)."""
+        """Maximum entropy (uniform target); ``eps_plus``/``rho`` for soft constraints."""
+        _check_preset_params("me", kw)
         return cls(name="me", eps_hat=eps_hat, **kw)
 
     @classmethod
     def mre(cls, target: np.ndarray | None = None, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
         """Minimum relative entropy to a full-support ``target: [A1..AN]``."""
+        _check_preset_params("mre", kw)
         if target is None:
             raise ValueError("the 'mre' preset needs a target joint (target=...)")
         return cls(name="mre", target=target, eps_hat=eps_hat, **kw)
@@ -139,6 +151,8 @@ class Selection:
     @classmethod
     def mw(cls, mu: float = DEFAULT_WELFARE_WEIGHT, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
         """Maximum (utilitarian) welfare, ties broken by entropy."""
+        _check_preset_params("mw", kw)
+        _check_welfare_weight("mw", mu)
         return cls(name="mw", mu=mu, eps_hat=eps_hat, **kw)
 
     @classmethod
@@ -150,19 +164,89 @@ class Selection:
         **kw,
     ) -> Selection:
         """Maximum welfare for a given ``welfare: [A1..AN]``, maximum entropy among ties."""
+        _check_preset_params("mwme", kw)
         if welfare is None:
             raise ValueError("the 'mwme' preset needs a welfare tensor (welfare=...); use 'mw' for utilitarian welfare")
+        _check_welfare_weight("mwme", mu)
         return cls(name="mwme", welfare=welfare, mu=mu, eps_hat=eps_hat, **kw)
 
     @classmethod
     def ms(cls, rho: float = DEFAULT_STRENGTH_WEIGHT, eps_plus: float | np.ndarray | None = None, **kw) -> Selection:
         """Maximum strength: the smallest approximation ``eps`` (negative = strict)."""
+        _check_preset_params("ms", kw)
+        if math.isinf(_as_float(rho, "rho")):
+            raise ValueError("the 'ms' preset needs a finite rho (its penalty weight); got rho=inf")
         return cls(name="ms", rho=rho, eps_plus=eps_plus, strength=True, **kw)
 
     @classmethod
-    def mg(cls, eps_hat: float | np.ndarray = 0.0) -> Selection:
+    def mg(cls, eps_hat: float | np.ndarray = 0.0, **kw) -> Selection:
         """Maximum Gini: minimise ``||sigma||_2^2`` (a QP)."""
+        _check_preset_params("mg", kw)
         return cls(name="mg", objective="gini", eps_hat=eps_hat)
+
+
+#: The keyword parameters each preset takes (``as_selection(name, **params)``).
+PRESET_PARAMS: dict[str, tuple[str, ...]] = {
+    "me": ("eps_hat", "eps_plus", "rho"),
+    "mre": ("target", "eps_hat", "eps_plus", "rho"),
+    "mw": ("mu", "eps_hat", "eps_plus", "rho"),
+    "mwme": ("welfare", "mu", "eps_hat", "eps_plus", "rho"),
+    "ms": ("rho", "eps_plus"),
+    "mg": ("eps_hat",),
+}
+
+#: Why a ``Selection`` field is refused by a preset that does not take it.
+_REFUSALS: dict[str, str] = {
+    "target": "a target joint is minimum relative entropy: use selection='mre' with target=...",
+    "mu": (
+        "a welfare weight is maximum welfare: use selection='mw' (utilitarian welfare) or "
+        "'mwme' (welfare=...) with mu=..."
+    ),
+    "welfare": "a welfare tensor is maximum welfare: use selection='mwme' with welfare=... (and mu=...)",
+    "eps_hat": (
+        "maximum strength sets eps_hat = -eps_plus, so eps_hat would be ignored: pass eps_plus "
+        "(the bound on the approximation) and rho"
+    ),
+    "eps_plus": "Max Gini has hard constraints; eps_plus bounds soft ones",
+    "rho": "Max Gini has hard constraints; rho weights soft ones",
+    "strength": "strength=True is maximum strength: use selection='ms'",
+    "objective": "the objective is fixed by the preset: use 'mg' for Max Gini",
+    "name": "the name is the preset's",
+}
+
+_FIELDS = frozenset(
+    ("name", "objective", "target", "welfare", "mu", "eps_hat", "eps_plus", "rho", "strength")
+)
+
+
+def _check_preset_params(preset: str, params: dict) -> None:
+    """Refuses keyword parameters ``preset`` does not take (see ``PRESET_PARAMS``).
+
+    Raises:
+      TypeError: a name that is no parameter of any selection.
+      ValueError: a ``Selection`` field the preset does not use (it would convert the
+        preset into another criterion or be ignored); the message names the preset to use.
+    """
+    takes = PRESET_PARAMS[preset]
+    for key in params:
+        if key in takes:
+            continue
+        if key not in _FIELDS:
+            raise TypeError(
+                f"unexpected keyword argument {key!r} for the {preset!r} preset; "
+                f"it takes {', '.join(takes)}"
+            )
+        if key == "target" and preset == "me":
+            raise ValueError("the 'me' preset has a uniform target; for target=... use selection='mre'")
+        raise ValueError(
+            f"the {preset!r} preset does not take {key}=...: {_REFUSALS[key]} "
+            f"(or build Selection(...) directly); {preset!r} takes {', '.join(takes)}"
+        )
+
+
+def _check_welfare_weight(preset: str, mu: object) -> None:
+    if _as_float(mu, "mu") == 0.0:
+        raise ValueError(f"the {preset!r} preset needs a welfare weight mu > 0; mu=0 is maximum entropy ('me')")
 
 
 def _check_distribution(target: np.ndarray, name: str) -> None:
@@ -187,7 +271,10 @@ def as_selection(selection: str | Selection, **params) -> Selection:
     """
     if isinstance(selection, Selection):
         if params:
-            raise TypeError("pass parameters either in the Selection or as keywords, not both")
+            raise TypeError(
+                f"pass parameters either in the Selection or as keywords, not both; got the "
+                f"keyword argument(s) {', '.join(map(repr, params))} with a Selection"
+            )
         return selection
     if not isinstance(selection, str):
         raise TypeError(f"selection must be a preset name {PRESETS} or a Selection, got {selection!r}")

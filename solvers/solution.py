@@ -29,11 +29,24 @@ class Status(str, enum.Enum):
 class Solution:
     """A certified equilibrium of one game.
 
+    What ``status == "optimal"`` certifies is the optimum, to ``tol``, of the problem the
+    selection poses. With hard constraints (``rho = inf``, the default of every preset but
+    "ms") that problem pins ``eps = eps_hat``, so ``gap <= eps_hat`` up to tol. With soft
+    constraints ("ms", or any finite ``rho``) the approximation is itself a variable: the
+    penalty ``rho`` trades it against the objective and chooses ``eps`` in
+    ``[eps_hat, eps_plus]``, reported in ``eps``. A positive ``gap`` under "optimal" is
+    then expected whenever the chosen ``eps`` is positive (e.g. Maximum Strength on a game
+    with no strict equilibrium): the joint is an ``eps``-(C)CE, with
+    ``gaps_p <= eps_p + tol / scale_p`` (payoff units; ``gaps * scale <= eps * scale + tol``
+    normalised), not an exact one. Hard-constrain (``rho = inf``, ``eps_hat = 0``) for
+    an exact (C)CE.
+
     Attributes:
       joint: ``[A1..AN]`` the selected joint distribution (non-negative, sums to 1).
       marginals: N arrays ``[A_p]``.
       duals: ``[K]`` flat dual variables in payoff units (layout: ``solvers.gains``).
-      eps: ``[N]`` the approximation ``eps_p`` the joint was solved for (payoff units).
+      eps: ``[N]`` the approximation ``eps_p`` the joint was solved for (payoff units):
+        ``eps_hat`` with hard constraints, the penalty's choice with soft ones.
       gap: ``max_{p, dev} E_joint[gain]`` in payoff units (<= 0 up to tol for an exact
         (C)CE with ``eps_hat = 0``).
       gaps: ``[N]`` per-player ``max_dev E_joint[gain]`` in payoff units.

@@ -336,3 +336,68 @@ def test_polish_can_be_switched_off():
         solve(game, "ce", polish="no")
     with pytest.raises(TypeError, match="polish"):
         solve_batch(game[None], "ce", polish=None)
+
+
+# ---------------------------------------------------------------------------------------
+# One input rule for solve and every form of solve_batch.
+
+
+def test_complex_payoffs_are_a_type_error_in_every_entry_point():
+    game = _game((3, 3), 0) + 1j  # the imaginary part used to be dropped by solve_batch
+    with pytest.raises(TypeError, match="game must be real"):
+        solve(game, "ce")
+    with pytest.raises(TypeError, match="games must be real"):
+        solve_batch(game[None], "ce")
+    with pytest.raises(TypeError, match=r"games\[0\] must be real"):
+        solve_batch([game], "ce")
+
+
+def test_bool_payoffs_are_read_as_zero_one_in_every_entry_point():
+    game = _game((3, 3), 1) > 0  # solve_batch used to refuse bool arrays
+    ref = solve(game.astype(np.float64), "ce")
+    for sol in (solve(game, "ce"), solve_batch(game[None], "ce")[0], solve_batch([game], "ce")[0]):
+        _check(sol)
+        np.testing.assert_allclose(sol.joint, ref.joint, atol=1e-12)
+
+
+@pytest.mark.parametrize("entry", ["solve", "solve_batch"])
+def test_unknown_keyword_is_a_type_error_naming_it(entry):
+    game = _game((3, 3), 2)
+    with pytest.raises(TypeError, match="'model'"):
+        if entry == "solve":
+            solve(game, "ce", "me", model="cce")
+        else:
+            solve_batch(game[None], "ce", "me", model="cce")
+
+
+def test_me_with_a_target_is_refused_not_mre():
+    game = _game((3, 3), 3)
+    target = np.random.default_rng(3).dirichlet(np.ones(9)).reshape(3, 3)
+    with pytest.raises(ValueError, match="'mre'"):
+        solve(game, "ce", "me", target=target)
+    with pytest.raises(ValueError, match="'mre'"):
+        solve_batch(game[None], "ce", "me", target=target)
+    with pytest.raises(ValueError, match="eps_hat would be ignored"):
+        solve(game, "ce", "ms", eps_hat=0.1)
+
+
+def test_soft_constraint_optimal_is_the_penalised_optimum_with_positive_gap():
+    # "ms": eps is chosen by the penalty (Solution.eps); "optimal" certifies that
+    # problem's optimum, so a positive gap <= eps is expected (README, Solution docstring).
+    game = np.random.default_rng(0).normal(size=(2, 4, 4)) * np.array([3.0, 0.5])[:, None, None]
+    sol = solve(game, "ce", "ms", tol=TOL)
+    assert sol.status is Status.OPTIMAL
+    assert sol.gap > 0.1  # not an exact CE: its gap 0.27 is the chosen eps of player 0
+    assert np.all(sol.gaps <= sol.eps + TOL / sol.scale)
+    assert np.all(sol.gaps * sol.scale <= sol.eps * sol.scale + TOL)
+    # Maximum strength pushes every eps_p down onto its player's gap.
+    np.testing.assert_allclose(sol.eps * sol.scale, sol.gaps * sol.scale, atol=TOL)
+    # The CVXPY model of the same penalised problem has the same optimum.
+    ref = solve(game, "ce", "ms", method="cvxpy")
+    assert ref.status is Status.OPTIMAL
+    np.testing.assert_allclose(sol.eps, ref.eps, atol=1e-6)
+    np.testing.assert_allclose(sol.joint, ref.joint, atol=1e-6)
+    # Batched solves report the same relation.
+    games = np.stack([np.random.default_rng(s).normal(size=(2, 4, 4)) for s in range(4)])
+    for s in solve_batch(games, "ce", "ms"):
+        assert s.ok and np.all(s.gaps * s.scale <= s.eps * s.scale + TOL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import solvers
 from hybrid_nes.integrations import openspiel as hos
 from solvers import Solution, Status
+from solvers.gains import dense_gains
 
 HAVE_OPENSPIEL = importlib.util.find_spec("open_spiel") is not None
 needs_openspiel = pytest.mark.skipif(
@@ -438,3 +440,94 @@ def test_register_without_openspiel_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "open_spiel.python.algorithms", None)
     with pytest.raises(ImportError, match=r"pip install 'hybrid_nes\[openspiel\]'"):
         hos.register()
+
+
+# ---------------------------------------------------------------------------------------
+# The returned distribution is certified itself (3-player Kuhn poker CE, 10x10x10).
+
+
+KUHN3_CE_10 = Path(__file__).parent / "data" / "kuhn3_ce_meta_10x10x10.npy"
+
+
+def _returned_normalised_gap(game: np.ndarray, dist: np.ndarray, concept: str) -> float:
+    """The gap of ``dist`` from ``solvers``' dense constraint matrix and normalisation."""
+    g = solvers.gains(game, concept)
+    expected = dense_gains(g) @ dist.reshape(-1)
+    gaps = np.array([expected[g.player == p].max() for p in range(game.shape[0])])
+    return float(np.max(gaps * solvers.normalise(game).scale))
+
+
+@pytest.fixture(scope="module")
+def kuhn3_ce_10():
+    """The 10x10x10 meta-game of an hn_mece JPSRO run on 3-player Kuhn poker (iteration
+    9, no repeated policies): its ME-CE's first sparsified re-solve leaves an entry at
+    9.8e-9, which JPSRO's clean-up threshold drops (7.7e-9 of normalised gap)."""
+    game = np.load(KUHN3_CE_10)
+    return game, [np.ones(n) for n in game.shape[1:]]
+
+
+def test_kuhn3_ce_sparsified_distribution_is_within_tol(kuhn3_ce_10):
+    game, repeats = kuhn3_ce_10
+    solver = hos.meta_solver("hn_mece")
+    tol = solver.options.tol
+    dist, meta = solver(game, repeats)
+    returned = _returned_normalised_gap(game, dist, "ce")
+    assert meta["sparsified"] and meta["dropped"] > 400
+    assert meta["certified"] and meta["status"] == "optimal"
+    assert returned <= tol  # was 7.7e-9 with tol 1e-10
+    assert meta["normalised_gap"] == pytest.approx(returned, rel=1e-6, abs=1e-17)
+    assert meta["gap"] == pytest.approx(hos.equilibrium_gaps(game, dist, "ce").max(), abs=1e-17)
+    # meta["solution"] is the solve dist comes from: its figure is dist's (was 1.9e-11 vs 7.7e-9).
+    assert abs(meta["solution"].normalised_gap - returned) <= tol
+    assert meta["dense_solution"].ok
+    # JPSRO's clean-up leaves it unchanged, so what JPSRO uses is within tol too.
+    assert not np.any((dist > 0) & (dist < hos.JPSRO_DIST_TOL))
+    assert meta["jpsro_gap"] * solvers.normalise(game).scale.max() <= tol
+
+
+def test_kuhn3_ce_one_sparsify_round_keeps_the_entry_rather_than_break_tol(kuhn3_ce_10, monkeypatch):
+    # One re-solve only: dropping its 9.8e-9 entry would cost 7.7e-9 > tol, so it is
+    # kept (sparsify less) and JPSRO's clean-up gap is reported as it is.
+    monkeypatch.setattr(hos, "SPARSIFY_ROUNDS", 1)
+    game, repeats = kuhn3_ce_10
+    solver = hos.meta_solver("hn_mece")
+    dist, meta = solver(game, repeats)
+    assert meta["sparsified"] and meta["certified"]
+    assert _returned_normalised_gap(game, dist, "ce") <= solver.options.tol
+    assert np.any((dist > 1e-9) & (dist < hos.JPSRO_DIST_TOL))
+    assert meta["jpsro_gap"] == pytest.approx(
+        hos.equilibrium_gaps(game, hos.drop_below(dist, hos.JPSRO_DIST_TOL), "ce").max(), abs=1e-17
+    )
+    assert meta["jpsro_gap"] > solver.options.tol
+
+
+def test_kuhn3_ce_without_sparsify_rounds_returns_the_dense_joint(kuhn3_ce_10, monkeypatch):
+    monkeypatch.setattr(hos, "SPARSIFY_ROUNDS", 0)
+    game, repeats = kuhn3_ce_10
+    solver = hos.meta_solver("hn_mece")
+    dist, meta = solver(game, repeats)
+    assert not meta["sparsified"] and meta["certified"]
+    assert meta["solution"] is meta["dense_solution"]
+    np.testing.assert_allclose(dist, hos.clean_joint(meta["solution"].joint), atol=0)
+    assert _returned_normalised_gap(game, dist, "ce") <= solver.options.tol
+
+
+def test_meta_solver_options_refuse_preset_parameters_up_front():
+    with pytest.raises(TypeError, match="'modle'"):
+        hos.make_meta_solver("cce", "me", modle=1)
+    with pytest.raises(ValueError, match="eps_hat would be ignored"):
+        hos.make_meta_solver("cce", "ms", eps_hat=0.1)
+    with pytest.raises(ValueError, match="'mre'"):
+        hos.make_meta_solver("cce", "me", target=np.full((2, 2), 0.25))
+    assert hos.make_meta_solver("cce", "mw", mu=2.0).options.selection_params == {"mu": 2.0}
+
+
+def test_repeat_weights_are_the_target_of_me_with_repeats():
+    # ME with repeated policies is MRE to the repeat weights (module docstring); the
+    # preset refuses target=, so the meta-solver sets it on the Selection.
+    game = np.random.default_rng(5).normal(size=(2, 3, 2))
+    repeats = [np.array([2.0, 1.0, 1.0]), np.array([1.0, 3.0])]
+    dist, meta = hos.meta_solver("hn_mecce")(game, repeats)
+    ref = solvers.solve(game, "cce", "mre", target=hos.repeat_weights(repeats), tol=1e-10)
+    np.testing.assert_allclose(dist, hos.clean_joint(ref.joint), atol=1e-9)
+    assert meta["solution"].selection.name == "me"

@@ -207,3 +207,63 @@ def test_cli_solve_batch_rejects_bad_input(tmp_path, capsys, setup, args, messag
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# Arguments: one dtype rule, unknown keywords, the model argument.
+
+
+def test_complex_and_bool_games_follow_the_solvers_rule():
+    game = _games(20, 1, (3, 3))[0]
+    for call in (
+        lambda g: pipeline.solve_exact(g, "ce", warm_start="cold"),
+        lambda g: pipeline.solve_batch(g[None], "ce", warm_start="cold"),
+        lambda g: pipeline.solve_batch([g], "ce", warm_start="cold"),
+    ):
+        with pytest.raises(TypeError, match="must be real"):
+            call(game + 1j)
+        ref = solvers.solve((game > 0).astype(np.float64), "ce")
+        out = call(game > 0)
+        sol = out[0] if isinstance(out, list) else out
+        assert sol.ok
+        np.testing.assert_allclose(sol.joint, ref.joint, atol=1e-12)
+
+
+@pytest.mark.parametrize("entry", ["solve_exact", "solve_batch"])
+def test_unknown_keyword_is_a_type_error_naming_it(entry):
+    games = _games(21, 2, (3, 3))
+    call = getattr(pipeline, entry)
+    arg = games[0] if entry == "solve_exact" else games
+    with pytest.raises(TypeError, match="'modle'"):
+        call(arg, "cce", "me", modle=None)
+    with pytest.raises(ValueError, match="'mre'"):
+        call(arg, "cce", "me", target=np.full((3, 3), 1 / 9))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"model": "cce"}, TypeError, "model must be an NESModel"),
+        ({"model": 3}, TypeError, "model must be an NESModel"),
+        ({"model": "ce-net", "warm_start": "nes"}, TypeError, "model"),
+        ({"warm_options": {"snap": 0.1}}, TypeError, "warm_options"),
+    ],
+)
+def test_bad_model_and_warm_options(kwargs, error, message):
+    game = _games(22, 1, (3, 3))[0]
+    with pytest.raises(error, match=message):
+        pipeline.solve_exact(game, "cce", **kwargs)
+    with pytest.raises(error, match=message):
+        pipeline.solve_batch(game[None], "cce", **kwargs)
+
+
+def test_a_model_that_would_be_ignored_is_refused():
+    model = load_pretrained("cce")
+    game = _games(23, 1, (3, 3))[0]
+    for start in ("cold", None, np.zeros(6)):
+        with pytest.raises(ValueError, match="model is only used for a NES warm start"):
+            pipeline.solve_exact(game, "cce", warm_start=start, model=model)
+    with pytest.raises(ValueError, match="CCE network"):
+        pipeline.solve_exact(game, "ce", warm_start="nes", model=model)
+    sol = pipeline.solve_exact(game, "cce", warm_start="nes", model=model)
+    assert sol.ok and sol.info["warm_start"] == "nes"

@@ -80,3 +80,72 @@ def test_parameter_free_presets_are_built_once_and_immutable():
         me.mu = 1.0  # type: ignore[misc]
     target = np.full((2, 2), 0.25)
     assert as_selection("mre", target=target) is not as_selection("mre", target=target)
+
+
+# ---------------------------------------------------------------------------------------
+# Presets take only their own parameters (no silent conversion into another criterion).
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("me", {"target": np.full((2, 2), 0.25)}, "use selection='mre'"),
+        ("me", {"mu": 2.0}, "'mw'"),
+        ("me", {"welfare": np.eye(2)}, "'mwme'"),
+        ("me", {"strength": True, "rho": 1.0}, "'ms'"),
+        ("me", {"objective": "gini"}, "'mg'"),
+        ("me", {"name": "mw"}, "name"),
+        ("mre", {"target": np.full((2, 2), 0.25), "mu": 1.0}, "'mw'"),
+        ("mw", {"welfare": np.eye(2)}, "'mwme'"),
+        ("mw", {"target": np.full((2, 2), 0.25)}, "'mre'"),
+        ("mw", {"mu": 0.0}, "mu > 0"),
+        ("mwme", {"welfare": np.eye(2), "mu": 0.0}, "mu > 0"),
+        ("mwme", {"welfare": np.eye(2), "target": np.full((2, 2), 0.25)}, "'mre'"),
+        ("ms", {"eps_hat": 0.1}, "eps_hat would be ignored"),
+        ("ms", {"mu": 1.0}, "'mw'"),
+        ("ms", {"rho": math.inf}, "finite rho"),
+        ("mg", {"target": np.full((2, 2), 0.25)}, "'mre'"),
+        ("mg", {"rho": 1.0, "eps_plus": 1.0}, "Max Gini"),
+    ],
+)
+def test_presets_refuse_parameters_they_would_convert_or_ignore(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        as_selection(name, **params)
+    with pytest.raises(ValueError, match=message):
+        getattr(Selection, name)(**params)
+
+
+def test_me_with_a_target_names_mre():
+    with pytest.raises(ValueError, match=r"'me' preset has a uniform target.*'mre'"):
+        as_selection("me", target=np.full((2, 2), 0.25))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_unknown_preset_keyword_is_a_type_error_naming_it(name):
+    params = {"mre": {"target": np.full((2, 2), 0.25)}, "mwme": {"welfare": np.eye(2)}}.get(name, {})
+    with pytest.raises(TypeError, match=f"'model'.*'{name}' preset"):
+        as_selection(name, model="cce", **params)
+
+
+def test_eps_plus_with_hard_constraints_is_refused():
+    # eps_plus only bounds soft constraints; with rho=inf it was silently unused.
+    with pytest.raises(ValueError, match="eps_plus.*rho=inf"):
+        as_selection("me", eps_plus=1.0)
+    with pytest.raises(ValueError, match="eps_plus.*rho=inf"):
+        Selection(eps_plus=1.0)
+    assert as_selection("me", eps_plus=1.0, rho=2.0).eps_plus == 1.0
+
+
+def test_presets_keep_the_parameters_they_take():
+    target = np.full((2, 2), 0.25)
+    assert as_selection("me", eps_hat=0.1, eps_plus=1.0, rho=3.0).rho == 3.0
+    assert as_selection("mre", target=target, rho=2.0, eps_plus=1.0).target is not None
+    assert as_selection("mw", mu=2.0, eps_hat=0.1).mu == 2.0
+    assert as_selection("mwme", welfare=np.eye(2), mu=1.0, rho=2.0).welfare is not None
+    assert as_selection("ms", rho=2.0, eps_plus=1.0).strength
+    assert as_selection("mg", eps_hat=0.1).objective == "gini"
+
+
+def test_keywords_with_a_selection_object_are_named():
+    with pytest.raises(TypeError, match="'rho'"):
+        as_selection(Selection.me(), rho=1.0)

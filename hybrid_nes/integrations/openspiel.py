@@ -35,7 +35,11 @@ JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-sel
 joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
 selection is re-solved on the joint actions that survive the clean-up whenever the
 clean-up would cost more than ``tol`` (``MetaSolverOptions.sparsify``): the distribution
-JPSRO actually uses stays an exact (C)CE. ``meta["jpsro_gap"]`` reports its gap.
+JPSRO actually uses stays an exact (C)CE. The returned distribution is certified itself,
+not only the solve it came from: its gap is recomputed (``meta["gap"]``,
+``meta["normalised_gap"]``) and kept within ``tol`` (a re-solve that would leave it
+above is repeated on a smaller support or not used). ``meta["jpsro_gap"]`` reports the
+gap after JPSRO's clean-up.
 
 Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 """
@@ -55,6 +59,7 @@ import numpy as np
 
 import solvers
 from solvers import Selection, Solution, Status
+from solvers import kernels as kn
 from solvers.gains import Gains, check_concept, constraint_player, gain_structure
 
 __all__ = [
@@ -104,6 +109,11 @@ DEFAULT_TARGET_MIX = 0.1
 JPSRO_DIST_TOL = 1e-8
 #: Factor on the target of joint actions dropped by ``_sparsified`` (log: about -460).
 SPARSE_FLOOR = 1e-200
+#: Re-solves ``_sparsified`` may run: each floors the entries the last one left below the
+#: threshold. On the 3-player Kuhn poker CE 10x10x10 meta-game the first re-solve leaves
+#: one entry at 9.8e-9; dropping it costs 7.7e-9 of normalised gap, the second re-solve
+#: ends at 1.7e-14.
+SPARSIFY_ROUNDS = 3
 
 #: ``Solution.method`` stages whose duals are reused as the next warm start.
 WARM_START_STAGES: frozenset[str] = frozenset({"newton", "gd"})
@@ -213,6 +223,10 @@ class MetaSolverOptions:
         if self.selection == "mre" and "target" in self.selection_params:
             raise ValueError("the MRE meta-solver builds its target from the previous joint; do not pass target=")
         object.__setattr__(self, "selection_params", dict(self.selection_params))
+        # The preset's own checks, now rather than at the first meta-game: unknown
+        # keywords (TypeError) and parameters the preset would convert or ignore.
+        placeholder = {"target": np.ones(1)} if self.selection == "mre" else {}
+        getattr(Selection, self.selection)(**placeholder, **self.selection_params)
 
 
 # ----------------------------------------------------------------------------------------
@@ -320,14 +334,16 @@ def extend_joint(joint: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
 
 
 def gains_gaps(g: Gains, joint: np.ndarray) -> np.ndarray:
-    """``[N]`` per-player ``max_dev E_joint[gain]`` from precomputed ``solvers.gains``."""
-    weighted = g.values * joint.reshape(-1, 1)
-    values = np.bincount(g.rows.reshape(-1), weights=weighted.reshape(-1), minlength=g.num_constraints)
-    gaps = np.zeros(len(g.shape))
-    if values.size:
-        gaps[:] = -np.inf
-        np.maximum.at(gaps, g.player, values)
-        gaps[np.isneginf(gaps)] = 0.0
+    """``[N]`` per-player ``max_dev E_joint[gain]`` from precomputed ``solvers.gains``.
+
+    Computed by the solvers' own certificate kernels (``expected_gains_one``,
+    ``player_gaps_one``: the gaps every ``Solution`` reports), not a re-implementation.
+    """
+    sigma = np.ascontiguousarray(joint, dtype=np.float64).reshape(-1)
+    expected = np.empty(g.num_constraints)
+    kn.expected_gains_one(g.rows, np.ascontiguousarray(g.values, dtype=np.float64), sigma, expected)
+    gaps = np.empty(len(g.shape))
+    kn.player_gaps_one(expected, g.player, gaps)
     return gaps
 
 
@@ -396,9 +412,12 @@ def _selection(options: MetaSolverOptions, base: np.ndarray | None, previous: _R
         else:
             target = uniform
         return Selection.mre(target=target / target.sum(), **params)
-    if base is not None:
-        params.setdefault("target", base)
-    return getattr(Selection, name)(**params)
+    selection = getattr(Selection, name)(**params)
+    if base is None:
+        return selection
+    # The repeat weights are the base target of every entropy preset (module docstring);
+    # no preset takes target= besides MRE, so it is set on the preset's Selection.
+    return replace(selection, target=base)
 
 
 class JPSROMetaSolver:
@@ -440,10 +459,14 @@ class JPSROMetaSolver:
 
         Returns:
           dist ``[A1..AN]`` (non-negative, sums to 1) and a ``meta`` dict: ``gap``
-          (the concept's gap of ``dist``, payoff units), ``cce_gap``, ``gaps`` ``[N]``,
-          ``duality_gap``, ``status`` (str; "optimal" only when certified),
-          ``certified``, ``fallback``, ``warm_start``, ``iterations``, ``method``,
-          ``timings`` (seconds), ``solution`` (the ``solvers.Solution``).
+          (the concept's gap of ``dist`` itself, payoff units), ``normalised_gap``
+          (the same in the meta-game's normalised units, the units of ``tol``),
+          ``cce_gap``, ``gaps`` ``[N]``, ``duality_gap``, ``status`` (str; "optimal"
+          only when certified), ``certified`` (the solve was optimal and ``dist``'s own
+          gap is within ``tol`` of its ``eps``), ``fallback``, ``warm_start``,
+          ``iterations``, ``method``, ``timings`` (seconds), ``solution`` (the
+          ``solvers.Solution`` that ``dist`` comes from: the sparsified re-solve when
+          ``sparsified``) and ``dense_solution`` (the first solve).
         """
         start = time.perf_counter()
         game = check_meta_game(meta_game)
@@ -464,11 +487,11 @@ class JPSROMetaSolver:
 def _trivial_record(game: np.ndarray, key: str, options: MetaSolverOptions, start: float) -> _Record:
     dist = np.ones(game.shape[1:])
     meta = dict(
-        gap=0.0, cce_gap=0.0, gaps=np.zeros(game.shape[0]), duality_gap=0.0,
+        gap=0.0, normalised_gap=0.0, cce_gap=0.0, gaps=np.zeros(game.shape[0]), duality_gap=0.0,
         status=Status.OPTIMAL.value, certified=True, fallback=False, warm_start="none",
         iterations=0, method="trivial", concept=options.concept, selection=options.selection,
         expanded=False, sparsified=False, dropped=0, jpsro_gap=0.0, cached=False,
-        solution=None, error=None, fast_status=Status.OPTIMAL.value,
+        solution=None, dense_solution=None, error=None, fast_status=Status.OPTIMAL.value,
         timings=dict(solve=0.0, sparsify=0.0, total=time.perf_counter() - start),
     )
     return _Record(key, game, None, game, dist, meta)
@@ -552,47 +575,96 @@ def drop_below(dist: np.ndarray, threshold: float) -> np.ndarray:
     return out / out.sum()
 
 
+class _Returned(NamedTuple):
+    """A candidate meta-distribution and the certificate of exactly that distribution."""
+
+    dist: np.ndarray  # [A1..AN]
+    solution: Solution  # the solve it comes from (its eps is the approximation solved for)
+    gaps: np.ndarray  # [N] payoff units, of ``dist``
+    excess: float  # max_p (gaps_p - eps_p) * scale_p: <= tol for a certified distribution
+
+
+def _certify(gains: Gains, dist: np.ndarray, solution: Solution, scale: np.ndarray) -> _Returned:
+    """The certificate of ``dist`` itself (not of the solve's joint it was cleaned from).
+
+    ``scale: [N]`` is the meta-game's normalisation (``solvers.normalise``): the
+    tolerance is in those units, as in ``solvers.solve``.
+    """
+    gaps = gains_gaps(gains, dist)
+    excess = float(np.max((gaps - np.asarray(solution.eps, dtype=np.float64)) * scale))
+    return _Returned(dist, solution, gaps, excess)
+
+
 def _sparsified(
     options: MetaSolverOptions,
     game: np.ndarray,
     gains: Gains,
     selection: Selection,
-    solution: Solution,
-    dist: np.ndarray,
-) -> tuple[np.ndarray, int] | None:
+    dense: _Returned,
+    scale: np.ndarray,
+) -> tuple[_Returned, int] | None:
     """The entropy selection re-solved on the joints that survive JPSRO's clean-up.
 
     Entropy-selected joints spread exponentially small mass (down to 1e-80 on 3-player
     Kuhn poker meta-games) over many joint actions; JPSRO zeroes every entry below 1e-8,
-    which costs up to ~2e-8 of CCE gap. Re-solving with the target scaled by
+    which costs up to ~4e-8 of (C)CE gap. Re-solving with the target scaled by
     ``SPARSE_FLOOR`` on those entries gives the selection restricted to the surviving
-    support: a (C)CE that JPSRO's clean-up leaves exact. Kept only when certified and no
-    worse after the clean-up; skipped when the clean-up's gap is within ``tol``.
+    support: a (C)CE that JPSRO's clean-up leaves exact. Skipped when the clean-up's gap
+    is within ``tol``.
+
+    The returned distribution keeps the promise of the dense one: its own gap is within
+    ``tol`` (``_Returned.excess``). A re-solve can leave new entries below the threshold
+    (9.8e-9 on the Kuhn 10x10x10 CE meta-game: dropping it cost 7.7e-9); those are floored
+    in the next round (at most ``SPARSIFY_ROUNDS``). If no round's cleaned joint is within
+    ``tol``, the last certified re-solve is returned with only the floored entries (mass
+    ~1e-160) removed, when that is within ``tol`` and JPSRO's clean-up costs it less
+    than the dense joint; otherwise nothing (the dense joint is returned).
 
     Returns:
-      ``(dist, number of dropped joint actions)`` or None (nothing to do, or not better).
+      ``(candidate, number of the dense joint's positive entries it zeroes)`` or None.
     """
     threshold = options.sparsify
-    small = dist < threshold
-    if threshold <= 0 or selection.objective != "entropy" or not np.any(small & (dist > 0)):
+    dist = dense.dist
+    floored = dist < threshold
+    if threshold <= 0 or selection.objective != "entropy" or not np.any(floored & (dist > 0)):
         return None
-    before = gains_gaps(gains, drop_below(dist, threshold))
-    if np.max(before * solution.scale) <= options.tol:
+    before = _certify(gains, drop_below(dist, threshold), dense.solution, scale)
+    if before.excess <= options.tol:
         return None  # the clean-up costs nothing beyond the solve's own tolerance
     target = selection.target if selection.target is not None else np.full(dist.shape, 1.0 / dist.size)
-    sparse_target = np.where(small, SPARSE_FLOOR * target, target)
-    sparse_selection = replace(selection, target=sparse_target / sparse_target.sum())
-    duals0 = np.maximum(solution.duals, 0.0) if reusable_duals(solution.method) else None
-    try:
-        resolved = _solve(options, game, sparse_selection, duals0, options.method)
-    except (ArithmeticError, RuntimeError, np.linalg.LinAlgError):
+    duals0 = np.maximum(dense.solution.duals, 0.0) if reusable_duals(dense.solution.method) else None
+    fallback: _Returned | None = None
+    for _ in range(SPARSIFY_ROUNDS):
+        sparse_target = np.where(floored, SPARSE_FLOOR * target, target)
+        sparse_selection = replace(selection, target=sparse_target / sparse_target.sum())
+        try:
+            resolved = _solve(options, game, sparse_selection, duals0, options.method)
+        except (ArithmeticError, RuntimeError, np.linalg.LinAlgError):
+            break
+        if resolved.status is not Status.OPTIMAL:
+            break
+        joint = clean_joint(resolved.joint)
+        cleaned = _certify(gains, drop_below(joint, threshold), resolved, scale)
+        if cleaned.excess <= options.tol:
+            return cleaned, int(np.count_nonzero((dist > 0) & (cleaned.dist == 0)))
+        fallback = _certify(gains, _zero(joint, floored), resolved, scale)
+        newly = (joint < threshold) & (joint > 0) & ~floored
+        if not np.any(newly):
+            break
+        floored = floored | newly
+        duals0 = np.maximum(resolved.duals, 0.0) if reusable_duals(resolved.method) else None
+    if fallback is None or fallback.excess > options.tol:
         return None
-    if resolved.status is not Status.OPTIMAL:
+    used = gains_gaps(gains, drop_below(fallback.dist, threshold)).max()
+    if used >= before.gaps.max():
         return None
-    sparse = drop_below(clean_joint(resolved.joint), threshold)
-    if gains_gaps(gains, sparse).max() > before.max():
-        return None
-    return sparse, int(np.count_nonzero(small & (dist > 0)))
+    return fallback, int(np.count_nonzero((dist > 0) & (fallback.dist == 0)))
+
+
+def _zero(joint: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``joint`` with the entries under ``mask`` set to 0, renormalised."""
+    out = np.where(mask, 0.0, joint)
+    return out / out.sum()
 
 
 def _solve_meta_game(
@@ -620,20 +692,25 @@ def _solve_meta_game(
     dist = unexpand_joint(joint, repeats) if expanded else joint
     sparsify_start = time.perf_counter()
     gains = meta_game_gains(game, options.concept)
-    sparse = _sparsified(options, game, gains, selection, solution, dist)
+    scale = solvers.normalise(game).scale
+    returned = _certify(gains, dist, solution, scale)
+    sparse = _sparsified(options, game, gains, selection, returned, scale)
     sparsify_time = time.perf_counter() - sparsify_start
     dropped = 0
     if sparse is not None:
-        dist, dropped = sparse
-    gaps = gains_gaps(gains, dist)
+        returned, dropped = sparse
+    dist, gaps = returned.dist, returned.gaps
     cce_gaps = gaps if options.concept == "cce" else equilibrium_gaps(game, dist, "cce")
-    certified = solution.status is Status.OPTIMAL
+    # The certificate of the distribution returned, not of the solve it came from.
+    certified = returned.solution.status is Status.OPTIMAL and returned.excess <= options.tol
     meta = dict(
         gap=float(gaps.max()),
+        normalised_gap=float(np.max(gaps * scale)),
         cce_gap=float(cce_gaps.max()),
         gaps=gaps,
-        duality_gap=float(solution.duality_gap),
-        status=solution.status.value,
+        duality_gap=float(returned.solution.duality_gap),
+        status=returned.solution.status.value if certified or returned.solution.status is not Status.OPTIMAL
+        else Status.INACCURATE.value,
         certified=certified,
         fallback=fallback,
         fast_status=fast_status,
@@ -648,7 +725,8 @@ def _solve_meta_game(
         dropped=dropped,
         jpsro_gap=float(gains_gaps(gains, drop_below(dist, JPSRO_DIST_TOL)).max()),
         cached=False,
-        solution=solution,
+        solution=returned.solution,
+        dense_solution=solution,
         timings=dict(
             dict(solution.timings), solve=solve_time, sparsify=sparsify_time,
             total=time.perf_counter() - start,
@@ -658,7 +736,7 @@ def _solve_meta_game(
     # implicit equalities drift along flat directions (magnitudes ~1e4 on Kuhn poker
     # meta-games); started there, Newton can stall on the next meta-game (260 iterations,
     # then face + CVXPY: 50 ms instead of 0.2 ms), so the next solve starts cold.
-    reusable = certified and reusable_duals(solution.method)
+    reusable = solution.status is Status.OPTIMAL and reusable_duals(solution.method)
     duals = np.asarray(solution.duals, dtype=np.float64) if reusable else None
     if duals is not None and not np.all(np.isfinite(duals)):
         duals = None
