@@ -377,7 +377,8 @@ class _Interrupt:
     with ``os._exit(130)`` if the command has not returned by then; a second SIGINT ends
     it at once. Whatever the command raises or returns after a SIGINT, ``main`` answers 130
     (numba turns the ``KeyboardInterrupt`` into a ``SystemError``, which library code may
-    catch).
+    catch). A ``KeyboardInterrupt`` raised inside a C callback is dropped by Python (printed
+    as "Exception ignored"); ``main`` silences that print and the timer ends the run.
     """
 
     def __init__(self, command: str):
@@ -408,10 +409,18 @@ class _Interrupt:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hybrid-nes`` script."""
     args = build_parser().parse_args(argv)
-    if not getattr(args, "interruptible", False) or threading.current_thread() is not threading.main_thread():
+    if (not getattr(args, "interruptible", False) or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # e.g. nohup, `cmd &` in a script: keep ignoring
         return int(args.func(args) or 0)
     interrupt = _Interrupt(args.command)
     previous = signal.signal(signal.SIGINT, interrupt)
+    unraisable = sys.unraisablehook
+
+    def quiet_unraisable(info) -> None:  # the KeyboardInterrupt raised in a C callback (llvmlite's)
+        if not (interrupt.event.is_set() and isinstance(info.exc_value, KeyboardInterrupt)):
+            unraisable(info)
+
+    sys.unraisablehook = quiet_unraisable
     if os.name == "posix":
         try:  # prompt even inside a compiled kernel; the Python handler stays as the fallback
             from hybrid_nes._sigint import install
@@ -427,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = unraisable
         if interrupt.timer is not None:
             interrupt.timer.cancel()
     if interrupt.event.is_set():

@@ -246,3 +246,23 @@ def test_sigint_fallback_without_the_compiled_handler(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["hybrid-nes solve-batch: interrupted"], err
     assert took < 10, took
+
+
+@needs_posix
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    # Shells start background jobs with SIGINT ignored; the CLI must not take it back.
+    np.save(tmp_path / "games.npy", np.random.default_rng(1).normal(size=(4000, 2, 16, 16)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "hybrid_nes.cli", "solve-batch", "games.npy", "--out", "r.npz",
+                             "--concept", "ce", "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        time.sleep(8)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        time.sleep(2)
+        assert proc.poll() is None, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.communicate()
