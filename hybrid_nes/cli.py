@@ -11,13 +11,26 @@
 
 Each subcommand is registered by an ``add_<name>_parser(subparsers)`` function, so that
 later subcommands (``solve``) join the same parser.
+
+Errors (unreadable or oversized game files, an unwritable ``--out``, bad options) are one
+line on stderr and exit code 2. Ctrl-C (SIGINT) during ``solve`` / ``solve-batch`` prints
+one line and exits with 130 at once, even inside a compiled kernel (``hybrid_nes._sigint``:
+a C-level handler; a Python-level one with an ``INTERRUPT_GRACE_S`` timer where that is
+unavailable). A result file being written is left as it was; its temporary is removed by
+the next write (solvers/atomic.py).
+``solve --json`` prints strict JSON: non-finite figures (the NaN duality gap of an
+infeasible problem, an infinite eps) are ``null``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +42,11 @@ __all__ = [
     "add_solve_parser",
     "add_solve_batch_parser",
     "add_demo_parser",
+    "INTERRUPT_GRACE_S",
 ]
+
+#: Seconds after a Ctrl-C before the process ends without waiting for the running code.
+INTERRUPT_GRACE_S: float = 5.0
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -151,6 +168,16 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _add_solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concept", choices=("cce", "ce"), default="cce")
     p.add_argument("--selection", default="me", help="preset: me, mw, ms, mg (mre/mwme need arrays: use the API)")
@@ -160,6 +187,10 @@ def _add_solve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tol", type=float, default=1e-8)
     p.add_argument("--no-polish", action="store_true",
                    help="no CVXPY finish for games the dual solvers leave short of --tol (reported as they are)")
+    p.add_argument("--max-entries", type=_positive_int, default=None, metavar="N",
+                   help="refuse game files declaring more than N payoff numbers, from their header "
+                        "(default 2**25 for .npy/.npz, 2**20 for .nfg; see solvers.game_io)")
+    p.set_defaults(interruptible=True)
 
 
 def add_solve_parser(subparsers) -> argparse.ArgumentParser:
@@ -167,7 +198,9 @@ def add_solve_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("solve", help="solve a game file (.npy, .npz, Gambit .nfg)")
     p.add_argument("game", type=Path, help="payoffs [N, A1..AN] as .npy/.npz, or a Gambit .nfg file")
     _add_solve_options(p)
-    p.add_argument("--json", action="store_true", help="print the solution as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the solution as strict JSON (non-finite figures, e.g. the duality gap "
+                        "of an infeasible problem, are null)")
     p.set_defaults(func=_run_solve)
     return p
 
@@ -188,6 +221,17 @@ def add_solve_batch_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _strict(value):
+    """``value`` with every non-finite float (NaN, inf) replaced by ``None``, for strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def _solution_dict(sol) -> dict:
     return {
         "status": sol.status.value,
@@ -202,7 +246,7 @@ def _solution_dict(sol) -> dict:
         "duality_gap": sol.duality_gap,
         "eps": sol.eps.tolist(),
         "iterations": sol.iterations,
-        "timings": dict(sol.timings),
+        "timings": {k: float(v) for k, v in sol.timings.items()},
     }
 
 
@@ -214,14 +258,14 @@ def _run_solve(args: argparse.Namespace) -> int:
 
     params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
     try:
-        game = load_game(args.game)
+        game = load_game(args.game, max_entries=args.max_entries)
         sol = solve_exact(game, args.concept, args.selection, warm_start=args.warm_start,
                           method=args.method, tol=args.tol, polish=not args.no_polish, **params)
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"hybrid-nes solve: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(_solution_dict(sol), indent=2))
+        print(json.dumps(_strict(_solution_dict(sol)), indent=2, allow_nan=False))
     else:
         with np.printoptions(precision=6, suppress=True):
             print(f"{args.game}: {game.shape[0]}-player {'x'.join(map(str, game.shape[1:]))} game")
@@ -242,7 +286,7 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hybrid_nes.pipeline import solve_batch
-    from solvers.atomic import atomic_path
+    from solvers.atomic import atomic_path, check_destination
     from solvers.game_io import load_games
     from solvers.solution import stack_solutions
 
@@ -254,11 +298,13 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
         return fail(f"--chunk must be >= 1, got {args.chunk}")
     if args.out.suffix.lower() != ".npz":
         return fail(f"--out must be a .npz file, got {args.out}")
-    if not args.out.parent.is_dir():
-        return fail(f"no directory {args.out.parent} for --out")
+    try:  # before solving: a folder that cannot be made or written would lose every result
+        check_destination(args.out, suffix=".npz")
+    except (OSError, ValueError) as err:
+        return fail(f"--out: {err}")
     params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
     try:
-        games = load_games(args.games)
+        games = load_games(args.games, max_entries=args.max_entries)
     except (OSError, ValueError, TypeError) as err:
         return fail(str(err))
     num = games.shape[0]
@@ -280,8 +326,11 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
             bar.set_postfix(certified=f"{certified}/{len(sols)}")
     wall = time.perf_counter() - start
     arrays = stack_solutions(sols)
-    with atomic_path(args.out, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
+    try:
+        with atomic_path(args.out, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    except OSError as err:
+        return fail(f"cannot write {args.out}: {err.strerror or err}")
     bad = np.flatnonzero(arrays["status"] != "optimal")
     print(f"{num} games {'x'.join(map(str, games.shape[2:]))}, {args.concept.upper()} ({args.selection}): "
           f"{wall:.2f} s, {num / wall:.0f} games/s; certified {num - bad.size}/{num}; wrote {args.out}")
@@ -318,10 +367,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupt:
+    """Ctrl-C for ``solve`` / ``solve-batch``: one line on stderr and exit code 130.
+
+    On POSIX ``hybrid_nes._sigint`` replaces this by a compiled handler that exits at once
+    (Python handlers wait for a running kernel to return); this class is the fallback.
+    The first SIGINT raises ``KeyboardInterrupt`` (``finally`` blocks run: a temporary
+    result file is removed) and starts a ``INTERRUPT_GRACE_S`` timer that ends the process
+    with ``os._exit(130)`` if the command has not returned by then; a second SIGINT ends
+    it at once. Whatever the command raises or returns after a SIGINT, ``main`` answers 130
+    (numba turns the ``KeyboardInterrupt`` into a ``SystemError``, which library code may
+    catch). A ``KeyboardInterrupt`` raised inside a C callback is dropped by Python (printed
+    as "Exception ignored"); ``main`` silences that print and the timer ends the run.
+    """
+
+    def __init__(self, command: str):
+        self.command = command
+        self.event = threading.Event()
+        self.reported = threading.Lock()
+        self.timer: threading.Timer | None = None
+
+    def report(self) -> None:
+        if self.reported.acquire(blocking=False):
+            lead = "\n" if sys.stderr.isatty() else ""  # off a progress bar's line
+            print(f"{lead}hybrid-nes {self.command}: interrupted", file=sys.stderr, flush=True)
+
+    def hard_exit(self) -> None:
+        self.report()
+        os._exit(130)
+
+    def __call__(self, signum, frame) -> None:
+        if self.event.is_set():
+            self.hard_exit()
+        self.event.set()
+        self.timer = threading.Timer(INTERRUPT_GRACE_S, self.hard_exit)
+        self.timer.daemon = True
+        self.timer.start()
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hybrid-nes`` script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    if (not getattr(args, "interruptible", False) or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # e.g. nohup, `cmd &` in a script: keep ignoring
+        return int(args.func(args) or 0)
+    interrupt = _Interrupt(args.command)
+    previous = signal.signal(signal.SIGINT, interrupt)
+    unraisable = sys.unraisablehook
+
+    def quiet_unraisable(info) -> None:  # the KeyboardInterrupt raised in a C callback (llvmlite's)
+        if not (interrupt.event.is_set() and isinstance(info.exc_value, KeyboardInterrupt)):
+            unraisable(info)
+
+    sys.unraisablehook = quiet_unraisable
+    if os.name == "posix":
+        try:  # prompt even inside a compiled kernel; the Python handler stays as the fallback
+            from hybrid_nes._sigint import install
+
+            install(args.command, newline=not getattr(args, "no_progress", True))
+        except Exception:  # noqa: BLE001 - no numba cfunc here: the Python-level handler serves
+            pass
+    try:
+        code = int(args.func(args) or 0)
+    except BaseException:
+        if not interrupt.event.is_set():
+            raise
+        code = 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = unraisable
+        if interrupt.timer is not None:
+            interrupt.timer.cancel()
+    if interrupt.event.is_set():
+        interrupt.report()
+        return 130
+    return code
 
 
 if __name__ == "__main__":
