@@ -93,7 +93,7 @@ class Solution:
 
     def __post_init__(self) -> None:
         info = self.info
-        if not isinstance(info, MutableMapping):
+        if type(info) is not dict and not isinstance(info, MutableMapping):
             info = dict(info)
             object.__setattr__(self, "info", info)
         dgap = self.duality_gap
@@ -123,18 +123,30 @@ class Solution:
         )
 
 
+_SMALL = 64
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    if array.size <= _SMALL:
+        return all(map(math.isfinite, array.ravel().tolist()))
+    return bool(np.isfinite(array).all())
+
+
 def optimality_defect(sol: Solution) -> str | None:
     """Why ``sol`` cannot be labelled optimal (None when it can); see ``Solution``."""
     joint = sol.joint
-    total = float(joint.sum())
+    if joint.size <= _SMALL:  # Python floats beat NumPy's reductions on small arrays
+        values = joint.ravel().tolist()
+        total, low = math.fsum(values), min(values)
+    else:
+        total, low = float(joint.sum()), float(joint.min())
     if not abs(total - 1.0) <= JOINT_SUM_TOL:  # NaN and inf entries land here too
         return f"joint sums to {total!r}, not 1 (within {JOINT_SUM_TOL:g})"
-    low = float(joint.min())
     if not low >= 0.0:
         return f"joint has a negative entry {low!r}"
-    if not (math.isfinite(sol.gap) and np.isfinite(sol.gaps).all()):
+    if not (math.isfinite(sol.gap) and _all_finite(sol.gaps)):
         return f"gap is not finite (gaps {sol.gaps!r}); payoff-unit gaps overflow float64"
-    if not np.isfinite(sol.eps).all():
+    if not _all_finite(sol.eps):
         return f"eps is not finite ({sol.eps!r}); payoff-unit eps overflows float64"
     if not math.isfinite(sol.duality_gap) or sol.duality_gap < 0.0:
         return f"duality gap {sol.duality_gap!r} is not a finite non-negative number"
