@@ -408,3 +408,20 @@ def test_hard_certificate_is_the_relaxed_gap_on_a_violating_point():
     assert cert.duality_gap == pytest.approx(float(np.sum(np.maximum(alpha * g, 0.0))), abs=1e-15)
     assert cert.dual - cert.primal == pytest.approx(float(alpha @ g), abs=1e-12)
     assert cert.dual - cert.primal < cert.duality_gap
+
+
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_given_welfare_is_normalised_like_payoffs(concept):
+    """MWME with a welfare tensor x1e-13, x1e300 or +1e13 selects what the tensor itself
+    selects (the old rule called a welfare spread below 1e-12 zero welfare)."""
+    welfare = np.array([[3.0, 0.0], [1.0, 2.0]])  # favours (C, C) in chicken
+    ref = solvers.solve(CHICKEN, concept, "mwme", welfare=welfare, mu=5.0)
+    check_honest(ref)
+    flat = solvers.solve(CHICKEN, concept, "me")
+    assert np.abs(ref.joint - flat.joint).max() > 1e-3  # the welfare matters
+    for moved in (welfare * 1e-13, welfare * 1e300, welfare + 1e13):
+        sol = solvers.solve(CHICKEN, concept, "mwme", welfare=moved, mu=5.0)
+        check_honest(sol)
+        np.testing.assert_allclose(sol.joint, ref.joint, atol=JOINT_TOL)
+    with pytest.raises(ValueError, match="welfare cannot be normalised"):
+        solvers.solve(CHICKEN, concept, "mwme", welfare=np.array([[1e308, -1e308], [0.0, 0.0]]), mu=5.0)
