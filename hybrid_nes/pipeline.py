@@ -250,7 +250,12 @@ def _solve_group(
             batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method, polish=polish
         )
     per_game = {k: v / num_games for k, v in extra.items()}
-    return _record_stages(sols, per_game, plan, start)
+    sols = _record_stages(sols, per_game, plan, start)
+    if isinstance(duals0, list):  # games whose NES duals overflowed started cold
+        for sol, d in zip(sols, duals0, strict=True):
+            if d is None:
+                sol.info["warm_start"] = "cold"  # type: ignore[index]
+    return sols
 
 
 def _load_model(concept: str):

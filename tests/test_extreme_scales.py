@@ -425,3 +425,18 @@ def test_given_welfare_is_normalised_like_payoffs(concept):
         np.testing.assert_allclose(sol.joint, ref.joint, atol=JOINT_TOL)
     with pytest.raises(ValueError, match="welfare cannot be normalised"):
         solvers.solve(CHICKEN, concept, "mwme", welfare=np.array([[1e308, -1e308], [0.0, 0.0]]), mu=5.0)
+
+
+def test_nes_warm_start_at_extreme_scales():
+    """The network sees normalised games; its duals go to payoff units and back. At
+    x1e-307 they overflow there: that game starts cold (with a warning), not an error."""
+    from hybrid_nes import solve_batch as nes_batch
+
+    game = np.random.default_rng(1).normal(size=(2, 4, 4))
+    ref = solvers.solve(game, "ce")
+    with pytest.warns(RuntimeWarning, match="overflow float64"):
+        sols = nes_batch(np.stack([game * 1e-307, game * 1e-300, game * 1e300]), "ce", warm_start="nes")
+    for sol in sols:
+        check_honest(sol)
+        np.testing.assert_allclose(sol.joint, ref.joint, atol=JOINT_TOL)
+    assert [s.info["warm_start"] for s in sols] == ["cold", "nes", "nes"]
