@@ -261,8 +261,18 @@ def _solve_group(
             if alpha is not None:
                 from hybrid_nes.model import duals_to_payoff_units
 
-                duals0 = duals_to_payoff_units(warm_duals(alpha, options), norm.scale, shape, concept)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    duals0 = duals_to_payoff_units(warm_duals(alpha, options), norm.scale, shape, concept)
                 start = "nes"
+                finite = np.isfinite(duals0).all(axis=1)
+                if not finite.all():
+                    # Payoffs spanning ~1e-300 or less: scale ~1e300+, the network's duals
+                    # overflow in payoff units. Those games start cold (and say so).
+                    warnings.warn(
+                        f"NES duals of {int((~finite).sum())} game(s) overflow float64 in payoff units "
+                        "(payoffs spanning ~1e-300 or less); those start cold", RuntimeWarning, stacklevel=4,
+                    )
+                    duals0 = [d if ok else None for d, ok in zip(duals0, finite.tolist(), strict=True)]
     if num_games == 1:  # the single-game fast path of the exact solver
         d0 = None if duals0 is None else duals0[0]
         sols = [solvers.solve(batch[0], concept, selection, duals0=d0, tol=tol, max_iter=max_iter,
@@ -272,7 +282,12 @@ def _solve_group(
             batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method, polish=polish
         )
     per_game = {k: v / num_games for k, v in extra.items()}
-    return _record_stages(sols, per_game, plan, start)
+    sols = _record_stages(sols, per_game, plan, start)
+    if isinstance(duals0, list):  # games whose NES duals overflowed started cold
+        for sol, d in zip(sols, duals0, strict=True):
+            if d is None:
+                sol.info["warm_start"] = "cold"  # type: ignore[index]
+    return sols
 
 
 def _load_model(concept: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -31,11 +32,13 @@ from solvers.dual import DualProblem
 from solvers.face import Face, lift_duals, minimal_face
 from solvers.gains import check_concept, constraint_player, gain_structure, num_constraints
 from solvers.game import (
+    CONSTANT_ULPS,
     NormalisedGame,
     as_game,
     as_game_batch,
     is_float64_game,
     marginals,
+    normalise,
     normalise_batch,
 )
 from solvers.gradient import GradientOptions, gradient_batch
@@ -248,7 +251,11 @@ def _check_duals(duals: object, shape: tuple[int, ...], name: str = "duals0") ->
         raise ValueError(f"{name} has shape {array.shape}; expected {shape} (flat duals, layout of solvers.gains)")
     array = np.asarray(array, dtype=np.float64)
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or inf")
+        raise ValueError(
+            f"{name} contains NaN or inf (a Solution's duals are inf where payoff units overflow "
+            "float64, see its info['duals_overflow']: pass no warm start, or its "
+            "info['normalised_duals'] to solvers.refine_batch)"
+        )
     if np.any(array < 0):
         raise ValueError(f"{name} must be >= 0 (dual variables of <= constraints); min entry is {array.min():.3g}")
     return array
@@ -584,6 +591,25 @@ def refine_batch(
 # ---------------------------------------------------------------------------------------
 # Single games and lists of games in payoff units.
 # ---------------------------------------------------------------------------------------
+def _payoff_duals(alpha: np.ndarray, row_scale: np.ndarray, info: dict) -> np.ndarray:
+    """``alpha * s_p`` (payoff units). Where that overflows float64 (a game whose payoffs
+    span ~1e-300 or less: ``s_p`` ~1e300 and more) the entries are inf, the normalised
+    duals go to ``info["normalised_duals"]`` and ``info["duals_overflow"]`` says so, with a
+    ``RuntimeWarning``: never a silent inf. (At ``x1e300`` the duals are ~1e-300 and may
+    underflow to 0 or lose digits; as a warm start they are then approximate, not wrong.)"""
+    with np.errstate(over="ignore", invalid="ignore"):
+        duals = alpha * row_scale
+    if not kn.all_finite(duals.reshape(-1)):
+        info["normalised_duals"] = np.array(alpha, dtype=np.float64)
+        info["duals_overflow"] = (
+            "duals in payoff units (normalised duals x scale, up to "
+            f"{float(np.max(row_scale)):.3g}) overflow float64; info['normalised_duals'] holds "
+            "them in normalised units (solvers.refine_batch takes those as alpha0)"
+        )
+        warnings.warn(info["duals_overflow"], RuntimeWarning, stacklevel=4)
+    return duals
+
+
 def _make_solution(
     joint: np.ndarray,
     alpha: np.ndarray,
@@ -604,16 +630,20 @@ def _make_solution(
 
     ``stats`` = (violation, kkt, duality gap, objective), normalised units.
     """
-    gaps = gaps / scale
+    with np.errstate(over="ignore"):
+        gaps = gaps / scale
     if joint.ndim == 2:  # the common bimatrix case, without the generic axis bookkeeping
         margins = (joint.sum(axis=1), joint.sum(axis=0))
     else:
         margins = marginals(joint)
+    info = {"violation": float(stats[0]), "kkt": float(stats[1]), "face": bool(face)}
+    with np.errstate(over="ignore"):
+        eps = eps / scale
     return Solution(
         joint=joint,
         marginals=margins,
-        duals=alpha * scale[layout.player],
-        eps=eps / scale,
+        duals=_payoff_duals(alpha, scale[layout.player], info),
+        eps=eps,
         gap=float(gaps.max()),
         gaps=gaps,
         scale=scale,
@@ -625,7 +655,7 @@ def _make_solution(
         concept=concept,
         selection=selection,
         method=method,
-        info={"violation": float(stats[0]), "kkt": float(stats[1]), "face": bool(face)},
+        info=info,
     )
 
 
@@ -645,7 +675,8 @@ def _to_solution(
     )
     if res.face[b]:
         # The face's own duals (payoff units), for users who prefer them to the lifted ones.
-        sol.info["restricted_duals"] = res.restricted_alpha[b] * scale[layout.player]
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol.info["restricted_duals"] = res.restricted_alpha[b] * scale[layout.player]
     return sol
 
 
@@ -663,9 +694,11 @@ def _batch_solutions(
     """
     num_games, num_players = scale.shape
     joint = res.joint
-    duals = res.alpha * scale[:, layout.player]
-    gaps = res.gaps / scale
-    eps = res.eps / scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        duals = res.alpha * scale[:, layout.player]
+        gaps = res.gaps / scale
+        eps = res.eps / scale
+    finite_duals = np.isfinite(duals).all(axis=1).tolist()
     axes = tuple(range(1, num_players + 1))
     margins = [joint.sum(axis=axes[:p] + axes[p + 1 :]) for p in range(num_players)]
     gap = gaps.max(axis=1).tolist()
@@ -679,9 +712,11 @@ def _batch_solutions(
     for b in range(num_games):
         info = {"violation": violation[b], "kkt": kkt[b], "face": face[b]}
         if face[b]:
-            info["restricted_duals"] = res.restricted_alpha[b] * scale[b, layout.player]
+            with np.errstate(over="ignore", invalid="ignore"):
+                info["restricted_duals"] = res.restricted_alpha[b] * scale[b, layout.player]
+        duals_b = duals[b] if finite_duals[b] else _payoff_duals(res.alpha[b], scale[b, layout.player], info)
         out.append(Solution(
-            joint=joint[b], marginals=tuple(m[b] for m in margins), duals=duals[b], eps=eps[b],
+            joint=joint[b], marginals=tuple(m[b] for m in margins), duals=duals_b, eps=eps[b],
             gap=gap[b], gaps=gaps[b], scale=scale[b], duality_gap=dgap[b], objective=objective[b],
             iterations=iterations[b], timings=timings, status=res.status[b], concept=concept,
             selection=selection, method=res.method[b], info=info,
@@ -722,13 +757,16 @@ def _reference_solution(
     else:
         status = Status.INACCURATE
     joint = np.asarray(ref.joint, dtype=np.float64).reshape(norm.payoffs.shape[1:])
-    gaps = gaps_norm / scale
+    info = {"violation": float(ref.violation), "solver_status": ref.status}
+    with np.errstate(over="ignore"):
+        gaps = gaps_norm / scale
+        eps = np.asarray(ref.eps, dtype=np.float64) / scale
     timings["total"] = time.perf_counter() - t_start
     return Solution(
         joint=joint,
         marginals=marginals(joint),
-        duals=duals * scale[layout.player],
-        eps=np.asarray(ref.eps, dtype=np.float64) / scale,
+        duals=_payoff_duals(duals, scale[layout.player], info),
+        eps=eps,
         gap=float(gaps.max()),
         gaps=gaps,
         scale=scale,
@@ -740,7 +778,7 @@ def _reference_solution(
         concept=concept,
         selection=selection,
         method=method,
-        info={"violation": float(ref.violation), "solver_status": ref.status},
+        info=info,
     )
 
 
@@ -867,14 +905,17 @@ def _newton_opts(tol: float, max_iter: int) -> np.ndarray:
 
 #: Resolutions that do not depend on the game's payoffs, per selection and shape.
 _RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Selection -> {shape: params} | None
-#: ``solvers.game.normalise_batch``'s constant-player threshold (relative to max |payoff|).
-_TINY_NORM = 1e-12
+#: ``solvers.game.normalise_batch``'s constant-player threshold: spread relative to
+#: max |payoff| (``CONSTANT_ULPS`` machine epsilons).
+_TINY_NORM = CONSTANT_ULPS * float(np.finfo(np.float64).eps)
 
 
 def _normalise_fast(payoffs: np.ndarray) -> NormalisedGame:
     """``solvers.game.normalise`` of one validated game, compiled (one call, no temporaries)."""
     num_players = payoffs.shape[0]
     out, scale, offset = kn.normalise_one(payoffs.reshape(num_players, -1), _TINY_NORM)
+    if not kn.all_finite(scale):
+        return normalise(payoffs)  # raises the ValueError that says why
     return NormalisedGame(out.reshape(payoffs.shape), scale, offset)
 
 

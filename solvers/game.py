@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "CONSTANT_ULPS",
     "NormalisedGame",
     "as_game",
     "as_game_batch",
@@ -142,20 +143,67 @@ class NormalisedGame(NamedTuple):
     offset: np.ndarray
 
 
+#: A player whose payoffs span at most this many units of float64 resolution (machine
+#: epsilon) of its own largest magnitude is constant: ``max G_p - min G_p <=
+#: CONSTANT_ULPS * eps * max |G_p|``. Such differences are the rounding of the payoffs
+#: themselves (``0.1 + 0.2`` vs ``0.3``), not payoff information. Anything wider is
+#: resolved exactly: a prisoner's dilemma ``+1e13`` (spread 3, 1e13 * eps = 2e-3) is not
+#: constant, nor is one scaled by ``1e-300``.
+CONSTANT_ULPS = 4.0
+_EPS = float(np.finfo(np.float64).eps)
+_HALF_MAX = float(np.finfo(np.float64).max) / 2
+
+
 def normalise_batch(games: np.ndarray) -> NormalisedGame:
-    """Normalises a validated batch ``[B, N, A1..AN]``; fields gain a leading B axis."""
+    """Normalises a validated batch ``[B, N, A1..AN]``; fields gain a leading B axis.
+
+    Overflow- and underflow-safe for every finite game (payoffs up to ``1.8e308`` in
+    magnitude): each player's slice is centred on its midrange ``c`` (exact for an
+    offset game: Sterbenz), divided by its own largest deviation ``r`` from it, and only
+    then centred on its mean and put on the sphere, so no intermediate leaves
+    ``[-2, 2] sqrt(|A|)``. ``s_p = (sqrt(|A|) / ||e||) / r`` with ``e = (G_p - c) / r - mean``.
+
+    Raises:
+      ValueError: where float64 cannot represent the normalised problem: a player whose
+        payoff spread ``max - min`` overflows (its gains in payoff units are not finite),
+        or whose spread is so small (below ~1e-306) that ``s_p`` overflows.
+    """
     b, n = games.shape[:2]
     flat = games.reshape(b, n, -1)
     num_joint = flat.shape[-1]
-    offset = flat.mean(axis=-1)
-    centred = flat - offset[..., None]
+    hi = flat.max(axis=-1)
+    lo = flat.min(axis=-1)
+    half = 0.5 * hi - 0.5 * lo  # half the spread: never overflows
+    if np.any(half > _HALF_MAX):
+        g, p = np.argwhere(half > _HALF_MAX)[0]
+        raise ValueError(
+            f"player {p} of game {g} has payoffs from {lo[g, p]:.6g} to {hi[g, p]:.6g}: the spread "
+            "overflows float64, so its deviation gains cannot be represented; rescale the game"
+        )
+    top = np.maximum(np.abs(hi), np.abs(lo))
+    tiny = half <= (0.5 * CONSTANT_ULPS * _EPS) * top
+    centre = 0.5 * hi + 0.5 * lo
+    dev = flat - centre[..., None]  # exact when G_p = x + offset with a large offset
+    radius = np.abs(dev).max(axis=-1)
+    tiny |= radius == 0.0
+    safe_radius = np.where(tiny, 1.0, radius)
+    unit = dev / safe_radius[..., None]  # in [-1, 1]
+    mean_unit = unit.mean(axis=-1)
+    centred = unit - mean_unit[..., None]
     norm = np.sqrt(np.einsum("bpj,bpj->bp", centred, centred))
-    # A constant player's payoffs carry no information; relative to the largest norm of
-    # the batch entry such a norm is numerical noise.
-    tiny = norm <= 1e-12 * np.maximum(1.0, np.abs(flat).max(axis=-1))
-    safe = np.where(tiny, 1.0, norm)
-    scale = np.where(tiny, 1.0, np.sqrt(num_joint) / safe)
-    payoffs = np.where(tiny[..., None], 0.0, centred * scale[..., None])
+    tiny |= norm == 0.0
+    factor = np.sqrt(num_joint) / np.where(tiny, 1.0, norm)
+    with np.errstate(over="ignore"):
+        scale = np.where(tiny, 1.0, factor / safe_radius)
+    if not np.all(np.isfinite(scale)):
+        g, p = np.argwhere(~np.isfinite(scale))[0]
+        raise ValueError(
+            f"player {p} of game {g} has payoffs that differ by at most {2 * half[g, p]:.3g}: the "
+            "normalisation factor sqrt(|A|) / spread overflows float64 (its duals and scale in "
+            "payoff units cannot be represented); multiply the game by a larger factor"
+        )
+    payoffs = np.where(tiny[..., None], 0.0, centred * factor[..., None])
+    offset = centre + np.where(tiny, 0.0, radius) * mean_unit
     return NormalisedGame(payoffs.reshape(games.shape), scale, offset)
 
 

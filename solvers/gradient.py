@@ -190,6 +190,8 @@ def fista_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, t
                 loss_a = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
             kn.player_gaps_one(mean, player, gaps)
             viol, kkt = kn.measures_one(alpha, grad, free)
+            # The relaxed certificate (>= 0 with hard constraints). Numba's cache does not see
+            # changes to kn.dgap_one: edit this file (or clear __pycache__) when it changes.
             dgap = kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
             if viol <= tol and kkt <= tol and abs(dgap) <= tol:
                 status = OPTIMAL

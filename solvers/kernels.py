@@ -332,15 +332,25 @@ def hessian_dense_one(values, player, sigma, mean, curv, pos, hess, cols, wcols)
 def dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free):
     """Duality gap ``L(alpha) - P(sigma(alpha), eps')`` (DESIGN §4, "Certificate").
 
-    Hard: ``alpha . g`` (the closed form of ``L - P``; no cancellation). Soft: the same
-    plus ``rho sum_p [f(q'_p) - f(q_p)]``, ``f(q) = q ln(q / (e w_p))``, ``q = eps_plus - eps``,
-    for the certificate's ``eps'_p = max(eps_p, gaps_p)``; ``inf`` when ``eps' >= eps_plus``.
+    Hard: ``sum_k max(alpha_k g_k, 0)`` over the inequality rows, the closed form of
+    ``L' - P`` for the problem relaxed to ``sigma``'s own values on the rows it violates
+    (``g_k < 0``) and on the face's equalities (free rows): a sum of non-negative terms,
+    so >= 0 exactly. (``L - P = alpha . g`` itself goes negative by up to
+    ``||alpha||_1 * violation``: -9.1e-9 on a 6x6x6 Kuhn-poker CE with duals ~1e3 and
+    violation 1e-10.) Soft: ``alpha . g`` plus ``rho sum_p [f(q'_p) - f(q_p)]``,
+    ``f(q) = q ln(q / (e w_p))``, ``q = eps_plus - eps``, for the certificate's
+    ``eps'_p = max(eps_p, gaps_p)`` (>= 0 by convexity of f, up to rounding); ``inf`` when
+    ``eps' >= eps_plus``.
     """
     gap = 0.0
+    if rho == np.inf:
+        for k in range(alpha.shape[0]):
+            term = alpha[k] * grad[k]
+            if term > 0.0 and not free[k]:
+                gap += term
+        return gap
     for k in range(alpha.shape[0]):
         gap += alpha[k] * grad[k]
-    if rho == np.inf:
-        return gap
     for p in range(ssum.shape[0]):
         if gaps[p] > eps[p]:
             width = eps_plus[p] - eps_hat[p]
@@ -620,33 +630,57 @@ def all_finite(flat):
 def normalise_one(flat, tiny_rel):
     """``solvers.game.normalise`` of one game ``flat: [N, |A|]`` (same formula, compiled).
 
-    Returns ``(payoffs [N, |A|], scale [N], offset [N])``; a player whose centred norm is
-    ``<= tiny_rel * max(1, max |payoff|)`` is constant (zero payoffs, scale 1).
+    Returns ``(payoffs [N, |A|], scale [N], offset [N])``; a player whose payoff spread
+    ``max - min`` is ``<= tiny_rel * max |payoff|`` is constant (zero payoffs, scale 1).
+    Overflow-safe as ``normalise_batch``: the slice is centred on its midrange and divided
+    by its largest deviation before the mean and the norm are taken. Where that function
+    raises (spread overflows, or ``scale`` does) ``scale[p]`` is NaN or inf: the caller
+    checks and raises.
     """
     num_players, num_joint = flat.shape
     out = np.empty((num_players, num_joint))
     scale = np.empty(num_players)
     offset = np.empty(num_players)
     z2 = math.sqrt(num_joint)
+    half_max = 0.5 * 1.7976931348623157e308
     for p in range(num_players):
-        total = 0.0
-        top = 1.0
+        hi = flat[p, 0]
+        lo = flat[p, 0]
+        for a in range(1, num_joint):
+            hi = max(hi, flat[p, a])
+            lo = min(lo, flat[p, a])
+        half = 0.5 * hi - 0.5 * lo
+        centre = 0.5 * hi + 0.5 * lo
+        offset[p] = centre
+        if half > half_max:
+            scale[p] = math.nan
+            out[p, :] = 0.0
+            continue
+        radius = 0.0
         for a in range(num_joint):
-            total += flat[p, a]
-            top = max(top, abs(flat[p, a]))
+            radius = max(radius, abs(flat[p, a] - centre))
+        if half <= 0.5 * tiny_rel * max(abs(hi), abs(lo)) or radius == 0.0:
+            scale[p] = 1.0
+            out[p, :] = 0.0
+            continue
+        total = 0.0
+        for a in range(num_joint):
+            out[p, a] = (flat[p, a] - centre) / radius
+            total += out[p, a]
         mean = total / num_joint
         sq = 0.0
         for a in range(num_joint):
-            d = flat[p, a] - mean
+            d = out[p, a] - mean
+            out[p, a] = d
             sq += d * d
         norm = math.sqrt(sq)
-        offset[p] = mean
-        if norm <= tiny_rel * top:
+        if norm == 0.0:
             scale[p] = 1.0
             out[p, :] = 0.0
-        else:
-            s = z2 / norm
-            scale[p] = s
-            for a in range(num_joint):
-                out[p, a] = (flat[p, a] - mean) * s
+            continue
+        factor = z2 / norm
+        scale[p] = factor / radius
+        offset[p] = centre + radius * mean
+        for a in range(num_joint):
+            out[p, a] *= factor
     return out, scale, offset

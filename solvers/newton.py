@@ -213,6 +213,8 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     while True:
         kn.player_gaps_one(mean, player, gaps)
         viol, kkt = kn.measures_one(alpha, grad, free)
+        # The relaxed certificate (>= 0 with hard constraints). Numba's cache does not see
+        # changes to kn.dgap_one: edit this file (or clear __pycache__) when it changes.
         dgap = kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
         if viol <= tol and kkt <= tol and abs(dgap) <= tol:
             status = OPTIMAL

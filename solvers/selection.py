@@ -21,7 +21,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from solvers.game import NormalisedGame
+from solvers.game import NormalisedGame, normalise_batch
 
 __all__ = [
     "PRESETS",
@@ -335,9 +335,12 @@ def resolve_selection(selection: Selection, game: NormalisedGame) -> SelectionPa
         if selection.welfare is None:
             welfare = payoffs.reshape(num_players, -1).sum(axis=0)
         else:
-            welfare = selection.welfare.reshape(-1) - selection.welfare.mean()
-            norm = np.linalg.norm(welfare)
-            welfare = welfare * (z2 / norm) if norm > 1e-12 else np.zeros_like(welfare)
+            # The payoffs' normaliser (overflow-safe, constant only at float64 resolution):
+            # a welfare tensor x1e-13 or +1e13 is not zero welfare.
+            try:
+                welfare = normalise_batch(selection.welfare.reshape(1, 1, -1)).payoffs.reshape(-1)
+            except ValueError as err:
+                raise ValueError(f"welfare cannot be normalised: {err}") from None
         base = base + selection.mu * welfare
     scale = game.scale
     if selection.eps_plus is None:

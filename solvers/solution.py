@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from solvers.selection import Selection
 
-__all__ = ["Status", "Solution", "stack_solutions"]
+__all__ = ["JOINT_SUM_TOL", "DUALITY_GAP_ROUNDING", "Status", "Solution", "optimality_defect", "stack_solutions"]
+
+#: An "optimal" joint sums to 1 within this (softmax sums are exact to ~1e-15).
+JOINT_SUM_TOL = 1e-10
+#: A negative duality gap within ``DUALITY_GAP_ROUNDING * max(1, |objective|)`` of 0 is
+#: rounding (the difference of two values of that size) and is reported as 0.
+DUALITY_GAP_ROUNDING = 1e-12
 
 
 class Status(str, enum.Enum):
@@ -51,14 +58,33 @@ class Solution:
         (C)CE with ``eps_hat = 0``).
       gaps: ``[N]`` per-player ``max_dev E_joint[gain]`` in payoff units.
       scale: ``[N]`` the normalisation factor ``s_p``: ``gaps * scale`` are normalised gaps.
-      duality_gap: ``L(duals) - P(joint)`` in the normalised problem (>= 0).
-      objective: primal objective value of the normalised problem.
+      duality_gap: ``L'(duals) - P(joint)`` in the normalised problem: how far the joint's
+        objective can be from the optimum of the problem whose constraints are relaxed to
+        the joint's own values where it violates them (by at most ``info["violation"]``,
+        <= tol when optimal; DESIGN §4 "Certificate"). Hard constraints: ``sum_k
+        max(alpha_k g_k, 0)``, >= 0 exactly. Otherwise a negative value within
+        ``DUALITY_GAP_ROUNDING * max(1, |objective|)`` of 0 is rounding and reported as 0
+        (the raw value in ``info["duality_gap_raw"]``); a value below that keeps its sign
+        and the status is not "optimal". So ``duality_gap >= 0`` whenever
+        ``status == "optimal"``.
+      objective: primal objective value of the normalised problem (from the dual solvers:
+        ``L(duals) - duality_gap``, which with hard constraints is ``P(joint)`` less at most
+        ``||duals||_1 * violation``, the relaxation the duality gap is certified for).
       iterations: iterations of the iterative stage(s).
       timings: seconds per stage (e.g. "normalise", "face", "refine", "polish", "total").
       status: see ``Status``.
       concept: "cce" or "ce".
       selection: the ``Selection`` solved for.
       method: the method that produced the joint ("newton", "gd", "cvxpy", ...).
+      info: diagnostics ("violation", "kkt", "face", ...). ``"status_reason"`` says why a
+        solve the solver reported optimal was downgraded (see below); ``"duals_overflow"``
+        / ``"normalised_duals"`` appear when ``duals`` in payoff units overflow float64.
+
+    Status honesty (enforced here, for every ``Solution`` built): ``status == "optimal"``
+    implies finite ``gap``, ``gaps``, ``eps``, ``duality_gap >= 0`` and ``objective``, and a
+    finite, non-negative ``joint`` summing to 1 within ``JOINT_SUM_TOL``. A solution
+    constructed "optimal" that breaks any of these becomes "inaccurate", with the reason
+    in ``info["status_reason"]``.
     """
 
     joint: np.ndarray
@@ -78,6 +104,21 @@ class Solution:
     method: str
     info: Mapping[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        info = self.info
+        if type(info) is not dict and not isinstance(info, MutableMapping):
+            info = dict(info)
+            object.__setattr__(self, "info", info)
+        dgap = self.duality_gap
+        if dgap < 0.0 and dgap >= -DUALITY_GAP_ROUNDING * max(1.0, abs(self.objective)):
+            info["duality_gap_raw"] = dgap
+            object.__setattr__(self, "duality_gap", 0.0)
+        if self.status is Status.OPTIMAL:
+            reason = optimality_defect(self)
+            if reason is not None:
+                info["status_reason"] = reason
+                object.__setattr__(self, "status", Status.INACCURATE)
+
     @property
     def normalised_gap(self) -> float:
         """``max_p gaps_p * scale_p``: the gap in the L2-invariant units."""
@@ -93,6 +134,38 @@ class Solution:
             f"status={self.status.value!r}, gap={self.gap:.3g}, duality_gap={self.duality_gap:.3g}, "
             f"iterations={self.iterations}, method={self.method!r}, shape={self.joint.shape})"
         )
+
+
+_SMALL = 64
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    if array.size <= _SMALL:
+        return all(map(math.isfinite, array.ravel().tolist()))
+    return bool(np.isfinite(array).all())
+
+
+def optimality_defect(sol: Solution) -> str | None:
+    """Why ``sol`` cannot be labelled optimal (None when it can); see ``Solution``."""
+    joint = sol.joint
+    if joint.size <= _SMALL:  # Python floats beat NumPy's reductions on small arrays
+        values = joint.ravel().tolist()
+        total, low = math.fsum(values), min(values)
+    else:
+        total, low = float(joint.sum()), float(joint.min())
+    if not abs(total - 1.0) <= JOINT_SUM_TOL:  # NaN and inf entries land here too
+        return f"joint sums to {total!r}, not 1 (within {JOINT_SUM_TOL:g})"
+    if not low >= 0.0:
+        return f"joint has a negative entry {low!r}"
+    if not (math.isfinite(sol.gap) and _all_finite(sol.gaps)):
+        return f"gap is not finite (gaps {sol.gaps!r}); payoff-unit gaps overflow float64"
+    if not _all_finite(sol.eps):
+        return f"eps is not finite ({sol.eps!r}); payoff-unit eps overflows float64"
+    if not math.isfinite(sol.duality_gap) or sol.duality_gap < 0.0:
+        return f"duality gap {sol.duality_gap!r} is not a finite non-negative number"
+    if not math.isfinite(sol.objective):
+        return f"objective {sol.objective!r} is not finite"
+    return None
 
 
 def stack_solutions(solutions: Sequence[Solution]) -> dict[str, np.ndarray]:

@@ -1,7 +1,11 @@
 """Validation and normalisation of games (solvers.game)."""
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from solvers.game import as_game, as_game_batch, marginals, normalise, normalise_batch
 
@@ -89,3 +93,53 @@ def test_valid_float64_game_is_returned_as_a_copy():
     out[0, 0, 0] = 99.0
     assert game[0, 0, 0] == 0.0
     assert as_game(np.arange(8).reshape(2, 2, 2)).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------
+# Normalisation at extreme scales, against exact rational arithmetic.
+# ---------------------------------------------------------------------------------------
+def _exact_normalised(ints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised payoffs and ``1 / scale`` (the centred norm over sqrt(|A|)) of an integer
+    game, from exact rationals (Fractions); only the final square root is rounded."""
+    from fractions import Fraction
+
+    n = ints.shape[0]
+    flat = ints.reshape(n, -1)
+    num_joint = flat.shape[1]
+    out = np.zeros(flat.shape)
+    unit = np.zeros(n)
+    for p in range(n):
+        values = [Fraction(int(v)) for v in flat[p]]
+        mean = sum(values) / num_joint
+        centred = [v - mean for v in values]
+        sq = sum(c * c for c in centred)
+        if sq == 0:
+            unit[p] = math.nan
+            continue
+        norm = math.sqrt(sq)  # the one rounding: |A| sqrt-free otherwise
+        unit[p] = norm / math.sqrt(num_joint)
+        out[p] = [float(c) / norm * math.sqrt(num_joint) for c in centred]
+    return out.reshape(ints.shape), unit
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 2), (3, 2), (2, 3, 2), (4, 4)]),
+    seed=st.integers(0, 2**32 - 1),
+    exponent=st.floats(-300.0, 300.0),
+    offset=st.integers(-(10**13), 10**13),
+)
+def test_normalise_matches_exact_arithmetic_from_1e_minus_300_to_1e300(shape, seed, exponent, offset):
+    rng = np.random.default_rng(seed)
+    ints = rng.integers(-20, 21, size=(len(shape),) + shape)
+    want, unit = _exact_normalised(ints)
+    factor = 10.0**exponent
+    for game, unit_scale in ((ints * factor, factor), (ints + float(offset), 1.0)):
+        norm = normalise(np.asarray(game, dtype=np.float64))
+        np.testing.assert_allclose(norm.payoffs, want, atol=1e-13)
+        for p in range(len(shape)):
+            if math.isnan(unit[p]):  # a constant player
+                assert norm.scale[p] == 1.0 and not norm.payoffs[p].any()
+            else:
+                assert norm.scale[p] == pytest.approx(1.0 / (unit[p] * unit_scale), rel=1e-13)
+        assert np.all(np.isfinite(norm.offset))
