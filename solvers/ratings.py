@@ -115,6 +115,14 @@ def _resolve_symmetry(payoffs: np.ndarray, symmetry: object, atol: float) -> tup
     return as_groups(symmetry, payoffs.shape[0])
 
 
+TIE_RTOL = 1e-9  # ratings this close (relative to the payoff range) rank as ties
+
+
+def _order(values: np.ndarray, marginal: np.ndarray, payoff_range: float) -> np.ndarray:
+    tie = TIE_RTOL * max(float(payoff_range), np.finfo(np.float64).tiny)
+    return np.lexsort((-marginal, -np.round(values / tie)))
+
+
 @dataclass(frozen=True, eq=False)
 class Rating:
     """Agents and tasks rated at the selected (C)CE of their evaluation game.
@@ -153,12 +161,16 @@ class Rating:
         return self.solution.ok
 
     def agent_order(self) -> np.ndarray:
-        """``[A]`` agent indices, best first (rating, then marginal, descending; stable)."""
-        return np.lexsort((-self.agent_marginal, -self.agent_ratings))
+        """``[A]`` agent indices, best first: rating, then marginal, descending (stable).
+
+        Ratings within ``TIE_RTOL`` times the agents' payoff range count as equal, so that
+        rounding noise (e.g. 1e-16 against 0) does not order agents tied at 0.
+        """
+        return _order(self.agent_ratings, self.agent_marginal, np.ptp(self.game[AGENT1]))
 
     def task_order(self) -> np.ndarray:
-        """``[T]`` task indices, best first (rating, then marginal, descending; stable)."""
-        return np.lexsort((-self.task_marginal, -self.task_ratings))
+        """``[T]`` task indices, best first: rating, then marginal, descending (ties as ``agent_order``)."""
+        return _order(self.task_ratings, self.task_marginal, np.ptp(self.game[TASK]))
 
     def to_dict(self) -> dict:
         """JSON-ready: ranked agents and tasks, status, gaps and the conventions used."""
