@@ -70,8 +70,9 @@ def ratings(game: np.ndarray, joint: np.ndarray, symmetry: object = None,
       joint: ``[A1..AN]`` a distribution (e.g. ``Solution.joint`` of a CE or CCE).
       symmetry: None, or groups of exchangeable players (e.g. ``((1, 2),)``; "auto":
         ``find_symmetries``). The groups are verified (``check_symmetry``, ValueError
-        otherwise) and the joint is averaged over them first (``symmetrise``), so
-        exchangeable players get identical ratings.
+        otherwise) and the joint is averaged over them first (``symmetrise``); the
+        ratings of a group are computed for its first player and copied to the others
+        (equal in exact arithmetic), so exchangeable players get identical ratings.
       atol: payoff tolerance of the symmetry check.
 
     Returns:
@@ -82,8 +83,13 @@ def ratings(game: np.ndarray, joint: np.ndarray, symmetry: object = None,
     groups = _resolve_symmetry(payoffs, symmetry, atol)
     if groups:
         sigma = symmetrise(sigma, groups)
-    out = []
+    # exchangeable players at a symmetric joint have equal ratings: computed once a group
+    representative = {q: group[0] for group in groups for q in group}
+    out: list[np.ndarray] = []
     for p in range(payoffs.shape[0]):
+        if representative.get(p, p) != p:
+            out.append(out[representative[p]].copy())
+            continue
         g, s = _player_view(payoffs, sigma, p)
         others = s.sum(axis=0)  # [R] the other players' marginal
         out.append(g @ others - float(np.sum(g * s)))
