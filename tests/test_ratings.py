@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import re
@@ -11,9 +12,11 @@ import pytest
 
 import solvers
 from hybrid_nes.cli import main, read_score_table
-from solvers import ratings as ratings_module
 from solvers.evaluation_game import evaluation_game
 from solvers.ratings import conditional_gains, rate, ratings
+
+# the module (``solvers.ratings`` the attribute is the re-exported function)
+ratings_module = importlib.import_module("solvers.ratings")
 
 
 def _brute_ratings(game: np.ndarray, joint: np.ndarray) -> list[np.ndarray]:
@@ -208,6 +211,15 @@ def test_cli_bad_input_exits_2_naming_the_problem(tmp_path, capsys, text, extra,
     err = capsys.readouterr().err
     assert err.startswith("hybrid-nes rate: ")
     assert re.search(match, err), err
+
+
+def test_cli_missing_or_undecodable_file_exits_2(tmp_path, capsys):
+    assert main(["rate", str(tmp_path / "absent.csv")]) == 2
+    assert "absent.csv" in capsys.readouterr().err
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"model,a,b\n\xff\xfe,1,2\n")
+    assert main(["rate", str(binary)]) == 2
+    assert capsys.readouterr().err.startswith("hybrid-nes rate: ")
 
 
 def test_cli_winrate_with_sd_table(tmp_path, capsys):
