@@ -23,8 +23,8 @@ column sums are (1)); the two conventions give the same number.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -159,7 +159,6 @@ class Rating:
     symmetry: tuple[tuple[int, ...], ...]
     symmetry_violation: float
     joint_asymmetry: float
-    info: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -241,7 +240,7 @@ def rate(
     game = evaluation_game(s, normaliser, sd, agents=agents, tasks=tasks)
     groups = _resolve_symmetry(game, symmetry, atol)
     violation = check_symmetry(game, groups, atol) if groups else float("nan")
-    if symmetry == "auto" and (AGENT1, AGENT2) not in groups:
+    if isinstance(symmetry, str) and (AGENT1, AGENT2) not in groups:
         raise ValueError(f"the agent players of the evaluation game are not exchangeable within atol {atol:g} "
                          f"(groups found: {groups})")
     sol = solve(game, concept, selection, **solve_options)

@@ -113,6 +113,20 @@ def test_rate_ranks_a_dominated_agent_last_and_a_dominant_one_first():
         assert [a["name"] for a in data["agents"]][:1] == ["m2"] and data["status"] == "optimal"
 
 
+def test_rate_symmetry_options():
+    scores = np.random.default_rng(6).normal(size=(4, 5))
+    plain = rate(scores, "rank", "ce", symmetry=None)
+    assert plain.symmetry == () and np.isnan(plain.symmetry_violation)
+    raw = ratings(plain.game, plain.solution.joint)
+    np.testing.assert_allclose(plain.agent_ratings, 0.5 * (raw[1] + raw[2]), atol=1e-15)
+    assert json.loads(json.dumps(plain.to_dict()))["symmetry_violation"] is None
+    explicit = rate(scores, "rank", "ce", symmetry=[(1, 2)])
+    assert explicit.symmetry == ((1, 2),)
+    np.testing.assert_allclose(explicit.agent_ratings, plain.agent_ratings, atol=1e-7)
+    with pytest.raises(ValueError, match=r"players 0 and 1 are not exchangeable: 5 vs 4 actions"):
+        rate(scores, symmetry=((0, 1),))
+
+
 def test_rate_orders_ties_by_marginal_not_by_rounding():
     scores = np.array([[0.71, 0.55, 0.62, 0.80], [0.65, 0.70, 0.58, 0.75], [0.40, 0.35, 0.45, 0.60],
                        [0.72, 0.50, 0.66, 0.70]])
