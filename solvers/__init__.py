@@ -8,32 +8,41 @@ import importlib
 
 from solvers.api import refine_batch, solve, solve_batch
 from solvers.dual import DualProblem, certificate, dual_problem
+from solvers.evaluation_game import evaluation_game
 from solvers.gains import CONCEPTS, duals_by_player, duals_from_players, gains, num_constraints
 from solvers.game import NormalisedGame, as_game, marginals, normalise
 from solvers.lp import max_welfare, zero_sum_nash
+from solvers.ratings import Rating, rate, ratings
 from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
 from solvers.solution import Solution, Status
+from solvers.symmetry import check_symmetry, find_symmetries
 
 __all__ = [
     "CONCEPTS",
     "PRESETS",
     "DualProblem",
     "NormalisedGame",
+    "Rating",
     "Selection",
     "Solution",
     "Status",
     "as_game",
     "as_selection",
     "certificate",
+    "check_symmetry",
     "dual_problem",
     "duals_by_player",
     "duals_from_players",
+    "evaluation_game",
+    "find_symmetries",
     "gains",
     "marginals",
     "max_gini",
     "max_welfare",
     "normalise",
     "num_constraints",
+    "rate",
+    "ratings",
     "reference_solve",
     "refine_batch",
     "resolve_selection",
