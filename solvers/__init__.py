@@ -9,7 +9,7 @@ import importlib
 from solvers.api import refine_batch, solve, solve_batch
 from solvers.dual import DualProblem, certificate, dual_problem
 from solvers.gains import CONCEPTS, duals_by_player, duals_from_players, gains, num_constraints
-from solvers.game import NormalisedGame, as_game, marginals, normalise
+from solvers.game import NormalisedGame, as_game, marginals, normalise, normalise_batch
 from solvers.lp import max_welfare, zero_sum_nash
 from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
 from solvers.solution import Solution, Status
@@ -33,6 +33,7 @@ __all__ = [
     "max_gini",
     "max_welfare",
     "normalise",
+    "normalise_batch",
     "num_constraints",
     "reference_solve",
     "refine_batch",
