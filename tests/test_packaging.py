@@ -130,3 +130,26 @@ def test_require_openspiel_without_open_spiel(monkeypatch):
     with pytest.raises(ImportError, match=re.escape("OpenSpiel is not installed")) as info:
         hos.require_openspiel()
     assert info.value.name.split(".")[0] == "open_spiel"
+
+
+def test_bench_runner_names_the_missing_module(monkeypatch, tmp_path):
+    """``tox -e bench`` without networkx: the jpsro suite fails naming networkx, not
+    "OpenSpiel is not installed", and the run fails."""
+    pytest.importorskip("open_spiel")
+    from benchmarks import run as bench_run
+
+    _forget_jpsro(monkeypatch)
+    monkeypatch.setitem(sys.modules, "networkx", None)
+    assert bench_run.run(("jpsro_suite",), quick=True, out_dir=tmp_path) == 1
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "`jpsro_suite` (quick): FAILED (ImportError: OpenSpiel's jpsro could not import 'networkx'" in summary
+    assert not (tmp_path / "jpsro_suite.json").exists()
+
+
+def test_bench_failure_line():
+    from benchmarks.run import failure
+
+    err = ModuleNotFoundError("No module named 'x.y'", name="x.y")
+    assert failure(err) == "ModuleNotFoundError: No module named 'x.y'"
+    assert failure(ImportError("cannot load", name="networkx")) == "ImportError: cannot load (module 'networkx')"
+    assert failure(ValueError("bad\nsecond line")) == "ValueError: bad"
