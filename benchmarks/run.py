@@ -25,6 +25,14 @@ SUITES: tuple[str, ...] = ("solvers_suite", "nes_suite", "pipeline_suite", "jpsr
 LONG_SUITES: tuple[str, ...] = ("jpsro_suite",)
 
 
+def failure(err: BaseException) -> str:
+    """One line naming what failed; for an import error, the module that could not be imported."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    if isinstance(err, ImportError) and err.name and err.name not in text:
+        text = f"{text} (module {err.name!r})"
+    return f"{type(err).__name__}: {text}"
+
+
 def run(suites: tuple[str, ...], quick: bool, out_dir: Path, full_all: bool = False) -> int:
     """Runs ``suites``; returns the number that failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -38,9 +46,9 @@ def run(suites: tuple[str, ...], quick: bool, out_dir: Path, full_all: bool = Fa
             module = importlib.import_module(f"benchmarks.{name}")
             module.main(quick=suite_quick, out_dir=out_dir)
             status = "ok"
-        except Exception:  # a failing suite must not hide the others; it fails the run
+        except Exception as err:  # a failing suite must not hide the others; it fails the run
             traceback.print_exc()
-            status = "FAILED"
+            status = f"FAILED ({failure(err)})"
             failed += 1
         seconds = time.perf_counter() - start
         print(f"=== {name}: {status} in {seconds:.1f} s", flush=True)

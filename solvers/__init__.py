@@ -10,7 +10,7 @@ from solvers.api import refine_batch, solve, solve_batch
 from solvers.dual import DualProblem, certificate, dual_problem
 from solvers.evaluation_game import evaluation_game
 from solvers.gains import CONCEPTS, duals_by_player, duals_from_players, gains, num_constraints
-from solvers.game import NormalisedGame, as_game, marginals, normalise
+from solvers.game import NormalisedGame, as_game, marginals, normalise, normalise_batch
 from solvers.lp import max_welfare, zero_sum_nash
 from solvers.ratings import Rating, rate, ratings
 from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
@@ -40,6 +40,7 @@ __all__ = [
     "max_gini",
     "max_welfare",
     "normalise",
+    "normalise_batch",
     "num_constraints",
     "rate",
     "ratings",

@@ -798,8 +798,17 @@ def require_openspiel() -> ModuleType:
     """Imports and returns ``open_spiel.python.algorithms.jpsro`` (ImportError: how to install)."""
     try:
         from open_spiel.python.algorithms import jpsro
-    except ImportError as err:  # pragma: no cover - exercised only without open_spiel
-        raise ImportError(INSTALL_HINT) from err
+    except ImportError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing in ("", "open_spiel", "pyspiel"):
+            raise ImportError(INSTALL_HINT, name=err.name) from err
+        # open_spiel is there but jpsro's own imports are not (e.g. networkx, matplotlib
+        # for its alpharank visualiser, which open_spiel does not declare).
+        raise ImportError(
+            f"OpenSpiel's jpsro could not import {err.name!r} ({err}); install it, or the "
+            "extra that pulls it in: `pip install 'hybrid_nes[openspiel]'`",
+            name=err.name,
+        ) from err
     return jpsro
 
 
