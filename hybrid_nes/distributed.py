@@ -282,7 +282,8 @@ _LOCAL = re.compile(r"^local(?::(\d+))?$")
 def connect(address: str, timeout: float | None = None):
     """A ``distributed.Client`` for ``address``: ``tcp://host:port`` (or another Dask
     protocol), or ``local[:N]`` for a new LocalCluster of N worker processes (default: one
-    per CPU core) with one thread each. Close it after use (it closes its LocalCluster).
+    per CPU core) with one thread each, no dashboard and Dask's profiler off. Close it after
+    use (``_close`` closes its LocalCluster too).
 
     Raises ``ValueError`` for a malformed address and ``ConnectionError`` when no
     scheduler answers within ``timeout`` seconds (default ``CONNECT_TIMEOUT``).
@@ -297,8 +298,13 @@ def connect(address: str, timeout: float | None = None):
         workers = int(match.group(1)) if match.group(1) else (os.cpu_count() or 1)
         if workers < 1:
             raise ValueError(f"local:N needs N >= 1 worker processes, got {address!r}")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        import dask
+
+        # Dask's statistical profiler samples every worker thread's stack every 10 ms: CPU
+        # taken from the solves, for a profile nobody reads here (no dashboard).
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         client = Client(cluster)
         client._hybrid_nes_cluster = cluster  # closed by _close
         return client
