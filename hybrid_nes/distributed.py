@@ -178,27 +178,34 @@ def solve_chunk(games: np.ndarray, concept: str, selection: Selection,
 
 
 class WarmUp(_WorkerPlugin):
-    """A Dask ``WorkerPlugin``: solves two small games of each shape on every worker
-    (current and future, e.g. restarted ones) when registered, so that Numba's cached
-    kernels are loaded, and the network loaded, once per worker instead of in the first
-    task. Register with ``warm_workers`` (or ``client.register_plugin(WarmUp(...))``).
+    """A Dask ``WorkerPlugin``: solves a few games of each shape on every worker (current
+    and future, e.g. restarted ones) when registered, so that Numba's cached kernels are
+    loaded, and the network loaded, once per worker instead of in the first task.
+    Register with ``warm_workers`` (or ``client.register_plugin(WarmUp(...))``).
+
+    ``batches``: the batch sizes solved per shape. Two games load every kernel; where the
+    network gives the warm start, JAX compiles once per padded batch size, so the tasks'
+    chunk size belongs here too (``warm_workers(batch=...)`` adds it for those cells only).
     """
 
     name = "hybrid-nes-warmup"
 
     def __init__(self, concept: str, shapes: Sequence[Sequence[int]], selection: Selection | str = "me",
-                 options: Mapping[str, object] | None = None):
+                 options: Mapping[str, object] | None = None,
+                 batches: Mapping[tuple[int, ...], Sequence[int]] | None = None):
         self.concept = concept
         self.shapes = [tuple(int(n) for n in s) for s in shapes]
         self.selection = selection
         self.options = dict(options or {})
+        self.batches = {s: sorted({int(b) for b in (batches or {}).get(s, (2,))}) for s in self.shapes}
 
     def _warm(self) -> float:
         t0 = time.perf_counter()
         rng = np.random.default_rng(0)
         for shape in self.shapes:
-            games = rng.normal(size=(2, len(shape)) + shape)
-            solve_chunk(games, self.concept, self.selection, self.options)
+            for batch in self.batches[shape]:
+                games = rng.normal(size=(batch, len(shape)) + shape)
+                solve_chunk(games, self.concept, self.selection, self.options)
         return time.perf_counter() - t0
 
     async def setup(self, worker) -> None:
@@ -208,17 +215,30 @@ class WarmUp(_WorkerPlugin):
 
 
 
+def _uses_network(concept: str, shape: tuple[int, ...], sel: Selection, opts: Mapping) -> bool:
+    """Whether ``solve_batch`` would run the network for these games (``plan_for``)."""
+    from hybrid_nes.pipeline import plan_for
+
+    plan = plan_for(concept, shape, sel, str(opts.get("warm_start", "auto")), str(opts.get("method", "auto")))
+    return plan.warm and sel.objective == "entropy"
+
+
 def warm_workers(client, concept: str, shapes: Sequence[int] | Sequence[Sequence[int]],
-                 selection: str | Selection = "me", **options: object) -> dict[str, float]:
+                 selection: str | Selection = "me", *, batch: int | None = None,
+                 **options: object) -> dict[str, float]:
     """Registers a ``WarmUp`` plugin for ``shapes`` (one ``[A1..AN]`` or a list of them):
-    every worker, now and when it (re)starts, solves two games of each shape once.
+    every worker, now and when it (re)starts, solves two games of each shape once, and
+    ``batch`` games (the tasks' chunk size) of the shapes whose warm start is the network's
+    (JAX compiles per batch size).
 
     Returns the seconds each current worker spent warming up, by worker address.
     """
     _require_dask()
     shapes = [shapes] if all(isinstance(n, (int, np.integer)) for n in shapes) else shapes
+    shapes = [tuple(int(n) for n in s) for s in shapes]
     concept, sel, opts = _check_options(concept, selection, options, {})
-    client.register_plugin(WarmUp(concept, shapes, sel, opts), name=WarmUp.name)
+    batches = {s: (2, batch) if batch and _uses_network(concept, s, sel, opts) else (2,) for s in shapes}
+    client.register_plugin(WarmUp(concept, shapes, sel, opts, batches), name=WarmUp.name)
     return client.run(lambda dask_worker: getattr(dask_worker, "hybrid_nes_warmup_s", float("nan")))
 
 
@@ -572,7 +592,8 @@ def solve_shards(in_dir: str | os.PathLike, out_dir: str | os.PathLike, concept:
     if sources:
         if warm:
             t0 = time.perf_counter()
-            warm_workers(client, concept, sorted({tuple(s.games.shape[2:]) for s in sources}), sel, **opts)
+            warm_workers(client, concept, sorted({tuple(s.games.shape[2:]) for s in sources}), sel,
+                         batch=min(int(chunk), max(s.num for s in sources)), **opts)
             report.warmup_seconds = time.perf_counter() - t0
         _run(client, sources, concept, sel, opts, chunk=int(chunk), retries=int(retries),
              progress=progress, report=report)
@@ -633,7 +654,7 @@ def solve_batch_cli(args) -> int:
         else:
             report = ShardReport()
             start = time.perf_counter()
-            warm_workers(client, concept, games.shape[2:], sel, **opts)
+            warm_workers(client, concept, games.shape[2:], sel, batch=min(args.chunk, games.shape[0]), **opts)
             warmup = time.perf_counter() - start
             holder: dict[str, dict] = {}
             source = _Source(str(args.games), games, lambda arrays: holder.update(arrays=arrays))
