@@ -7,6 +7,7 @@
     hybrid-nes train --config run.json --out runs/ft --init-from hybrid_nes/pretrained/nes_ce.npz   # fine-tune
     hybrid-nes solve game.nfg --concept ce --selection me   # also .npy / .npz; --json
     hybrid-nes solve-batch games.npy --out results.npz --concept ce   # [B, N, A1..AN], progress bar
+    hybrid-nes solve-batch shards/ --out results/ --scheduler tcp://host:8786   # on a Dask cluster
     hybrid-nes demo                                         # classic + random games, timed
     hybrid-nes rate scores.csv --concept cce --plot ratings.png   # rate agents and tasks; --json
 
@@ -219,6 +220,10 @@ def add_solve_batch_parser(subparsers) -> argparse.ArgumentParser:
     _add_solve_options(p)
     p.add_argument("--chunk", type=int, default=1024, help="games per solve_batch call (progress granularity)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="solve the chunks as tasks on a Dask cluster: tcp://host:8786, or local[:N] for "
+                        "N local worker processes; GAMES may then be a directory of .npy shards and --out "
+                        "a directory of result shards (restartable). Needs the 'cluster' extra")
     p.set_defaults(func=_run_solve_batch)
     return p
 
@@ -282,6 +287,10 @@ def _run_solve(args: argparse.Namespace) -> int:
 
 
 def _run_solve_batch(args: argparse.Namespace) -> int:
+    if args.scheduler is not None:
+        from hybrid_nes.distributed import solve_batch_cli
+
+        return solve_batch_cli(args)
     import time
 
     import numpy as np
