@@ -627,13 +627,11 @@ def solve_batch_cli(args) -> int:
                 return fail(f"IN is a shard directory, so --out must be a directory; {args.out} is a file")
             files = _shard_files(args.games)
         else:
-            if args.out.suffix.lower() != ".npz":
-                return fail(f"--out must be a .npz file, got {args.out}")
-            if not args.out.parent.is_dir():
-                return fail(f"no directory {args.out.parent} for --out")
+            from solvers.atomic import check_destination
             from solvers.game_io import load_games
 
-            games = load_games(args.games)
+            check_destination(args.out, suffix=".npz")
+            games = load_games(args.games, max_entries=args.max_entries)
     except (ImportError, OSError, ValueError, TypeError) as err:
         return fail(str(err))
     try:
