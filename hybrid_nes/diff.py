@@ -31,7 +31,8 @@ comes from unrolled iterations.
 Degenerate points (the map is not differentiable there) are reported, never silently
 differentiated: ``DiffSolution.status`` is non-zero and the backward pass raises
 ``DegenerateEquilibriumError`` (``on_degenerate="raise"``, default) or returns NaN
-(``"nan"``). See ``STATUS_MESSAGES``.
+(``"nan"``); ``"one_sided"`` opts in to a one-sided derivative there (gradient descent
+across active-set changes). See ``STATUS_MESSAGES``.
 
 Precision: the solve and the linear solve are float64 whatever JAX's mode. With
 ``jax_enable_x64`` off the inputs arrive as float32 (the payoffs are re-normalised in
@@ -64,15 +65,26 @@ from solvers.selection import DEFAULT_STRENGTH_WEIGHT, DEFAULT_WELFARE_WEIGHT, S
 from solvers.solution import Status
 
 __all__ = [
+    "DEGENERATE_ACTIVE_SET",
     "DIFF_PRESETS",
+    "FACE_CHANGE",
+    "INCONSISTENT",
+    "INFEASIBLE",
+    "NOT_OPTIMAL",
+    "OK",
+    "ON_DEGENERATE",
     "STATUS_MESSAGES",
     "DegenerateEquilibriumError",
     "DiffSolution",
+    "describe",
     "solve",
 ]
 
 #: Presets with gradients. "mg" (Max Gini) is a QP outside the entropy dual: no gradient.
 DIFF_PRESETS: tuple[str, ...] = ("me", "mre", "mw", "mwme", "ms")
+
+#: What the backward pass does at a degenerate point (``solve(on_degenerate=...)``).
+ON_DEGENERATE: tuple[str, ...] = ("raise", "nan", "one_sided")
 
 OK = 0
 NOT_OPTIMAL = 1
@@ -164,15 +176,15 @@ def _normalise(payoffs: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _sigma_and_gradient(alpha, gn, base, eps_hat, eps_plus, support, layout, cfg: _Config):
     """``(sigma [|A|], g [K])`` at fixed duals: the joint and the dual gradient (DESIGN §4)."""
-    rows = jnp.asarray(layout.rows)
-    sp = jnp.asarray(layout.slot_player)
-    values = gn[sp[None, :], jnp.asarray(layout.dev)] - gn[sp, :].T  # [|A|, c]
+    rows = jnp.asarray(layout.rows, dtype=jnp.int32)
+    sp = jnp.asarray(layout.slot_player, dtype=jnp.int32)
+    values = gn[sp[None, :], jnp.asarray(layout.dev, dtype=jnp.int32)] - gn[sp, :].T  # [|A|, c]
     lg = base - jnp.sum(values * alpha[rows], axis=1)
     lg = jnp.where(support, lg, -jnp.inf)
     sigma = jax.nn.softmax(lg)
     num = layout.player.shape[0]
     expected = jax.ops.segment_sum((values * sigma[:, None]).reshape(-1), rows.reshape(-1), num_segments=num)
-    player = jnp.asarray(layout.player)
+    player = jnp.asarray(layout.player, dtype=jnp.int32)
     if cfg.hard:
         eps = eps_hat
     else:
@@ -211,14 +223,17 @@ def _classify(values, rows, player, sigma, alpha, eps_row, equalities, dtol):
     return free, bool(np.any(~free & ~inactive))
 
 
-def _face_changes(problem: DualProblem, support, equalities, face_tol: float) -> bool:
-    """True when the minimal face moves under a +/- random payoff perturbation of size face_tol."""
+def _face_changes(problem: DualProblem, payoffs: np.ndarray, concept: str, support, equalities,
+                  face_tol: float) -> bool:
+    """True when the minimal face moves under a +/- random perturbation of the (normalised)
+    payoffs of relative size ``face_tol`` (two LPs)."""
     rng = np.random.default_rng(0)
-    noise = rng.standard_normal(problem.values.shape)
-    noise *= face_tol * np.linalg.norm(problem.values) / max(np.linalg.norm(noise), 1e-300)
+    noise = rng.standard_normal(payoffs.shape)
+    noise *= face_tol * np.linalg.norm(payoffs) / max(np.linalg.norm(noise), 1e-300)
     for sign in (1.0, -1.0):
+        values = gain_values_batch((payoffs + sign * noise)[None], concept)[0]
         try:
-            fc = minimal_face(problem._replace(values=problem.values + sign * noise))
+            fc = minimal_face(problem._replace(values=values))
         except RuntimeError:
             return True
         if not fc.feasible or np.any(fc.support != support) or np.any(fc.equalities != equalities):
@@ -229,6 +244,10 @@ def _face_changes(problem: DualProblem, support, equalities, face_tol: float) ->
 def _forward_np(cfg: _Config, payoffs, base, eps_hat, eps_plus):
     """Batched exact solve. Inputs carry any leading batch dims (``broadcast_all``)."""
     payoffs = np.asarray(payoffs, dtype=np.float64)
+    for name, value in (("payoffs", payoffs), ("selection parameters (target, welfare, mu, eps_hat)", base),
+                        ("eps_hat", eps_hat)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"hybrid_nes.diff.solve: {name} contain NaN or inf")
     batch_shape = payoffs.shape[: payoffs.ndim - len(cfg.shape) - 1]
     num_games = _lead(batch_shape)
     num_players = len(cfg.shape)
@@ -241,13 +260,16 @@ def _forward_np(cfg: _Config, payoffs, base, eps_hat, eps_plus):
     eps_plus = np.asarray(eps_plus, dtype=np.float64).reshape(num_games, num_players)
     norm = normalise_batch(games)
     params = SelectionParams(base, eps_hat, eps_plus, float(cfg.rho), "entropy")
+    # Serial kernels: Numba's parallel layer, entered from XLA's callback thread, crashed
+    # (segfault) in jax.vmap(jax.grad(...)) of a 3-game batch.
     res = refine_batch(norm.payoffs, cfg.concept, params, None, "auto", cfg.tol, cfg.max_iter,
-                       face="auto", polish=True)
+                       face="auto", polish=True, parallel=False)
     values = gain_values_batch(norm.payoffs, cfg.concept)
     joint_all = res.joint.reshape(num_games, num_joint)
     alpha_all = np.where(res.face[:, None], res.restricted_alpha, res.alpha)
     on_face = np.array(res.face, dtype=bool)
     statuses = list(res.status)
+    faces: dict[int, Any] = {}  # the LP depends on the gains and eps_hat only: computed once
     if cfg.hard:
         # Newton may certify a face optimum without facial reduction, its duals drifting
         # towards infinity (8x8 ME-CE: masses of 1e-77). The implicit step needs the face:
@@ -258,13 +280,14 @@ def _forward_np(cfg: _Config, payoffs, base, eps_hat, eps_plus):
         for b in near:
             problem = DualProblem(layout.rows, values[b], layout.player, base[b], eps_hat[b], eps_plus[b],
                                   float(cfg.rho), np.zeros(num, dtype=bool))
-            if not np.all(minimal_face(problem).support):
+            faces[b] = minimal_face(problem)
+            if not np.all(faces[b].support):
                 redo.append(b)
         if redo:
             idx = np.asarray(redo)
             sub = SelectionParams(base[idx], eps_hat[idx], eps_plus[idx], float(cfg.rho), "entropy")
             res2 = refine_batch(norm.payoffs[idx], cfg.concept, sub, None, "auto", cfg.tol, cfg.max_iter,
-                                face="always", polish=True)
+                                face="always", polish=True, parallel=False)
             for j, b in enumerate(redo):
                 joint_all[b] = res2.joint[j].reshape(-1)
                 alpha_all[b] = res2.restricted_alpha[j] if res2.face[j] else res2.alpha[j]
@@ -290,9 +313,9 @@ def _forward_np(cfg: _Config, payoffs, base, eps_hat, eps_plus):
         support = np.ones(num_joint, dtype=bool)
         alpha = alpha_all[b]
         if on_face[b]:
-            fc = minimal_face(problem)
+            fc = faces[b] if b in faces else minimal_face(problem)
             support, equalities = fc.support, fc.equalities
-            if cfg.face_tol > 0 and _face_changes(problem, support, equalities, cfg.face_tol):
+            if cfg.face_tol > 0 and _face_changes(problem, norm.payoffs[b], cfg.concept, support, equalities, cfg.face_tol):
                 status_out[b] = FACE_CHANGE
         alpha_out[b] = alpha
         support_out[b] = support
@@ -342,8 +365,9 @@ def _adjoint_np(cfg: _Config, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, st
     out = np.zeros((num_games, num))
     for b in range(num_games):
         code = int(status[b])
-        if code != OK:
-            if cfg.on_degenerate == "raise":
+        one_sided = cfg.on_degenerate == "one_sided" and code in (DEGENERATE_ACTIVE_SET, FACE_CHANGE)
+        if code != OK and not one_sided:
+            if cfg.on_degenerate != "nan":
                 raise DegenerateEquilibriumError(
                     f"no gradient at this equilibrium (status {code}): {STATUS_MESSAGES[code]}")
             out[b] = np.nan
@@ -402,6 +426,9 @@ def _implicit_bwd(cfg, res, cotangents):
     lam = jnp.where(free, lam, 0.0)
     _, vjp_theta = jax.vjp(lambda g_, b_, eh, ep: at(alpha, g_, b_, eh, ep), gn, base, eps_hat, eps_plus)
     gbar, bbar, ehbar, epbar = vjp_theta((v, lam))
+    # on_degenerate="nan": the adjoint is NaN on F; make every cotangent NaN, not only some.
+    poison = jnp.where(jnp.any(jnp.isnan(lam)), jnp.nan, 0.0).astype(gbar.dtype)
+    gbar, bbar, ehbar, epbar = (x + poison for x in (gbar, bbar, ehbar, epbar))
     return gbar, bbar, ehbar, epbar, None, None, None, None, None
 
 
@@ -488,8 +515,13 @@ def solve(
         units) makes the point degenerate.
       face_tol: on a face of the simplex, the relative size of the payoff perturbation
         that must leave the minimal face unchanged (0 skips the check: two LPs).
-      on_degenerate: "raise" (the backward pass raises ``DegenerateEquilibriumError``) or
-        "nan" (NaN gradients). The forward pass never raises on degeneracy: see ``status``.
+      on_degenerate: what the backward pass does where ``status`` is not 0: "raise"
+        (``DegenerateEquilibriumError``), "nan" (NaN gradients), or "one_sided" (an
+        explicit opt-in for optimisation loops that cross active-set or face changes: at a
+        degenerate active set or face change, differentiate with the active set and face
+        as found, rows that are ~tight with ~0 dual held at 0: one of the one-sided
+        derivatives; other statuses still raise). The forward pass never raises on
+        degeneracy: see ``status``.
 
     Returns:
       A ``DiffSolution`` of JAX arrays (float64 with x64 enabled, else float32).
@@ -506,16 +538,14 @@ def solve(
                          f"use one of {DIFF_PRESETS}")
     if preset not in DIFF_PRESETS:
         raise ValueError(f"unknown selection preset {selection!r}; expected one of {DIFF_PRESETS}")
-    if on_degenerate not in ("raise", "nan"):
-        raise ValueError(f"on_degenerate must be 'raise' or 'nan', got {on_degenerate!r}")
+    if on_degenerate not in ON_DEGENERATE:
+        raise ValueError(f"on_degenerate must be one of {ON_DEGENERATE}, got {on_degenerate!r}")
     payoffs = _as_float_array(payoffs, "payoffs")
     if payoffs.ndim < 3 or payoffs.ndim != payoffs.shape[0] + 1 or min(payoffs.shape[1:]) < 1:
         raise ValueError(f"payoffs must have shape [N, A1..AN] with N >= 2 players, got {payoffs.shape}")
     _check_concrete(lambda a: np.all(np.isfinite(a)), payoffs, "payoffs contain NaN or inf")
     shape = tuple(int(n) for n in payoffs.shape[1:])
     num_players = len(shape)
-    num_joint = int(np.prod(shape))
-    z2 = math.sqrt(num_joint)
 
     if preset == "mre" and target is None:
         raise ValueError("the 'mre' preset needs a target joint (target=...)")
@@ -543,8 +573,7 @@ def solve(
     if degenerate_tol < 0 or face_tol < 0:
         raise ValueError("degenerate_tol and face_tol must be >= 0")
 
-    gn, scale = _normalise(payoffs)
-    # Base logits (DESIGN §3, as solvers.selection.resolve_selection).
+    t = wa = mu_a = eh = None
     if target is not None:
         t = _as_float_array(target, "target")
         if t.shape != shape:
@@ -552,47 +581,78 @@ def solve(
         _check_concrete(lambda a: np.all(np.isfinite(a)) and np.all(a > 0), t,
                         "target must be finite with full support (every entry > 0)")
         _check_concrete(lambda a: abs(a.sum() - 1.0) <= 1e-6, t, "target must sum to 1")
-        flat_t = t.reshape(-1)
-        base = jnp.log(flat_t / flat_t.sum())
-    else:
-        base = jnp.full((num_joint,), -math.log(num_joint), dtype=gn.dtype)
     if preset in ("mw", "mwme"):
         mu_a = _as_float_array(DEFAULT_WELFARE_WEIGHT if mu is None else mu, "mu")
         if mu_a.ndim != 0:
             raise ValueError(f"mu must be a scalar, got shape {mu_a.shape}")
         _check_concrete(lambda a: np.isfinite(a) and a >= 0, mu_a, "mu must be finite and >= 0")
-        if welfare is None:
-            w = gn.sum(axis=0)
-        else:
-            wa = _as_float_array(welfare, "welfare")
-            if wa.shape != shape:
-                raise ValueError(f"welfare has shape {wa.shape}; the game's joint shape is {shape}")
-            _check_concrete(lambda a: np.all(np.isfinite(a)), wa, "welfare contains NaN or inf")
-            w = wa.reshape(-1) - wa.mean()
-            wsq = jnp.sum(w * w)
-            tiny = jax.lax.stop_gradient(wsq) <= 1e-24
-            w = jnp.where(tiny, 0.0, w * (z2 / jnp.sqrt(jnp.where(tiny, 1.0, wsq))))
-        base = base + mu_a * w
+    if welfare is not None:
+        wa = _as_float_array(welfare, "welfare")
+        if wa.shape != shape:
+            raise ValueError(f"welfare has shape {wa.shape}; the game's joint shape is {shape}")
+        _check_concrete(lambda a: np.all(np.isfinite(a)), wa, "welfare contains NaN or inf")
     hard = math.isinf(rho_f)
-    if hard:
-        eps_plus_n = jnp.full((num_players,), jnp.inf, dtype=gn.dtype)
-    elif eps_plus is None:
-        eps_plus_n = jnp.full((num_players,), 2.0 * z2, dtype=gn.dtype)
-    else:
-        eps_plus_n = jnp.broadcast_to(jnp.asarray(_static_float_vector(eps_plus, num_players)), (num_players,)) * scale
-    if preset == "ms":
-        eps_hat_n = -eps_plus_n
-    else:
+    plus = None if (hard or eps_plus is None) else tuple(
+        np.broadcast_to(_static_float_vector(eps_plus, num_players), (num_players,)).tolist())
+    if preset != "ms":
         eh = _as_float_array(eps_hat, "eps_hat")
         if eh.ndim > 1 or (eh.ndim == 1 and eh.shape != (num_players,)):
             raise ValueError(f"eps_hat must be a scalar or [{num_players}], got shape {eh.shape}")
         _check_concrete(lambda a: np.all(np.isfinite(a)), eh, "eps_hat must be finite")
-        eps_hat_n = jnp.clip(jnp.broadcast_to(eh, (num_players,)) * scale, -z2, z2)
-        if not hard:
-            _check_concrete(lambda a: np.all(a > 0), eps_plus_n - eps_hat_n, "eps_plus must be > eps_hat")
-
     cfg = _Config(concept, shape, rho_f, tol, max_iter, degenerate_tol, face_tol, on_degenerate)
-    layout = gain_layout(shape, concept)
+    args = (cfg, preset, plus, payoffs, t, wa, mu_a, eh)
+    if any(_under_vmap(x) for x in jax.tree_util.tree_leaves(args[3:])):
+        # Eager jax.vmap(jax.grad(...)) through the compiled core segfaulted in JAX 0.10.2
+        # (jit(vmap(grad)) and vmap of the forward did not); under vmap trace it inline.
+        return _solve_traced(*args)
+    return _solve_core(*args)
+
+
+def _under_vmap(x: Any) -> bool:
+    """True when ``x`` is (or wraps, through JVP/linearize tracers) a ``jax.vmap`` tracer."""
+    for _ in range(64):
+        if not isinstance(x, jax.core.Tracer):
+            return False
+        if type(x).__name__ == "BatchTracer":
+            return True
+        x = getattr(x, "primal", getattr(x, "val", None))
+    return False
+
+
+def _solve_traced(cfg: _Config, preset: str, plus, payoffs, target, welfare, mu, eps_hat) -> DiffSolution:
+    """The traced part of ``solve`` (compiled once per shape and static configuration)."""
+    shape = cfg.shape
+    num_players = len(shape)
+    num_joint = int(np.prod(shape))
+    z2 = math.sqrt(num_joint)
+    gn, scale = _normalise(payoffs)
+    # Base logits (DESIGN §3, as solvers.selection.resolve_selection).
+    if target is not None:
+        flat_t = target.reshape(-1)
+        base = jnp.log(flat_t / flat_t.sum())
+    else:
+        base = jnp.full((num_joint,), -math.log(num_joint), dtype=gn.dtype)
+    if mu is not None:
+        if welfare is None:
+            w = gn.sum(axis=0)
+        else:
+            w = welfare.reshape(-1) - welfare.mean()
+            wsq = jnp.sum(w * w)
+            tiny = jax.lax.stop_gradient(wsq) <= 1e-24
+            w = jnp.where(tiny, 0.0, w * (z2 / jnp.sqrt(jnp.where(tiny, 1.0, wsq))))
+        base = base + mu * w
+    if cfg.hard:
+        eps_plus_n = jnp.full((num_players,), jnp.inf, dtype=gn.dtype)
+    elif plus is None:
+        eps_plus_n = jnp.full((num_players,), 2.0 * z2, dtype=gn.dtype)
+    else:
+        eps_plus_n = jnp.asarray(plus, dtype=gn.dtype) * scale
+    if preset == "ms":
+        eps_hat_n = -eps_plus_n
+    else:
+        eps_hat_n = jnp.clip(jnp.broadcast_to(eps_hat, (num_players,)) * scale, -z2, z2)
+
+    layout = gain_layout(shape, cfg.concept)
     num = layout.num_constraints
     dtype = gn.dtype
     out_types = (
@@ -612,8 +672,11 @@ def solve(
     joint = sigma.reshape(shape)
     axes = tuple(range(num_players))
     margins = tuple(joint.sum(axis=axes[:p] + axes[p + 1:]) for p in axes)
-    duals = alpha * scale[jnp.asarray(layout.player)]
+    duals = alpha * scale[jnp.asarray(layout.player, dtype=jnp.int32)]
     return DiffSolution(joint, margins, duals, status, free, support.reshape(shape))
+
+
+_solve_core = jax.jit(_solve_traced, static_argnums=(0, 1, 2))
 
 
 def _static_float_vector(value: Any, num_players: int) -> np.ndarray:
