@@ -38,7 +38,10 @@ Precision: the solve and the linear solve are float64 whatever JAX's mode. With
 ``jax_enable_x64`` off the inputs arrive as float32 (the payoffs are re-normalised in
 float64 in the callback), the outputs are cast to float32, and the JAX part of the
 backward pass runs in float32: expect gradients to ~1e-5 relative. Use float64 for
-gradient checks.
+gradient checks, through the global flag ``jax.config.update("jax_enable_x64", True)``:
+the ``jax.enable_x64`` context manager is thread-local, the callbacks run on XLA's
+threads, and JAX 0.10.2 then casts their float64 results to float32 and rejects them
+("Incorrect output dtype") once calls dispatch asynchronously.
 
 Not differentiable here: Max Gini ("mg", a QP without this dual), ``rho``/``eps_plus``
 (static), and higher-order derivatives (the backward pass calls NumPy).

@@ -20,8 +20,12 @@ REL = 1e-5
 
 @pytest.fixture(autouse=True)
 def x64():
-    with jax.enable_x64(True):
-        yield
+    # The global flag, not the thread-local ``jax.enable_x64`` context: the callbacks run on
+    # XLA's threads, where JAX would otherwise cast their float64 results to float32.
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)
 
 
 def _game(seed: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -195,10 +199,13 @@ def test_jit_and_vmap_agree_with_grad():
 def test_float32_mode_runs_and_is_close():
     g = _game(0, (6, 6))
     v = _weights(0, (6, 6))
-    with jax.enable_x64(False):
+    jax.config.update("jax_enable_x64", False)
+    try:
         out = diff.solve(jnp.asarray(g, dtype=jnp.float32), "cce")
         assert out.joint.dtype == jnp.float32
         g32 = np.asarray(jax.grad(lambda p: jnp.sum(diff.solve(p, "cce").joint * v))(jnp.asarray(g, jnp.float32)))
+    finally:
+        jax.config.update("jax_enable_x64", True)
     g64 = np.asarray(jax.grad(lambda p: jnp.sum(diff.solve(p, "cce").joint * v))(jnp.asarray(g)))
     assert g32.dtype == np.float32
     np.testing.assert_allclose(g32, g64, atol=1e-4 * np.abs(g64).max())
