@@ -350,24 +350,43 @@ def _forward_np(cfg: _Config, payoffs, base, eps_hat, eps_plus):
 
 #: ``_psd_solve`` takes the Cholesky solve when the smallest pivot ratio is above this.
 CHOLESKY_MIN_PIVOT = 1e-8
+#: Iterated Tikhonov for a singular adjoint system: ``delta`` relative to max diag, steps.
+TIKHONOV_DELTA = 1e-11
+TIKHONOV_STEPS = 8
 
 
 def _psd_solve(hess: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``hess^+ rhs`` for a PSD ``hess``: Cholesky when well conditioned, else the
-    eigendecomposition pseudo-inverse (redundant rows make ``hess`` singular). Cholesky
-    first, the solvers' single-threaded Numba one: at 32x32 CE (~200 free rows) LAPACK's
-    ``eigh`` and even ``cholesky`` took 0.1-1.4 s inside the callback on the loaded 2-core
-    CPU, their BLAS threads competing with XLA's."""
+    """``hess^+ rhs`` for a PSD ``hess`` and ``rhs`` in its range (the adjoint system is
+    consistent: DESIGN §9).
+
+    Cholesky (the solvers' single-threaded Numba one) when well conditioned; else
+    iterated Tikhonov, ``x <- x + (hess + delta I)^{-1} (rhs - hess x)`` from 0, which
+    converges to the minimum-norm solution (each step shrinks the error along an
+    eigenvalue ``l`` by ``delta / (l + delta)``; null directions stay 0). Redundant rows
+    (faces) make ``hess`` singular. LAPACK's ``eigh``/``cholesky`` inside the callback took
+    0.04-1.4 s (8x8 to 32x32 CE) on the loaded 2-core CPU, their BLAS threads competing
+    with XLA's; the eigendecomposition pseudo-inverse is only the last resort.
+    """
     n = hess.shape[0]
     hess = np.ascontiguousarray(hess)
+    rhs = np.ascontiguousarray(rhs)
     low = np.zeros((n, n))
     out = np.zeros(n)
-    if cholesky_solve(hess, 0.0, np.ascontiguousarray(rhs), low, out):
+    if cholesky_solve(hess, 0.0, rhs, low, out):
         pivots = np.diag(low) ** 2
         if pivots.min() > CHOLESKY_MIN_PIVOT * pivots.max():
             return out
+    delta = TIKHONOV_DELTA * max(float(np.max(np.diag(hess))), 1e-300)
+    x = np.zeros(n)
+    step = np.zeros(n)
+    for _ in range(TIKHONOV_STEPS):
+        if not cholesky_solve(hess, delta, rhs - hess @ x, low, step):
+            break
+        x += step
+    else:
+        return x
     evals, evecs = np.linalg.eigh(hess)
-    cut = max(float(evals[-1]), 0.0) * 1e-12 * hess.shape[0]
+    cut = max(float(evals[-1]), 0.0) * 1e-12 * n
     inv = np.where(evals > cut, 1.0 / np.where(evals > cut, evals, 1.0), 0.0)
     return evecs @ (inv * (evecs.T @ rhs))
 
