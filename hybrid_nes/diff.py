@@ -21,9 +21,10 @@ and ``w`` (duals):
     lambda = -H_FF^+ r                                       (one symmetric solve, NumPy)
     theta_bar = (d sigma / d theta)^T v + (d g_F / d theta)^T lambda   (JAX vjp)
 
-with ``H_FF = Cov_sigma(gains_F)`` (+ the soft-constraint term), the pseudo-inverse
-taken by eigendecomposition (redundant rows make it singular; ``d sigma`` is still
-unique). ``theta`` is the normalised game and the resolved selection; the normalisation
+with ``H_FF = Cov_sigma(gains_F)`` (+ the soft-constraint term), built from the ELL
+layout and solved by Cholesky, or, when redundant rows make it singular (faces), by
+iterated Tikhonov to the minimum-norm (pseudo-inverse) solution: ``d sigma`` is still
+unique. ``theta`` is the normalised game and the resolved selection; the normalisation
 (DESIGN §5) and the resolution (welfare, target, eps_hat scaling) are written in JAX, so
 the chain rule covers them and gradients are in the user's payoff units. No gradient
 comes from unrolled iterations.
