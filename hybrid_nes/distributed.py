@@ -55,6 +55,7 @@ __all__ = [
     "SchedulerLostError",
     "ShardReport",
     "WarmUp",
+    "close",
     "connect",
     "solve_chunk",
     "solve_dask",
@@ -303,7 +304,7 @@ def connect(address: str, timeout: float | None = None):
     """A ``distributed.Client`` for ``address``: ``tcp://host:port`` (or another Dask
     protocol), or ``local[:N]`` for a new LocalCluster of N worker processes (default: one
     per CPU core) with one thread each, no dashboard and Dask's profiler off. Close it after
-    use (``_close`` closes its LocalCluster too).
+    use with ``close(client)``, which closes its LocalCluster too.
 
     Raises ``ValueError`` for a malformed address and ``ConnectionError`` when no
     scheduler answers within ``timeout`` seconds (default ``CONNECT_TIMEOUT``).
@@ -326,7 +327,7 @@ def connect(address: str, timeout: float | None = None):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
         client = Client(cluster)
-        client._hybrid_nes_cluster = cluster  # closed by _close
+        client._hybrid_nes_cluster = cluster  # closed by close()
         return client
     if "://" in address:
         scheme = address.split("://", 1)[0]
@@ -367,7 +368,8 @@ def _probe(address: str, timeout: float) -> None:
                               f"({type(err).__name__}: {str(err)[:200]}); is it a Dask scheduler port?") from err
 
 
-def _close(client) -> None:
+def close(client) -> None:
+    """Closes a client from ``connect``, and its LocalCluster where ``connect`` started one."""
     cluster = getattr(client, "_hybrid_nes_cluster", None)
     client.close()
     if cluster is not None:
@@ -672,7 +674,7 @@ def solve_batch_cli(args) -> int:
     except (OSError, ValueError, TypeError) as err:
         return fail(str(err))
     finally:
-        _close(client)
+        close(client)
     if report.failed:
         shown = "\n  ".join(str(f) for f in report.failed[:20])
         more = f"\n  ... and {len(report.failed) - 20} more" if len(report.failed) > 20 else ""
