@@ -1,4 +1,4 @@
-"""Tests for solvers.polish: the CVXPY reference, Max Gini and the polish step.
+"""Tests for solvers.cvx: the CVXPY reference, Max Gini and the polish step.
 
 Every check is against an independent computation: brute-force loops over joint actions,
 closed-form optima, KKT conditions, or a second solver.
@@ -6,18 +6,26 @@ closed-form optima, KKT conditions, or a second solver.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from solvers import polish as P
+from solvers import cvx as P
+from solvers.cvx import finish
 from solvers.dual import dual_problem, joint_from_duals, restrict
+from solvers.face import polytope_face
 from solvers.gains import dense_gains, gains
 from solvers.game import normalise
-from solvers.lp import constraint_matrix, minimal_face
+from solvers.lp import constraint_matrix
 from solvers.selection import Selection, SelectionParams, resolve_selection
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Agreement between two accurate solves of the same convex problem.
 OBJ_TOL = 1e-7
@@ -342,7 +350,7 @@ def test_polish_on_a_restricted_face():
     params = resolve_selection(Selection.me(), ng)
     problem = dual_problem(ng, "ce", params)
     matrix, player = constraint_matrix(ng.payoffs, "ce")
-    face = minimal_face(matrix, np.zeros(matrix.shape[0]))
+    face = polytope_face(matrix, np.zeros(matrix.shape[0]))
     assert not face.support.all()  # this game's CE polytope lies on a face
     restricted = restrict(problem, face.support, face.equalities)
     res = P.polish(restricted, None)
@@ -360,13 +368,13 @@ def test_polish_skips_the_fallbacks_after_a_nearly_feasible_clarabel_answer(monk
     ng = normalise(random_game(2, (10, 10)))
     problem = dual_problem(ng, "ce", resolve_selection(Selection.mw(), ng))
     tried = []
-    solve_entropy = P._solve_entropy
+    solve_entropy = finish.solve_entropy
 
     def spy(*args, **kwargs):
         tried.append(args[7])
         return solve_entropy(*args, **kwargs)
 
-    monkeypatch.setattr(P, "_solve_entropy", spy)
+    monkeypatch.setattr(finish, "solve_entropy", spy)
     res = P.polish(problem, fallbacks=("ECOS",))
     assert tried == ["CLARABEL"]
     assert res.status == "inaccurate" and res.violation <= P.FALLBACK_SKIP_VIOLATION
@@ -393,3 +401,36 @@ def test_polish_validates_start_shape():
     problem = dual_problem(ng, "cce", resolve_selection(Selection.me(), ng))
     with pytest.raises(ValueError, match="joint0"):
         P.polish(problem, np.ones(4) / 4)
+
+
+# --- imports -------------------------------------------------------------------------
+
+
+def _run_python(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_import_solvers_imports_neither_cvxpy_nor_jax():
+    out = _run_python("import sys, solvers, solvers.cvx, solvers.polish; print('jax' in sys.modules, 'cvxpy' in sys.modules)")
+    assert out == "False False"
+
+
+def test_polish_in_a_fresh_process_uses_cvxpy_without_jax():
+    code = (
+        "import sys, numpy as np, solvers\n"
+        "from solvers.dual import dual_problem\n"
+        "from solvers.game import normalise\n"
+        "from solvers.selection import Selection, resolve_selection\n"
+        "from solvers.cvx import polish\n"
+        "ng = normalise(np.random.default_rng(0).normal(size=(2, 3, 3)))\n"
+        "res = polish(dual_problem(ng, 'ce', resolve_selection(Selection.me(), ng)))\n"
+        "print(res.status, 'cvxpy' in sys.modules, 'jax' in sys.modules)\n"
+        "import jax\n"  # the guard around CVXPY's import leaves JAX importable
+        "print(jax.__name__)\n"
+    )
+    if importlib.util.find_spec("jax") is None:
+        code = code.replace("import jax\n", "jax = sys\n").replace("jax.__name__", "'jax'")
+    assert _run_python(code).split() == ["optimal", "True", "False", "jax"]
