@@ -54,8 +54,8 @@ __all__ = [
 
 # Loaded on first access (PEP 562): they import CVXPY, which costs about a second.
 _LAZY = {
-    "max_gini": "solvers.polish",
-    "reference_solve": "solvers.polish",
+    "max_gini": "solvers.cvx",
+    "reference_solve": "solvers.cvx",
 }
 
 

@@ -31,10 +31,13 @@ from typing import NamedTuple
 
 import highspy
 import numpy as np
+import scipy.sparse as sps
 
 from solvers.dual import DualProblem, restrict
 
-__all__ = ["Face", "FACE_THRESHOLD", "LIFT_MARGIN", "minimal_face", "restrict_to_face", "lift_duals"]
+__all__ = [
+    "Face", "FACE_THRESHOLD", "LIFT_MARGIN", "minimal_face", "polytope_face", "restrict_to_face", "lift_duals",
+]
 
 #: ``t_a`` / ``s_k`` are 0 or 1 at a vertex optimum; the midpoint separates them.
 FACE_THRESHOLD = 0.5
@@ -131,9 +134,45 @@ def minimal_face(problem: DualProblem, time_limit: float = 60.0) -> Face:
     Raises:
       RuntimeError: HiGHS did not solve the LP.
     """
-    num_joint = problem.rows.shape[0]
-    num = problem.num_constraints
-    m_start, m_index, m_value = _homogenised_columns(problem)
+    columns = _homogenised_columns(problem)
+    return _face_lp(columns, problem.rows.shape[0], problem.num_constraints, time_limit)
+
+
+def polytope_face(matrix: sps.csr_array | np.ndarray, rhs: np.ndarray, time_limit: float = 60.0) -> Face:
+    """``minimal_face`` of ``{x in simplex: M x <= rhs}`` given the rows themselves.
+
+    The same LP, for callers that build their own constraint rows (the independent
+    CVXPY reference, ``solvers.lp.constraint_matrix``) rather than a ``DualProblem``.
+
+    Args:
+      matrix: ``[K, |A|]``; rhs: ``[K]``.
+      time_limit: HiGHS time limit in seconds.
+
+    Returns:
+      A ``Face``; ``feasible`` is False (and the support empty) when the polytope is empty.
+
+    Raises:
+      RuntimeError: HiGHS did not solve the LP.
+    """
+    matrix = sps.csr_array(matrix)
+    num, num_joint = matrix.shape
+    rhs = np.asarray(rhs, dtype=np.float64).reshape(num)
+    if not np.any(rhs):
+        csc = sps.csc_array(matrix)
+        csc.sort_indices()
+        columns = (csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data.astype(np.float64))
+    else:
+        dense = matrix.toarray().T - rhs[None, :]  # [|A|, K]: column-major M'
+        start = np.arange(num_joint + 1, dtype=np.int64) * num
+        columns = (start, np.tile(np.arange(num, dtype=np.int64), num_joint), dense.reshape(-1))
+    return _face_lp(columns, num_joint, num, time_limit)
+
+
+def _face_lp(
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray], num_joint: int, num: int, time_limit: float
+) -> Face:
+    """Solves the face LP of the module docstring for ``M'`` given as CSC ``columns``."""
+    m_start, m_index, m_value = columns
     m_count = np.diff(m_start)
     # Variables [x (|A|), t (|A|), s (K)]; rows [t - x <= 0 (|A|), s + M' x <= 0 (K)].
     x_count = 1 + m_count

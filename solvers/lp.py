@@ -1,11 +1,11 @@
-"""LP meta-solvers with SciPy HiGHS: max-welfare (C)CE, zero-sum Nash, the minimal face.
+"""LP meta-solvers with SciPy HiGHS: max-welfare (C)CE, zero-sum Nash; the (C)CE rows.
 
 - ``max_welfare``: the classic LP baseline, ``max sum_p <sigma, G_p>`` over the
   (eps-)(C)CE polytope (raw payoff units). Not unique in general: HiGHS returns a vertex.
 - ``zero_sum_nash``: maximin strategies and the value of a two-player zero-sum (or
   constant-sum) game.
-- ``minimal_face``: the support and implicit equalities of the (C)CE polytope
-  (DESIGN §4b), used by the independent CVXPY reference (``solvers.polish``).
+- ``minimal_face``: kept for compatibility, ``solvers.face.polytope_face`` (the support
+  and implicit equalities of the (C)CE polytope, DESIGN §4b).
 - ``constraint_matrix``: the (C)CE constraint rows built straight from the payoff
   tensor (independent of ``solvers.gains``, same row layout).
 
@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sps
 from scipy.optimize import linprog
 
+from solvers.face import Face, polytope_face
 from solvers.gains import check_concept
 from solvers.game import as_game, normalise
 
@@ -37,8 +38,10 @@ __all__ = [
 
 #: Largest |G_0 + G_1 - c| (relative to the payoff scale) accepted as constant-sum.
 ZERO_SUM_TOL = 1e-9
-#: The face LP's indicator variables are 0 or 1 at the optimum; this splits them.
-FACE_THRESHOLD = 0.5
+
+# One facial-reduction LP for the library lives in solvers.face; these names stay for
+# callers of the former linprog version (same arguments, a Face with more fields).
+minimal_face = polytope_face
 
 
 class LPResult(NamedTuple):
@@ -74,20 +77,6 @@ class ZeroSumNash(NamedTuple):
     row: np.ndarray
     col: np.ndarray
     value: float
-
-
-class Face(NamedTuple):
-    """The minimal face of the polytope ``{sigma in simplex, M sigma <= eps}``.
-
-    Attributes:
-      support: ``[|A|]`` bool, joint actions some feasible joint puts mass on.
-      equalities: ``[K]`` bool, rows tight at every feasible joint.
-      feasible: False when the polytope is empty.
-    """
-
-    support: np.ndarray
-    equalities: np.ndarray
-    feasible: bool
 
 
 def constraint_matrix(payoffs: np.ndarray, concept: str) -> tuple[sps.csr_array, np.ndarray]:
@@ -275,44 +264,3 @@ def zero_sum_nash(game: np.ndarray) -> ZeroSumNash:
     # Both LPs solve the same game; the two values agree up to HiGHS's tolerance.
     value = 0.5 * (value - neg_value)
     return ZeroSumNash(row, col, float(value))
-
-
-def minimal_face(
-    matrix: sps.csr_array | np.ndarray,
-    rhs: np.ndarray,
-) -> Face:
-    """The minimal face of ``{x in simplex, M x <= rhs}`` with one HiGHS LP (DESIGN §4b).
-
-    Homogenises the polytope into the cone ``{(x, tau) >= 0: sum x = tau, M x <= tau rhs}``
-    and solves ``max sum_a t_a + sum_k s_k`` s.t. ``0 <= t <= 1, t <= x, 0 <= s <= 1,
-    s <= tau rhs - M x``: at the optimum ``t_a = 1`` exactly on the support of a
-    relative-interior point and ``s_k = 0`` exactly on the implicit equalities.
-
-    Args:
-      matrix: ``[K, |A|]``; rhs: ``[K]``.
-
-    Returns:
-      ``Face``; ``feasible`` is False (and the support empty) when the polytope is empty.
-    """
-    matrix = sps.csr_array(matrix)
-    num_rows, num_joint = matrix.shape
-    # Variables z = [x (|A|), t (|A|), s (K), tau].
-    eye = sps.identity(num_joint, format="csr")
-    rhs = np.asarray(rhs, dtype=np.float64).reshape(num_rows, 1)
-    t_rows = sps.hstack([-eye, eye, sps.csr_array((num_joint, num_rows)), sps.csr_array((num_joint, 1))])
-    s_rows = sps.hstack([matrix, sps.csr_array((num_rows, num_joint)), sps.identity(num_rows), -sps.csr_array(rhs)])
-    a_ub = sps.vstack([t_rows, s_rows]).tocsr()
-    a_eq = sps.hstack([
-        sps.csr_array(np.ones((1, num_joint))), sps.csr_array((1, num_joint + num_rows)), sps.csr_array([[-1.0]])
-    ]).tocsr()
-    c = np.concatenate([np.zeros(num_joint), -np.ones(num_joint + num_rows), [0.0]])
-    bounds = [(0, None)] * num_joint + [(0, 1)] * (num_joint + num_rows) + [(0, None)]
-    res = linprog(c, A_ub=a_ub, b_ub=np.zeros(a_ub.shape[0]), A_eq=a_eq, b_eq=np.zeros(1), bounds=bounds, method="highs")
-    if res.status != 0 or res.x is None:
-        raise RuntimeError(f"HiGHS failed on the face LP: {res.message}")
-    t = res.x[num_joint : 2 * num_joint]
-    s = res.x[2 * num_joint : 2 * num_joint + num_rows]
-    support = t > FACE_THRESHOLD
-    if not support.any():
-        return Face(support, np.ones(num_rows, dtype=bool), False)
-    return Face(support, s < FACE_THRESHOLD, True)

@@ -1,4 +1,4 @@
-"""Tests for solvers.polish: the CVXPY reference, Max Gini and the polish step.
+"""Tests for solvers.cvx: the CVXPY reference, Max Gini and the polish step.
 
 Every check is against an independent computation: brute-force loops over joint actions,
 closed-form optima, KKT conditions, or a second solver.
@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from solvers import polish as P
+from solvers import cvx as P
+from solvers.cvx import finish
 from solvers.dual import dual_problem, joint_from_duals, restrict
+from solvers.face import polytope_face
 from solvers.gains import dense_gains, gains
 from solvers.game import normalise
-from solvers.lp import constraint_matrix, minimal_face
+from solvers.lp import constraint_matrix
 from solvers.selection import Selection, SelectionParams, resolve_selection
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Agreement between two accurate solves of the same convex problem.
 OBJ_TOL = 1e-7
@@ -342,7 +349,7 @@ def test_polish_on_a_restricted_face():
     params = resolve_selection(Selection.me(), ng)
     problem = dual_problem(ng, "ce", params)
     matrix, player = constraint_matrix(ng.payoffs, "ce")
-    face = minimal_face(matrix, np.zeros(matrix.shape[0]))
+    face = polytope_face(matrix, np.zeros(matrix.shape[0]))
     assert not face.support.all()  # this game's CE polytope lies on a face
     restricted = restrict(problem, face.support, face.equalities)
     res = P.polish(restricted, None)
@@ -360,13 +367,13 @@ def test_polish_skips_the_fallbacks_after_a_nearly_feasible_clarabel_answer(monk
     ng = normalise(random_game(2, (10, 10)))
     problem = dual_problem(ng, "ce", resolve_selection(Selection.mw(), ng))
     tried = []
-    solve_entropy = P._solve_entropy
+    solve_entropy = finish.solve_entropy
 
     def spy(*args, **kwargs):
         tried.append(args[7])
         return solve_entropy(*args, **kwargs)
 
-    monkeypatch.setattr(P, "_solve_entropy", spy)
+    monkeypatch.setattr(finish, "solve_entropy", spy)
     res = P.polish(problem, fallbacks=("ECOS",))
     assert tried == ["CLARABEL"]
     assert res.status == "inaccurate" and res.violation <= P.FALLBACK_SKIP_VIOLATION
@@ -393,3 +400,29 @@ def test_polish_validates_start_shape():
     problem = dual_problem(ng, "cce", resolve_selection(Selection.me(), ng))
     with pytest.raises(ValueError, match="joint0"):
         P.polish(problem, np.ones(4) / 4)
+
+
+# --- imports -------------------------------------------------------------------------
+
+
+def _run_python(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_import_solvers_imports_neither_cvxpy_nor_jax_and_polish_runs_without_jax():
+    """One fresh process: ``import solvers`` loads neither; the polish loads CVXPY only."""
+    code = (
+        "import sys, numpy as np, solvers, solvers.cvx, solvers.polish\n"
+        "print('jax' in sys.modules, 'cvxpy' in sys.modules)\n"
+        "from solvers.dual import dual_problem\n"
+        "from solvers.game import normalise\n"
+        "from solvers.selection import Selection, resolve_selection\n"
+        "ng = normalise(np.random.default_rng(0).normal(size=(2, 3, 3)))\n"
+        "res = solvers.cvx.polish(dual_problem(ng, 'ce', resolve_selection(Selection.me(), ng)))\n"
+        # False also says the guard's sys.modules["jax"] = None is gone: JAX stays importable.
+        "print(res.status, 'cvxpy' in sys.modules, 'jax' in sys.modules)\n"
+    )
+    assert _run_python(code).split() == ["False", "False", "optimal", "True", "False"]
