@@ -115,6 +115,9 @@ SPARSE_FLOOR = 1e-200
 #: ends at 1.7e-14.
 SPARSIFY_ROUNDS = 3
 
+#: ``MetaSolverOptions.warm_start`` values.
+WARM_STARTS: tuple[str, ...] = ("related", "previous", "cold")
+
 #: ``Solution.method`` stages whose duals are reused as the next warm start.
 WARM_START_STAGES: frozenset[str] = frozenset({"newton", "gd"})
 
@@ -212,8 +215,8 @@ class MetaSolverOptions:
                 f"expected one of {META_PRESETS}"
             )
         object.__setattr__(self, "selection", self.selection.lower())
-        if self.warm_start not in ("previous", "cold"):
-            raise ValueError(f"warm_start must be 'previous' or 'cold', got {self.warm_start!r}")
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
         if not 0.0 < float(self.target_mix) <= 1.0:
             raise ValueError(f"target_mix must be in (0, 1], got {self.target_mix!r}")
         if not 0.0 <= float(self.sparsify) < 1.0:
@@ -396,6 +399,7 @@ class _Record(NamedTuple):
     game: np.ndarray  # [N, A1..AN] the distinct-policy meta-game
     dist: np.ndarray  # [A1..AN]
     meta: dict
+    solution: Solution | None = None  # the optimal dense solve of problem_game
 
 
 def _selection(options: MetaSolverOptions, base: np.ndarray | None, previous: _Record | None, game: np.ndarray) -> Selection:
@@ -502,13 +506,13 @@ def _initial_duals(
     problem_game: np.ndarray,
     selection: Selection,
     previous: _Record | None,
-) -> tuple[np.ndarray | None, str]:
+) -> tuple[np.ndarray | Solution | None, str]:
     padded = None
+    extends = previous is not None and is_extension(previous.problem_game, problem_game)
     if (
-        options.warm_start == "previous"
-        and previous is not None
+        options.warm_start in ("previous", "related")
+        and extends
         and previous.duals is not None
-        and is_extension(previous.problem_game, problem_game)
     ):
         # Equalities found by facial reduction may carry negative (free) duals; the
         # warm start must be a point of the non-negative orthant.
@@ -524,6 +528,9 @@ def _initial_duals(
                     f"warm_start_hook returned duals of shape {hooked.shape}; expected finite [{expected}]"
                 )
             return hooked, "hook"
+    if options.warm_start == "related" and extends and previous.solution is not None:
+        # solvers.related maps, scales and watches the previous solution's duals.
+        return previous.solution, "related"
     return padded, ("previous" if padded is not None else "cold")
 
 
@@ -740,7 +747,9 @@ def _solve_meta_game(
     duals = np.asarray(solution.duals, dtype=np.float64) if reusable else None
     if duals is not None and not np.all(np.isfinite(duals)):
         duals = None
-    return _Record(key, problem_game, duals, game, dist, meta)
+    meta["related_start"] = solution.info.get("warm_start") if source == "related" else None
+    return _Record(key, problem_game, duals, game, dist, meta,
+                   solution if solution.status is Status.OPTIMAL and not fallback else None)
 
 
 def nes_warm_start(model: Any) -> WarmStartHook:
