@@ -358,13 +358,27 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     best = (value, alpha, units, t, c)
     value, alpha, units, t, c = best
     info = {"units": units, "t": t, "c": c, "loss": value, "cold_loss": cold_loss, "evaluations": len(tried) + 1,
+            "hard": bool(math.isinf(rho)),
             "carried": int(carried_rows.size), "seconds": time.perf_counter() - t0}
     return (None if alpha is None else alpha * scale_rows), info
 
 
 def _watch_cap(previous: Solution, max_iter: int | None) -> int:
-    cap = max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations)))
+    """Iteration cap of each pass of the watched warm run: the previous solve's cold count,
+    at least ``WATCH_MIN`` and at most ``FACE_AFTER`` (after which a cold run of a
+    hard-constraint problem takes the facial-reduction LP)."""
+    from solvers.api import FACE_AFTER
+
+    cap = min(max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations))), FACE_AFTER)
     return cap if max_iter is None else min(cap, max_iter)
+
+
+def _warm_face(previous: Solution, info: dict, face: str) -> str:
+    """Facial reduction of the watched run: first ("always") when the previous hard-
+    constraint solve needed it (the related optimum is likely on a face too), else none."""
+    if face == "never" or not info.get("hard"):
+        return "never"
+    return "always" if previous.info.get("face") else "never"
 
 
 def _mark(sol: Solution, label: str, info: dict, extra_iterations: int = 0, extra_time: float = 0.0,
@@ -399,7 +413,7 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, info, extra_time=time.perf_counter() - t0)
     warm = solve_fn(game, concept, selection, duals0=duals, max_iter=_watch_cap(start.solution, max_iter),
-                    face="never", polish=False, **kwargs)
+                    face=_warm_face(start.solution, info, face), polish=False, **kwargs)
     if warm.status is Status.OPTIMAL:
         warm.timings["total"] = time.perf_counter() - t0  # type: ignore[index]
         return _mark(warm, WARM, info, cold_iterations=prev_cold)

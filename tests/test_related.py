@@ -163,3 +163,38 @@ def test_bad_inputs():
         rel.related(prev.duals)
     with pytest.raises(ValueError, match="units"):
         rel.map_duals(prev, (4, 4), units="bad")
+
+
+def test_pipeline_solve_exact_accepts_a_related_solution():
+    from hybrid_nes import solve_exact
+
+    game = _game((4, 3), 30)
+    prev = solve(game, "ce")
+    big = _grown(game, (5, 5), 31)
+    warm = solve_exact(big, "ce", warm_start=prev)
+    assert warm.info["warm_start"] in (rel.WARM, rel.RESTART, rel.COLD) and warm.info["plan"] == "user"
+    np.testing.assert_allclose(warm.joint, solve(big, "ce").joint, atol=JOINT_TOL)
+    with pytest.raises(ValueError, match="warm-start a CCE"):
+        solve_exact(big, "cce", warm_start=prev)
+
+
+def test_openspiel_related_warm_start_on_kuhn_meta_games():
+    """The stored 3-player Kuhn poker CE meta-game (10x10x10) after its 9x9x9 sub-game:
+    the 'related' meta-solver maps the previous solution and returns the cold answer."""
+    from pathlib import Path
+
+    from hybrid_nes.integrations import openspiel as hos
+
+    game = np.load(Path(__file__).parent / "data" / "kuhn3_ce_meta_10x10x10.npy")
+    small = game[:, :9, :9, :9]
+    ones = [np.ones(9)] * 3
+    warm_solver = hos.meta_solver("hn_mece", warm_start="related")
+    first, meta0 = warm_solver(small, ones)
+    assert meta0["warm_start"] == "cold"
+    dist, meta = warm_solver(game, [np.ones(10)] * 3)
+    cold, cold_meta = hos.meta_solver("hn_mece")(game, [np.ones(10)] * 3)
+    assert meta["warm_start"] == "related" and meta["related_start"] in (rel.WARM, rel.RESTART, rel.COLD)
+    assert meta["certified"] and cold_meta["certified"]
+    np.testing.assert_allclose(dist, cold, atol=JOINT_TOL)
+    with pytest.raises(ValueError, match="warm_start"):
+        hos.meta_solver("hn_mece", warm_start="bogus")
