@@ -27,12 +27,18 @@ by zero. ``warm_duals`` picks the unit convention, a shrink factor ``t`` of the 
 duals and ``c`` by the dual loss ``L`` of the new game (a handful of evaluations, each the
 cost of one gradient), and starts cold when no candidate beats ``L(0)``.
 
-No stalls. ``solve_related`` runs the warm start with an iteration cap (the previous
-solve's count, at least ``WATCH_MIN``) and without the facial-reduction and CVXPY stages;
-a run not optimal by then is restarted cold, so a warm start costs at most that capped
-run more than a cold solve. ``Solution.info["warm_start"]`` says what happened:
-``"related"``, ``"related→cold-restart"`` or ``"related→cold"`` (no candidate beat the
-cold start's loss); ``info["warm_candidate"]`` the chosen ``(units, t, c)``.
+No stalls. ``solve_related`` runs the warm start with an iteration cap (``_watch_cap``:
+about the previous solve's cold count, at least ``WATCH_MIN``, at most ``FACE_AFTER``)
+and without the CVXPY stage (facial reduction only first, when the previous solve needed
+it); a run not optimal by then is restarted cold, so a warm start costs at most that
+capped run more than a cold solve. Hard-constraint CEs instead go on with the
+facial-reduction LP from where the watched run stopped (what a cold run does after
+``FACE_AFTER`` iterations), and are restarted cold only if that is not optimal. ``Solution.info["warm_start"]`` says what happened:
+``"related"``, ``"related→face"`` (hard constraints: the watched run was not optimal, and
+the facial-reduction LP a cold run would take after ``FACE_AFTER`` iterations ran from
+where it stopped, then the restricted solve), ``"related→cold-restart"`` or
+``"related→cold"`` (no candidate beat the cold start's loss); ``info["warm_candidate"]``
+the chosen ``(units, t, c)``.
 """
 
 from __future__ import annotations
@@ -63,12 +69,17 @@ __all__ = [
     "solve_batch_related",
     "WARM",
     "RESTART",
+    "FACE",
     "COLD",
+    "LABELS",
 ]
 
 WARM = "related"
 RESTART = "related→cold-restart"
+FACE = "related→face"
 COLD = "related→cold"
+#: Every ``Solution.info["warm_start"]`` value of a related warm start.
+LABELS = (WARM, FACE, RESTART, COLD)
 #: Least iteration cap of the watched warm run.
 WATCH_MIN = 20
 #: Shrink factors ``t`` of the carried duals and weights ``c`` of the new rows, tried in
@@ -364,12 +375,14 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
 
 
 def _watch_cap(previous: Solution, max_iter: int | None) -> int:
-    """Iteration cap of each pass of the watched warm run: the previous solve's cold count,
-    at least ``WATCH_MIN`` and at most ``FACE_AFTER`` (after which a cold run of a
-    hard-constraint problem takes the facial-reduction LP)."""
+    """Iteration cap of each of the (at most two) passes of the watched warm run: half the
+    previous solve's cold count, which is taken at least ``WATCH_MIN`` and at most
+    ``FACE_AFTER`` (after which a cold run of a hard-constraint problem takes the
+    facial-reduction LP)."""
     from solvers.api import FACE_AFTER
 
     cap = min(max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations))), FACE_AFTER)
+    cap = -(-cap // 2)  # a pass short of tolerance is followed by a second one
     return cap if max_iter is None else min(cap, max_iter)
 
 
@@ -417,6 +430,19 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     if warm.status is Status.OPTIMAL:
         warm.timings["total"] = time.perf_counter() - t0  # type: ignore[index]
         return _mark(warm, WARM, info, cold_iterations=prev_cold)
+    if concept == "ce" and info["hard"] and face != "never" and _warm_face(start.solution, info, face) == "never":
+        # Hard-constraint CEs (optima on a face of the simplex are the common case, DESIGN
+        # §4b): a cold run not optimal after FACE_AFTER iterations takes the
+        # facial-reduction LP; the watched run has spent about as many, so the LP and
+        # the restricted solve go on from where it stopped.
+        ahead = solve_fn(game, concept, selection, duals0=np.maximum(warm.duals, 0.0), max_iter=max_iter,
+                         face="always", polish=polish, **kwargs)
+        if ahead.status is Status.OPTIMAL:
+            spent = time.perf_counter() - t0
+            ahead.timings["warm_attempt"] = spent - ahead.timings.get("total", 0.0)  # type: ignore[index]
+            ahead.timings["total"] = spent  # type: ignore[index]
+            object.__setattr__(ahead, "iterations", ahead.iterations + warm.iterations)
+            return _mark(ahead, FACE, info, cold_iterations=prev_cold)
     spent = time.perf_counter() - t0
     sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
     return _mark(sol, RESTART, info, extra_iterations=warm.iterations, extra_time=spent)

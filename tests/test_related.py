@@ -65,7 +65,7 @@ def test_permuted_game_warm_start_is_exact(concept):
     other[:, 1:] = game[:, [3, 0, 2]]
     cold = solve(other, concept)
     warm = solve(other, concept, duals0=rel.related(prev, amap))
-    assert warm.status is Status.OPTIMAL and warm.info["warm_start"] in (rel.WARM, rel.RESTART, rel.COLD)
+    assert warm.status is Status.OPTIMAL and warm.info["warm_start"] in rel.LABELS
     np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
     joint = rel.extend_joint(prev, (4, 3), amap)
     assert np.all(joint[0] == 0) and joint.sum() == pytest.approx(1.0)
@@ -83,7 +83,7 @@ def test_grown_game_same_joint_as_cold(concept, old_shape, new_shape):
         cold = solve(big, concept)
         warm = solve(big, concept, duals0=prev)
         assert cold.status is Status.OPTIMAL and warm.status is Status.OPTIMAL
-        assert warm.info["warm_start"] in (rel.WARM, rel.RESTART, rel.COLD)
+        assert warm.info["warm_start"] in rel.LABELS
         assert warm.normalised_gap <= 1e-8
         np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
 
@@ -111,10 +111,31 @@ def test_cold_restart_when_the_warm_run_is_not_ahead(monkeypatch):
     stale = dataclasses.replace(prev, info={**prev.info, "cold_iterations": 1})
     warm = solve(big, "cce", duals0=stale)
     assert warm.info["warm_start"] == rel.RESTART
+    assert warm.method == solve(big, "cce").method  # the cold run's stages, from zero duals
     cold = solve(big, "cce")
     assert warm.status is Status.OPTIMAL and warm.iterations > cold.iterations
     assert warm.timings["warm_attempt"] > 0
     np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
+
+
+def test_hard_ce_goes_on_with_the_face_from_the_watched_run(monkeypatch):
+    """A hard-constraint CE whose watched run is short of tolerance takes the facial-
+    reduction LP from where it stopped (as a cold run would after FACE_AFTER iterations)."""
+    for seed in range(40, 60):
+        game = _game((6, 6), seed)
+        prev = solve(game, "ce")
+        big = _grown(game, (7, 7), seed + 100)
+        cold = solve(big, "ce")
+        if prev.info["face"] or "face" not in cold.method or rel.warm_duals(prev, big, "ce")[0] is None:
+            continue
+        monkeypatch.setattr(rel, "WATCH_MIN", 2)
+        stale = dataclasses.replace(prev, info={**prev.info, "cold_iterations": 2})
+        warm = solve(big, "ce", duals0=stale)
+        assert warm.info["warm_start"] == rel.FACE and warm.method.startswith("face")
+        assert warm.status is Status.OPTIMAL and warm.timings["warm_attempt"] > 0
+        np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
+        return
+    pytest.fail("no game with a cold face solve and a face-free previous solve among the seeds")
 
 
 def test_useless_duals_start_cold():
@@ -139,7 +160,7 @@ def test_solve_batch_accepts_related_solutions():
     for cold, warm in zip(colds, warms, strict=True):
         assert warm.status is Status.OPTIMAL
         np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
-    assert warms[0].info["warm_start"] in (rel.WARM, rel.RESTART, rel.COLD)
+    assert warms[0].info["warm_start"] in rel.LABELS
 
 
 def test_bad_inputs():
@@ -172,7 +193,7 @@ def test_pipeline_solve_exact_accepts_a_related_solution():
     prev = solve(game, "ce")
     big = _grown(game, (5, 5), 31)
     warm = solve_exact(big, "ce", warm_start=prev)
-    assert warm.info["warm_start"] in (rel.WARM, rel.RESTART, rel.COLD) and warm.info["plan"] == "user"
+    assert warm.info["warm_start"] in rel.LABELS and warm.info["plan"] == "user"
     np.testing.assert_allclose(warm.joint, solve(big, "ce").joint, atol=JOINT_TOL)
     with pytest.raises(ValueError, match="warm-start a CCE"):
         solve_exact(big, "cce", warm_start=prev)
@@ -193,7 +214,7 @@ def test_openspiel_related_warm_start_on_kuhn_meta_games():
     assert meta0["warm_start"] == "cold"
     dist, meta = warm_solver(game, [np.ones(10)] * 3)
     cold, cold_meta = hos.meta_solver("hn_mece")(game, [np.ones(10)] * 3)
-    assert meta["warm_start"] == "related" and meta["related_start"] in (rel.WARM, rel.RESTART, rel.COLD)
+    assert meta["warm_start"] == "related" and meta["related_start"] in rel.LABELS
     assert meta["certified"] and cold_meta["certified"]
     np.testing.assert_allclose(dist, cold, atol=JOINT_TOL)
     with pytest.raises(ValueError, match="warm_start"):
