@@ -32,25 +32,34 @@ KUHN3 = "kuhn_poker(players=3)"
 JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related")
 
 
-def evaluation_game(scores: np.ndarray) -> np.ndarray:
+def evaluation_game(scores: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """``scores [agents, tasks]`` -> payoffs ``[3, T, A, A]`` (players task, agent, agent):
     task ``|s_t(a1) - s_t(a2)|``, agents ``+-(s_t(a1) - s_t(a2))``, ``s`` per task
-    normalised to peak-to-peak 1."""
+    normalised to peak-to-peak 1 over the agents of ``reference`` (default: ``scores``)."""
     scores = np.asarray(scores, dtype=np.float64)
-    ptp = np.ptp(scores, axis=0)
-    s = (scores - scores.min(axis=0)) / np.where(ptp > 0, ptp, 1.0)
+    ref = scores if reference is None else np.asarray(reference, dtype=np.float64)
+    ptp = np.ptp(ref, axis=0)
+    s = (scores - ref.min(axis=0)) / np.where(ptp > 0, ptp, 1.0)
     diff = s.T[:, :, None] - s.T[:, None, :]
     return np.stack([np.abs(diff), diff, -diff])
 
 
 def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tuple[int, int] = (60, 66),
-                   reps: int = 2, seed: int = 0, method: str = "auto") -> list[dict[str, Any]]:
+                   reps: int = 2, seed: int = 0, method: str = "auto", renormalise: bool = True) -> list[dict[str, Any]]:
     """Cold vs warm (``duals0=previous``) on the grown evaluation game, ``reps`` pairs after
-    one warm-up pair."""
+    one warm-up pair. ``renormalise``: the grown game's old tasks are normalised over all
+    agents (old payoff entries change where the new agent widens a task's range); False:
+    old tasks keep the old agents' normalisation (old entries unchanged)."""
     rng = np.random.default_rng(seed)
     scores = rng.normal(size=(agents[1], tasks[1])) + rng.normal(size=(agents[1], 1))
     old = evaluation_game(scores[: agents[0], : tasks[0]])
-    new = evaluation_game(scores)
+    if renormalise:
+        new = evaluation_game(scores)
+    else:
+        reference = scores.copy()
+        reference[:, : tasks[0]] = np.concatenate([scores[: agents[0], : tasks[0]]] * 2)[: agents[1]]
+        new = evaluation_game(scores, reference)
+        assert np.array_equal(new[:, : tasks[0], : agents[0], : agents[0]], old)
     previous = solvers.solve(old, concept, method=method)
     rows = []
     for rep in range(reps + 1):
@@ -64,6 +73,7 @@ def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tupl
             continue
         rows.append(dict(
             concept=concept, method=method, game=f"{agents[0]}x{tasks[0]} -> {agents[1]}x{tasks[1]}",
+            old_tasks="renormalised" if renormalise else "unchanged",
             cold_s=t_cold, warm_s=t_warm, speedup=t_cold / t_warm, cold_iter=cold.iterations,
             warm_iter=warm.iterations, cold_method=cold.method, warm_method=warm.method,
             warm_start=warm.info["warm_start"], candidate=str(warm.info["warm_candidate"]),
@@ -141,9 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-jpsro", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
-    evaluation = run_evaluation("cce")
+    evaluation = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
     if not args.quick:
-        evaluation += run_evaluation("ce")
+        evaluation += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
     per_game, totals = ([], []) if args.no_jpsro else run_jpsro(5 if args.quick else 10)
     data = {"evaluation": evaluation, "jpsro_per_game": per_game, "jpsro_totals": totals}
     write_json_atomic(out / "related_suite.json", data)

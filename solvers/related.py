@@ -425,8 +425,15 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     if duals is None:
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, info, extra_time=time.perf_counter() - t0)
-    warm = solve_fn(game, concept, selection, duals0=duals, max_iter=_watch_cap(start.solution, max_iter),
-                    face=_warm_face(start.solution, info, face), polish=False, **kwargs)
+    warm_face = _warm_face(start.solution, info, face)
+    cap = _watch_cap(start.solution, max_iter)
+    if warm_face == "always":
+        # One restricted pass after the LP, against a cold run's FACE_AFTER iterations,
+        # the same LP and its own restricted pass.
+        from solvers.api import FACE_AFTER
+
+        cap = max(FACE_AFTER, prev_cold) if max_iter is None else min(max(FACE_AFTER, prev_cold), max_iter)
+    warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=warm_face, polish=False, **kwargs)
     if warm.status is Status.OPTIMAL:
         warm.timings["total"] = time.perf_counter() - t0  # type: ignore[index]
         return _mark(warm, WARM, info, cold_iterations=prev_cold)
