@@ -26,10 +26,13 @@ solve the same problem on the distinct policies wherever the criterion allows it
   OpenSpiel's ``mgcce``/``mgce`` compute).
 
 Warm starts. JPSRO's meta-game grows by appending policies, so with
-``warm_start="previous"`` the previous solve's duals (payoff units: they stay meaningful
-because old payoff entries do not change) are padded with zeros for the new deviations
-and passed as ``duals0``. A ``WarmStartHook`` (e.g. a neural equilibrium solver) may
-replace or refine them. The default is a cold start (see ``MetaSolverOptions``).
+``warm_start="related"`` the previous solve's ``Solution`` is passed as ``duals0``:
+``solvers.related`` maps its duals onto the grown game, scales them by the dual loss and
+watches the run (cold restart when it does not pay). ``warm_start="previous"`` pads the
+previous duals (payoff units: they stay meaningful because old payoff entries do not
+change) with zeros for the new deviations and passes them as plain duals. A
+``WarmStartHook`` (e.g. a neural equilibrium solver) may replace or refine them. The
+default is a cold start (see ``MetaSolverOptions``).
 
 JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-selected
 joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
@@ -180,8 +183,10 @@ class MetaSolverOptions:
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
       face: ``solvers.solve``'s facial-reduction switch ("auto", "always", "never").
-      warm_start: "cold" (default) or "previous" (pad the last solve's duals with
-        zeros for the new deviations). Measured on Kuhn poker JPSRO meta-games, the
+      warm_start: "cold" (default), "related" (the last solve's ``Solution`` as
+        ``duals0``: ``solvers.related`` maps, scales and watches it, restarting cold when
+        it does not pay) or "previous" (pad the last solve's duals with zeros for the new
+        deviations). Measured on Kuhn poker JPSRO meta-games, the
         padded duals save up to half the Newton time on some meta-games but make
         ``solvers.solve`` stall (Newton cap, then face + CVXPY: 10-500x slower) on
         others, so cold is the faster default until that is fixed in ``solvers``.
