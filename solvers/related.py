@@ -374,14 +374,17 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     return (None if alpha is None else alpha * scale_rows), info
 
 
-def _watch_cap(previous: Solution, max_iter: int | None) -> int:
+def _watch_cap(previous: Solution, max_iter: int | None, hard_ce: bool = False) -> int:
     """Iteration cap of each of the (at most two) passes of the watched warm run: half the
     previous solve's cold count, which is taken at least ``WATCH_MIN`` and at most
     ``FACE_AFTER`` (after which a cold run of a hard-constraint problem takes the
-    facial-reduction LP)."""
+    facial-reduction LP); ``hard_ce``: half ``FACE_AFTER`` (the watched run then goes on
+    with the LP as a cold run would, see ``solve_related``)."""
     from solvers.api import FACE_AFTER
 
     cap = min(max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations))), FACE_AFTER)
+    if hard_ce:
+        cap = FACE_AFTER  # the count after which a cold run takes the LP
     cap = -(-cap // 2)  # a pass short of tolerance is followed by a second one
     return cap if max_iter is None else min(cap, max_iter)
 
@@ -419,6 +422,7 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     """
     t0 = time.perf_counter()
     start = _as_start(start)
+    concept = check_concept(concept)
     selection_params = {k: kwargs[k] for k in list(kwargs) if k not in _SOLVE_KEYS}
     duals, info = warm_duals(start, game, concept, selection, **selection_params)
     prev_cold = int(start.solution.info.get("cold_iterations", start.solution.iterations))
@@ -426,18 +430,19 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, info, extra_time=time.perf_counter() - t0)
     warm_face = _warm_face(start.solution, info, face)
-    cap = _watch_cap(start.solution, max_iter)
+    hard_ce = concept == "ce" and info["hard"] and face != "never"
+    cap = _watch_cap(start.solution, max_iter, hard_ce)
     if warm_face == "always":
         # One restricted pass after the LP, against a cold run's FACE_AFTER iterations,
         # the same LP and its own restricted pass.
         from solvers.api import FACE_AFTER
 
-        cap = max(FACE_AFTER, prev_cold) if max_iter is None else min(max(FACE_AFTER, prev_cold), max_iter)
+        cap = max(3 * FACE_AFTER, prev_cold) if max_iter is None else min(max(3 * FACE_AFTER, prev_cold), max_iter)
     warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=warm_face, polish=False, **kwargs)
     if warm.status is Status.OPTIMAL:
         warm.timings["total"] = time.perf_counter() - t0  # type: ignore[index]
         return _mark(warm, WARM, info, cold_iterations=prev_cold)
-    if concept == "ce" and info["hard"] and face != "never" and _warm_face(start.solution, info, face) == "never":
+    if hard_ce and warm_face == "never":
         # Hard-constraint CEs (optima on a face of the simplex are the common case, DESIGN
         # §4b): a cold run not optimal after FACE_AFTER iterations takes the
         # facial-reduction LP; the watched run has spent about as many, so the LP and

@@ -128,9 +128,10 @@ def test_hard_ce_goes_on_with_the_face_from_the_watched_run(monkeypatch):
         cold = solve(big, "ce")
         if prev.info["face"] or "face" not in cold.method or rel.warm_duals(prev, big, "ce")[0] is None:
             continue
-        monkeypatch.setattr(rel, "WATCH_MIN", 2)
-        stale = dataclasses.replace(prev, info={**prev.info, "cold_iterations": 2})
-        warm = solve(big, "ce", duals0=stale)
+        import solvers.api
+
+        monkeypatch.setattr(solvers.api, "FACE_AFTER", 2)  # the watched run: 1 + 1 iterations
+        warm = solve(big, "ce", duals0=prev)
         assert warm.info["warm_start"] == rel.FACE and warm.method.startswith("face")
         assert warm.status is Status.OPTIMAL and warm.timings["warm_attempt"] > 0
         np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
