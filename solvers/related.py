@@ -424,6 +424,11 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     start = _as_start(start)
     concept = check_concept(concept)
     selection_params = {k: kwargs[k] for k in list(kwargs) if k not in _SOLVE_KEYS}
+    if as_selection(selection, **selection_params).objective != "entropy" or kwargs.get("method") == "cvxpy":
+        # Max Gini and the CVXPY reference take no dual warm start.
+        _check_concept(start.solution, concept)
+        sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
+        return _mark(sol, COLD, {})
     duals, info = warm_duals(start, game, concept, selection, **selection_params)
     prev_cold = int(start.solution.info.get("cold_iterations", start.solution.iterations))
     if duals is None:
@@ -469,9 +474,11 @@ def solve_batch_related(solve_batch_fn, games: object, concept: str, selection: 
                         **kwargs: object) -> list[Solution]:
     """``solve_batch_fn`` with ``starts[i]`` a related ``Solution``/``RelatedStart``,
     duals ``[K]`` or None per game: the related ones are warm-started and watched as in
-    ``solve_related``; those not optimal within the cap are solved again cold."""
+    ``solve_related`` (one batch, no facial reduction); those not optimal within the cap
+    are solved again cold, in one batch."""
     t0 = time.perf_counter()
-    game_list = list(games) if not isinstance(games, np.ndarray) else list(games)
+    concept = check_concept(concept)
+    game_list = list(games)
     if len(starts) != len(game_list):
         raise ValueError(f"duals0 has {len(starts)} entries for {len(game_list)} games")
     selection_params = {k: kwargs[k] for k in list(kwargs) if k not in _SOLVE_KEYS}

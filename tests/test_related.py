@@ -183,6 +183,10 @@ def test_bad_inputs():
         solve(big, "ce", duals0=rel.related(prev, [[0, 1, 2], [0, 1, 2, -1]]))
     with pytest.raises(TypeError, match="Solution"):
         rel.related(prev.duals)
+    with pytest.raises(TypeError, match="integer sequences"):
+        rel.related(prev, "01")
+    gini = solve(big, "ce", "mg", duals0=prev)  # Max Gini takes no dual warm start
+    assert gini.info["warm_start"] == rel.COLD and gini.status is Status.OPTIMAL
     with pytest.raises(ValueError, match="units"):
         rel.map_duals(prev, (4, 4), units="bad")
 
