@@ -749,7 +749,7 @@ def solve(
     concept: str = "cce",
     selection: str | Selection = "me",
     *,
-    duals0: np.ndarray | None = None,
+    duals0: np.ndarray | Solution | related.RelatedStart | None = None,
     tol: float = 1e-8,
     max_iter: int | None = None,
     method: str = "auto",
