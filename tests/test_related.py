@@ -224,3 +224,18 @@ def test_openspiel_related_warm_start_on_kuhn_meta_games():
     np.testing.assert_allclose(dist, cold, atol=JOINT_TOL)
     with pytest.raises(ValueError, match="warm_start"):
         hos.meta_solver("hn_mece", warm_start="bogus")
+
+
+def test_openspiel_auto_warm_start_is_related_for_ce_only():
+    from hybrid_nes.integrations import openspiel as hos
+
+    game = _game((5, 4, 4), 50)
+    small = game[:, :4, :3, :4]
+    for name, expected in (("hn_mece", "related"), ("hn_mecce", "cold")):
+        solver = hos.meta_solver(name)
+        assert solver.options.warm_start == "auto"
+        solver(small, [np.ones(n) for n in small.shape[1:]])
+        dist, meta = solver(game, [np.ones(n) for n in game.shape[1:]])
+        assert meta["warm_start"] == expected and meta["certified"]
+        cold, _ = hos.meta_solver(name, warm_start="cold")(game, [np.ones(n) for n in game.shape[1:]])
+        np.testing.assert_allclose(dist, cold, atol=JOINT_TOL)

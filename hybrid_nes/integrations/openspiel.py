@@ -32,7 +32,7 @@ watches the run (cold restart when it does not pay). ``warm_start="previous"`` p
 previous duals (payoff units: they stay meaningful because old payoff entries do not
 change) with zeros for the new deviations and passes them as plain duals. A
 ``WarmStartHook`` (e.g. a neural equilibrium solver) may replace or refine them. The
-default is a cold start (see ``MetaSolverOptions``).
+default ("auto") is "related" for CEs and a cold start for CCEs (``AUTO_WARM_START``).
 
 JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-selected
 joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
@@ -74,6 +74,7 @@ __all__ = [
     "JPSROMetaSolver",
     "PSROMetaStrategy",
     "WarmStartHook",
+    "AUTO_WARM_START",
     "clean_joint",
     "drop_below",
     "equilibrium_gaps",
@@ -119,7 +120,12 @@ SPARSE_FLOOR = 1e-200
 SPARSIFY_ROUNDS = 3
 
 #: ``MetaSolverOptions.warm_start`` values.
-WARM_STARTS: tuple[str, ...] = ("related", "previous", "cold")
+WARM_STARTS: tuple[str, ...] = ("auto", "related", "previous", "cold")
+#: What ``warm_start="auto"`` uses per concept (``benchmarks/related_suite.py``, 3-player
+#: Kuhn poker JPSRO, 12 meta-games up to 12x12x12, total meta-solve time: ME-CE
+#: 1.15x / 1.37x faster "related" than cold, same final gaps; ME-CCE solves in 2-40 Newton
+#: iterations cold and "related" costs its checks: 0.077 s against 0.055 s).
+AUTO_WARM_START: Mapping[str, str] = {"ce": "related", "cce": "cold"}
 
 #: ``Solution.method`` stages whose duals are reused as the next warm start.
 WARM_START_STAGES: frozenset[str] = frozenset({"newton", "gd"})
@@ -183,13 +189,12 @@ class MetaSolverOptions:
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
       face: ``solvers.solve``'s facial-reduction switch ("auto", "always", "never").
-      warm_start: "cold" (default), "related" (the last solve's ``Solution`` as
+      warm_start: "auto" (default: ``AUTO_WARM_START``, "related" for CEs and "cold"
+        for CCEs, as measured), "cold", "related" (the last solve's ``Solution`` as
         ``duals0``: ``solvers.related`` maps, scales and watches it, restarting cold when
         it does not pay) or "previous" (pad the last solve's duals with zeros for the new
-        deviations). Measured on Kuhn poker JPSRO meta-games, the
-        padded duals save up to half the Newton time on some meta-games but make
-        ``solvers.solve`` stall (Newton cap, then face + CVXPY: 10-500x slower) on
-        others, so cold is the faster default until that is fixed in ``solvers``.
+        deviations; unwatched: on some Kuhn poker meta-games the padded duals make
+        ``solvers.solve`` stall, Newton cap then face + CVXPY, 10-500x slower).
       warm_start_hook: optional ``WarmStartHook``; its duals replace the padded ones.
       target_mix: MRE only: ``target = (1 - mix) * previous joint + mix * base``.
       fallback: when the fast solve is not certified, solve again with the CVXPY
@@ -205,7 +210,7 @@ class MetaSolverOptions:
     method: str = "auto"
     max_iter: int | None = None
     face: str = "auto"
-    warm_start: str = "cold"
+    warm_start: str = "auto"
     warm_start_hook: WarmStartHook | None = None
     target_mix: float = DEFAULT_TARGET_MIX
     fallback: bool = True
@@ -513,9 +518,10 @@ def _initial_duals(
     previous: _Record | None,
 ) -> tuple[np.ndarray | Solution | None, str]:
     padded = None
+    mode = AUTO_WARM_START[options.concept] if options.warm_start == "auto" else options.warm_start
     extends = previous is not None and is_extension(previous.problem_game, problem_game)
     if (
-        options.warm_start in ("previous", "related")
+        mode in ("previous", "related")
         and extends
         and previous.duals is not None
     ):
@@ -533,7 +539,7 @@ def _initial_duals(
                     f"warm_start_hook returned duals of shape {hooked.shape}; expected finite [{expected}]"
                 )
             return hooked, "hook"
-    if options.warm_start == "related" and extends and previous.solution is not None:
+    if mode == "related" and extends and previous.solution is not None:
         # solvers.related maps, scales and watches the previous solution's duals.
         return previous.solution, "related"
     return padded, ("previous" if padded is not None else "cold")
