@@ -650,7 +650,7 @@ def _sparsified(
     if before.excess <= options.tol:
         return None  # the clean-up costs nothing beyond the solve's own tolerance
     target = selection.target if selection.target is not None else np.full(dist.shape, 1.0 / dist.size)
-    duals0 = _resolve_start(options, dense.solution)
+    duals0 = np.maximum(dense.solution.duals, 0.0) if reusable_duals(dense.solution.method) else None
     fallback: _Returned | None = None
     for _ in range(SPARSIFY_ROUNDS):
         sparse_target = np.where(floored, SPARSE_FLOOR * target, target)
@@ -670,23 +670,13 @@ def _sparsified(
         if not np.any(newly):
             break
         floored = floored | newly
-        duals0 = _resolve_start(options, resolved)
+        duals0 = np.maximum(resolved.duals, 0.0) if reusable_duals(resolved.method) else None
     if fallback is None or fallback.excess > options.tol:
         return None
     used = gains_gaps(gains, drop_below(fallback.dist, threshold)).max()
     if used >= before.gaps.max():
         return None
     return fallback, int(np.count_nonzero((dist > 0) & (fallback.dist == 0)))
-
-
-def _resolve_start(options: MetaSolverOptions, solution: Solution) -> np.ndarray | Solution | None:
-    """The warm start of a sparsifying re-solve from the last solve of the same game: the
-    ``Solution`` itself (``solvers.related``, identity map) when the meta-solver warm-starts
-    "related", else its duals after a plain dual solve, else None."""
-    mode = AUTO_WARM_START[options.concept] if options.warm_start == "auto" else options.warm_start
-    if mode == "related" and solution.status is Status.OPTIMAL and not solution.method.startswith("cvxpy"):
-        return solution
-    return np.maximum(solution.duals, 0.0) if reusable_duals(solution.method) else None
 
 
 def _zero(joint: np.ndarray, mask: np.ndarray) -> np.ndarray:
