@@ -36,10 +36,11 @@ GAMES_QUICK: tuple[str, ...] = ("kuhn_poker",)
 ITERATIONS_FULL = 10
 ITERATIONS_QUICK = 3
 DRIVERS: tuple[str, ...] = ("hn_mecce", "mgcce")
-TIMED_OURS: tuple[str, ...] = ("hn_mecce", "hn_mecce_warm", "hn_mgcce")
+TIMED_OURS: tuple[str, ...] = ("hn_mecce", "hn_mecce_warm", "hn_mecce_related", "hn_mgcce")
 #: Our timed solvers that are not registered names: name -> (registered name, options).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "hn_mecce_warm": ("hn_mecce", {"warm_start": "previous"}),
+    "hn_mecce_related": ("hn_mecce", {"warm_start": "related"}),
 }
 TIMED_OPENSPIEL: tuple[str, ...] = ("mgcce",)
 #: JPSRO zeroes meta-distribution entries below this before using them.

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 import solvers
+from solvers import related
 from solvers.api import check_method
 from solvers.gains import check_concept
 from solvers.game import as_game, as_game_batch, normalise_batch
@@ -319,7 +320,9 @@ def solve_batch(
       concept: "cce" or "ce".
       selection: preset name or ``Selection`` (one for every game).
       warm_start: "auto" (measured per shape and concept, see ``plan_for``), "nes" (the
-        network's duals), "cold"/None (zero duals), or duals ``[B, K]`` in payoff units.
+        network's duals), "cold"/None (zero duals), duals ``[B, K]`` in payoff units, or
+        a list with the ``Solution`` of a related game (or None / duals) per game (see
+        ``solve_exact``).
       tol: tolerance on gap, KKT residual and duality gap (normalised units).
       method: "auto", "newton", "gd" or "cvxpy" (as ``solvers.solve``).
       max_iter: iteration cap per dual pass.
@@ -340,6 +343,14 @@ def solve_batch(
       records the warm start used.
     """
     concept, sel, method = _check_options(concept, selection, selection_params, method)
+    if related.has_related(warm_start):
+        _check_model(model, concept, np.zeros(0))
+        _check_warm_options(warm_options)
+        sols = solvers.solve_batch(games, concept, sel, duals0=warm_start, tol=tol, max_iter=max_iter, method=method,
+                                   polish=polish)
+        for sol in sols:
+            sol.info["plan"] = "user"  # type: ignore[index]
+        return sols
     start = _check_warm_start(warm_start)
     _check_model(model, concept, start)
     _check_warm_options(warm_options)
@@ -371,7 +382,7 @@ def solve_exact(
     concept: str = "cce",
     selection: str | Selection = "me",
     *,
-    warm_start: str | np.ndarray | None = "auto",
+    warm_start: str | np.ndarray | Solution | related.RelatedStart | None = "auto",
     tol: float = 1e-8,
     method: str = "auto",
     max_iter: int | None = None,
@@ -382,9 +393,20 @@ def solve_exact(
 ) -> Solution:
     """The certified, selected (C)CE of one game (see ``solve_batch``).
 
-    ``warm_start`` may be duals ``[K]`` in payoff units (e.g. a previous ``Solution.duals``).
+    ``warm_start`` may be duals ``[K]`` in payoff units (e.g. a previous ``Solution.duals``),
+    or the ``Solution`` of a related game (fewer or re-ordered actions; wrap it with
+    ``solvers.related.related(solution, action_map)`` for dropped or re-ordered ones): its
+    duals are mapped onto this game and the run is watched, restarting cold when the warm
+    start does not pay (``solvers.related``; ``info["warm_start"]`` says which).
     """
     concept, sel, method = _check_options(concept, selection, selection_params, method)
+    if related.is_related(warm_start):
+        _check_model(model, concept, np.zeros(0))
+        _check_warm_options(warm_options)
+        sol = solvers.solve(as_game(game), concept, sel, duals0=warm_start, tol=tol, max_iter=max_iter, method=method,
+                            polish=polish)
+        sol.info["plan"] = "user"  # type: ignore[index]
+        return sol
     start = _check_warm_start(warm_start)
     _check_model(model, concept, start)
     _check_warm_options(warm_options)

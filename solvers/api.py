@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from solvers import kernels as kn
-from solvers import memory
+from solvers import memory, related
 from solvers.dual import DualProblem
 from solvers.face import Face, lift_duals, minimal_face
 from solvers.gains import check_concept, constraint_player, gain_structure, num_constraints
@@ -787,7 +787,7 @@ def solve(
     concept: str = "cce",
     selection: str | Selection = "me",
     *,
-    duals0: np.ndarray | None = None,
+    duals0: np.ndarray | Solution | related.RelatedStart | None = None,
     tol: float = 1e-8,
     max_iter: int | None = None,
     method: str = "auto",
@@ -803,7 +803,11 @@ def solve(
       concept: "cce" or "ce".
       selection: a preset name ("me", "mre", "mw", "mwme", "ms", "mg") or a ``Selection``.
       duals0: ``[K]`` non-negative warm-start duals in payoff units (e.g. a previous
-        ``Solution.duals``); None starts from zero (the target joint).
+        ``Solution.duals``); None starts from zero (the target joint); or the ``Solution``
+        of a related game (fewer / other actions; ``solvers.related.related(sol,
+        action_map)`` for dropped or re-ordered ones): its duals are mapped onto this
+        game, watched, and restarted cold if they do not pay (``solvers.related``;
+        ``Solution.info["warm_start"]``).
       tol: tolerance on the (C)CE violation, KKT residual and duality gap, in
         normalised units (DESIGN §5).
       max_iter: iteration cap per dual pass (None: method default).
@@ -835,6 +839,9 @@ def solve(
       MemoryError: ``method="newton"`` whose dense ``[K, K]`` buffers exceed the memory
         budget (before they are allocated).
     """
+    if related.is_related(duals0):
+        return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
+                                     face=face, polish=polish, memory_budget=memory_budget, **selection_params)
     t_start = time.perf_counter()
     payoffs = _as_game_fast(game)
     concept, sel, method, tol, max_iter, face = _check_options(
@@ -1017,7 +1024,8 @@ def solve_batch(
     Args:
       games: ``[B, N, A1..AN]`` array, or a list of games (payoff tensors or bimatrix
         pairs), mixed shapes allowed (solved in groups of equal shape).
-      duals0: ``[B, K]`` array (one shape) or a list of ``[K]`` arrays / None.
+      duals0: ``[B, K]`` array (one shape) or a list of ``[K]`` arrays / None / related
+        ``Solution`` (as in ``solve``).
       other arguments: as ``solve``; one selection for every game. The memory budget
         covers the games Newton solves at once (one per core).
 
@@ -1025,6 +1033,10 @@ def solve_batch(
       A list of ``B`` ``Solution`` in input order. ``timings`` are per game (the group's
       stage times divided by its size).
     """
+    if related.has_related(duals0):
+        return related.solve_batch_related(solve_batch, games, concept, selection, duals0, tol=tol, max_iter=max_iter,
+                                           method=method, face=face, polish=polish, memory_budget=memory_budget,
+                                           **selection_params)
     t_start = time.perf_counter()
     game_list, whole = _group_games(games)
     as_array = whole is not None

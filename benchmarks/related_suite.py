@@ -1,0 +1,175 @@
+"""Warm starts from the Solution of a related game (``solvers.related``) against cold starts.
+
+Two workloads, warm and cold interleaved on the same inputs (the machine is shared: each
+pair of timings is taken back to back, and a warm-up repetition is discarded):
+
+- an agent-vs-task evaluation game (DESIGN §13), players ``[task, agent, agent]``,
+  20 agents x 60 tasks grown to 21 x 66 (the new agent and tasks appended at the end of
+  the axes, scores normalised per task to peak-to-peak 1 over the agents present);
+- the meta-games of a JPSRO run on 3-player Kuhn poker with the ME-CE meta-solver
+  (``hn_mece``), solved in sequence by meta-solvers with ``warm_start`` "cold",
+  "previous" and "related" (total meta-solve time and final gaps).
+
+Run: ``python -m benchmarks.related_suite [--quick]``; writes ``related_suite.json`` and
+``related_suite.md`` into ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import solvers
+from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
+
+__all__ = ["evaluation_game", "run_evaluation", "run_jpsro", "main"]
+
+KUHN3 = "kuhn_poker(players=3)"
+JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related")
+#: Mean score advantage of the new agents (a stronger newcomer widens many tasks' score
+#: ranges, so the renormalised game changes the old tasks' payoffs).
+NEW_AGENT_SHIFT = 1.5
+
+
+def evaluation_game(scores: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """``scores [agents, tasks]`` -> payoffs ``[3, T, A, A]`` (players task, agent, agent):
+    task ``|s_t(a1) - s_t(a2)|``, agents ``+-(s_t(a1) - s_t(a2))``, ``s`` per task
+    normalised to peak-to-peak 1 over the agents of ``reference`` (default: ``scores``)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    ref = scores if reference is None else np.asarray(reference, dtype=np.float64)
+    ptp = np.ptp(ref, axis=0)
+    s = (scores - ref.min(axis=0)) / np.where(ptp > 0, ptp, 1.0)
+    diff = s.T[:, :, None] - s.T[:, None, :]
+    return np.stack([np.abs(diff), diff, -diff])
+
+
+def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tuple[int, int] = (60, 66),
+                   reps: int = 2, seed: int = 0, method: str = "auto", renormalise: bool = True) -> list[dict[str, Any]]:
+    """Cold vs warm (``duals0=previous``) on the grown evaluation game, ``reps`` pairs after
+    one warm-up pair. ``renormalise``: the grown game's old tasks are normalised over all
+    agents (old payoff entries change where the new agent widens a task's range); False:
+    old tasks keep the old agents' normalisation (old entries unchanged)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(agents[1], tasks[1])) + rng.normal(size=(agents[1], 1))
+    scores[agents[0]:] += NEW_AGENT_SHIFT
+    old = evaluation_game(scores[: agents[0], : tasks[0]])
+    if renormalise:
+        new = evaluation_game(scores)
+    else:
+        reference = scores.copy()
+        reference[:, : tasks[0]] = np.concatenate([scores[: agents[0], : tasks[0]]] * 2)[: agents[1]]
+        new = evaluation_game(scores, reference)
+    changed = float(np.abs(new[:, : tasks[0], : agents[0], : agents[0]] - old).max())
+    previous = solvers.solve(old, concept, method=method)
+    rows = []
+    for rep in range(reps + 1):
+        t0 = time.perf_counter()
+        cold = solvers.solve(new, concept, method=method)
+        t_cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        warm = solvers.solve(new, concept, method=method, duals0=previous)
+        t_warm = time.perf_counter() - t0
+        if rep == 0:
+            continue
+        rows.append(dict(
+            concept=concept, method=method, game=f"{agents[0]}x{tasks[0]} -> {agents[1]}x{tasks[1]}",
+            old_tasks="renormalised" if renormalise else "unchanged", old_payoff_change=changed,
+            cold_s=t_cold, warm_s=t_warm, speedup=t_cold / t_warm, cold_iter=cold.iterations,
+            warm_iter=warm.iterations, cold_method=cold.method, warm_method=warm.method,
+            warm_start=warm.info["warm_start"], candidate=str(warm.info["warm_candidate"]),
+            joint_diff=float(np.abs(warm.joint - cold.joint).max()), warm_status=warm.status.value,
+            cold_status=cold.status.value,
+        ))
+    return rows
+
+
+def _record_meta_games(iterations: int) -> list[tuple[np.ndarray, list[np.ndarray], bool]]:
+    import pyspiel
+    from open_spiel.python.algorithms import jpsro
+
+    from hybrid_nes.integrations import openspiel as hos
+
+    inner = hos.meta_solver("hn_mece")
+    seen: list[tuple[np.ndarray, list[np.ndarray], bool]] = []
+
+    def recorder(meta_game, per_player_repeats, ignore_repeats=False):
+        seen.append((np.array(meta_game), [np.array(r) for r in per_player_repeats], bool(ignore_repeats)))
+        return inner(meta_game, per_player_repeats, ignore_repeats=ignore_repeats)
+
+    jpsro.FLAG_TO_FUNC["_related_suite"] = recorder
+    try:
+        jpsro.run_loop(pyspiel.load_game(KUHN3), KUHN3, iterations=iterations,
+                       train_meta_solver="_related_suite", eval_meta_solver="uni")
+    finally:
+        del jpsro.FLAG_TO_FUNC["_related_suite"]
+    return seen
+
+
+def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Meta-solve times of the recorded meta-game sequence per warm-start mode, modes
+    interleaved per meta-game (order alternating), ``reps`` runs after one warm-up run.
+
+    Returns ``(per meta-game rows of the last run, per-run totals)``."""
+    from hybrid_nes.integrations import openspiel as hos
+
+    seen = _record_meta_games(iterations)
+    per_game: list[dict[str, Any]] = []
+    totals: list[dict[str, Any]] = []
+    for rep in range(reps + 1):
+        solvers_ = {m: hos.meta_solver("hn_mece", warm_start=m) for m in JPSRO_MODES}
+        spent = dict.fromkeys(JPSRO_MODES, 0.0)
+        last = {}
+        for i, (game, repeats, ignore) in enumerate(seen):
+            order = JPSRO_MODES if i % 2 == 0 else JPSRO_MODES[::-1]
+            for mode in order:
+                t0 = time.perf_counter()
+                _, meta = solvers_[mode](game, repeats, ignore)
+                elapsed = time.perf_counter() - t0
+                spent[mode] += elapsed
+                last[mode] = meta
+                if rep == reps:
+                    per_game.append(dict(
+                        shape="x".join(map(str, game.shape[1:])), mode=mode, ms=1e3 * elapsed,
+                        start=meta["warm_start"], related=meta.get("related_start") or "",
+                        method=meta["method"], iterations=meta["iterations"],
+                        normalised_gap=meta["normalised_gap"], certified=meta["certified"],
+                    ))
+        if rep == 0:
+            continue
+        row = {"run": rep}
+        row.update({f"{m}_s": spent[m] for m in JPSRO_MODES})
+        row.update({f"{m}_final_gap": last[m]["normalised_gap"] for m in JPSRO_MODES})
+        row["related_speedup"] = spent["cold"] / spent["related"]
+        totals.append(row)
+    return per_game, totals
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CCE evaluation game only, 5 JPSRO iterations")
+    parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--no-jpsro", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out_dir)
+    evaluation = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
+    if not args.quick:
+        evaluation += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
+    per_game, totals = ([], []) if args.no_jpsro else run_jpsro(5 if args.quick else 10)
+    data = {"evaluation": evaluation, "jpsro_per_game": per_game, "jpsro_totals": totals}
+    write_json_atomic(out / "related_suite.json", data)
+    text = "# Warm starts from a related game (solvers.related)\n\n"
+    text += "Shared 2-core CPU under load: warm and cold interleaved, one warm-up repetition discarded.\n\n"
+    text += "## Evaluation game (players task, agent, agent)\n\n" + markdown_table(evaluation)
+    if totals:
+        text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n" + markdown_table(totals)
+        text += "\n### Per meta-game (last run)\n\n" + markdown_table(per_game)
+    write_text_atomic(out / "related_suite.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
