@@ -81,8 +81,8 @@ NEWTON_MAX_DUALS = 600
 #: ``method="auto"`` in ``solve`` takes the matrix-free truncated Newton
 #: (``solvers.newton_cg``, "newton-cg") for games of 3+ players above
 #: ``NEWTON_MAX_DUALS`` duals, and for any game whose ELL gain layout (``24 |A| c`` bytes:
-#: rows, deviated joints, values) exceeds ``MATRIX_FREE_LAYOUT_BYTES`` or the memory budget
-#: (benchmarks/results/eval_suite.md).
+#: rows, deviated joints, values) exceeds ``MATRIX_FREE_LAYOUT_BYTES`` or a quarter of the
+#: available memory (benchmarks/results/eval_suite.md).
 MATRIX_FREE_LAYOUT_BYTES = 256 * 2**20
 #: ``face="auto"``: hard-constraint games not optimal after this many Newton iterations
 #: (a dual without minimiser converges only linearly) get the facial-reduction LP.
@@ -306,16 +306,17 @@ def _layout_bytes(shape: tuple[int, ...], concept: str) -> int:
     return 24 * math.prod(int(n) for n in shape) * slots
 
 
-def _layout_fits(shape: tuple[int, ...], concept: str, budget: object = None) -> bool:
-    return _layout_bytes(shape, concept) <= min(MATRIX_FREE_LAYOUT_BYTES, memory.memory_budget(budget))
+def _layout_fits(shape: tuple[int, ...], concept: str) -> bool:
+    """The ELL layout within ``MATRIX_FREE_LAYOUT_BYTES`` and a quarter of the available memory."""
+    return _layout_bytes(shape, concept) <= min(MATRIX_FREE_LAYOUT_BYTES, memory.available_memory() // 4)
 
 
-def auto_matrix_free(shape: tuple[int, ...], concept: str, face: str = "auto", budget: object = None) -> bool:
+def auto_matrix_free(shape: tuple[int, ...], concept: str, face: str = "auto") -> bool:
     """True when ``method="auto"`` in ``solve`` runs "newton-cg" (``MATRIX_FREE_LAYOUT_BYTES``).
     Needs only the shape; ``face="always"`` keeps the ELL path (which has facial reduction)."""
     if face == "always":
         return False
-    if not _layout_fits(tuple(shape), concept, budget):
+    if not _layout_fits(tuple(shape), concept):
         return True
     return len(shape) >= 3 and num_constraints(tuple(shape), concept) > NEWTON_MAX_DUALS
 
@@ -870,10 +871,10 @@ def solve(
         raise ValueError("method='newton-cg' has no facial reduction; use face='auto' or another method")
     first: Solution | None = None
     if sel.objective != "gini" and (method == "newton-cg" or (
-            method == "auto" and auto_matrix_free(shape, concept, face, memory_budget))):
+            method == "auto" and auto_matrix_free(shape, concept, face))):
         timings = {"validate": time.perf_counter() - t_start}
         first = _solve_matrix_free(norm, concept, sel, params, duals0, tol, max_iter, timings, t_start)
-        if method == "newton-cg" or first.status is Status.OPTIMAL or not _layout_fits(shape, concept, memory_budget):
+        if method == "newton-cg" or first.status is Status.OPTIMAL or not _layout_fits(shape, concept):
             return first
         # Short of tol (a hard-constraint dual drifting to a face) and the gain layout is
         # affordable: the ELL path (facial reduction, polish) from newton-cg's duals.
