@@ -75,6 +75,51 @@ def _worker(spec: str, concept: str, path: str, joint_file: str) -> None:
     }))
 
 
+def fista_matrix_free(game: np.ndarray, concept: str, tol: float = 1e-8, max_iter: int = 20000,
+                      time_cap: float = 300.0) -> dict:
+    """FISTA (backtracking, adaptive restart) on the ME dual with the GEMM passes of
+    ``solvers.matrix_free``: the first-order alternative to "newton-cg", measured only."""
+    from solvers.api import _normalise_fast, _resolve_cached
+    from solvers.matrix_free import MatrixFreeGame
+    from solvers.newton_cg import _Dual
+    from solvers.selection import as_selection
+
+    t0 = time.perf_counter()
+    norm = _normalise_fast(game)
+    params = _resolve_cached(as_selection("me"), norm)
+    dual = _Dual(MatrixFreeGame(norm.payoffs, concept), params.base_logits, params.eps_hat, params.eps_plus,
+                 float(params.rho))
+    alpha = np.zeros(dual.game.num_constraints)
+    y, t, lip, prev, passes = alpha.copy(), 1.0, 1.0, np.inf, 0
+    status, it = "max_iter", 0
+    while it < max_iter and time.perf_counter() - t0 < time_cap:
+        it += 1
+        sy = dual.evaluate(y)
+        passes += 2
+        while True:
+            new = np.maximum(y - sy.grad / lip, 0.0)
+            step = new - y
+            loss, _ = dual.loss(new)
+            passes += 1
+            if loss <= sy.loss + sy.grad @ step + 0.5 * lip * (step @ step) + 1e-15 * abs(sy.loss):
+                break
+            lip *= 2.0
+        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        if loss > prev:
+            t_new, y = 1.0, new.copy()
+        else:
+            y = new + ((t - 1.0) / t_new) * (new - alpha)
+        alpha, t, prev, lip = new, t_new, loss, lip * 0.9
+        if it % 10 == 0:
+            st = dual.evaluate(alpha)
+            passes += 2
+            _, _, viol, kkt, dgap = dual.certificate(st)
+            if viol <= tol and kkt <= tol and abs(dgap) <= tol:
+                status = "optimal"
+                break
+    return {"seconds": time.perf_counter() - t0, "status": status, "iterations": it, "gemm_passes": passes}
+
+
 def _run(spec: str, concept: str, path: str, cap: float, blas_threads: int | None, joint_file: str) -> dict:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
@@ -101,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--new-cap", type=float, default=600.0, help="seconds per run of the new path")
     parser.add_argument("--blas-threads", type=int, default=1, help="OPENBLAS_NUM_THREADS (0: leave)")
     parser.add_argument("--skip-previous", default="", help="specs whose previous path is not run")
+    parser.add_argument("--concepts", default="ce,cce")
     parser.add_argument("--out", default="eval_suite")
     args = parser.parse_args(argv)
     try:
@@ -109,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         polarix_note = "polarix is importable but not benchmarked here"
     except ImportError:
         polarix_note = "polarix is not installed: no ce_maxent comparison"
-    specs = [(f"eval:{s}", c) for s in args.sizes.split(",") if s for c in ("ce", "cce")]
+    specs = [(f"eval:{s}", c) for s in args.sizes.split(",") if s for c in args.concepts.split(",")]
     specs += [(s, "ce") for s in args.extra.split(",") if s]
     skip = set(filter(None, args.skip_previous.split(",")))
     rows = []
@@ -160,5 +206,16 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         _worker(*sys.argv[2:6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--fista":
+        # --fista SPEC CONCEPT CAP: FISTA with GEMM passes against newton-cg, one process.
+        import solvers
+
+        spec, concept, cap = sys.argv[2], sys.argv[3], float(sys.argv[4])
+        t_start = time.perf_counter()
+        sol = solvers.solve(_game(spec), concept, "me", method="newton-cg")
+        newton_s = time.perf_counter() - t_start
+        print(json.dumps({"game": spec, "concept": concept, "newton_cg_s": newton_s, "newton_cg_status": sol.status.value,
+                          "newton_cg_iterations": sol.iterations, "cg_iterations": sol.info["cg_iterations"],
+                          "fista": fista_matrix_free(_game(spec), concept, time_cap=cap)}))
     else:
         main()
