@@ -29,9 +29,10 @@ from solvers.gains import check_concept, constraint_player, num_constraints
 __all__ = ["MatrixFreeGame", "BLOCK_FLOPS"]
 
 #: Block-Jacobi preconditioner of a CE player: ``A_p`` dense ``[A_p, A_p]`` blocks cost
-#: ``A_p^2 |A|`` flops to form and ``A_p^4 / 3`` to factor; beyond this many flops the
-#: player gets the diagonal (Jacobi) preconditioner instead.
-BLOCK_FLOPS = 4e9
+#: ``A_p^2 |A|`` flops to form and ``A_p^4 / 3`` to factor (``solvers.newton_cg`` forms
+#: them every ``precond_every`` Newton iterations); beyond this many flops the player gets
+#: the diagonal (Jacobi) preconditioner instead.
+BLOCK_FLOPS = 6e10
 
 
 class MatrixFreeGame:

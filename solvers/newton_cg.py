@@ -38,6 +38,9 @@ class NewtonCGOptions(NamedTuple):
       tol: stop when violation, KKT residual and duality gap are all <= tol.
       max_iter: Newton iteration cap.
       cg_max_iter: conjugate-gradient iterations per Newton step.
+      precond_every: the block-Jacobi blocks (``A_p^2 |A|`` flops per CE player) are
+        formed every this many Newton iterations and reused in between (masked and
+        damped afresh); the preconditioner only changes the CG iteration count.
       forcing: CG stops at ``||r|| <= min(forcing, sqrt(pgn)) ||g_F||`` (``pgn``: the
         projected-gradient norm), so steps become exact Newton steps near the optimum.
       armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
@@ -49,6 +52,7 @@ class NewtonCGOptions(NamedTuple):
     tol: float = 1e-8
     max_iter: int = 500
     cg_max_iter: int = 200
+    precond_every: int = 10
     forcing: float = 0.1
     armijo: float = 1e-4
     backtrack: float = 0.5
@@ -150,16 +154,20 @@ class _Dual:
 class _Preconditioner:
     """Block-Jacobi (diagonal where blocks are too costly) of ``H_FF + lam I``."""
 
-    def __init__(self, game: MatrixFreeGame, st: _State, curv: np.ndarray, mask: np.ndarray, lam: float):
+    def __init__(self, game: MatrixFreeGame, st: _State, curv: np.ndarray, mask: np.ndarray, lam: float,
+                 raw: dict[int, np.ndarray] | None = None):
+        """``raw``: the unmasked Hessian blocks to reuse (from an earlier iterate); None
+        forms them at ``st``. ``self.raw`` keeps the ones used."""
         self.game = game
         self.mask = mask
         diag = game.hessian_diagonal(st.joint, st.mean, curv)
         self.inv_diag = np.where(mask, 1.0 / np.maximum(diag + lam, 1e-300), 0.0)
         self.blocks: dict[int, np.ndarray] = {}
-        for p in range(game.num_players):
-            if not game.use_blocks(p):
-                continue
-            blk = game.hessian_blocks(st.joint, st.mean, curv, p)
+        if raw is None:
+            raw = {p: game.hessian_blocks(st.joint, st.mean, curv, p)
+                   for p in range(game.num_players) if game.use_blocks(p)}
+        self.raw = raw
+        for p, blk in raw.items():
             n = game.shape[p]
             keep = game.block(mask.astype(np.float64), p) > 0.5  # CCE [n]; CE [dev, rec]
             keep = keep[None, :] if game.concept == "cce" else keep.T  # [blocks, dev]
@@ -235,6 +243,7 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
     it = cg_total = 0
     t_start = time.perf_counter()
     bar = None
+    raw_blocks = None
     while True:
         gaps, epsp, viol, kkt, dgap = dual.certificate(st)
         if bar is None and time.perf_counter() - t_start > opt.progress_after:
@@ -263,7 +272,9 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
         mask = (~active).astype(np.float64)
         curv = dual.curvature(st)
         lam = mult * pgn + 1e-12
-        precond = _Preconditioner(game, st, curv, mask, lam)
+        reuse = raw_blocks if (it - 1) % max(opt.precond_every, 1) else None
+        precond = _Preconditioner(game, st, curv, mask, lam, reuse)
+        raw_blocks = precond.raw
         rhs = -grad * mask
         rtol = min(opt.forcing, math.sqrt(pgn))
 
