@@ -33,6 +33,11 @@ __all__ = ["MatrixFreeGame", "BLOCK_FLOPS"]
 #: them every ``precond_every`` Newton iterations); beyond this many flops the player gets
 #: the diagonal (Jacobi) preconditioner instead.
 BLOCK_FLOPS = 6e10
+#: ... and players with more actions than this get it too: their ``[A_p, A_p, A_p]``
+#: blocks are masked and inverted every Newton iteration (``A_p^4 / 3`` flops), which on a
+#: 2-player 256x256 CE cost more than the CG iterations they save
+#: (benchmarks/results/eval_suite.md).
+BLOCK_MAX_ACTIONS = 200
 
 
 class MatrixFreeGame:
@@ -146,11 +151,12 @@ class MatrixFreeGame:
         return out
 
     def use_blocks(self, p: int) -> bool:
-        """Whether player p's block-Jacobi blocks are within ``BLOCK_FLOPS``."""
+        """Whether player p's block-Jacobi blocks are within ``BLOCK_FLOPS`` and
+        ``BLOCK_MAX_ACTIONS``."""
         n = self.shape[p]
         if self.concept == "cce":
             return True
-        return n * n * self.num_joint + n ** 4 / 3.0 <= BLOCK_FLOPS
+        return n <= BLOCK_MAX_ACTIONS and n * n * self.num_joint + n ** 4 / 3.0 <= BLOCK_FLOPS
 
     def hessian_blocks(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, p: int) -> np.ndarray:
         """Player p's diagonal blocks of ``H``: CCE ``[1, A_p, A_p]`` (all its rows); CE
