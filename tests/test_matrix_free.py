@@ -141,8 +141,13 @@ def test_newton_cg_direct_options():
     game, problem = _problem((3, 3, 3), "ce")
     mf = MatrixFreeGame(game.payoffs, "ce")
     res = newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho,
-                    options=NewtonCGOptions(max_iter=1))
+                    options=NewtonCGOptions(max_iter=1, first_order_iter=0))
     assert res.status in (OPTIMAL, MAX_ITER) and res.iterations <= 1
+    newton_alone = newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho,
+                             options=NewtonCGOptions(first_order_iter=0))
+    both = newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho)
+    assert newton_alone.status == OPTIMAL and both.status == OPTIMAL
+    np.testing.assert_allclose(both.joint, newton_alone.joint, rtol=0, atol=1e-8)
 
 
 def test_auto_policy_and_method_routing():
@@ -169,12 +174,12 @@ def test_auto_policy_and_method_routing():
 
 def test_auto_finishes_a_face_on_the_gain_layout(monkeypatch):
     # 4 agents x 5 tasks, seed 0: the ME-CE lies on a face (39 of 80 joint actions); the
-    # dual drifts, newton-cg alone ends short of tol within 40 iterations.
+    # dual drifts, newton-cg ends short of tol within 5 + 5 iterations.
     payoffs = _eval_game(4, 5, seed=0)
-    capped = solvers.solve(payoffs, "ce", "me", method="newton-cg", max_iter=40)
+    capped = solvers.solve(payoffs, "ce", "me", method="newton-cg", max_iter=5)
     assert capped.status == "max_iter"
     ref = solvers.solve(payoffs, "ce", "me", method="newton")
     monkeypatch.setattr(api, "auto_matrix_free", lambda *args, **kwargs: True)
-    sol = solvers.solve(payoffs, "ce", "me", max_iter=40)
+    sol = solvers.solve(payoffs, "ce", "me", max_iter=5)
     assert sol.method.startswith("newton-cg+") and sol.status == "optimal"
     np.testing.assert_allclose(sol.joint, ref.joint, rtol=0, atol=1e-8)
