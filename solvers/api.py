@@ -343,6 +343,7 @@ def _solve_matrix_free(norm: NormalisedGame, concept: str, sel: Selection, param
     sol = _make_solution(res.joint, res.alpha, res.eps, res.gaps, stats, res.iterations, _SOLVER_STATUS[res.status],
                          "newton-cg", False, norm.scale, game, concept, sel, timings)
     sol.info["cg_iterations"] = res.cg_iterations
+    sol.info["first_order_iterations"] = res.first_order_iterations
     return sol
 
 
@@ -828,9 +829,9 @@ def solve(
         first-order pass on large problems (``auto_first_pass``). "gd" (first-order
         alone) on hard-constraint CEs whose optimum lies on a face needs thousands of
         iterations and may end "inaccurate" (8x8 MW-CE: 3 of 32 games; "auto" and
-        "newton": 32 of 32 optimal). "newton-cg": matrix-free truncated Newton
-        (``solvers.newton_cg``, DESIGN §11): no gain layout, memory a few copies of the
-        joint; no facial reduction or polish (a dual drifting to a face may end
+        "newton": 32 of 32 optimal). "newton-cg": matrix-free FISTA pass then truncated
+        Newton (``solvers.newton_cg``, DESIGN §11; ``info["first_order_iterations"]``,
+        ``info["cg_iterations"]``): no gain layout, memory a few copies of the joint; no facial reduction or polish (a dual drifting to a face may end
         "max_iter"); "auto" takes it for large games (``auto_matrix_free``).
       face: facial reduction for hard constraints (DESIGN §4b): "auto" (when the dual
         solver is not optimal after ``FACE_AFTER`` iterations), "always" (first: exact

@@ -78,7 +78,8 @@ class MatrixFreeResult(NamedTuple):
       alpha: ``[K]`` duals; joint: ``sigma(alpha)`` (joint-shaped); eps: ``[N]`` the
         certificate's ``eps'``; gaps: ``[N]`` the (C)CE gap per player; violation, kkt,
         duality_gap, loss: the certificate at ``alpha``; iterations: FISTA + Newton steps;
-        cg_iterations: total CG iterations; status: ``solvers.newton`` code.
+        cg_iterations: total CG iterations; status: ``solvers.newton`` code;
+        first_order_iterations: the FISTA part of ``iterations``.
     """
 
     alpha: np.ndarray
@@ -92,6 +93,7 @@ class MatrixFreeResult(NamedTuple):
     iterations: int
     cg_iterations: int
     status: int
+    first_order_iterations: int = 0
 
 
 class _State:
@@ -357,4 +359,4 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
         mult = max(mult * 0.1, opt.damping_min) if t == 1.0 else min(mult * 10.0, opt.damping_max)
     if bar is not None:
         bar.close()
-    return MatrixFreeResult(st.alpha, st.joint, epsp, gaps, viol, kkt, dgap, st.loss, first + it, cg_total, status)
+    return MatrixFreeResult(st.alpha, st.joint, epsp, gaps, viol, kkt, dgap, st.loss, first + it, cg_total, status, first)

@@ -102,6 +102,7 @@ def test_newton_cg_matches_exact_newton(game, concept, selection):
     np.testing.assert_allclose(sol.gaps, ref.gaps, rtol=0, atol=1e-8)
     np.testing.assert_allclose(sol.objective, ref.objective, rtol=0, atol=1e-8)
     assert sol.duals.shape == ref.duals.shape
+    assert 0 <= sol.info["first_order_iterations"] <= sol.iterations
 
 
 def test_newton_cg_on_a_2_player_face():
