@@ -225,11 +225,15 @@ def _pcg(hvp, precond: _Preconditioner, rhs: np.ndarray, lam: float, mask: np.nd
     return x, it
 
 
-def _fista(dual: _Dual, alpha: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, int, bool]:
+def _fista(dual: _Dual, alpha: np.ndarray, tol: float, max_iter: int,
+           progress_after: float = np.inf) -> tuple[np.ndarray, int, bool]:
     """FISTA with backtracking and adaptive restart from ``alpha``; ``(alpha, iterations,
-    certified)``, the certificate checked every 10 iterations."""
+    certified)``, the certificate checked every 10 iterations (shown by a tqdm bar on
+    stderr after ``progress_after`` seconds)."""
     y, t, lip, prev = alpha.copy(), 1.0, 1.0, np.inf
     it = 0
+    t_start = time.perf_counter()
+    bar = None
     while it < max_iter:
         it += 1
         sy = dual.evaluate(y)
@@ -248,8 +252,19 @@ def _fista(dual: _Dual, alpha: np.ndarray, tol: float, max_iter: int) -> tuple[n
         alpha, t, prev, lip = new, t_new, loss, lip * 0.9
         if it % 10 == 0:
             _, _, viol, kkt, dgap = dual.certificate(dual.evaluate(alpha))
+            if bar is None and time.perf_counter() - t_start > progress_after:
+                from tqdm import tqdm
+
+                bar = tqdm(total=max_iter, desc="newton-cg (fista)", file=sys.stderr, leave=False)
+            if bar is not None:
+                bar.n = it
+                bar.set_postfix(kkt=f"{kkt:.1e}", viol=f"{viol:.1e}", dgap=f"{dgap:.1e}")
             if viol <= tol and kkt <= tol and abs(dgap) <= tol:
+                if bar is not None:
+                    bar.close()
                 return alpha, it, True
+    if bar is not None:
+        bar.close()
     return alpha, it, False
 
 
@@ -275,7 +290,8 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
         st = dual.evaluate(alpha)
         _, _, viol, kkt, dgap = dual.certificate(st)
         if not (viol <= opt.tol and kkt <= opt.tol and abs(dgap) <= opt.tol):
-            alpha, first, _ = _fista(dual, alpha, opt.tol, min(opt.first_order_iter, opt.max_iter))
+            alpha, first, _ = _fista(dual, alpha, opt.tol, min(opt.first_order_iter, opt.max_iter),
+                                     opt.progress_after)
     st = dual.evaluate(alpha)
     mult = opt.damping
     last_pgn = prev_pgn = np.inf
