@@ -16,6 +16,7 @@ duals.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -63,6 +64,7 @@ __all__ = [
     "FACE_AFTER",
     "auto_first_order",
     "auto_first_pass",
+    "auto_matrix_free",
     "GainLayout",
     "NewtonPlan",
     "RefineResult",
@@ -74,11 +76,17 @@ __all__ = [
     "solve_batch",
 ]
 
-METHODS: tuple[str, ...] = ("auto", "newton", "gd", "cvxpy")
+METHODS: tuple[str, ...] = ("auto", "newton", "gd", "cvxpy", "newton-cg")
 FACE_MODES: tuple[str, ...] = ("auto", "always", "never")
 #: ``method="auto"`` uses Newton up to this many duals, the first-order method above
 #: (a Cholesky of the free block costs ``K^3 / 3`` per iteration).
 NEWTON_MAX_DUALS = 600
+#: ``method="auto"`` in ``solve`` takes the matrix-free truncated Newton
+#: (``solvers.newton_cg``, "newton-cg") for games of 3+ players above
+#: ``NEWTON_MAX_DUALS`` duals, and for any game whose ELL gain layout (``24 |A| c`` bytes:
+#: rows, deviated joints, values) exceeds ``MATRIX_FREE_LAYOUT_BYTES`` or a quarter of the
+#: available memory (benchmarks/results/eval_suite.md).
+MATRIX_FREE_LAYOUT_BYTES = 256 * 2**20
 #: ``face="auto"``: hard-constraint games not optimal after this many Newton iterations
 #: (a dual without minimiser converges only linearly) get the facial-reduction LP.
 FACE_AFTER = 60
@@ -299,6 +307,53 @@ def _polish_one(problem: DualProblem, joint0: np.ndarray):
         return err
 
 
+def _layout_bytes(shape: tuple[int, ...], concept: str) -> int:
+    """Bytes of the ELL gain layout of one game: rows, deviated joints, values (``24 |A| c``)."""
+    slots = sum(int(n) - (concept == "ce") for n in shape)
+    return 24 * math.prod(int(n) for n in shape) * slots
+
+
+def _layout_fits(shape: tuple[int, ...], concept: str) -> bool:
+    """The ELL layout within ``MATRIX_FREE_LAYOUT_BYTES`` and a quarter of the available memory."""
+    return _layout_bytes(shape, concept) <= min(MATRIX_FREE_LAYOUT_BYTES, memory.available_memory() // 4)
+
+
+def auto_matrix_free(shape: tuple[int, ...], concept: str, face: str = "auto") -> bool:
+    """True when ``method="auto"`` in ``solve`` runs "newton-cg" (``MATRIX_FREE_LAYOUT_BYTES``).
+    Needs only the shape; ``face="always"`` keeps the ELL path (which has facial reduction)."""
+    if face == "always":
+        return False
+    if not _layout_fits(tuple(shape), concept):
+        return True
+    return len(shape) >= 3 and num_constraints(tuple(shape), concept) > NEWTON_MAX_DUALS
+
+
+def _solve_matrix_free(norm: NormalisedGame, concept: str, sel: Selection, params: SelectionParams,
+                       duals0: np.ndarray | None, tol: float, max_iter: int | None,
+                       timings: dict[str, float], t_start: float) -> Solution:
+    """``solve`` by ``solvers.newton_cg`` (no gain layout, facial reduction nor polish)."""
+    from solvers.matrix_free import MatrixFreeGame
+    from solvers.newton_cg import NewtonCGOptions, newton_cg
+
+    t0 = time.perf_counter()
+    game = MatrixFreeGame(norm.payoffs, concept)
+    alpha0 = None
+    if duals0 is not None:
+        alpha0 = _check_duals(duals0, (game.num_constraints,)) / norm.scale[game.player]
+    options = NewtonCGOptions(tol=tol) if max_iter is None else NewtonCGOptions(tol=tol, max_iter=max_iter)
+    timings["gains"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = newton_cg(game, params.base_logits, params.eps_hat, params.eps_plus, float(params.rho), alpha0, options)
+    timings["refine"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    stats = (res.violation, res.kkt, res.duality_gap, res.loss - res.duality_gap)
+    sol = _make_solution(res.joint, res.alpha, res.eps, res.gaps, stats, res.iterations, _SOLVER_STATUS[res.status],
+                         "newton-cg", False, norm.scale, game, concept, sel, timings)
+    sol.info["cg_iterations"] = res.cg_iterations
+    sol.info["first_order_iterations"] = res.first_order_iterations
+    return sol
+
+
 def auto_first_pass(concept: str, num_players: int, num_duals: int, hard: bool) -> int:
     """First-order iterations ``method="auto"`` runs before Newton (0: Newton alone).
 
@@ -430,8 +485,8 @@ def refine_batch(
     if face not in FACE_MODES:
         raise ValueError(f"unknown face mode {face!r}; expected one of {FACE_MODES}")
     method = check_method(method)
-    if method == "cvxpy":
-        raise ValueError("refine_batch runs the dual solvers; method='cvxpy' is handled by solve()")
+    if method in ("cvxpy", "newton-cg"):
+        raise ValueError(f"refine_batch runs the batched dual solvers; method={method!r} is handled by solve()")
     payoffs = np.ascontiguousarray(payoffs, dtype=np.float64)
     num_games, num_players = payoffs.shape[:2]
     shape = tuple(int(n) for n in payoffs.shape[2:])
@@ -816,7 +871,10 @@ def solve(
         first-order pass on large problems (``auto_first_pass``). "gd" (first-order
         alone) on hard-constraint CEs whose optimum lies on a face needs thousands of
         iterations and may end "inaccurate" (8x8 MW-CE: 3 of 32 games; "auto" and
-        "newton": 32 of 32 optimal).
+        "newton": 32 of 32 optimal). "newton-cg": matrix-free FISTA pass then truncated
+        Newton (``solvers.newton_cg``, DESIGN §11; ``info["first_order_iterations"]``,
+        ``info["cg_iterations"]``): no gain layout, memory a few copies of the joint; no facial reduction or polish (a dual drifting to a face may end
+        "max_iter"); "auto" takes it for large games (``auto_matrix_free``).
       face: facial reduction for hard constraints (DESIGN §4b): "auto" (when the dual
         solver is not optimal after ``FACE_AFTER`` iterations), "always" (first: exact
         zeros off the minimal face) or "never".
@@ -855,6 +913,35 @@ def solve(
         _check_newton_memory(method, shape, concept, 1, False, memory_budget)
     norm = _normalise_fast(payoffs)
     params = _resolve_cached(sel, norm)
+    if method == "newton-cg" and face == "always":
+        raise ValueError("method='newton-cg' has no facial reduction; use face='auto' or another method")
+    first: Solution | None = None
+    if sel.objective != "gini" and (method == "newton-cg" or (
+            method == "auto" and auto_matrix_free(shape, concept, face))):
+        timings = {"validate": time.perf_counter() - t_start}
+        first = _solve_matrix_free(norm, concept, sel, params, duals0, tol, max_iter, timings, t_start)
+        if method == "newton-cg" or first.status is Status.OPTIMAL or not _layout_fits(shape, concept):
+            return first
+        # Short of tol (a hard-constraint dual drifting to a face) and the gain layout is
+        # affordable: the ELL path (facial reduction, polish) from newton-cg's duals.
+        duals0 = first.duals
+    sol = _solve_layout(payoffs, norm, params, shape, concept, sel, method, tol, max_iter, face, polish,
+                        memory_budget, duals0, t_start)
+    if first is None:
+        return sol
+    timings = dict(sol.timings)
+    for key, value in first.timings.items():
+        if key not in ("validate", "total"):
+            timings[key] = timings.get(key, 0.0) + value
+    timings["total"] = time.perf_counter() - t_start
+    return dataclasses.replace(sol, method=f"newton-cg+{sol.method}", iterations=first.iterations + sol.iterations,
+                               timings=timings)
+
+
+def _solve_layout(payoffs: np.ndarray, norm: NormalisedGame, params: SelectionParams, shape: tuple[int, ...],
+                  concept: str, sel: Selection, method: str, tol: float, max_iter: int | None, face: str,
+                  polish: bool, memory_budget: object, duals0: np.ndarray | None, t_start: float) -> Solution:
+    """``solve`` on the ELL gain layout (all methods but "newton-cg")."""
     layout = gain_layout(shape, concept)
     alpha0 = None
     if duals0 is not None:
@@ -1061,7 +1148,7 @@ def solve_batch(
             duals_list = list(duals0)
         else:
             raise TypeError("duals0 must be a [B, K] array or a list of [K] arrays (or None)")
-    if sel.objective == "gini" or method == "cvxpy":
+    if sel.objective == "gini" or method in ("cvxpy", "newton-cg"):
         return [
             solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face,
                   memory_budget=memory_budget)

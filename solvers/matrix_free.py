@@ -1,0 +1,188 @@
+"""Deviation gains, logits and Hessian-vector products without a gain layout (DESIGN §11).
+
+For player ``p`` let ``G = G_p`` and ``S`` (a joint, or any weight on joint actions) be
+reshaped to ``[A_p, R]`` (``R`` the other players' joint actions). Then
+
+- CE, row ``(p, dev a', rec a'')``:  ``E_S[A] = (S G^T)[a'', a'] - (S * G).sum(1)[a'']``;
+- CCE, row ``(p, a')``:             ``E_S[A] = (G S.sum(0))[a'] - <S, G>``;
+
+and the dual-weighted gain sum ``u(a) = sum_k v_k A_k(a)`` (the logits are
+``base - u(alpha)``) is, per player,
+
+- CE:  ``(V^T G)[a_p, r] - V.sum(0)[a_p] G[a_p, r]``, ``V = [dev, rec]`` (zero diagonal);
+- CCE: ``(v G)[r] - v.sum() G[a_p, r]``.
+
+Each is one GEMM (GEMV for CCE) per player: ``O(A_p |A|)`` flops and ``O(|A|)`` memory,
+never an ``|A| x sum_p A_p`` structure. The Hessian of the dual is
+``Cov_sigma(A) + soft term``, so ``H v = E_{sigma * u(v)}[A] - E_sigma[A] <sigma, u(v)>
++ curv_p sum_{k of p} v_k``: two passes. Flat dual order: ``solvers.gains``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from solvers.gains import check_concept, constraint_player, num_constraints
+
+__all__ = ["MatrixFreeGame", "BLOCK_FLOPS"]
+
+#: Block-Jacobi preconditioner of a CE player: ``A_p`` dense ``[A_p, A_p]`` blocks cost
+#: ``A_p^2 |A|`` flops to form and ``A_p^4 / 3`` to factor (``solvers.newton_cg`` forms
+#: them every ``precond_every`` Newton iterations); beyond this many flops the player gets
+#: the diagonal (Jacobi) preconditioner instead.
+BLOCK_FLOPS = 6e10
+#: ... and players with more actions than this get it too: their ``[A_p, A_p, A_p]``
+#: blocks are masked and inverted every Newton iteration (``A_p^4 / 3`` flops), which on a
+#: 2-player 256x256 CE cost more than the CG iterations they save
+#: (benchmarks/results/eval_suite.md).
+BLOCK_MAX_ACTIONS = 200
+
+
+class MatrixFreeGame:
+    """One normalised game ``payoffs: [N, A1..AN]`` for the matrix-free dual (DESIGN §11).
+
+    Keeps ``N`` copies of the payoffs (player ``p``'s axis first) and nothing of size
+    ``|A| x K``.
+    """
+
+    def __init__(self, payoffs: np.ndarray, concept: str):
+        self.concept = check_concept(concept)
+        payoffs = np.asarray(payoffs, dtype=np.float64)
+        self.shape = tuple(int(n) for n in payoffs.shape[1:])
+        self.num_players = len(self.shape)
+        self.num_joint = math.prod(self.shape)
+        self.num_constraints = num_constraints(self.shape, self.concept)
+        self.player = constraint_player(self.shape, self.concept)
+        sizes = [n if self.concept == "cce" else n * (n - 1) for n in self.shape]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.payoffs = [np.ascontiguousarray(self._front(payoffs[p], p)) for p in range(self.num_players)]
+        # CE: flat positions of the off-diagonal entries of a [dev, rec] matrix, in the
+        # row-major order of ``solvers.gains`` (dev-major, rec ascending, rec != dev).
+        self._offdiag = [np.flatnonzero(~np.eye(n, dtype=bool)) for n in self.shape]
+
+    # -- layout helpers ------------------------------------------------------------------
+    def _front(self, x: np.ndarray, p: int) -> np.ndarray:
+        """``x`` (the joint shape) with player p's axis first, as ``[A_p, R]``."""
+        return np.moveaxis(x.reshape(self.shape), p, 0).reshape(self.shape[p], -1)
+
+    def _back(self, y: np.ndarray, p: int) -> np.ndarray:
+        """Inverse of ``_front`` (a view in the joint shape)."""
+        rest = self.shape[:p] + self.shape[p + 1 :]
+        return np.moveaxis(y.reshape((self.shape[p],) + rest), 0, p)
+
+    def block(self, vec: np.ndarray, p: int) -> np.ndarray:
+        """Player p's part of a flat ``[K]`` vector: ``[A_p]`` (CCE) or ``[A_p, A_p]``
+        ``[dev, rec]`` with a zero diagonal (CE)."""
+        part = vec[self.offsets[p] : self.offsets[p + 1]]
+        if self.concept == "cce":
+            return part
+        n = self.shape[p]
+        full = np.zeros(n * n)
+        full[self._offdiag[p]] = part
+        return full.reshape(n, n)
+
+    def _store(self, mat: np.ndarray, p: int, out: np.ndarray) -> None:
+        """Writes player p's ``[A_p]`` / ``[dev, rec]`` values into the flat ``out``."""
+        seg = out[self.offsets[p] : self.offsets[p + 1]]
+        seg[:] = mat if self.concept == "cce" else mat.reshape(-1)[self._offdiag[p]]
+
+    # -- the two passes ------------------------------------------------------------------
+    def expected_gains(self, weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``[K]``: ``sum_a weight(a) A_k(a)`` for every row k (``weight`` any joint-shaped
+        array, e.g. the joint: then the expected gains)."""
+        out = np.empty(self.num_constraints) if out is None else out
+        for p in range(self.num_players):
+            g = self.payoffs[p]
+            s = self._front(weight, p)
+            own = np.einsum("ij,ij->i", s, g)  # [A_p]: sum_r S G
+            if self.concept == "cce":
+                vals = g @ s.sum(axis=0) - own.sum()
+            else:
+                vals = (s @ g.T - own[:, None]).T  # [dev, rec]
+            self._store(vals, p, out)
+        return out
+
+    def weighted_gains(self, vec: np.ndarray) -> np.ndarray:
+        """``u(a) = sum_k vec_k A_k(a)``, joint-shaped (the logits are ``base - u(alpha)``)."""
+        total = np.zeros(self.shape)
+        for p in range(self.num_players):
+            g = self.payoffs[p]
+            v = self.block(vec, p)
+            if not np.any(v):
+                continue
+            if self.concept == "cce":
+                up = (v @ g)[None, :] - v.sum() * g
+            else:
+                up = v.T @ g
+                up -= v.sum(axis=0)[:, None] * g
+            total += self._back(up, p)
+        return total
+
+    def hessian_vector(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, vec: np.ndarray) -> np.ndarray:
+        """``H vec`` at the joint ``sigma`` with expected gains ``mean`` and the soft
+        curvature ``curv: [N]`` (zeros for hard constraints)."""
+        su = sigma * self.weighted_gains(vec)
+        out = self.expected_gains(su)
+        out -= mean * su.sum()
+        if np.any(curv):
+            sums = np.bincount(self.player, weights=vec, minlength=self.num_players)
+            out += (curv * sums)[self.player]
+        return out
+
+    # -- preconditioner pieces -------------------------------------------------------------
+    def hessian_diagonal(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray) -> np.ndarray:
+        """``diag H``: ``E_sigma[A_k^2] - mean_k^2 + curv_p``."""
+        out = np.empty(self.num_constraints)
+        for p in range(self.num_players):
+            g = self.payoffs[p]
+            s = self._front(sigma, p)
+            sg = s * g
+            sgg = np.einsum("ij,ij->i", sg, g)
+            if self.concept == "cce":
+                m = s.sum(axis=0)
+                vals = (g * g) @ m - 2.0 * (g @ sg.sum(axis=0)) + sgg.sum()
+            else:
+                vals = (s @ (g * g).T - 2.0 * (sg @ g.T) + sgg[:, None]).T  # [dev, rec]
+            self._store(vals, p, out)
+        out -= mean * mean
+        out += curv[self.player]
+        return out
+
+    def use_blocks(self, p: int) -> bool:
+        """Whether player p's block-Jacobi blocks are within ``BLOCK_FLOPS`` and
+        ``BLOCK_MAX_ACTIONS``."""
+        n = self.shape[p]
+        if self.concept == "cce":
+            return True
+        return n <= BLOCK_MAX_ACTIONS and n * n * self.num_joint + n ** 4 / 3.0 <= BLOCK_FLOPS
+
+    def hessian_blocks(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, p: int) -> np.ndarray:
+        """Player p's diagonal blocks of ``H``: CCE ``[1, A_p, A_p]`` (all its rows); CE
+        ``[A_p, A_p, A_p]`` indexed ``[rec, dev, dev']`` (the rows with recommendation
+        ``rec``; the ``dev == rec`` row and column are zero)."""
+        g = self.payoffs[p]
+        s = self._front(sigma, p)
+        n = self.shape[p]
+        mvals = self.block(mean, p)
+        if self.concept == "cce":
+            m = s.sum(axis=0)
+            h = (s * g).sum(axis=0)
+            c = g @ h
+            blk = (g * m) @ g.T - c[:, None] - c[None, :] + np.einsum("ij,ij->", s, g * g)
+            blk -= np.outer(mvals, mvals)
+            blk += curv[p]
+            return blk[None]
+        out = np.empty((n, n, n))
+        for rec in range(n):
+            d = g - g[rec]
+            blk = (d * s[rec]) @ d.T
+            col = mvals[:, rec]
+            blk -= np.outer(col, col)
+            out[rec] = blk
+        out += curv[p]
+        idx = np.arange(n)
+        out[idx, idx, :] = 0.0
+        out[idx, :, idx] = 0.0
+        return out
