@@ -148,17 +148,13 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
     return per_game, totals
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CCE evaluation game only, 5 JPSRO iterations")
-    parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--no-jpsro", action="store_true")
-    args = parser.parse_args(argv)
-    out = Path(args.out_dir)
+def run(quick: bool, out_dir: Path, jpsro: bool = True) -> dict:
+    """Runs the suite; writes ``related_suite.json`` and ``.md`` atomically into ``out_dir``."""
+    out = Path(out_dir)
     evaluation = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
-    if not args.quick:
+    if not quick:
         evaluation += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
-    per_game, totals = ([], []) if args.no_jpsro else run_jpsro(5 if args.quick else 10)
+    per_game, totals = run_jpsro(5 if quick else 10) if jpsro else ([], [])
     data = {"evaluation": evaluation, "jpsro_per_game": per_game, "jpsro_totals": totals}
     write_json_atomic(out / "related_suite.json", data)
     text = "# Warm starts from a related game (solvers.related)\n\n"
@@ -169,6 +165,20 @@ def main(argv: list[str] | None = None) -> None:
         text += "\n### Per meta-game (last run)\n\n" + markdown_table(per_game)
     write_text_atomic(out / "related_suite.md", text)
     print(text)
+    return data
+
+
+def main(argv: list[str] | None = None, *, quick: bool | None = None,
+         out_dir: Path | str | None = None) -> dict:
+    """Command line (``argv``), or ``benchmarks.run``'s ``main(quick=, out_dir=)``."""
+    if quick is not None or out_dir is not None:
+        return run(bool(quick), Path(out_dir or Path(__file__).parent / "results"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CCE evaluation game only, 5 JPSRO iterations")
+    parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--no-jpsro", action="store_true")
+    args = parser.parse_args(argv)
+    return run(args.quick, Path(args.out_dir), jpsro=not args.no_jpsro)
 
 
 if __name__ == "__main__":

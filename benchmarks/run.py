@@ -16,7 +16,10 @@ from pathlib import Path
 
 from benchmarks.results import write_text_atomic
 
-SUITES: tuple[str, ...] = ("solvers_suite", "nes_suite", "pipeline_suite", "jpsro_suite", "diff_suite")
+SUITES: tuple[str, ...] = (
+    "solvers_suite", "nes_suite", "pipeline_suite", "jpsro_suite", "diff_suite", "related_suite",
+    "distributed_suite",
+)
 
 
 #: Suites whose full mode does not fit the 20-minute budget of ``tox -e bench``: they run
