@@ -125,7 +125,7 @@ def main(quick: bool = False, out_dir: Path | str = "benchmarks/results") -> dic
                           f"CPU {cpu:.2f} s", flush=True)
         finally:
             for client in clients.values():
-                hd._close(client)
+                hd.close(client)
         for (concept, path, workers, chunk), (wall, cpu, certified) in best.items():
             num = jobs[concept].shape[0]
             local_wall, local_cpu, _ = best[(concept, "local", 1, 1000)]
