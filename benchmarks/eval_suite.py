@@ -34,10 +34,9 @@ SIZES = "8x10,20x30,30x100,50x200"
 def eval_game(agents: int, tasks: int, seed: int = 0) -> np.ndarray:
     """``[3, T, A, A]``: players [task, agent, agent]; scores normalised per task by
     peak-to-peak; task payoff ``|s_t(a1) - s_t(a2)|``, agents ``+-(s_t(a1) - s_t(a2))``."""
-    s = np.random.default_rng(seed).normal(size=(agents, tasks))
-    s = (s - s.min(axis=0)) / np.ptp(s, axis=0)
-    d = s.T[:, :, None] - s.T[:, None, :]
-    return np.stack([np.abs(d), d, -d])
+    from solvers.evaluation_game import evaluation_game
+
+    return evaluation_game(np.random.default_rng(seed).normal(size=(agents, tasks)), "ptp")
 
 
 def _game(spec: str) -> np.ndarray:
@@ -78,46 +77,33 @@ def _worker(spec: str, concept: str, path: str, joint_file: str) -> None:
 def fista_matrix_free(game: np.ndarray, concept: str, tol: float = 1e-8, max_iter: int = 20000,
                       time_cap: float = 300.0) -> dict:
     """FISTA (backtracking, adaptive restart) on the ME dual with the GEMM passes of
-    ``solvers.matrix_free``: the first-order alternative to "newton-cg", measured only."""
+    ``solvers.matrix_free``: the first-order alternative to "newton-cg", measured only.
+    Runs the library's ``solvers.newton_cg._fista`` and counts its GEMM passes (2 per
+    ``evaluate``, 1 per ``loss``)."""
     from solvers.api import _normalise_fast, _resolve_cached
     from solvers.matrix_free import MatrixFreeGame
-    from solvers.newton_cg import _Dual
+    from solvers.newton_cg import _Dual, _fista
     from solvers.selection import as_selection
+
+    class _CountingDual(_Dual):
+        passes = 0
+
+        def evaluate(self, alpha, lg=None):
+            self.passes += 2
+            return super().evaluate(alpha, lg)
+
+        def loss(self, alpha):
+            self.passes += 1
+            return super().loss(alpha)
 
     t0 = time.perf_counter()
     norm = _normalise_fast(game)
     params = _resolve_cached(as_selection("me"), norm)
-    dual = _Dual(MatrixFreeGame(norm.payoffs, concept), params.base_logits, params.eps_hat, params.eps_plus,
-                 float(params.rho))
-    alpha = np.zeros(dual.game.num_constraints)
-    y, t, lip, prev, passes = alpha.copy(), 1.0, 1.0, np.inf, 0
-    status, it = "max_iter", 0
-    while it < max_iter and time.perf_counter() - t0 < time_cap:
-        it += 1
-        sy = dual.evaluate(y)
-        passes += 2
-        while True:
-            new = np.maximum(y - sy.grad / lip, 0.0)
-            step = new - y
-            loss, _ = dual.loss(new)
-            passes += 1
-            if loss <= sy.loss + sy.grad @ step + 0.5 * lip * (step @ step) + 1e-15 * abs(sy.loss):
-                break
-            lip *= 2.0
-        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        if loss > prev:
-            t_new, y = 1.0, new.copy()
-        else:
-            y = new + ((t - 1.0) / t_new) * (new - alpha)
-        alpha, t, prev, lip = new, t_new, loss, lip * 0.9
-        if it % 10 == 0:
-            st = dual.evaluate(alpha)
-            passes += 2
-            _, _, viol, kkt, dgap = dual.certificate(st)
-            if viol <= tol and kkt <= tol and abs(dgap) <= tol:
-                status = "optimal"
-                break
-    return {"seconds": time.perf_counter() - t0, "status": status, "iterations": it, "gemm_passes": passes}
+    dual = _CountingDual(MatrixFreeGame(norm.payoffs, concept), params.base_logits, params.eps_hat,
+                         params.eps_plus, float(params.rho))
+    _, it, certified = _fista(dual, np.zeros(dual.game.num_constraints), tol, max_iter, deadline=t0 + time_cap)
+    return {"seconds": time.perf_counter() - t0, "status": "optimal" if certified else "max_iter",
+            "iterations": it, "gemm_passes": dual.passes}
 
 
 def _run(spec: str, concept: str, path: str, cap: float, blas_threads: int | None, joint_file: str) -> dict:

@@ -226,15 +226,16 @@ def _pcg(hvp, precond: _Preconditioner, rhs: np.ndarray, lam: float, mask: np.nd
 
 
 def _fista(dual: _Dual, alpha: np.ndarray, tol: float, max_iter: int,
-           progress_after: float = np.inf) -> tuple[np.ndarray, int, bool]:
+           progress_after: float = np.inf, deadline: float = np.inf) -> tuple[np.ndarray, int, bool]:
     """FISTA with backtracking and adaptive restart from ``alpha``; ``(alpha, iterations,
     certified)``, the certificate checked every 10 iterations (shown by a tqdm bar on
-    stderr after ``progress_after`` seconds)."""
+    stderr after ``progress_after`` seconds). No iteration starts after ``deadline``
+    (a ``time.perf_counter()`` value)."""
     y, t, lip, prev = alpha.copy(), 1.0, 1.0, np.inf
     it = 0
     t_start = time.perf_counter()
     bar = None
-    while it < max_iter:
+    while it < max_iter and time.perf_counter() < deadline:
         it += 1
         sy = dual.evaluate(y)
         while True:

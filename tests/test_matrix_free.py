@@ -9,6 +9,7 @@ import solvers
 from solvers import api
 from solvers import kernels as kn
 from solvers.dual import dual_problem
+from solvers.evaluation_game import evaluation_game
 from solvers.game import normalise
 from solvers.matrix_free import MatrixFreeGame
 from solvers.newton import MAX_ITER, OPTIMAL
@@ -21,10 +22,7 @@ SOFT = Selection(name="me", rho=0.5, eps_hat=0.05, eps_plus=4.0)
 
 def _eval_game(agents, tasks, seed=0):
     """Agent-vs-task game (DESIGN §13): players [task, agent, agent]."""
-    s = np.random.default_rng(seed).normal(size=(agents, tasks))
-    s = (s - s.min(axis=0)) / np.ptp(s, axis=0)
-    d = s.T[:, :, None] - s.T[:, None, :]  # [T, A, A]
-    return np.stack([np.abs(d), d, -d])
+    return evaluation_game(np.random.default_rng(seed).normal(size=(agents, tasks)), "ptp")
 
 
 def _problem(shape, concept, selection=None, seed=0):

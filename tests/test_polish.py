@@ -370,7 +370,7 @@ def test_polish_skips_the_fallbacks_after_a_nearly_feasible_clarabel_answer(monk
     solve_entropy = finish.solve_entropy
 
     def spy(*args, **kwargs):
-        tried.append(args[7])
+        tried.append(args[1])
         return solve_entropy(*args, **kwargs)
 
     monkeypatch.setattr(finish, "solve_entropy", spy)

@@ -29,7 +29,7 @@ from solvers.cvx.common import (
     solver_options,
 )
 from solvers.cvx.gini import max_gini
-from solvers.cvx.objective import Candidate, entropy_dual_loss, evaluate_joint
+from solvers.cvx.objective import Candidate, EntropyProblem, entropy_dual_loss, evaluate_joint
 from solvers.cvx.refine import REFINE_MIN_SECONDS, refine_candidate
 from solvers.face import polytope_face
 from solvers.gains import check_concept
@@ -55,15 +55,7 @@ class _EntropyModel(NamedTuple):
     build_time: float
 
 
-def _entropy_model(
-    matrix: sps.csr_array,
-    player: np.ndarray,
-    base_logits: np.ndarray,
-    eps_hat: np.ndarray,
-    eps_plus: np.ndarray,
-    rho: float,
-    free: np.ndarray | None = None,
-) -> _EntropyModel:
+def _entropy_model(prob: EntropyProblem) -> _EntropyModel:
     """``max <x, b> + H(x) - rho penalty`` s.t. simplex, ``M x <= eps`` (``== eps`` on free rows).
 
     Only the support (finite ``base_logits``) gets variables; the base logits are shifted
@@ -71,13 +63,14 @@ def _entropy_model(
     """
     cp = import_cvxpy()
     start = time.perf_counter()
+    matrix, player, base_logits, eps_hat, eps_plus, rho, free = prob
     num_players = eps_hat.shape[0]
     num_rows = matrix.shape[0]
     support = np.isfinite(base_logits)
     base = base_logits[support]
     shift = float(base.max())
     sub = matrix[:, support].tocsr()
-    free = np.zeros(num_rows, dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    free = np.asarray(free, dtype=bool)
     x = cp.Variable(int(support.sum()), name="sigma")
     objective = (base - shift) @ x + cp.sum(cp.entr(x)) + shift
     constraints = [cp.sum(x) == 1]
@@ -121,20 +114,15 @@ def _entropy_model(
 
 
 def solve_entropy(
-    matrix: sps.csr_array,
-    player: np.ndarray,
-    base_logits: np.ndarray,
-    eps_hat: np.ndarray,
-    eps_plus: np.ndarray,
-    rho: float,
-    free: np.ndarray,
+    prob: EntropyProblem,
     solver: str,
     opts: Mapping[str, object],
     joint0: np.ndarray | None = None,
     refine: bool = True,
 ) -> tuple[Candidate | None, float, float, float]:
     """One CVXPY solve; returns (candidate or None, solve, setup and refine seconds)."""
-    model = _entropy_model(matrix, player, base_logits, eps_hat, eps_plus, rho, free)
+    matrix, player, base_logits, eps_hat, eps_plus, rho, free = prob
+    model = _entropy_model(prob)
     warm = False
     if joint0 is not None and solver == "SCS":
         model.x.value = np.asarray(joint0, dtype=np.float64).reshape(-1)[model.support]
@@ -149,9 +137,7 @@ def solve_entropy(
     if joint is None:
         return None, solve_time, setup_time, 0.0
     eps_raw = None if model.eps is None or model.eps.value is None else model.eps.value
-    eps, gaps, violation, objective = evaluate_joint(
-        joint, eps_raw, matrix, player, base_logits, eps_hat, eps_plus, rho, free
-    )
+    eps, gaps, violation, objective = evaluate_joint(joint, eps_raw, prob)
     duals = np.zeros(matrix.shape[0])
     for con, rows in ((model.ineq, model.ineq_rows), (model.eq, model.eq_rows)):
         if con is None:
@@ -160,7 +146,7 @@ def solve_entropy(
         duals[rows] = np.nan if value is None else np.asarray(value, dtype=np.float64).reshape(-1)
     if np.all(np.isfinite(duals)):
         duals[~free] = np.maximum(duals[~free], 0.0)
-        bound = entropy_dual_loss(matrix, player, base_logits, duals, eps_hat, eps_plus, rho)
+        bound = entropy_dual_loss(prob, duals)
         duality_gap = bound - objective
     else:
         duality_gap = math.nan
@@ -169,7 +155,7 @@ def solve_entropy(
     if refine and status.startswith("optimal"):
         start = time.perf_counter()
         deadline = start + max(REFINE_MIN_SECONDS, 2.0 * solve_time)
-        sharp = refine_candidate(cand, matrix, player, base_logits, eps_hat, eps_plus, rho, free, deadline)
+        sharp = refine_candidate(cand, prob, deadline)
         refine_time = time.perf_counter() - start
         if sharp is not None:
             cand = sharp._replace(status="optimal", solver=f"{solver}+newton")
@@ -270,7 +256,7 @@ def reference_solve(
         base = np.where(support, base, -np.inf)
         free = found.equalities
     cand, solve_time, setup_time, refine_time = solve_entropy(
-        matrix, player, base, eps_hat, eps_plus, rho, free, solver, solver_opts, refine=refine
+        EntropyProblem(matrix, player, base, eps_hat, eps_plus, rho, free), solver, solver_opts, refine=refine
     )
     setup_time += rows_time
     if cand is None:

@@ -21,7 +21,7 @@ from solvers.cvx.common import (
     clean_joint,
 )
 from solvers.cvx.entropy import solve_entropy
-from solvers.cvx.objective import Candidate, evaluate_joint
+from solvers.cvx.objective import Candidate, EntropyProblem, evaluate_joint
 from solvers.dual import DualProblem
 from solvers.face import polytope_face
 
@@ -155,6 +155,7 @@ def polish(
     solve_total = 0.0
     refine_total = 0.0
 
+    prob = EntropyProblem(matrix, problem.player, base, eps_hat, eps_plus, rho, free)
     start_cand = None
     if joint0 is not None:
         j0 = np.asarray(joint0, dtype=np.float64).reshape(-1)
@@ -162,7 +163,7 @@ def polish(
             raise ValueError(f"joint0 has {j0.size} entries; the problem has {num_joint} joint actions")
         j0 = clean_joint(np.where(np.isfinite(base), j0, 0.0), num_joint)
         if j0 is not None:
-            eps0, gaps0, viol0, obj0 = evaluate_joint(j0, None, matrix, problem.player, base, eps_hat, eps_plus, rho, free)
+            eps0, gaps0, viol0, obj0 = evaluate_joint(j0, None, prob)
             start_cand = Candidate(
                 j0, eps0, np.zeros(problem.num_constraints), obj0, gaps0, viol0, math.nan, "start", "start"
             )
@@ -171,8 +172,7 @@ def polish(
     for i, name in enumerate(chain):
         opts = solver_opts if i == 0 else {}
         cand, solve_time, setup_time, refine_time = solve_entropy(
-            matrix, problem.player, base, eps_hat, eps_plus, rho, free, name, opts,
-            joint0=start_cand.joint if start_cand else None, refine=refine,
+            prob, name, opts, joint0=start_cand.joint if start_cand else None, refine=refine
         )
         solve_total += solve_time
         refine_total += refine_time

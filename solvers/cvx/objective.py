@@ -19,7 +19,7 @@ import scipy.sparse as sps
 
 from solvers.cvx.common import player_max
 
-__all__ = ["Candidate", "entropy_dual_loss", "entropy_objective", "evaluate_joint"]
+__all__ = ["Candidate", "EntropyProblem", "entropy_dual_loss", "entropy_objective", "evaluate_joint"]
 
 
 def _entropy(x: np.ndarray) -> float:
@@ -60,16 +60,29 @@ def entropy_objective(
     return value
 
 
-def entropy_dual_loss(
-    matrix: sps.csr_array,
-    player: np.ndarray,
-    base: np.ndarray,
-    alpha: np.ndarray,
-    eps_hat: np.ndarray,
-    eps_plus: np.ndarray,
-    rho: float,
-) -> float:
-    """The dual loss ``L(alpha)`` (DESIGN §4) on the support where ``base`` is finite."""
+class EntropyProblem(NamedTuple):
+    """One eps-MWMRE primal on a CSR constraint matrix (normalised units): what the
+    model, the evaluation of a joint, the dual loss and the refinement all take.
+
+    Attributes:
+      matrix: ``[K, |A|]`` constraint rows; player: ``[K]`` each row's player.
+      base_logits: ``[|A|]``, -inf off the support.
+      eps_hat, eps_plus: ``[N]``; rho: approximation weight (inf: hard).
+      free: ``[K]`` bool, the rows that are equalities.
+    """
+
+    matrix: sps.csr_array
+    player: np.ndarray
+    base_logits: np.ndarray
+    eps_hat: np.ndarray
+    eps_plus: np.ndarray
+    rho: float
+    free: np.ndarray
+
+
+def entropy_dual_loss(prob: EntropyProblem, alpha: np.ndarray) -> float:
+    """The dual loss ``L(alpha)`` (DESIGN §4) on the support where ``base_logits`` is finite."""
+    matrix, player, base, eps_hat, eps_plus, rho, _ = prob
     support = np.isfinite(base)
     lg = base[support] - matrix[:, support].T @ alpha
     top = np.max(lg)
@@ -96,17 +109,10 @@ class Candidate(NamedTuple):
 
 
 def evaluate_joint(
-    joint: np.ndarray,
-    eps_raw: np.ndarray | None,
-    matrix: sps.csr_array,
-    player: np.ndarray,
-    base_logits: np.ndarray,
-    eps_hat: np.ndarray,
-    eps_plus: np.ndarray,
-    rho: float,
-    free: np.ndarray,
+    joint: np.ndarray, eps_raw: np.ndarray | None, prob: EntropyProblem
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """eps, gaps, violation and objective of a cleaned joint."""
+    matrix, player, base_logits, eps_hat, eps_plus, rho, free = prob
     expected = matrix @ joint
     num_players = eps_hat.shape[0]
     gaps = player_max(expected, player, num_players)

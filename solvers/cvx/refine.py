@@ -12,10 +12,9 @@ import math
 import time
 
 import numpy as np
-import scipy.sparse as sps
 
 from solvers.cvx.common import FEASIBILITY_TOL
-from solvers.cvx.objective import Candidate, entropy_dual_loss, evaluate_joint
+from solvers.cvx.objective import Candidate, EntropyProblem, entropy_dual_loss, evaluate_joint
 
 __all__ = [
     "REFINE_GRAD_TOL",
@@ -101,17 +100,7 @@ def _newton_on_active(
     return beta, sigma, bool(np.max(np.abs(grad), initial=0.0) <= REFINE_GRAD_TOL)
 
 
-def refine_candidate(
-    cand: Candidate,
-    matrix: sps.csr_array,
-    player: np.ndarray,
-    base_logits: np.ndarray,
-    eps_hat: np.ndarray,
-    eps_plus: np.ndarray,
-    rho: float,
-    free: np.ndarray,
-    deadline: float = math.inf,
-) -> Candidate | None:
+def refine_candidate(cand: Candidate, prob: EntropyProblem, deadline: float = math.inf) -> Candidate | None:
     """Sharpens an interior-point answer to machine precision, or None.
 
     Guesses the active set from the solver's multipliers, solves the dual on it exactly
@@ -121,6 +110,7 @@ def refine_candidate(
     """
     if not np.all(np.isfinite(cand.duals)):
         return None
+    matrix, player, base_logits, eps_hat, eps_plus, rho, free = prob
     support = np.isfinite(base_logits)
     sub = matrix[:, support].toarray()
     base = base_logits[support]
@@ -157,10 +147,8 @@ def refine_candidate(
     alpha = np.where(free, alpha, np.maximum(alpha, 0.0))
     joint = np.zeros(base_logits.shape[0])
     joint[support] = sigma_s
-    eps_out, gaps, violation, objective = evaluate_joint(
-        joint, None if hard else eps, matrix, player, base_logits, eps_hat, eps_plus, rho, free
-    )
-    bound = entropy_dual_loss(matrix, player, base_logits, alpha, eps_hat, eps_plus, rho)
+    eps_out, gaps, violation, objective = evaluate_joint(joint, None if hard else eps, prob)
+    bound = entropy_dual_loss(prob, alpha)
     refined = Candidate(
         joint, eps_out, alpha, objective, gaps, violation, bound - objective, cand.status, cand.solver
     )
