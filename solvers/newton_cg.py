@@ -256,7 +256,8 @@ def _fista(dual: _Dual, alpha: np.ndarray, tol: float, max_iter: int,
             if bar is None and time.perf_counter() - t_start > progress_after:
                 from tqdm import tqdm
 
-                bar = tqdm(total=max_iter, desc="newton-cg (fista)", file=sys.stderr, leave=False)
+                bar = tqdm(total=max_iter, desc="newton-cg (fista)", file=sys.stderr, leave=False,
+                           disable=None)  # None: no bar where stderr is not a terminal (logs, CI)
             if bar is not None:
                 bar.n = it
                 bar.set_postfix(kkt=f"{kkt:.1e}", viol=f"{viol:.1e}", dgap=f"{dgap:.1e}")
@@ -306,7 +307,8 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
         if bar is None and time.perf_counter() - t_start > opt.progress_after:
             from tqdm import tqdm
 
-            bar = tqdm(total=opt.max_iter, initial=it, desc="newton-cg", file=sys.stderr, leave=False)
+            bar = tqdm(total=opt.max_iter, initial=it, desc="newton-cg", file=sys.stderr, leave=False,
+                       disable=None)
         if bar is not None:
             bar.n = it
             bar.set_postfix(kkt=f"{kkt:.1e}", viol=f"{viol:.1e}", dgap=f"{dgap:.1e}", cg=cg_total)
