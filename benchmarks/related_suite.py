@@ -17,6 +17,7 @@ Run: ``python -m benchmarks.related_suite [--quick]``; writes ``related_suite.js
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,9 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True) -> dict:
     data = {"evaluation": evaluation, "jpsro_per_game": per_game, "jpsro_totals": totals}
     write_json_atomic(out / "related_suite.json", data)
     text = "# Warm starts from a related game (solvers.related)\n\n"
-    text += "Shared 2-core CPU under load: warm and cold interleaved, one warm-up repetition discarded.\n\n"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    text += (f"2-core CPU, load average at the end ({load}): warm and cold interleaved, one warm-up "
+             "repetition discarded.\n\n")
     text += "## Evaluation game (players task, agent, agent)\n\n" + markdown_table(evaluation)
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n" + markdown_table(totals)
