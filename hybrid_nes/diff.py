@@ -65,7 +65,7 @@ from solvers.api import gain_layout, refine_batch
 from solvers.dual import DualProblem
 from solvers.face import minimal_face
 from solvers.gains import check_concept, gain_values_batch
-from solvers.game import normalise_batch
+from solvers.game import CONSTANT_ULPS, normalise_batch
 from solvers.newton import cholesky_solve
 from solvers.selection import DEFAULT_STRENGTH_WEIGHT, DEFAULT_WELFARE_WEIGHT, SelectionParams
 from solvers.solution import Status
@@ -161,23 +161,37 @@ class _Config:
 # ---------------------------------------------------------------------------------------
 # The problem in JAX: normalisation, selection, joint and dual gradient at fixed duals.
 # ---------------------------------------------------------------------------------------
-_TINY_NORM = 1e-12  # solvers.game.normalise_batch's constant-player threshold
 #: Hard constraints: a certified joint with an action below this mass gets the face LP.
 FACE_MASS = 1e-8
+_EPS = float(np.finfo(np.float64).eps)  # as solvers.game: the forward solve is float64
 
 
 def _normalise(payoffs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(normalised [N, |A|], scale [N])`` as ``solvers.game.normalise_batch``, in JAX."""
+    """``(normalised [N, |A|], scale [N])`` as ``solvers.game.normalise_batch``, in JAX.
+
+    The same steps and constant-player rule (``CONSTANT_ULPS``): centre on the midrange
+    ``c``, divide by the largest deviation ``r``, then centre on the mean and put on the
+    sphere. ``c`` and ``r`` are held constant in the derivative: the normalised payoffs do
+    not depend on them, and ``scale = sqrt(|A|) / (||e|| r) = sqrt(|A|) / ||G_p - mean||``
+    for any ``r``, so the gradient is that of the plain formula.
+    """
     num_players = payoffs.shape[0]
     flat = payoffs.reshape(num_players, -1)
     num_joint = flat.shape[1]
-    centred = flat - flat.mean(axis=1, keepdims=True)
+    fixed = jax.lax.stop_gradient(flat)
+    hi, lo = fixed.max(axis=1), fixed.min(axis=1)
+    top = jnp.maximum(jnp.abs(hi), jnp.abs(lo))
+    dev_fixed = fixed - (0.5 * hi + 0.5 * lo)[:, None]
+    radius = jnp.abs(dev_fixed).max(axis=1)
+    tiny = ((0.5 * hi - 0.5 * lo) <= (0.5 * CONSTANT_ULPS * _EPS) * top) | (radius == 0.0)
+    safe_radius = jnp.where(tiny, 1.0, radius)
+    unit = (flat - (0.5 * hi + 0.5 * lo)[:, None]) / safe_radius[:, None]
+    centred = unit - unit.mean(axis=1, keepdims=True)
     sq = jnp.sum(centred * centred, axis=1)
-    big = jax.lax.stop_gradient(jnp.maximum(1.0, jnp.abs(flat).max(axis=1)))
-    tiny = jax.lax.stop_gradient(jnp.sqrt(sq)) <= _TINY_NORM * big
+    tiny = tiny | (jax.lax.stop_gradient(sq) == 0.0)
     norm = jnp.sqrt(jnp.where(tiny, 1.0, sq))
-    scale = jnp.where(tiny, 1.0, math.sqrt(num_joint) / norm)
-    return jnp.where(tiny[:, None], 0.0, centred * scale[:, None]), scale
+    scale = jnp.where(tiny, 1.0, math.sqrt(num_joint) / norm / safe_radius)
+    return jnp.where(tiny[:, None], 0.0, centred * (math.sqrt(num_joint) / norm)[:, None]), scale
 
 
 def _sigma_and_gradient(alpha, gn, base, eps_hat, eps_plus, support, layout, cfg: _Config):
