@@ -314,8 +314,16 @@ def _layout_bytes(shape: tuple[int, ...], concept: str) -> int:
 
 
 def _layout_fits(shape: tuple[int, ...], concept: str) -> bool:
-    """The ELL layout within ``MATRIX_FREE_LAYOUT_BYTES`` and a quarter of the available memory."""
-    return _layout_bytes(shape, concept) <= min(MATRIX_FREE_LAYOUT_BYTES, memory.available_memory() // 4)
+    """The ELL layout within ``MATRIX_FREE_LAYOUT_BYTES`` and a quarter of the available memory.
+
+    Layouts up to ``memory.UNCHECKED_BYTES`` fit without reading the available memory (the
+    rule ``memory.newton_fits`` applies to Newton's buffers): reading ``/proc/meminfo`` on
+    every ``solve`` cost more than a small game's whole solve.
+    """
+    need = _layout_bytes(shape, concept)
+    if need <= min(MATRIX_FREE_LAYOUT_BYTES, memory.UNCHECKED_BYTES):
+        return True
+    return need <= min(MATRIX_FREE_LAYOUT_BYTES, memory.available_memory() // 4)
 
 
 def auto_matrix_free(shape: tuple[int, ...], concept: str, face: str = "auto") -> bool:

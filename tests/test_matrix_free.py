@@ -188,3 +188,17 @@ def test_auto_finishes_a_face_on_the_gain_layout(monkeypatch):
     sol = solvers.solve(payoffs, "ce", "me", max_iter=5)
     assert sol.method.startswith("newton-cg+") and sol.status == "optimal"
     np.testing.assert_allclose(sol.joint, ref.joint, rtol=0, atol=1e-8)
+
+
+def test_auto_policy_reads_available_memory_only_for_large_layouts(monkeypatch):
+    # Reading /proc/meminfo on every solve() cost ~30 us, more than a small game's solve.
+    from solvers import api, memory
+
+    def boom():
+        raise AssertionError("available memory read")
+
+    monkeypatch.setattr(memory, "available_memory", boom)
+    assert not api.auto_matrix_free((8, 8), "ce")
+    assert solvers.solve(np.random.default_rng(0).normal(size=(2, 8, 8)), "cce").ok
+    with pytest.raises(AssertionError, match="available memory read"):
+        api.auto_matrix_free((120, 120), "ce")  # an 82 MB layout: checked against the memory
