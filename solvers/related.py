@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers import kernels as kn
-from solvers.gains import check_concept, num_constraints
+from solvers.gains import check_concept, constraint_player, num_constraints
 from solvers.game import as_game, normalise
 from solvers.selection import as_selection, resolve_selection
 from solvers.solution import Solution, Status
@@ -219,11 +219,6 @@ def _row_maps(maps: tuple[np.ndarray, ...], old_shape: tuple[int, ...], concept:
     return np.concatenate(new_idx).astype(np.int64), np.concatenate(old_idx).astype(np.int64)
 
 
-def _player_of_rows(shape: tuple[int, ...], concept: str) -> np.ndarray:
-    sizes = [n if concept == "cce" else n * (n - 1) for n in shape]
-    return np.repeat(np.arange(len(shape)), sizes)
-
-
 def map_duals(previous: Solution, new_shape: Sequence[int], concept: str | None = None,
               action_map: Sequence[Sequence[int]] | None = None, units: str = "payoff",
               new_scale: np.ndarray | None = None) -> np.ndarray:
@@ -257,7 +252,7 @@ def map_duals(previous: Solution, new_shape: Sequence[int], concept: str | None 
     if units == "normalised":
         if new_scale is None:
             raise ValueError("units='normalised' needs new_scale (solvers.normalise(game).scale)")
-        old_player = _player_of_rows(old_shape, concept)
+        old_player = constraint_player(old_shape, concept)
         duals = duals / np.asarray(previous.scale, dtype=np.float64)[old_player]
     elif units != "payoff":
         raise ValueError(f"units must be 'payoff' or 'normalised', got {units!r}")
@@ -265,7 +260,7 @@ def map_duals(previous: Solution, new_shape: Sequence[int], concept: str | None 
     out = np.zeros(num_constraints(new_shape, concept))
     out[new_rows] = duals[old_rows]
     if units == "normalised":
-        out *= np.asarray(new_scale, dtype=np.float64)[_player_of_rows(new_shape, concept)]
+        out *= np.asarray(new_scale, dtype=np.float64)[constraint_player(new_shape, concept)]
     return out
 
 
