@@ -257,17 +257,23 @@ def _solution_dict(sol) -> dict:
     }
 
 
+def solve_options(args: argparse.Namespace) -> tuple[dict, dict]:
+    """``(solve options, selection parameters)`` from the ``solve`` / ``solve-batch`` flags."""
+    options = {"warm_start": args.warm_start, "method": args.method, "tol": args.tol,
+               "polish": not args.no_polish}
+    return options, ({"eps_hat": args.eps_hat} if args.eps_hat else {})
+
+
 def _run_solve(args: argparse.Namespace) -> int:
     import numpy as np
 
     from hybrid_nes.pipeline import solve_exact
     from solvers.game_io import load_game
 
-    params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
+    options, params = solve_options(args)
     try:
         game = load_game(args.game, max_entries=args.max_entries)
-        sol = solve_exact(game, args.concept, args.selection, warm_start=args.warm_start,
-                          method=args.method, tol=args.tol, polish=not args.no_polish, **params)
+        sol = solve_exact(game, args.concept, args.selection, **options, **params)
     except (OSError, ValueError, TypeError, ImportError) as err:
         print(f"hybrid-nes solve: {err}", file=sys.stderr)
         return 2
@@ -313,7 +319,7 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
         check_destination(args.out, suffix=".npz")
     except (OSError, ValueError) as err:
         return fail(f"--out: {err}")
-    params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
+    options, params = solve_options(args)
     try:
         games = load_games(args.games, max_entries=args.max_entries)
     except (OSError, ValueError, TypeError) as err:
@@ -327,8 +333,7 @@ def _run_solve_batch(args: argparse.Namespace) -> int:
         for lo in range(0, num, args.chunk):
             try:
                 chunk = solve_batch(games[lo:lo + args.chunk], args.concept, args.selection,
-                                    warm_start=args.warm_start, method=args.method, tol=args.tol,
-                                    polish=not args.no_polish, **params)
+                                    **options, **params)
             except (ValueError, TypeError) as err:
                 return fail(str(err))
             sols.extend(chunk)

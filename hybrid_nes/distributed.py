@@ -617,9 +617,9 @@ def solve_batch_cli(args) -> int:
 
     if args.chunk < 1:
         return fail(f"--chunk must be >= 1, got {args.chunk}")
-    options = {"warm_start": args.warm_start, "method": args.method, "tol": args.tol,
-               "polish": not args.no_polish}
-    params = {"eps_hat": args.eps_hat} if args.eps_hat else {}
+    from hybrid_nes.cli import solve_options
+
+    options, params = solve_options(args)
     shards = args.games.is_dir()
     try:
         _require_dask()
