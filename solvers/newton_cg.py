@@ -23,6 +23,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from solvers import kernels as kn
 from solvers.matrix_free import MatrixFreeGame
@@ -50,6 +51,12 @@ class NewtonCGOptions(NamedTuple):
         at most ``max_iter`` of them; Newton then has its own ``max_iter``.
       progress_after: seconds after which a tqdm bar (stderr) shows iterations and the
         KKT residual; ``inf`` never.
+      blas_threads: BLAS threads for the GEMM passes during the solve (threadpoolctl;
+        restored afterwards); None leaves the process setting alone. One by default: the
+        passes are narrow GEMMs (``[A_p, R] x [R, A_p]``) that gain little from threads,
+        and OpenBLAS threads that find their cores busy spin-wait, which made a
+        21x66-evaluation-game CE 12-30x slower on a loaded 2-core machine
+        (benchmarks/results/blas_threads.md).
     """
 
     tol: float = 1e-8
@@ -69,6 +76,7 @@ class NewtonCGOptions(NamedTuple):
     max_expand: float = 64.0
     progress_after: float = 3.0
     first_order_iter: int = 300
+    blas_threads: int | None = 1
 
 
 class MatrixFreeResult(NamedTuple):
@@ -284,6 +292,14 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
       A ``MatrixFreeResult`` whose certificate is evaluated at the returned duals.
     """
     opt = NewtonCGOptions() if options is None else options
+    if opt.blas_threads is not None and (not isinstance(opt.blas_threads, int) or opt.blas_threads < 1):
+        raise ValueError(f"blas_threads must be a positive int or None, got {opt.blas_threads!r}")
+    with threadpool_limits(limits=opt.blas_threads, user_api="blas"):
+        return _newton_cg(game, base, eps_hat, eps_plus, rho, alpha0, opt)
+
+
+def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray, rho: float,
+               alpha0: np.ndarray | None, opt: NewtonCGOptions) -> MatrixFreeResult:
     dual = _Dual(game, base, eps_hat, eps_plus, rho)
     num = game.num_constraints
     alpha = np.zeros(num) if alpha0 is None else np.maximum(np.asarray(alpha0, dtype=np.float64), 0.0)

@@ -202,3 +202,28 @@ def test_auto_policy_reads_available_memory_only_for_large_layouts(monkeypatch):
     assert solvers.solve(np.random.default_rng(0).normal(size=(2, 8, 8)), "cce").ok
     with pytest.raises(AssertionError, match="available memory read"):
         api.auto_matrix_free((120, 120), "ce")  # an 82 MB layout: checked against the memory
+
+
+def test_newton_cg_limits_blas_threads_during_the_solve_only(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    game, problem = _problem((3, 3, 3), "ce")
+    mf = MatrixFreeGame(game.payoffs, "ce")
+    seen = []
+    original = MatrixFreeGame.hessian_vector
+
+    def recording(self, *args):
+        seen.append(max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1))
+        return original(self, *args)
+
+    monkeypatch.setattr(MatrixFreeGame, "hessian_vector", recording)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        res = newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho,
+                        options=NewtonCGOptions(first_order_iter=0))
+        after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert res.status == OPTIMAL and seen and max(seen) == 1
+    assert after == before
+    with pytest.raises(ValueError, match="blas_threads"):
+        newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho,
+                  options=NewtonCGOptions(blas_threads=0))
