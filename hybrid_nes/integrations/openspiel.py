@@ -45,6 +45,11 @@ above is repeated on a smaller support or not used). ``meta["jpsro_gap"]`` repor
 gap after JPSRO's clean-up.
 
 Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
+
+Layout: this module holds the options, the stateful ``JPSROMetaSolver`` and the OpenSpiel
+glue; ``_meta_game`` the array helpers (repeats, grown games, gains and gaps from
+``solvers.gains``) and ``_certified`` the solve with its fallback, the certificate of the
+returned distribution and the clean-up re-solves. The public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -116,8 +121,8 @@ _META_PRESETS: tuple[str, ...] = ("me", "mre", "mw", "ms", "mg")
 _DEFAULT_TARGET_MIX = 0.1
 #: JPSRO's ``DIST_TOL``: it zeroes meta-distribution entries below this before use.
 JPSRO_DIST_TOL = 1e-8
-#: Re-solves ``_certified.sparsified`` may run: each floors the entries the last one left below the
-#: threshold (the 3-player Kuhn poker CE 10x10x10 meta-game needs two,
+#: Re-solves ``_certified.sparsified`` may run: each floors the entries the last one left
+#: below the threshold (the 3-player Kuhn poker CE 10x10x10 meta-game needs two,
 #: tests/test_openspiel.py).
 SPARSIFY_ROUNDS = 3
 #: ``MetaSolverOptions.warm_start`` values.
@@ -190,7 +195,7 @@ class MetaSolverOptions:
       fallback: when the fast solve is not certified, solve again with the CVXPY
         reference (``method="cvxpy"``) and return that.
       sparsify: entropy selections: re-solve on the joint actions with mass >= this
-        (JPSRO's clean-up threshold; 0 disables), see ``_sparsified``.
+        (JPSRO's clean-up threshold; 0 disables), see ``_certified.sparsified``.
       selection_params: keyword parameters of the preset (``mu``, ``rho``, ``eps_hat``...).
     """
 
