@@ -253,6 +253,57 @@ def test_meta_game_gains_match_solvers(concept):
     np.testing.assert_allclose(ours.values, ref.values, rtol=0, atol=1e-15)
 
 
+# The games of the certificate checks: 2 and 3 players, and a player with one action
+# (no CE rows: its gap is 0 by convention).
+CERTIFICATE_SHAPES = [(2, 3, 4), (3, 2, 3, 2), (2, 1, 4)]
+
+
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+@pytest.mark.parametrize("shape", CERTIFICATE_SHAPES)
+def test_equilibrium_gaps_equal_solvers_certificate(shape, concept):
+    # Independent of the kernels the adapter uses: solvers.dual.certificate is the dense
+    # NumPy reference. Its gaps of sigma(alpha) at random duals are normalised units.
+    from solvers.dual import certificate, dual_problem
+
+    rng = np.random.default_rng(sum(shape))
+    game = rng.normal(size=shape)
+    norm = solvers.normalise(game)
+    problem = dual_problem(norm, concept, solvers.resolve_selection(solvers.Selection.me(), norm))
+    for _ in range(3):
+        alpha = rng.exponential(size=problem.num_constraints)
+        cert = certificate(problem, alpha)
+        joint = cert.joint.reshape(shape[1:])
+        np.testing.assert_allclose(hos.equilibrium_gaps(norm.payoffs, joint, concept), cert.gaps, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(hos.equilibrium_gaps(game, joint, concept) * norm.scale, cert.gaps, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["hn_mecce", "hn_mece", "hn_mwce", "hn_mgcce"])
+def test_meta_solver_gaps_equal_the_solution_certificate(name):
+    # Without repeats or sparsifying, the distribution is the solve's joint (cleaned to
+    # sum to 1), so the adapter's gaps are the Solution's own certificate.
+    for shape in CERTIFICATE_SHAPES:
+        game = np.random.default_rng(len(shape)).normal(size=shape)
+        dist, meta = hos.meta_solver(name)(game, [np.ones(n) for n in shape[1:]])
+        sol = meta["solution"]
+        assert not meta["sparsified"] and meta["solution"] is meta["dense_solution"]
+        np.testing.assert_allclose(meta["gaps"], sol.gaps, rtol=0, atol=1e-12)
+        assert meta["gap"] == pytest.approx(sol.gap, abs=1e-12)
+        assert meta["normalised_gap"] == pytest.approx(sol.normalised_gap, abs=1e-12)
+        np.testing.assert_allclose(dist, sol.joint, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("concept", ["cce", "ce"])
+def test_pad_duals_equal_related_map_duals(concept):
+    # "previous" warm starts pad through solvers.related.map_duals; the public helper agrees.
+    from solvers.related import map_duals
+
+    game = np.random.default_rng(12).normal(size=(2, 5, 4))
+    sol = solvers.solve(game[:, :3, :2], concept, "me")
+    np.testing.assert_array_equal(
+        hos.pad_duals(np.maximum(sol.duals, 0.0), (3, 2), (5, 4), concept), map_duals(sol, (5, 4), concept)
+    )
+
+
 def test_reusable_duals():
     assert hos.reusable_duals("newton") and hos.reusable_duals("gd+newton")
     assert not hos.reusable_duals("newton+face+newton")

@@ -45,12 +45,15 @@ above is repeated on a smaller support or not used). ``meta["jpsro_gap"]`` repor
 gap after JPSRO's clean-up.
 
 Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
+
+Layout: this module holds the options, the stateful ``JPSROMetaSolver`` and the OpenSpiel
+glue; ``_meta_game`` the array helpers (repeats, grown games, gains and gaps from
+``solvers.gains``) and ``_certified`` the solve with its fallback, the certificate of the
+returned distribution and the clean-up re-solves. The public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -61,27 +64,37 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 import solvers
-from solvers import Selection, Solution, Status
-from solvers import kernels as kn
-from solvers.gains import Gains, check_concept, constraint_player, gain_structure
+from hybrid_nes.integrations import _certified as cf
+from hybrid_nes.integrations import _meta_game as mg
+from hybrid_nes.integrations._certified import reusable_duals
+from hybrid_nes.integrations._meta_game import (
+    clean_joint,
+    drop_below,
+    equilibrium_gaps,
+    expand_meta_game,
+    extend_joint,
+    meta_game_gains,
+    pad_duals,
+    repeat_weights,
+    unexpand_joint,
+)
+from solvers import Selection, Solution, Status, related
+from solvers.gains import check_concept
 
 __all__ = [
-    "INSTALL_HINT",
+    "AUTO_WARM_START",
     "JPSRO_DIST_TOL",
     "JPSRO_META_SOLVERS",
+    "JPSROMetaSolver",
     "MetaSolverOptions",
     "MetaSolverSpec",
-    "JPSROMetaSolver",
     "PSROMetaStrategy",
     "WarmStartHook",
-    "AUTO_WARM_START",
     "clean_joint",
     "drop_below",
     "equilibrium_gaps",
     "expand_meta_game",
     "extend_joint",
-    "gains_gaps",
-    "is_extension",
     "make_meta_solver",
     "meta_game_gains",
     "meta_solver",
@@ -95,46 +108,28 @@ __all__ = [
     "unexpand_joint",
 ]
 
-INSTALL_HINT = (
+_INSTALL_HINT = (
     "OpenSpiel is not installed; install the extra with `pip install 'hybrid_nes[openspiel]'` "
     "(or `pip install open_spiel`)"
 )
 
 #: Presets usable as meta-solvers. "mwme" needs a welfare tensor of a fixed shape, which a
 #: growing meta-game cannot provide.
-META_PRESETS: tuple[str, ...] = ("me", "mre", "mw", "ms", "mg")
-
+_META_PRESETS: tuple[str, ...] = ("me", "mre", "mw", "ms", "mg")
 #: Weight of the base target (uniform over copies) in the MRE target built from the
 #: previous iteration's joint; keeps the target full-support.
-DEFAULT_TARGET_MIX = 0.1
-
-
+_DEFAULT_TARGET_MIX = 0.1
 #: JPSRO's ``DIST_TOL``: it zeroes meta-distribution entries below this before use.
 JPSRO_DIST_TOL = 1e-8
-#: Factor on the target of joint actions dropped by ``_sparsified`` (log: about -460).
-SPARSE_FLOOR = 1e-200
-#: Re-solves ``_sparsified`` may run: each floors the entries the last one left below the
-#: threshold. On the 3-player Kuhn poker CE 10x10x10 meta-game the first re-solve leaves
-#: one entry at 9.8e-9; dropping it costs 7.7e-9 of normalised gap, the second re-solve
-#: ends at 1.7e-14.
+#: Re-solves ``_certified.sparsified`` may run: each floors the entries the last one left
+#: below the threshold (the 3-player Kuhn poker CE 10x10x10 meta-game needs two,
+#: tests/test_openspiel.py).
 SPARSIFY_ROUNDS = 3
-
 #: ``MetaSolverOptions.warm_start`` values.
-WARM_STARTS: tuple[str, ...] = ("auto", "related", "previous", "cold")
-#: What ``warm_start="auto"`` uses per concept (``benchmarks/related_suite.py``, 3-player
-#: Kuhn poker JPSRO, 12 meta-games up to 12x12x12, total meta-solve time: ME-CE
-#: 1.15x / 1.37x faster "related" than cold, same final gaps; ME-CCE solves in 2-40 Newton
-#: iterations cold and "related" costs its checks: 0.077 s against 0.055 s).
+_WARM_STARTS: tuple[str, ...] = ("auto", "related", "previous", "cold")
+#: What ``warm_start="auto"`` uses per concept, as measured by
+#: ``benchmarks/related_suite.py`` on 3-player Kuhn poker JPSRO.
 AUTO_WARM_START: Mapping[str, str] = {"ce": "related", "cce": "cold"}
-
-#: ``Solution.method`` stages whose duals are reused as the next warm start.
-WARM_START_STAGES: frozenset[str] = frozenset({"newton", "gd"})
-
-
-def reusable_duals(method: str) -> bool:
-    """True when a ``Solution.method`` ("gd+newton", "newton+face+newton", ...) used only
-    plain dual stages, so its duals are a sensible warm start (see ``_solve_meta_game``)."""
-    return set(method.split("+")) <= WARM_START_STAGES
 
 
 class MetaSolverSpec(NamedTuple):
@@ -182,7 +177,7 @@ class MetaSolverOptions:
 
     Attributes:
       concept: "cce" or "ce".
-      selection: one of ``META_PRESETS``.
+      selection: "me", "mre", "mw", "ms" or "mg".
       tol: tolerance handed to ``solvers.solve`` (normalised units). Tighter than the
         library default: JPSRO zeroes entries below 1e-8 before use, and OpenSpiel's
         polished QPs are exact to ~1e-15 on small meta-games; 1e-10 costs little more.
@@ -200,7 +195,7 @@ class MetaSolverOptions:
       fallback: when the fast solve is not certified, solve again with the CVXPY
         reference (``method="cvxpy"``) and return that.
       sparsify: entropy selections: re-solve on the joint actions with mass >= this
-        (JPSRO's clean-up threshold; 0 disables), see ``_sparsified``.
+        (JPSRO's clean-up threshold; 0 disables), see ``_certified.sparsified``.
       selection_params: keyword parameters of the preset (``mu``, ``rho``, ``eps_hat``...).
     """
 
@@ -212,21 +207,21 @@ class MetaSolverOptions:
     face: str = "auto"
     warm_start: str = "auto"
     warm_start_hook: WarmStartHook | None = None
-    target_mix: float = DEFAULT_TARGET_MIX
+    target_mix: float = _DEFAULT_TARGET_MIX
     fallback: bool = True
     sparsify: float = JPSRO_DIST_TOL
     selection_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concept", check_concept(self.concept))
-        if not isinstance(self.selection, str) or self.selection.lower() not in META_PRESETS:
+        if not isinstance(self.selection, str) or self.selection.lower() not in _META_PRESETS:
             raise ValueError(
                 f"unknown selection preset {self.selection!r} for a meta-solver; "
-                f"expected one of {META_PRESETS}"
+                f"expected one of {_META_PRESETS}"
             )
         object.__setattr__(self, "selection", self.selection.lower())
-        if self.warm_start not in WARM_STARTS:
-            raise ValueError(f"warm_start must be one of {WARM_STARTS}, got {self.warm_start!r}")
+        if self.warm_start not in _WARM_STARTS:
+            raise ValueError(f"warm_start must be one of {_WARM_STARTS}, got {self.warm_start!r}")
         if not 0.0 < float(self.target_mix) <= 1.0:
             raise ValueError(f"target_mix must be in (0, 1], got {self.target_mix!r}")
         if not 0.0 <= float(self.sparsify) < 1.0:
@@ -243,173 +238,19 @@ class MetaSolverOptions:
 
 
 # ----------------------------------------------------------------------------------------
-# Pure helpers.
-
-
-def check_meta_game(meta_game: np.ndarray) -> np.ndarray:
-    """Validates ``meta_game: [N, A1..AN]`` (finite, numeric); returns float64."""
-    return solvers.as_game(meta_game, name="meta_game")
-
-
-def check_repeats(per_player_repeats: Sequence[Sequence[float]], shape: Sequence[int]) -> tuple[np.ndarray, ...]:
-    """Validates the per-player policy counts against the meta-game's ``shape: (A1..AN)``.
-
-    Returns:
-      N float64 arrays ``[A_p]``, every entry a positive finite count.
-    """
-    if per_player_repeats is None or isinstance(per_player_repeats, (str, bytes)):
-        raise TypeError(f"per_player_repeats must be a list of N count arrays, got {per_player_repeats!r}")
-    repeats = list(per_player_repeats)
-    if len(repeats) != len(shape):
-        raise ValueError(
-            f"per_player_repeats has {len(repeats)} entries but meta_game has {len(shape)} players"
-        )
-    out = []
-    for p, (counts, n) in enumerate(zip(repeats, shape, strict=True)):
-        array = np.asarray(counts, dtype=np.float64).reshape(-1)
-        if array.shape != (n,):
-            raise ValueError(
-                f"per_player_repeats[{p}] has {array.size} counts but player {p} has {n} policies "
-                f"in meta_game"
-            )
-        if not np.all(np.isfinite(array)) or np.any(array <= 0):
-            raise ValueError(f"per_player_repeats[{p}] must be positive finite counts, got {array.tolist()}")
-        out.append(array)
-    return tuple(out)
-
-
-def repeat_weights(repeats: Sequence[np.ndarray]) -> np.ndarray:
-    """``[A1..AN]`` the joint ``w(a)`` proportional to ``prod_p r_p(a_p)``, summing to 1."""
-    weights = np.ones(())
-    for counts in repeats:
-        weights = np.multiply.outer(weights, counts / counts.sum())
-    return weights
-
-
-def expand_meta_game(meta_game: np.ndarray, repeats: Sequence[np.ndarray]) -> np.ndarray:
-    """``[N, R1..RN]`` the game with policy ``u`` of player p repeated ``r_p(u)`` times."""
-    for p, counts in enumerate(repeats):
-        meta_game = np.repeat(meta_game, counts.astype(np.int64), axis=p + 1)
-    return meta_game
-
-
-def unexpand_joint(joint: np.ndarray, repeats: Sequence[np.ndarray]) -> np.ndarray:
-    """Inverse of ``expand_meta_game`` on joints: ``[R1..RN]`` -> ``[A1..AN]`` summed over copies."""
-    for p, counts in enumerate(repeats):
-        starts = np.concatenate([[0], np.cumsum(counts.astype(np.int64))[:-1]])
-        joint = np.add.reduceat(joint, starts, axis=p)
-    return joint
-
-
-def clean_joint(joint: np.ndarray) -> np.ndarray:
-    """A distribution from a solver's joint: negatives (rounding) to 0, sums to 1.
-
-    Raises:
-      ValueError: the joint has NaN/inf entries or no positive mass.
-    """
-    joint = np.asarray(joint, dtype=np.float64)
-    if not np.all(np.isfinite(joint)):
-        raise ValueError("the meta-solver's joint contains NaN or inf")
-    joint = np.maximum(joint, 0.0)
-    total = joint.sum()
-    if not total > 0.0:
-        raise ValueError("the meta-solver's joint has no positive mass")
-    return joint / total
-
-
-def is_extension(old: np.ndarray, new: np.ndarray) -> bool:
-    """True when ``new: [N, A1..AN]`` is ``old: [N, B1..BN]`` with policies appended."""
-    if old.ndim != new.ndim or old.shape[0] != new.shape[0]:
-        return False
-    if any(b > a for b, a in zip(old.shape[1:], new.shape[1:], strict=True)):
-        return False
-    return bool(np.array_equal(new[tuple(slice(0, b) for b in old.shape)], old))
-
-
-def pad_duals(duals: np.ndarray, old_shape: Sequence[int], new_shape: Sequence[int], concept: str) -> np.ndarray:
-    """Flat duals of a game of ``old_shape`` laid out for ``new_shape`` (appended policies).
-
-    New deviations get zero duals. ``duals: [K_old]`` -> ``[K_new]`` (``solvers.gains`` layout).
-    """
-    per_player = solvers.duals_by_player(np.asarray(duals, dtype=np.float64), tuple(old_shape), concept)
-    padded = []
-    for block, old, new in zip(per_player, old_shape, new_shape, strict=True):
-        extra = new - old
-        if extra < 0:
-            raise ValueError(f"new_shape {tuple(new_shape)} is smaller than old_shape {tuple(old_shape)}")
-        padded.append(np.pad(block, [(0, extra)] * block.ndim))
-    return solvers.duals_from_players(padded, concept)
-
-
-def extend_joint(joint: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
-    """``joint: [B1..BN]`` zero-padded to ``new_shape`` (appended policies get no mass)."""
-    return np.pad(joint, [(0, n - b) for b, n in zip(joint.shape, new_shape, strict=True)])
-
-
-def gains_gaps(g: Gains, joint: np.ndarray) -> np.ndarray:
-    """``[N]`` per-player ``max_dev E_joint[gain]`` from precomputed ``solvers.gains``.
-
-    Computed by the solvers' own certificate kernels (``expected_gains_one``,
-    ``player_gaps_one``: the gaps every ``Solution`` reports), not a re-implementation.
-    """
-    sigma = np.ascontiguousarray(joint, dtype=np.float64).reshape(-1)
-    expected = np.empty(g.num_constraints)
-    kn.expected_gains_one(g.rows, np.ascontiguousarray(g.values, dtype=np.float64), sigma, expected)
-    gaps = np.empty(len(g.shape))
-    kn.player_gaps_one(expected, g.player, gaps)
-    return gaps
-
-
-@functools.lru_cache(maxsize=64)
-def _structure(shape: tuple[int, ...], concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    rows, slot_player, dev = gain_structure(shape, concept)
-    return rows, slot_player, dev, constraint_player(shape, concept)
-
-
-def meta_game_gains(game: np.ndarray, concept: str) -> Gains:
-    """``solvers.gains(game, concept)`` with the payoff-free layout cached per shape.
-
-    JPSRO solves a meta-game of every size in turn (twice per iteration with an eval
-    solver), so the layout is rebuilt far more often than it changes.
-    """
-    shape = tuple(int(n) for n in game.shape[1:])
-    rows, slot_player, dev, player = _structure(shape, concept)
-    flat = game.reshape(game.shape[0], -1)
-    values = flat[slot_player[None, :], dev] - flat[slot_player, :].T
-    return Gains(rows, values, player, shape, concept)
-
-
-def equilibrium_gaps(game: np.ndarray, joint: np.ndarray, concept: str) -> np.ndarray:
-    """``[N]`` per-player ``max_dev E_joint[gain]`` (payoff units; <= 0 at a (C)CE).
-
-    ``game: [N, A1..AN]``, ``joint: [A1..AN]``.
-    """
-    return gains_gaps(meta_game_gains(game, check_concept(concept)), joint)
-
-
-def _digest(game: np.ndarray, repeats: Sequence[np.ndarray], ignore_repeats: bool) -> str:
-    h = hashlib.sha1(np.ascontiguousarray(game).tobytes())
-    h.update(repr(game.shape).encode())
-    for counts in repeats:
-        h.update(np.ascontiguousarray(counts).tobytes())
-    h.update(b"1" if ignore_repeats else b"0")
-    return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------
 # The stateful meta-solver.
 
 
 class _Record(NamedTuple):
-    """What one solve leaves for the next: the problem game, its duals, the joint."""
+    """What one solve leaves for the next: the problem game, its solution, the joint."""
 
     key: str
     problem_game: np.ndarray  # [N, ...] the game handed to solvers.solve
-    duals: np.ndarray | None  # [K] payoff units, certified solves only
     game: np.ndarray  # [N, A1..AN] the distinct-policy meta-game
     dist: np.ndarray  # [A1..AN]
     meta: dict
-    solution: Solution | None = None  # the optimal dense solve of problem_game
+    solution: Solution | None = None  # the optimal dense solve of problem_game (no fallback)
+    plain_duals: bool = False  # solution's duals are finite, from plain dual stages only
 
 
 def _selection(options: MetaSolverOptions, base: np.ndarray | None, previous: _Record | None, game: np.ndarray) -> Selection:
@@ -420,7 +261,7 @@ def _selection(options: MetaSolverOptions, base: np.ndarray | None, previous: _R
         return Selection.mg(**params)
     if name == "mre":
         uniform = base if base is not None else np.full(game.shape[1:], 1.0 / np.prod(game.shape[1:]))
-        if previous is not None and is_extension(previous.game, game):
+        if previous is not None and mg.is_extension(previous.game, game):
             prior = extend_joint(previous.dist, game.shape[1:])
             target = (1.0 - options.target_mix) * prior + options.target_mix * uniform
         else:
@@ -483,11 +324,11 @@ class JPSROMetaSolver:
           ``sparsified``) and ``dense_solution`` (the first solve).
         """
         start = time.perf_counter()
-        game = check_meta_game(meta_game)
-        repeats = check_repeats(per_player_repeats, game.shape[1:])
+        game = mg.check_meta_game(meta_game)
+        repeats = mg.check_repeats(per_player_repeats, game.shape[1:])
         if ignore_repeats:
             repeats = tuple(np.ones_like(r) for r in repeats)
-        key = _digest(game, repeats, bool(ignore_repeats))
+        key = mg.digest(game, repeats, bool(ignore_repeats))
         if self._last is not None and self._last.key == key:
             # JPSRO solves the same meta-game again when train and eval share a solver.
             meta = dict(self._last.meta, cached=True)
@@ -508,7 +349,7 @@ def _trivial_record(game: np.ndarray, key: str, options: MetaSolverOptions, star
         solution=None, dense_solution=None, error=None, fast_status=Status.OPTIMAL.value,
         timings=dict(solve=0.0, sparsify=0.0, total=time.perf_counter() - start),
     )
-    return _Record(key, game, None, game, dist, meta)
+    return _Record(key, game, game, dist, meta)
 
 
 def _initial_duals(
@@ -519,16 +360,11 @@ def _initial_duals(
 ) -> tuple[np.ndarray | Solution | None, str]:
     padded = None
     mode = AUTO_WARM_START[options.concept] if options.warm_start == "auto" else options.warm_start
-    extends = previous is not None and is_extension(previous.problem_game, problem_game)
-    if (
-        mode in ("previous", "related")
-        and extends
-        and previous.duals is not None
-    ):
-        # Equalities found by facial reduction may carry negative (free) duals; the
-        # warm start must be a point of the non-negative orthant.
-        clipped = np.maximum(previous.duals, 0.0)
-        padded = pad_duals(clipped, previous.problem_game.shape[1:], problem_game.shape[1:], options.concept)
+    extends = previous is not None and mg.is_extension(previous.problem_game, problem_game)
+    if mode in ("previous", "related") and extends and previous.plain_duals:
+        # The previous duals clipped to the non-negative orthant (equalities found by
+        # facial reduction may carry negative, free duals), zero on the new rows.
+        padded = related.map_duals(previous.solution, problem_game.shape[1:], options.concept)
     if options.warm_start_hook is not None:
         hooked = options.warm_start_hook(problem_game, options.concept, selection, padded)
         if hooked is not None:
@@ -543,146 +379,6 @@ def _initial_duals(
         # solvers.related maps, scales and watches the previous solution's duals.
         return previous.solution, "related"
     return padded, ("previous" if padded is not None else "cold")
-
-
-def _solve(options: MetaSolverOptions, game: np.ndarray, selection: Selection, duals0: np.ndarray | None, method: str) -> Solution:
-    return solvers.solve(
-        game,
-        options.concept,
-        selection,
-        duals0=duals0,
-        tol=options.tol,
-        max_iter=options.max_iter,
-        method=method,
-        face=options.face,
-    )
-
-
-def _certified_solve(
-    options: MetaSolverOptions,
-    game: np.ndarray,
-    selection: Selection,
-    duals0: np.ndarray | None,
-) -> tuple[Solution, bool, str | None, str | None]:
-    """The fast solve, and the CVXPY reference when it is not certified.
-
-    Returns:
-      the solution, whether the fallback ran, the fast solve's status, its error text.
-    """
-    error = None
-    solution: Solution | None = None
-    try:
-        solution = _solve(options, game, selection, duals0, options.method)
-    except (ArithmeticError, RuntimeError, np.linalg.LinAlgError) as err:
-        if not options.fallback:
-            raise
-        error = f"{type(err).__name__}: {err}"
-    fast_status = None if solution is None else solution.status.value
-    fallback = False
-    if options.fallback and (solution is None or solution.status is not Status.OPTIMAL) and options.method != "cvxpy":
-        reference = _solve(options, game, selection, None, "cvxpy")
-        fallback = True
-        if solution is None or reference.status is Status.OPTIMAL or reference.gap <= solution.gap:
-            solution = reference
-    return solution, fallback, fast_status, error
-
-
-def drop_below(dist: np.ndarray, threshold: float) -> np.ndarray:
-    """JPSRO's clean-up: entries below ``threshold`` to 0, renormalised. ``[A1..AN]``."""
-    out = np.where(dist < threshold, 0.0, dist)
-    return out / out.sum()
-
-
-class _Returned(NamedTuple):
-    """A candidate meta-distribution and the certificate of exactly that distribution."""
-
-    dist: np.ndarray  # [A1..AN]
-    solution: Solution  # the solve it comes from (its eps is the approximation solved for)
-    gaps: np.ndarray  # [N] payoff units, of ``dist``
-    excess: float  # max_p (gaps_p - eps_p) * scale_p: <= tol for a certified distribution
-
-
-def _certify(gains: Gains, dist: np.ndarray, solution: Solution, scale: np.ndarray) -> _Returned:
-    """The certificate of ``dist`` itself (not of the solve's joint it was cleaned from).
-
-    ``scale: [N]`` is the meta-game's normalisation (``solvers.normalise``): the
-    tolerance is in those units, as in ``solvers.solve``.
-    """
-    gaps = gains_gaps(gains, dist)
-    excess = float(np.max((gaps - np.asarray(solution.eps, dtype=np.float64)) * scale))
-    return _Returned(dist, solution, gaps, excess)
-
-
-def _sparsified(
-    options: MetaSolverOptions,
-    game: np.ndarray,
-    gains: Gains,
-    selection: Selection,
-    dense: _Returned,
-    scale: np.ndarray,
-) -> tuple[_Returned, int] | None:
-    """The entropy selection re-solved on the joints that survive JPSRO's clean-up.
-
-    Entropy-selected joints spread exponentially small mass (down to 1e-80 on 3-player
-    Kuhn poker meta-games) over many joint actions; JPSRO zeroes every entry below 1e-8,
-    which costs up to ~4e-8 of (C)CE gap. Re-solving with the target scaled by
-    ``SPARSE_FLOOR`` on those entries gives the selection restricted to the surviving
-    support: a (C)CE that JPSRO's clean-up leaves exact. Skipped when the clean-up's gap
-    is within ``tol``.
-
-    The returned distribution keeps the promise of the dense one: its own gap is within
-    ``tol`` (``_Returned.excess``). A re-solve can leave new entries below the threshold
-    (9.8e-9 on the Kuhn 10x10x10 CE meta-game: dropping it cost 7.7e-9); those are floored
-    in the next round (at most ``SPARSIFY_ROUNDS``). If no round's cleaned joint is within
-    ``tol``, the last certified re-solve is returned with only the floored entries (mass
-    ~1e-160) removed, when that is within ``tol`` and JPSRO's clean-up costs it less
-    than the dense joint; otherwise nothing (the dense joint is returned).
-
-    Returns:
-      ``(candidate, number of the dense joint's positive entries it zeroes)`` or None.
-    """
-    threshold = options.sparsify
-    dist = dense.dist
-    floored = dist < threshold
-    if threshold <= 0 or selection.objective != "entropy" or not np.any(floored & (dist > 0)):
-        return None
-    before = _certify(gains, drop_below(dist, threshold), dense.solution, scale)
-    if before.excess <= options.tol:
-        return None  # the clean-up costs nothing beyond the solve's own tolerance
-    target = selection.target if selection.target is not None else np.full(dist.shape, 1.0 / dist.size)
-    duals0 = np.maximum(dense.solution.duals, 0.0) if reusable_duals(dense.solution.method) else None
-    fallback: _Returned | None = None
-    for _ in range(SPARSIFY_ROUNDS):
-        sparse_target = np.where(floored, SPARSE_FLOOR * target, target)
-        sparse_selection = replace(selection, target=sparse_target / sparse_target.sum())
-        try:
-            resolved = _solve(options, game, sparse_selection, duals0, options.method)
-        except (ArithmeticError, RuntimeError, np.linalg.LinAlgError):
-            break
-        if resolved.status is not Status.OPTIMAL:
-            break
-        joint = clean_joint(resolved.joint)
-        cleaned = _certify(gains, drop_below(joint, threshold), resolved, scale)
-        if cleaned.excess <= options.tol:
-            return cleaned, int(np.count_nonzero((dist > 0) & (cleaned.dist == 0)))
-        fallback = _certify(gains, _zero(joint, floored), resolved, scale)
-        newly = (joint < threshold) & (joint > 0) & ~floored
-        if not np.any(newly):
-            break
-        floored = floored | newly
-        duals0 = np.maximum(resolved.duals, 0.0) if reusable_duals(resolved.method) else None
-    if fallback is None or fallback.excess > options.tol:
-        return None
-    used = gains_gaps(gains, drop_below(fallback.dist, threshold)).max()
-    if used >= before.gaps.max():
-        return None
-    return fallback, int(np.count_nonzero((dist > 0) & (fallback.dist == 0)))
-
-
-def _zero(joint: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``joint`` with the entries under ``mask`` set to 0, renormalised."""
-    out = np.where(mask, 0.0, joint)
-    return out / out.sum()
 
 
 def _solve_meta_game(
@@ -703,7 +399,7 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    solution, fallback, fast_status, error = _certified_solve(options, problem_game, selection, duals0)
+    solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0)
     solve_time = time.perf_counter() - solve_start
 
     joint = clean_joint(solution.joint)
@@ -711,8 +407,8 @@ def _solve_meta_game(
     sparsify_start = time.perf_counter()
     gains = meta_game_gains(game, options.concept)
     scale = solvers.normalise(game).scale
-    returned = _certify(gains, dist, solution, scale)
-    sparse = _sparsified(options, game, gains, selection, returned, scale)
+    returned = cf.certify(gains, dist, solution, scale)
+    sparse = cf.sparsified(options, game, gains, selection, returned, scale, SPARSIFY_ROUNDS)
     sparsify_time = time.perf_counter() - sparsify_start
     dropped = 0
     if sparse is not None:
@@ -741,7 +437,7 @@ def _solve_meta_game(
         expanded=expanded,
         sparsified=sparse is not None,
         dropped=dropped,
-        jpsro_gap=float(gains_gaps(gains, drop_below(dist, JPSRO_DIST_TOL)).max()),
+        jpsro_gap=float(mg.gains_gaps(gains, drop_below(dist, JPSRO_DIST_TOL)).max()),
         cached=False,
         solution=returned.solution,
         dense_solution=solution,
@@ -750,17 +446,12 @@ def _solve_meta_game(
             total=time.perf_counter() - start,
         ),
     )
-    # Reuse duals only from a plain dual solve. After facial reduction the duals of the
-    # implicit equalities drift along flat directions (magnitudes ~1e4 on Kuhn poker
-    # meta-games); started there, Newton can stall on the next meta-game (260 iterations,
-    # then face + CVXPY: 50 ms instead of 0.2 ms), so the next solve starts cold.
-    reusable = solution.status is Status.OPTIMAL and reusable_duals(solution.method)
-    duals = np.asarray(solution.duals, dtype=np.float64) if reusable else None
-    if duals is not None and not np.all(np.isfinite(duals)):
-        duals = None
     meta["related_start"] = solution.info.get("warm_start") if source == "related" else None
-    return _Record(key, problem_game, duals, game, dist, meta,
-                   solution if solution.status is Status.OPTIMAL and not fallback else None)
+    if solution.status is not Status.OPTIMAL or fallback:
+        return _Record(key, problem_game, game, dist, meta)
+    # Padded duals ("previous") only from a plain dual solve (``reusable_duals``).
+    plain = reusable_duals(solution.method) and bool(np.all(np.isfinite(solution.duals)))
+    return _Record(key, problem_game, game, dist, meta, solution, plain)
 
 
 def nes_warm_start(model: Any) -> WarmStartHook:
@@ -821,7 +512,7 @@ def require_openspiel() -> ModuleType:
     except ImportError as err:
         missing = (err.name or "").split(".")[0]
         if missing in ("", "open_spiel", "pyspiel"):
-            raise ImportError(INSTALL_HINT, name=err.name) from err
+            raise ImportError(_INSTALL_HINT, name=err.name) from err
         # open_spiel is there but jpsro's own imports are not (e.g. networkx, matplotlib
         # for its alpharank visualiser, which open_spiel does not declare).
         raise ImportError(
