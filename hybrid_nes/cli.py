@@ -10,6 +10,7 @@
     hybrid-nes solve-batch shards/ --out results/ --scheduler tcp://host:8786   # on a Dask cluster
     hybrid-nes demo                                         # classic + random games, timed
     hybrid-nes rate scores.csv --concept cce --plot ratings.png   # rate agents and tasks; --json
+    hybrid-nes policy --from benchmarks/results/pipeline_suite.json   # the auto policy's changes; --write
 
 Each subcommand is registered by an ``add_<name>_parser(subparsers)`` function, so that
 later subcommands (``solve``) join the same parser.
@@ -51,6 +52,7 @@ __all__ = [
     "add_solve_batch_parser",
     "add_demo_parser",
     "add_rate_parser",
+    "add_policy_parser",
     "INTERRUPT_GRACE_S",
 ]
 
@@ -377,6 +379,56 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_policy_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``policy``: a pipeline benchmark run -> the table ``warm_start="auto"`` reads."""
+    p = subparsers.add_parser(
+        "policy", help="update the warm_start='auto' table from a pipeline_suite run (dry run unless --write)",
+        description="Reads a benchmarks/pipeline_suite.py result (JSON), derives the fastest start and "
+        "method per measured cell, and prints the cells of the auto policy table that would change. Only "
+        "--write writes the table (atomically). Measured cells replace theirs; the others are kept unless "
+        "--replace (needed when the run's tol differs from the table's).")
+    p.add_argument("--from", dest="results", type=Path, required=True, metavar="RESULTS",
+                   help="a pipeline_suite result, e.g. benchmarks/results/pipeline_suite.json")
+    p.add_argument("--policy", type=Path, default=None,
+                   help="the table to update (default: the one shipped in the package, "
+                        "hybrid_nes/pretrained/auto_policy.json)")
+    p.add_argument("--replace", action="store_true", help="replace the whole table by the measured cells")
+    p.add_argument("--write", action="store_true", help="write the table (without it: print the changes only)")
+    p.set_defaults(func=_run_policy)
+    return p
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    from hybrid_nes import auto_policy
+
+    target = args.policy or auto_policy.default_policy_path()
+    try:
+        results = auto_policy.load_results(args.results)
+        measured = auto_policy.policy_from_results(results, str(args.results))
+        current = auto_policy.read_policy(target)
+        updated = auto_policy.updated_policy(current, measured, replace=args.replace)
+    except (OSError, ValueError) as err:
+        print(f"hybrid-nes policy: {err}", file=sys.stderr)
+        return 2
+    diff = auto_policy.changes(current, updated)
+    print(f"{target} from {args.results} ({results.get('mode', 'unknown')} run, tol {measured['tol']:g}, "
+          f"{len(measured['cells'])} cells measured)")
+    for change in diff:
+        print(f"  {change}")
+    if not diff:
+        print("no change")
+    elif not args.write:
+        print(f"{len(diff)} entries would change; pass --write to write them")
+    else:
+        try:
+            auto_policy.write_policy(target, updated)
+        except OSError as err:
+            print(f"hybrid-nes policy: cannot write {target}: {err.strerror or err}", file=sys.stderr)
+            return 2
+        print(f"wrote {target}: {len(diff)} entries changed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="hybrid-nes", description="hybrid_nes: neural + exact (C)CE solvers")
@@ -387,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_solve_batch_parser(subparsers)
     add_demo_parser(subparsers)
     add_rate_parser(subparsers)
+    add_policy_parser(subparsers)
     return parser
 
 
