@@ -1,6 +1,6 @@
 """Cold vs warm (NES) start of the exact solvers, per method, size, concept and preset.
 
-    python -m benchmarks.pipeline_suite [--quick] [--write-policy]
+    python -m benchmarks.pipeline_suite [--quick]
 
 For every cell (suite, shape, concept, preset) and dual method (Newton, first-order, and
 the solvers' "auto" where it differs from both: a short first-order pass, then Newton) the
@@ -22,8 +22,10 @@ show what accuracy a given saving of iterations asks of any warm start.
 
 Also written: convergence curves (median gap after k iterations, cold vs warm, against k
 and against wall time) and the warm/cold speed-up against game size, as PNG figures.
-``--write-policy`` stores the measured best (warm, method) per cell in
-``hybrid_nes/pretrained/auto_policy.json``, the table ``warm_start="auto"`` reads.
+The run records the measured best (warm, method) per cell as ``policy``; it does not
+change the table ``warm_start="auto"`` reads (``hybrid_nes/pretrained/auto_policy.json``):
+``hybrid-nes policy --from benchmarks/results/pipeline_suite.json`` prints what the run
+would change there and ``--write`` writes it (``hybrid_nes.auto_policy``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from benchmarks.results import (
 )
 from benchmarks.solvers_suite import _cvxpy_solve
 from hybrid_nes import pipeline
+from hybrid_nes.auto_policy import policy_from_rows
 from hybrid_nes.model import duals_to_payoff_units, load_pretrained
 from solvers.api import auto_first_pass, refine_batch
 from solvers.gains import num_constraints
@@ -393,16 +396,7 @@ def _plots(curves: dict, rows: list[dict], out_dir: Path) -> list[str]:
     return written
 
 
-def policy_from_rows(rows: list[dict]) -> dict:
-    """``{"cells": {"concept/shape/preset": {"warm": bool, "method": str}}}`` from the rows."""
-    cells = {}
-    for row in rows:
-        if row["start"] == "auto" and row["cell"].startswith("random"):
-            cells[f"{row['concept']}/{row['shape']}/{row['preset']}"] = row["best_key"]
-    return {"tol": TOL, "cells": cells}
-
-
-def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_policy: bool = False) -> dict:
+def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2022)
     models = {c: load_pretrained(c) for c in ("cce", "ce")}
@@ -430,10 +424,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
     oracle = _oracle_starts(models["ce"], rng, quick)
     accuracy = _accuracy_needed(models["cce"], rng, quick)
     figures = _plots(curves, rows, out_dir)
-    policy = policy_from_rows(rows)
-    if write_policy:
-        target = Path(pipeline.__file__).parent / "pretrained" / pipeline.POLICY_FILE
-        write_json_atomic(target, policy)
+    policy = policy_from_rows(rows, TOL)  # recorded only: `hybrid-nes policy` reviews and writes it
     auto_rows = [r for r in rows if r["start"] == "auto"]
     uncertified = [f"{r['cell']} {r['concept']} {r['preset']} {r['method']} {r['start']}: games {r['uncertified']}"
                    for r in rows if r.get("uncertified")]
@@ -474,6 +465,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--write-policy", action="store_true")
     args = parser.parse_args()
-    main(args.quick, args.out, args.write_policy)
+    main(args.quick, args.out)

@@ -1,10 +1,11 @@
-"""Solving on a Dask cluster: ``solve_dask``, ``solve_shards`` and ``solve-batch --scheduler``.
+"""Solving on a Dask cluster: ``solve_dask`` and ``solve_shards``.
 
 Chunks of games (``[b, N, A1..AN]``, one shape) become Dask tasks; each task runs
 ``hybrid_nes.solve_batch`` on a worker and returns the per-game arrays of
 ``solvers.solution.stack_solutions``. Scheduling, retries and recovery from lost workers are
 Dask's (``distributed``); this module only cuts the input into chunks, warms the workers
-and writes the results.
+and writes the results. The shard files and reports are ``hybrid_nes.shards``'; the
+``solve-batch --scheduler`` command is ``hybrid_nes.cli_cluster``.
 
     import dask.array as da
     from distributed import Client
@@ -30,16 +31,26 @@ import asyncio
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from solvers.atomic import atomic_path
+from hybrid_nes.shards import (
+    FIELDS,
+    META_KEY,
+    ChunkFailure,
+    ShardReport,
+    Source,
+    concat_chunks,
+    is_complete,
+    open_shard,
+    save_npz,
+    shard_files,
+    shard_meta,
+)
 from solvers.gains import num_constraints
 from solvers.selection import Selection
 
@@ -65,53 +76,15 @@ __all__ = [
 
 #: Seconds to reach a scheduler before ``connect`` gives up with a clear error.
 CONNECT_TIMEOUT = 10.0
-#: Per-game result arrays, in the order of ``stack_solutions``.
-FIELDS: tuple[str, ...] = (
-    "joint", "duals", "eps", "gaps", "scale", "gap", "normalised_gap", "duality_gap", "objective",
-    "iterations", "status", "method",
-)
 #: Fixed-width string dtypes, so that dask arrays of status / method have a known dtype.
 STATUS_DTYPE = np.dtype("<U16")
 METHOD_DTYPE = np.dtype("<U64")
-#: Key in result shards holding their metadata (JSON text).
-META_KEY = "meta"
 #: Chunks in flight per worker thread (bounds the client's memory on out-of-core runs).
 IN_FLIGHT_PER_THREAD = 2
 
 
 class SchedulerLostError(RuntimeError):
     """The connection to the scheduler was lost mid-run (complete shards are kept)."""
-
-
-@dataclass(frozen=True)
-class ChunkFailure:
-    """A chunk whose task kept failing after its retries."""
-
-    source: str  # the shard file (or input file) it came from
-    chunk: int  # chunk index within the source
-    games: tuple[int, int]  # [lo, hi) game indices within the source
-    error: str
-
-    def __str__(self) -> str:
-        return f"{self.source} chunk {self.chunk} (games {self.games[0]}..{self.games[1] - 1}): {self.error}"
-
-
-@dataclass
-class ShardReport:
-    """What ``solve_shards`` did."""
-
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)  # complete from an earlier run
-    failed: list[ChunkFailure] = field(default_factory=list)
-    games: int = 0  # games solved in this run
-    certified: int = 0  # of which status "optimal"
-    seconds: float = 0.0  # the whole call
-    warmup_seconds: float = 0.0  # of which warming the workers (``warm=True``)
-
-    @property
-    def ok(self) -> bool:
-        """Every shard written (or already complete), no chunk failed."""
-        return not self.failed
 
 
 def _require_dask():
@@ -379,64 +352,8 @@ def close(client) -> None:
 # --- shards: out-of-core, restartable ------------------------------------------------------
 
 
-@dataclass
-class _Source:
-    """Games to solve and where their results go."""
 
-    name: str
-    games: np.ndarray  # may be a read-only memory map: chunks are read as they are sent
-    write: Callable[[dict[str, np.ndarray]], None]
-    chunks: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
-    failed: bool = False
-
-    @property
-    def num(self) -> int:
-        return int(self.games.shape[0])
-
-
-def _meta(source: str, shape: tuple[int, ...], concept: str, sel: Selection, opts: Mapping) -> dict:
-    import dask
-
-    return {
-        "source": source, "games": int(shape[0]), "shape": list(shape[1:]),
-        "concept": concept, "selection": sel.name,
-        "options": {k: v for k, v in opts.items() if isinstance(v, (str, int, float, bool, type(None)))},
-        "fingerprint": dask.base.tokenize(concept, sel, sorted(opts.items(), key=lambda kv: kv[0])),
-    }
-
-
-def _complete(path: Path, meta: dict) -> bool:
-    """True when ``path`` holds the results ``meta`` describes; ``ValueError`` when it holds
-    results of other options (they are not silently replaced); False when absent/unreadable."""
-    if not path.is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            old = json.loads(str(data[META_KEY]))
-            rows = {data[k].shape[0] for k in FIELDS}
-    except Exception:  # a foreign or damaged file: solve the shard again
-        return False
-    if old.get("fingerprint") != meta["fingerprint"]:
-        raise ValueError(f"{path} holds results of other options ({old.get('concept')}, "
-                         f"{old.get('selection')}, {old.get('options')}); use another out directory")
-    return old.get("games") == meta["games"] and old.get("shape") == meta["shape"] and rows == {meta["games"]}
-
-
-def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-
-
-def _concat(chunks: Mapping[int, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    order = sorted(chunks)
-    out = {k: np.concatenate([chunks[i][k] for i in order]) for k in FIELDS}
-    # status / method as stack_solutions writes them (the narrowest str dtype)
-    for key in ("status", "method"):
-        out[key] = np.array(out[key].tolist())
-    return out
-
-
-def _run(client, sources: Sequence[_Source], concept: str, sel: Selection, opts: Mapping, *,
+def _run(client, sources: Sequence[Source], concept: str, sel: Selection, opts: Mapping, *,
          chunk: int, retries: int, progress: bool | Callable[[int, int], None], report: ShardReport) -> None:
     """Sends the chunks of ``sources`` as tasks (a bounded window of them), collects results
     as they complete and writes each source once all its chunks are in."""
@@ -497,32 +414,13 @@ def _run(client, sources: Sequence[_Source], concept: str, sel: Selection, opts:
             remaining[s] -= 1
             if remaining[s] == 0:
                 if not src.failed:
-                    src.write(_concat(src.chunks))
+                    src.write(concat_chunks(src.chunks))
                 src.chunks.clear()
             submit()
     finally:
         bar.close()
         for future in list(pending.futures):
             future.release()
-
-
-def _shard_files(in_dir: Path) -> list[Path]:
-    if not in_dir.is_dir():
-        raise FileNotFoundError(f"no shard directory {in_dir}")
-    files = sorted(p for p in in_dir.iterdir() if p.suffix.lower() == ".npy" and not p.name.startswith("."))
-    if not files:
-        raise ValueError(f"{in_dir} holds no .npy shards")
-    return files
-
-
-def _open_shard(path: Path) -> np.ndarray:
-    """The shard as a read-only memory map, its shape checked (values are checked by the task)."""
-    games = np.load(path, mmap_mode="r", allow_pickle=False)
-    if games.ndim < 4 or games.ndim != games.shape[1] + 2 or games.shape[0] < 1:
-        raise ValueError(f"{path}: a shard must hold games [B, N, A1..AN] with B >= 1, got shape {games.shape}")
-    if not np.issubdtype(games.dtype, np.number):
-        raise TypeError(f"{path}: games must be numeric, got dtype {games.dtype}")
-    return games
 
 
 def solve_shards(in_dir: str | os.PathLike, out_dir: str | os.PathLike, concept: str = "cce",
@@ -572,25 +470,25 @@ def solve_shards(in_dir: str | os.PathLike, out_dir: str | os.PathLike, concept:
         {"warm_start": warm_start, "tol": tol, "method": method, "max_iter": max_iter, "polish": polish},
         selection_params)
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    files = _shard_files(in_dir)
+    files = shard_files(in_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     client = client if client is not None else get_client()
     report = ShardReport()
     start = time.perf_counter()
     sources = []
     for path in files:
-        games = _open_shard(path)
+        games = open_shard(path)
         target = out_dir / f"{path.stem}.npz"
-        meta = _meta(path.name, games.shape, concept, sel, opts)
-        if _complete(target, meta):
+        meta = shard_meta(path.name, games.shape, concept, sel, opts)
+        if is_complete(target, meta):
             report.skipped.append(target)
             continue
 
         def write(arrays, target=target, meta=meta):
-            _save_npz(target, {**arrays, META_KEY: np.array(json.dumps(meta))})
+            save_npz(target, {**arrays, META_KEY: np.array(json.dumps(meta))})
             report.written.append(target)
 
-        sources.append(_Source(path.name, games, write))
+        sources.append(Source(path.name, games, write))
     if sources:
         if warm:
             t0 = time.perf_counter()
@@ -601,91 +499,3 @@ def solve_shards(in_dir: str | os.PathLike, out_dir: str | os.PathLike, concept:
              progress=progress, report=report)
     report.seconds = time.perf_counter() - start
     return report
-
-
-# --- the CLI: hybrid-nes solve-batch IN --out OUT --scheduler ADDRESS -------------------------
-
-
-def solve_batch_cli(args) -> int:
-    """``solve-batch`` with ``--scheduler``: IN a games file -> OUT a results .npz (as without
-    the flag), or IN a directory of .npy shards -> OUT a directory of result shards
-    (restartable). Exit 0 when every game is certified, 1 when some are not, 2 on errors
-    (including chunks that kept failing, listed by index)."""
-    def fail(message: str) -> int:
-        print(f"hybrid-nes solve-batch: {message}", file=sys.stderr)
-        return 2
-
-    if args.chunk < 1:
-        return fail(f"--chunk must be >= 1, got {args.chunk}")
-    from hybrid_nes.cli import solve_options
-
-    options, params = solve_options(args)
-    shards = args.games.is_dir()
-    try:
-        _require_dask()
-        concept, sel, opts = _check_options(args.concept, args.selection, options, params)
-        if shards:
-            if args.out.exists() and not args.out.is_dir():
-                return fail(f"IN is a shard directory, so --out must be a directory; {args.out} is a file")
-            files = _shard_files(args.games)
-        else:
-            from solvers.atomic import check_destination
-            from solvers.game_io import load_games
-
-            check_destination(args.out, suffix=".npz")
-            games = load_games(args.games, max_entries=args.max_entries)
-    except (ImportError, OSError, ValueError, TypeError) as err:
-        return fail(str(err))
-    try:
-        client = connect(args.scheduler)
-    except (ValueError, ConnectionError) as err:
-        return fail(str(err))
-    progress = not args.no_progress
-    status = None
-    try:
-        if shards:
-            report = solve_shards(args.games, args.out, concept, sel, client=client, chunk=args.chunk,
-                                  progress=progress, **opts)
-            print(f"{len(files)} shards: {len(report.written)} written, {len(report.skipped)} already "
-                  f"complete, {len(report.failed)} chunks failed; {report.games} games in "
-                  f"{report.seconds:.2f} s (warm-up {report.warmup_seconds:.2f} s; "
-                  f"{report.games / max(report.seconds - report.warmup_seconds, 1e-9):.0f} games/s after it), "
-                  f"certified {report.certified}/{report.games}; results in {args.out}")
-        else:
-            report = ShardReport()
-            start = time.perf_counter()
-            warm_workers(client, concept, games.shape[2:], sel, batch=min(args.chunk, games.shape[0]), **opts)
-            warmup = time.perf_counter() - start
-            holder: dict[str, dict] = {}
-            source = _Source(str(args.games), games, lambda arrays: holder.update(arrays=arrays))
-            _run(client, [source], concept, sel, opts, chunk=args.chunk, retries=2, progress=progress,
-                 report=report)
-            wall = time.perf_counter() - start
-            if "arrays" in holder:
-                _save_npz(args.out, holder["arrays"])
-                status = holder["arrays"]["status"]
-                num = games.shape[0]
-                print(f"{num} games {'x'.join(map(str, games.shape[2:]))}, {concept.upper()} ({sel.name}) "
-                      f"on {args.scheduler}: {wall:.2f} s (warm-up {warmup:.2f} s; "
-                      f"{num / max(wall - warmup, 1e-9):.0f} games/s after it); "
-                      f"certified {report.certified}/{num}; wrote {args.out}")
-    except SchedulerLostError as err:
-        return fail(str(err))
-    except (OSError, ValueError, TypeError) as err:
-        return fail(str(err))
-    finally:
-        close(client)
-    if report.failed:
-        shown = "\n  ".join(str(f) for f in report.failed[:20])
-        more = f"\n  ... and {len(report.failed) - 20} more" if len(report.failed) > 20 else ""
-        what = "their shards were not written" if shards else f"{args.out} was not written"
-        return fail(f"{len(report.failed)} chunks failed after retries ({what}):\n  {shown}{more}")
-    if status is not None:
-        bad = np.flatnonzero(status != "optimal")
-        if bad.size:
-            shown = ", ".join(f"{i} ({status[i]})" for i in bad[:20])
-            print(f"not certified: {shown}{' ...' if bad.size > 20 else ''}")
-    elif report.certified < report.games:
-        print(f"not certified: {report.games - report.certified} of {report.games} games "
-              "(see 'status' in the result shards)")
-    return 0 if report.certified == report.games else 1

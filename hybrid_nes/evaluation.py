@@ -1,9 +1,10 @@
 """Exact reference optima and the accuracy metrics of the paper's Table 1.
 
 ``reference_optima`` minimises the dual of each game to high accuracy (for validation
-sets and benchmarks). It uses ``solvers.solve_batch`` when that exists and otherwise a
-NumPy / SciPy L-BFGS-B on the dense constraint matrix (fine for the small validation
-sets used here).
+sets and benchmarks), one game at a time, with SciPy's L-BFGS-B (bounds ``alpha >= 0``)
+in float64 on the dense gain matrix (``solvers.gains.dense_gains``): fine for the small
+validation sets used here. It does not call the dual methods of ``solvers`` (Newton,
+first-order): only the gain construction is shared.
 
 Metrics, all in normalised units, per game:
 

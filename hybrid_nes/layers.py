@@ -77,7 +77,7 @@ class BatchNorm(hk.Module):
     Training mode normalises with the batch's statistics and stores them in the state
     (``mean``, ``var``: ``[C]``); inference uses the stored ones. The stored statistics
     are those of the last batch, not a running average: after training they are
-    re-estimated per game shape (``hybrid_nes.train.calibrate_statistics``), so that
+    re-estimated per game shape (``hybrid_nes.calibration.calibrate_statistics``), so that
     inference on one game equals inference on a large batch.
     """
 

@@ -33,9 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from hybrid_nes import checkpoint as ckpt_lib
+from hybrid_nes.calibration import FIRST_USE_CALIBRATION, calibrate_statistics
 from hybrid_nes.inference import fold_params, make_inference
 from hybrid_nes.network import NetworkConfig, make_network
 from hybrid_nes.sampling import SelectionInputs, check_shape, selection_inputs
+from hybrid_nes.train import TrainConfig
 from solvers.gains import check_concept, constraint_player, num_constraints
 from solvers.game import NormalisedGame, as_game_batch, normalise_batch
 from solvers.selection import Selection, as_selection, resolve_selection
@@ -81,8 +83,8 @@ def duals_to_normalised_units(duals: np.ndarray, scale: np.ndarray, shape: Seque
 def _bucket(batch: int) -> int:
     """The padded size of a chunk of ``batch`` games: the next power of two (1, 2, 4, ...).
 
-    One compilation per size; a single game is not padded (solve_exact on one 32x32 CE
-    game would otherwise pay 8 games' inference: 12 ms instead of ~1.5 ms on one core).
+    One compilation per size; a single game is not padded (it would pay the inference of
+    the padding: ``benchmarks/results/hybrid_nes_constants.md``).
     """
     return 1 << (batch - 1).bit_length()
 
@@ -125,7 +127,7 @@ class NESModel:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> NESModel:
-        """Loads weights written by ``hybrid_nes.train.write_weights`` (or a checkpoint)."""
+        """Loads weights written by ``hybrid_nes.weights.write_weights`` (or a checkpoint)."""
         ck = ckpt_lib.load(path)
         cfg = ck.meta.get("config", {})
         try:
@@ -158,12 +160,6 @@ class NESModel:
         # players' order: one entry per sorted shape keeps predictions player-equivariant.
         shape = tuple(sorted(shape))
         if shape not in self._stats:
-            from hybrid_nes.train import (
-                FIRST_USE_CALIBRATION,
-                TrainConfig,
-                calibrate_statistics,
-            )
-
             train_cfg = TrainConfig.from_dict({**self.meta.get("config", {}), "network": self.config.to_dict()})
             stats = calibrate_statistics(train_cfg, self.params, shape, FIRST_USE_CALIBRATION, progress=None)
             self._stats[shape] = jax.tree_util.tree_map(jnp.asarray, stats)

@@ -5,6 +5,9 @@ same draws as an uninterrupted one), samples a batch of games and selection para
 inside jit, and takes an Adam step (adaptive gradient clipping, warm-up + cosine
 schedule) on ``mean_b L(alpha_theta(G_b))``. Evaluation uses a fixed validation set per
 shape with exact reference optima. Device-agnostic: nothing here names a device.
+
+BatchNorm calibration (``hybrid_nes.calibration``), validation (``hybrid_nes.validation``)
+and shippable weight files (``hybrid_nes.weights``) have their own modules.
 """
 
 from __future__ import annotations
@@ -27,10 +30,19 @@ import numpy as np
 import optax
 
 from hybrid_nes import checkpoint as ckpt_lib
-from hybrid_nes.evaluation import Reference, reference_optima, score_duals
+from hybrid_nes.calibration import (  # re-exported: train's public names before calibration.py
+    FIRST_USE_CALIBRATION,
+    SHIPPED_CALIBRATION,
+    Calibration,
+    calibrate_statistics,
+    calibration_plan,
+    pool_statistics,
+)
 from hybrid_nes.loss import batch_dual_metrics
 from hybrid_nes.network import NetworkConfig, make_network
-from hybrid_nes.sampling import TRAIN_PRESETS, SelectionInputs, check_shape, sample_batch
+from hybrid_nes.sampling import TRAIN_PRESETS, check_shape, sample_batch
+from hybrid_nes.validation import evaluate, validation_set
+from hybrid_nes.weights import write_weights
 from solvers.atomic import write_text_atomic
 
 __all__ = [
@@ -315,137 +327,6 @@ def budget_steps(config: TrainConfig, seconds: float, step_time: dict[tuple[int,
     return max(1, int(seconds / mean))
 
 
-class Calibration(NamedTuple):
-    """How many fresh games estimate a shape's BatchNorm statistics (``calibrate_statistics``).
-
-    Attributes:
-      games: games in all, at most (the training distribution, mixed presets).
-      max_cells: joint actions in all, at most (caps the work on large shapes).
-      seed: PRNG seed of the calibration games.
-    """
-
-    games: int
-    max_cells: int
-    seed: int = 12345
-
-
-#: Behind the shipped statistics (``write_weights``). Predictions are sensitive to the
-#: estimate: on 1,000 8x8 ME-CCE games the shipped CCE network's mean CCE gap ranged
-#: 0.015-0.028 over four seeds with 2,048 games, 0.020-0.024 with 8,192 and 0.0205-0.0223
-#: with 32,768 (0.0206-0.0215 with 131,072).
-SHIPPED_CALIBRATION = Calibration(games=32768, max_cells=1 << 25)
-#: For a shape calibrated on first use (``NESModel.statistics``), where latency matters.
-FIRST_USE_CALIBRATION = Calibration(games=4096, max_cells=1 << 22)
-#: Games per calibration batch: at most 512, at least 64 (a batch needs a mix of presets),
-#: else ``2**18 // joint actions`` (bounds the memory of one batch).
-_CALIBRATION_BATCH = (64, 512, 1 << 18)
-
-
-def calibration_plan(shape: Sequence[int], calibration: Calibration = SHIPPED_CALIBRATION) -> tuple[int, int]:
-    """``(batches, games per batch)`` that calibrate ``shape``'s statistics."""
-    cells = math.prod(check_shape(shape))
-    low, high, batch_cells = _CALIBRATION_BATCH
-    per_batch = min(high, max(low, batch_cells // cells))
-    total = min(calibration.games, max(per_batch, calibration.max_cells // cells))
-    return max(1, total // per_batch), per_batch
-
-
-def pool_statistics(states: Sequence[hk.State]) -> hk.State:
-    """Population BatchNorm statistics from per-batch ones (equal batches): the mean of the
-    means, and the law of total variance (mean of the variances + variance of the means)."""
-    stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x, np.float64) for x in xs]), *states)
-    pooled = {}
-    for module, entry in stacked.items():
-        mean = entry["mean"].mean(0)
-        var = entry["var"].mean(0) + entry["mean"].var(0)
-        pooled[module] = {**{k: v.mean(0) for k, v in entry.items()}, "mean": mean, "var": var}
-    return jax.tree_util.tree_map(lambda x: x.astype(np.float32), pooled)
-
-
-def calibrate_statistics(
-    config: TrainConfig,
-    params: hk.Params,
-    shape: Sequence[int],
-    calibration: Calibration = SHIPPED_CALIBRATION,
-    progress: bool | None = False,
-) -> hk.State:
-    """Population BatchNorm statistics for one game shape.
-
-    Runs fresh batches of the training distribution (``calibration_plan``) in training mode
-    and pools each layer's batch means and variances (``pool_statistics``). With these,
-    inference (``is_training=False``) on a single game scores like batch-statistics
-    inference on a large batch. ``progress``: a tqdm bar (None: only on a terminal).
-    """
-    shape = check_shape(shape)
-    batches, batch_size = calibration_plan(shape, calibration)
-    net = make_network(config.network)
-
-    @jax.jit
-    def stats(key):
-        games, sel = sample_batch(key, batch_size, shape, config.presets)
-        _, state = net.apply(params, _dummy_state(config, shape), None, games, sel, True)
-        return state
-
-    from tqdm import trange
-
-    key = jax.random.PRNGKey(calibration.seed)
-    label = f"calibrating BatchNorm statistics for {'x'.join(map(str, shape))}"
-    disable = None if progress is None else not progress  # tqdm's None: a bar on a terminal only
-    states = [stats(jax.random.fold_in(key, i)) for i in trange(batches, desc=label, leave=False, disable=disable)]
-    return pool_statistics(states)
-
-
-def _dummy_state(config: TrainConfig, shape: tuple[int, ...]) -> hk.State:
-    """A BatchNorm state of the right structure (training mode only writes it)."""
-    net = make_network(config.network)
-    games, sel = sample_batch(jax.random.PRNGKey(0), 2, shape, config.presets)
-    _, state = jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), games, sel, True))
-    return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), state)
-
-
-@functools.lru_cache(maxsize=8)
-def _jitted_apply(network: NetworkConfig) -> Callable:
-    """``net.apply`` jitted with ``is_training`` static (eager Haiku is slow on CPU)."""
-    return jax.jit(make_network(network).apply, static_argnums=5)
-
-
-class ValidationSet(NamedTuple):
-    """Fixed validation games of one shape and their exact optima."""
-
-    games: jax.Array
-    sel: SelectionInputs
-    ref: Reference
-
-
-def validation_set(config: TrainConfig, shape: Sequence[int], games: int | None = None) -> ValidationSet:
-    """Fixed validation games (seeded by ``config.seed``, disjoint from training keys)."""
-    shape = check_shape(shape)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-    g, sel = sample_batch(key, games or config.eval_games, shape, config.presets, dtype=jnp.float32)
-    ref = reference_optima(np.asarray(g, np.float64), sel, config.concept)
-    return ValidationSet(g, sel, ref)
-
-
-def evaluate(config: TrainConfig, params: hk.Params, bn_state: hk.State | None, val: ValidationSet) -> dict[str, float]:
-    """Mean metrics of the network on a validation set.
-
-    ``bn_state=None`` normalises with the validation batch's own statistics; otherwise
-    the given (calibrated) statistics are used, as at inference.
-    """
-    apply = _jitted_apply(config.network)
-    if bn_state is None:
-        duals, _ = apply(params, _dummy_state(config, val.games.shape[2:]), None, val.games, val.sel, True)
-    else:
-        duals, _ = apply(params, bn_state, None, val.games, val.sel, False)
-    scores = score_duals(val.games, val.sel, duals, config.concept, val.ref)
-    return {
-        "gap": float(scores.gap.mean()),
-        "solver_gap": float(scores.solver_gap.mean()),
-        "suboptimality": float(scores.suboptimality.mean()),
-        "loss": float(scores.loss.mean()),
-    }
-
-
 def _save_checkpoint(path: Path, config: TrainConfig, state: TrainState, history: list, stats=None, wall: float = 0.0,
                      parent: dict | None = None) -> None:
     meta = {
@@ -662,24 +543,3 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike,
     meta = {"num_parameters": count_parameters(state.params), "step": int(state.step),
             **({"parent": parent} if parent else {}), **(extra_meta or {})}
     return write_weights(out, config, state.params, history, wall, shapes=shapes or config.shapes, extra_meta=meta)
-
-
-def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Params, history: list, wall: float,
-                  shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None) -> Path:
-    """Writes shippable weights: float32 parameters + calibrated statistics per shape."""
-    shapes = [check_shape(s) for s in (shapes or config.shapes)]
-    calibration = SHIPPED_CALIBRATION
-    stats = {s: calibrate_statistics(config, params, s, calibration) for s in shapes}
-    meta = {
-        "kind": "weights",
-        "config": config.to_dict(),
-        "step": (extra_meta or {}).get("step", history[-1]["step"] if history else 0),
-        "wall_time_s": wall,
-        "history": history,
-        "jax_version": jax.__version__,
-        **(extra_meta or {}),
-        "calibration": calibration._asdict(),
-    }
-    params32 = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
-    stats32 = {s: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), t) for s, t in stats.items()}
-    return ckpt_lib.save(path, ckpt_lib.Checkpoint(meta, params32, {}, stats32, []))

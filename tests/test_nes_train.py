@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 
 from hybrid_nes import checkpoint as ckpt_lib
+from hybrid_nes.calibration import (
+    FIRST_USE_CALIBRATION,
+    SHIPPED_CALIBRATION,
+    calibrate_statistics,
+    calibration_plan,
+    pool_statistics,
+)
 from hybrid_nes.evaluation import score_duals, uniform_rule_duals
 from hybrid_nes.network import NetworkConfig, make_activations
 from hybrid_nes.train import (
-    FIRST_USE_CALIBRATION,
-    SHIPPED_CALIBRATION,
     TrainConfig,
-    calibrate_statistics,
-    calibration_plan,
-    evaluate,
     init_state,
     make_train_step,
-    pool_statistics,
     restore,
     train,
-    validation_set,
 )
+from hybrid_nes.validation import evaluate, validation_set
 
 SMALL = NetworkConfig(concept="cce", payoff_channels=(16, 16), dual_channels=16, dual_layers=(16,))
 
