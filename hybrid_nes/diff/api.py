@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hybrid_nes.diff.checks import check_tangent, prepare
-from hybrid_nes.diff.forward import forward, packed_size
+from hybrid_nes.diff.forward import dense_adjoint, forward, packed_size, packed_sizes
 from hybrid_nes.diff.implicit import implicit, tangent
 from hybrid_nes.diff.problem import Theta, resolve
 from hybrid_nes.diff.status import Config, DiffSolution, DiffTangent
@@ -45,19 +45,22 @@ _OPTIONS_DOC = """
 
 
 def _forward_call(cfg: Config, payoffs: jax.Array, theta: Theta):
-    """``(sigma, alpha, free, support, status)`` from the exact solver (no derivative)."""
+    """``(sigma, alpha, free, support, status, adjoint)`` from the exact solver (no
+    derivative; ``adjoint`` as ``implicit.implicit``)."""
     dtype = theta.gn.dtype
-    num_joint = int(np.prod(cfg.shape))
     num = gain_layout(cfg.shape, cfg.concept).num_constraints
     stop = jax.lax.stop_gradient
+    # One input and one output: pure_callback converts each array separately.
+    inputs = stop(jnp.concatenate([payoffs.reshape(-1), theta.base, theta.eps_hat, theta.eps_plus]))
     packed = jax.pure_callback(
         functools.partial(forward, cfg, np.dtype(dtype)), jax.ShapeDtypeStruct((packed_size(cfg),), dtype),
-        stop(payoffs), stop(theta.base), stop(theta.eps_hat), stop(theta.eps_plus),
-        vmap_method="broadcast_all",
+        inputs, vmap_method="broadcast_all",
     )
-    cuts = np.cumsum([0, num_joint, num, num, num_joint])
-    sigma, alpha, free, support = (packed[..., a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True))
-    return sigma, alpha, free > 0.5, support > 0.5, packed[..., -1].astype(jnp.int32)
+    cuts = np.cumsum((0,) + packed_sizes(cfg))
+    sigma, alpha, free, support, flag, adj, status = (
+        packed[..., a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+    adjoint = (flag[..., 0] > 0.5, adj.reshape(adj.shape[:-1] + (num, num))) if dense_adjoint(cfg) else None
+    return sigma, alpha, free > 0.5, support > 0.5, status[..., 0].astype(jnp.int32), adjoint
 
 
 def _solution(cfg: Config, theta: Theta, sigma, alpha, free, support, status) -> DiffSolution:
@@ -70,18 +73,18 @@ def _solution(cfg: Config, theta: Theta, sigma, alpha, free, support, status) ->
 
 def _solve_traced(cfg: Config, preset: str, plus, payoffs, target, welfare, mu, eps_hat) -> DiffSolution:
     theta = resolve(cfg, preset, plus, payoffs, target, welfare, mu, eps_hat)
-    sigma0, alpha0, free, support, status = _forward_call(cfg, payoffs, theta)
+    sigma0, alpha0, free, support, status, adjoint = _forward_call(cfg, payoffs, theta)
     sigma, alpha = implicit(cfg, theta.gn, theta.base, theta.eps_hat, theta.eps_plus, sigma0, alpha0, free, support,
-                            status)
+                            status, adjoint)
     return _solution(cfg, theta, sigma, alpha, free, support, status)
 
 
 def _jvp_traced(cfg: Config, preset: str, plus, primals: tuple, tangents: tuple) -> tuple[DiffSolution, DiffTangent]:
     theta, dtheta = jax.jvp(lambda *a: resolve(cfg, preset, plus, *a), primals, tangents)
-    sigma, alpha, free, support, status = _forward_call(cfg, primals[0], theta)
+    sigma, alpha, free, support, status, adjoint = _forward_call(cfg, primals[0], theta)
     core = (theta.gn, theta.base, theta.eps_hat, theta.eps_plus)
     dcore = (dtheta.gn, dtheta.base, dtheta.eps_hat, jnp.zeros_like(dtheta.eps_plus))
-    dsigma, dalpha = tangent(cfg, core, dcore, sigma, alpha, free, support, status)
+    dsigma, dalpha = tangent(cfg, core, dcore, sigma, alpha, free, support, status, adjoint)
     sol = _solution(cfg, theta, sigma, alpha, free, support, status)
     player = jnp.asarray(gain_layout(cfg.shape, cfg.concept).player, dtype=jnp.int32)
     djoint = dsigma.reshape(cfg.shape)

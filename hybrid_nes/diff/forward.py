@@ -20,9 +20,14 @@ Per game (normalised units, DESIGN §5):
    ``F`` (implicit equalities, duals above ``degenerate_tol``) are those held at equality;
    a row with dual and slack both within ``degenerate_tol`` is ``DEGENERATE_ACTIVE_SET``.
 
-The result of a batch is one packed float array ``[..., 2|A| + 2K + 1]`` (joint, duals,
-free, support, status): ``pure_callback`` converts each output separately, and one
-output costs about half of five (``benchmarks/results/diff_suite.md``).
+5. Up to ``DENSE_ADJOINT_MAX`` duals, where the free block ``H_FF`` of the dual Hessian
+   is well conditioned: ``-H_FF^{-1}``, so that the derivative is a product in JAX and
+   needs no second callback (a singular block, on faces, is solved in the derivative's
+   own callback, ``implicit``).
+
+The result of a batch is one packed float array ``[..., packed_size]`` (joint, duals,
+free, support, [flag, -H_FF^{-1} as ``[K, K]``], status): ``pure_callback`` converts each
+input and output array separately, at a cost comparable to the solve of a small game.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hybrid_nes.diff.face import face_lp, face_moves
+from hybrid_nes.diff.linalg import free_hessian, psd_inverse
 from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
     FACE_CHANGE,
@@ -56,10 +62,12 @@ from solvers.newton import OPTIMAL, NewtonOptions, newton_batch, options_array, 
 from solvers.selection import SelectionParams
 from solvers.solution import Status
 
-__all__ = ["FACE_MASS", "forward", "packed_size", "unpack_np"]
+__all__ = ["DENSE_ADJOINT_MAX", "FACE_MASS", "dense_adjoint", "forward", "packed_size", "packed_sizes", "unpack_np"]
 
 #: Hard constraints: a certified joint with an action below this mass gets the face LP.
 FACE_MASS = 1e-8
+#: The forward returns ``-H_FF^{-1}`` as a ``[K, K]`` block up to this many duals ``K``.
+DENSE_ADJOINT_MAX = 128
 #: ``solvers.game.normalise``'s constant-player threshold (relative spread).
 _TINY = CONSTANT_ULPS * float(np.finfo(np.float64).eps)
 
@@ -89,18 +97,28 @@ def plan(cfg: Config) -> _Plan:
                  NewtonOptions(tol=cfg.tol, max_iter=cap), noise)
 
 
-def packed_size(cfg: Config) -> int:
+def dense_adjoint(cfg: Config) -> bool:
+    """Whether the forward returns ``-H_FF^{-1}`` (``DENSE_ADJOINT_MAX``)."""
+    return gain_layout(cfg.shape, cfg.concept).num_constraints <= DENSE_ADJOINT_MAX
+
+
+def packed_sizes(cfg: Config) -> tuple[int, ...]:
+    """Sizes of the packed fields: joint, alpha, free, support, flag, adjoint, status."""
     num_joint = int(np.prod(cfg.shape))
-    return 2 * num_joint + 2 * gain_layout(cfg.shape, cfg.concept).num_constraints + 1
+    num = gain_layout(cfg.shape, cfg.concept).num_constraints
+    dense = dense_adjoint(cfg)
+    return (num_joint, num, num, num_joint, int(dense), num * num if dense else 0, 1)
+
+
+def packed_size(cfg: Config) -> int:
+    return sum(packed_sizes(cfg))
 
 
 def unpack_np(cfg: Config, packed: np.ndarray):
-    """``(joint, alpha, free, support, status)`` of a packed ``[..., packed_size]``."""
-    num_joint = int(np.prod(cfg.shape))
-    num = gain_layout(cfg.shape, cfg.concept).num_constraints
-    cuts = np.cumsum([num_joint, num, num, num_joint])
-    joint, alpha, free, support, status = np.split(packed, cuts, axis=-1)
-    return joint, alpha, free > 0.5, support > 0.5, status[..., 0].astype(np.int32)
+    """``(joint, alpha, free, support, flag, adjoint, status)`` of a ``[..., packed_size]``."""
+    cuts = np.cumsum(packed_sizes(cfg))[:-1]
+    joint, alpha, free, support, flag, adj, status = np.split(packed, cuts, axis=-1)
+    return joint, alpha, free > 0.5, support > 0.5, flag > 0.5, adj, status[..., 0].astype(np.int32)
 
 
 class _Found(NamedTuple):
@@ -228,39 +246,52 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
     if status == OK and np.any(~free & ~inactive):
         status = DEGENERATE_ACTIVE_SET
     out[-1] = status
+    start = 2 * num_joint + 2 * num
+    if dense_adjoint(cfg) and not np.any(free):
+        out[start] = 1.0  # nothing free: the adjoint is 0
+    elif dense_adjoint(cfg):
+        hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho, flat, found.joint,
+                            found.alpha, eps_hat, eps_plus, free)
+        inv = psd_inverse(hess)
+        if inv is not None:
+            out[start] = 1.0
+            adj = out[start + 1:start + 1 + num * num].reshape(num, num)
+            idx = np.flatnonzero(free)
+            adj[np.ix_(idx, idx)] = -inv
 
 
-def forward(cfg: Config, dtype, payoffs, base, eps_hat, eps_plus) -> np.ndarray:
+def forward(cfg: Config, dtype, inputs) -> np.ndarray:
     """The packed forward result of a batch (any leading dims: ``vmap_method="broadcast_all"``).
 
     Args:
-      payoffs: ``[..., N, A1..AN]`` raw payoffs (normalised here as ``solvers.solve`` does).
-      base: ``[..., |A|]``; eps_hat, eps_plus: ``[..., N]`` the resolved selection
-        (normalised units).
+      inputs: ``[..., N |A| + |A| + 2N]`` the raw payoffs ``[N, A1..AN]`` (normalised here
+        as ``solvers.solve`` does), then the resolved selection (normalised units):
+        ``base [|A|]``, ``eps_hat [N]``, ``eps_plus [N]``.
 
     Returns:
       ``[..., packed_size]`` of ``dtype`` (``unpack_np``).
     """
-    payoffs = np.asarray(payoffs, dtype=np.float64)
-    base = np.asarray(base, dtype=np.float64)
-    eps_hat = np.asarray(eps_hat, dtype=np.float64)
-    for name, value in (("payoffs", payoffs), ("selection parameters (target, welfare, mu, eps_hat)", base),
-                        ("eps_hat", eps_hat)):
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"hybrid_nes.diff.solve: {name} contain NaN or inf")
     pl = plan(cfg)
     num_players = len(cfg.shape)
     num_joint = pl.layout.rows.shape[0]
-    batch_shape = payoffs.shape[: payoffs.ndim - num_players - 1]
+    inputs = np.asarray(inputs, dtype=np.float64)
+    batch_shape = inputs.shape[:-1]
     num_games = int(np.prod(batch_shape)) if batch_shape else 1
-    flats = payoffs.reshape(num_games, num_players, num_joint)
-    bases = base.reshape(num_games, num_joint)
-    eps_hats = eps_hat.reshape(num_games, num_players)
-    eps_pluses = np.asarray(eps_plus, dtype=np.float64).reshape(num_games, num_players)
+    inputs = inputs.reshape(num_games, -1)
+    cut = num_players * num_joint
+    if not np.all(np.isfinite(inputs[:, :cut])):
+        raise ValueError("hybrid_nes.diff.solve: payoffs contain NaN or inf")
+    if not np.all(np.isfinite(inputs[:, cut:cut + num_joint + num_players])):
+        raise ValueError("hybrid_nes.diff.solve: selection parameters (target, welfare, mu, eps_hat) "
+                         "contain NaN or inf")
+    flats = inputs[:, :cut].reshape(num_games, num_players, num_joint)
+    bases = np.ascontiguousarray(inputs[:, cut:cut + num_joint])
+    eps_hats = np.ascontiguousarray(inputs[:, cut + num_joint:cut + num_joint + num_players])
+    eps_pluses = np.ascontiguousarray(inputs[:, cut + num_joint + num_players:])
     out = np.zeros((num_games, packed_size(cfg)))
     values = np.empty(pl.layout.rows.shape)
     for b in range(num_games):
-        flat, scale, _ = kn.normalise_one(flats[b], _TINY)
+        flat, scale, _ = kn.normalise_one(np.ascontiguousarray(flats[b]), _TINY)
         if not np.all(np.isfinite(scale)):
             raise ValueError("hybrid_nes.diff.solve: payoffs overflow float64 when normalised")
         kn.gain_values_one(flat, pl.layout.slot_player, pl.layout.dev, values)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_nes.diff.linalg import free_hessian, psd_solve
 from hybrid_nes.diff.problem import sigma_and_gradient
 from hybrid_nes.diff.status import (
     BAD_COTANGENT,
@@ -34,79 +35,37 @@ from hybrid_nes.diff.status import (
     Config,
     DegenerateEquilibriumError,
 )
-from solvers import kernels as kn
 from solvers.api import gain_layout
-from solvers.newton import cholesky_solve
 
-__all__ = ["CHOLESKY_MIN_PIVOT", "TIKHONOV_DELTA", "TIKHONOV_STEPS", "implicit", "kkt_solve_np", "psd_solve",
-           "tangent"]
+__all__ = ["implicit", "kkt_solve_np", "pack", "tangent"]
 
-#: ``psd_solve`` takes the Cholesky solve when the smallest pivot ratio is above this.
-CHOLESKY_MIN_PIVOT = 1e-8
-#: Iterated Tikhonov for a singular system: ``delta`` relative to max diag, steps.
-TIKHONOV_DELTA = 1e-11
-TIKHONOV_STEPS = 8
-
-
-def psd_solve(hess: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``hess^+ rhs`` for a PSD ``hess`` and ``rhs`` in its range (the system is
-    consistent: DESIGN §9).
-
-    Cholesky (the solvers' single-threaded Numba one: LAPACK's threads compete with XLA's
-    inside the callback) when well conditioned; else iterated Tikhonov,
-    ``x <- x + (hess + delta I)^{-1} (rhs - hess x)`` from 0, which converges to the
-    minimum-norm solution (each step shrinks the error along an eigenvalue ``l`` by
-    ``delta / (l + delta)``; null directions stay 0); the eigendecomposition
-    pseudo-inverse only as the last resort.
-    """
-    n = hess.shape[0]
-    low = np.zeros((n, n))
-    out = np.zeros(n)
-    if cholesky_solve(hess, 0.0, rhs, low, out):
-        pivots = np.diag(low) ** 2
-        if pivots.min() > CHOLESKY_MIN_PIVOT * pivots.max():
-            return out
-    delta = TIKHONOV_DELTA * max(float(np.max(np.diag(hess))), 1e-300)
-    x = np.zeros(n)
-    step = np.zeros(n)
-    for _ in range(TIKHONOV_STEPS):
-        if not cholesky_solve(hess, delta, rhs - hess @ x, low, step):
-            break
-        x += step
-    else:
-        return x
-    evals, evecs = np.linalg.eigh(hess)
-    cut = max(float(evals[-1]), 0.0) * 1e-12 * n
-    inv = np.where(evals > cut, 1.0 / np.where(evals > cut, evals, 1.0), 0.0)
-    return evecs @ (inv * (evecs.T @ rhs))
+def pack(gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status) -> jax.Array:
+    """The inputs of ``kkt_solve_np`` as one array (``pure_callback`` converts each input
+    separately): ``[N |A| + 2|A|... ]`` in the order of the arguments."""
+    dtype = alpha.dtype
+    return jnp.concatenate([gn.reshape(-1), sigma, alpha, free.astype(dtype), rhs, eps_hat, eps_plus,
+                            status.astype(dtype)[None]])
 
 
-def kkt_solve_np(cfg: Config, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status) -> np.ndarray:
-    """``-H_FF^+ rhs_F`` per game (zero off F; any leading batch dims); raises or NaNs
-    where ``status`` is not 0 (``cfg.on_degenerate``)."""
-    status = np.asarray(status)
-    if np.any(status == BAD_COTANGENT):
-        raise ValueError("the cotangent (or tangent) of hybrid_nes.diff's output contains NaN or inf")
-    dtype = np.asarray(alpha).dtype
+def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
+    """``-H_FF^+ rhs_F`` per game (zero off F; any leading batch dims) from ``pack``'s
+    array; raises or NaNs where the status is not 0 (``cfg.on_degenerate``)."""
+    packed = np.asarray(packed)
+    dtype = packed.dtype
     layout = gain_layout(cfg.shape, cfg.concept)
     num_players = len(cfg.shape)
     num_joint, num = layout.rows.shape[0], layout.num_constraints
-    sigma = np.asarray(sigma, dtype=np.float64)
-    batch_shape = sigma.shape[:-1]
+    batch_shape = packed.shape[:-1]
     num_games = int(np.prod(batch_shape)) if batch_shape else 1
-    gn = np.asarray(gn, dtype=np.float64).reshape(num_games, num_players, num_joint)
-    sigma = sigma.reshape(num_games, num_joint)
-    alpha = np.asarray(alpha, dtype=np.float64).reshape(num_games, num)
-    free = np.asarray(free, dtype=bool).reshape(num_games, num)
-    rhs = np.asarray(rhs, dtype=np.float64).reshape(num_games, num)
-    eps_hat = np.asarray(eps_hat, dtype=np.float64).reshape(num_games, num_players)
-    eps_plus = np.asarray(eps_plus, dtype=np.float64).reshape(num_games, num_players)
-    status = status.reshape(num_games)
+    packed = packed.reshape(num_games, -1).astype(np.float64)
+    cuts = np.cumsum([num_players * num_joint, num_joint, num, num, num, num_players, num_players])
+    gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status = np.split(packed, cuts, axis=1)
+    status = status[:, 0].astype(np.int64)
+    if np.any(status == BAD_COTANGENT):
+        raise ValueError("the cotangent (or tangent) of hybrid_nes.diff's output contains NaN or inf")
+    gn = gn.reshape(num_games, num_players, num_joint)
+    free = free > 0.5
     out = np.zeros((num_games, num))
-    values = np.empty(layout.rows.shape)
-    mean = np.empty(num)
-    ssum = np.empty(num_players)
-    curv = np.empty(num_players)
     for b in range(num_games):
         code = int(status[b])
         one_sided = cfg.on_degenerate == "one_sided" and code in (DEGENERATE_ACTIVE_SET, FACE_CHANGE)
@@ -117,17 +76,12 @@ def kkt_solve_np(cfg: Config, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, st
             out[b] = np.nan
             continue
         keep = free[b]
-        num_free = int(keep.sum())
-        if num_free == 0:
+        if not np.any(keep):
             continue
-        pos = np.full(num, -1, dtype=np.int64)
-        pos[keep] = np.arange(num_free)
-        kn.gain_values_one(gn[b], layout.slot_player, layout.dev, values)
-        kn.expected_gains_one(layout.rows, values, sigma[b], mean)
-        kn.player_sums_one(alpha[b], layout.player, ssum)
-        kn.curvature_one(ssum, eps_hat[b], eps_plus[b], float(cfg.rho), curv)
-        hess = np.empty((num_free, num_free))
-        kn.hessian_one(layout.rows, values, layout.player, sigma[b], mean, curv, pos, hess)
+        hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho,
+                            np.ascontiguousarray(gn[b]), np.ascontiguousarray(sigma[b]),
+                            np.ascontiguousarray(alpha[b]), np.ascontiguousarray(eps_hat[b]),
+                            np.ascontiguousarray(eps_plus[b]), keep)
         out[b, keep] = -psd_solve(hess, np.ascontiguousarray(rhs[b, keep]))
     return out.reshape(batch_shape + (num,)).astype(dtype, copy=False)
 
@@ -136,8 +90,25 @@ def _linear_solve(cfg: Config, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, s
     """``kkt_solve_np`` through ``pure_callback`` (``vmap`` batches it)."""
     return jax.pure_callback(
         functools.partial(kkt_solve_np, cfg), jax.ShapeDtypeStruct(alpha.shape, alpha.dtype),
-        gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, vmap_method="broadcast_all",
+        pack(gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status), vmap_method="broadcast_all",
     )
+
+
+def _adjoint(cfg: Config, adjoint, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, finite):
+    """``-H_FF^+ rhs_F`` (zero off F): the forward's ``-H_FF^{-1}`` times ``rhs`` where it
+    gave one (``flag``) at a differentiable point with a finite ``rhs``, else the callback
+    (a singular block, or a status or cotangent for it to report). ``adjoint``:
+    ``(flag, [K, K])`` or None."""
+    status = jnp.where(finite, status, jnp.int32(BAD_COTANGENT))
+    if adjoint is None:
+        out = _linear_solve(cfg, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status)
+    else:
+        flag, matrix = adjoint
+        fast = flag & (status == OK)
+        out = jax.lax.cond(
+            fast, lambda r: matrix @ r,
+            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, status), rhs)
+    return jnp.where(free, out, 0.0)
 
 
 def _poisoned(lam, *arrays):
@@ -147,21 +118,23 @@ def _poisoned(lam, *arrays):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def implicit(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status):
-    """Identity on ``(sigma, alpha)``; its VJP w.r.t. the problem data is the implicit step."""
-    del cfg, gn, base, eps_hat, eps_plus, free, support, status
+def implicit(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint):
+    """Identity on ``(sigma, alpha)``; its VJP w.r.t. the problem data is the implicit step.
+
+    ``adjoint``: the forward's ``(flag, -H_FF^{-1} [K, K])`` or None (``_adjoint``).
+    """
+    del cfg, gn, base, eps_hat, eps_plus, free, support, status, adjoint
     return sigma, alpha
 
 
-def _implicit_fwd(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status):
-    return (sigma, alpha), (gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status)
+def _implicit_fwd(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint):
+    return (sigma, alpha), (gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint)
 
 
 def _implicit_bwd(cfg, res, cotangents):
-    gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status = res
+    gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint = res
     v, w = cotangents
     finite = jnp.all(jnp.isfinite(v)) & jnp.all(jnp.isfinite(w))
-    status = jnp.where(finite, status, jnp.int32(BAD_COTANGENT))
 
     def at(a, g_, b_, eh, ep):
         return sigma_and_gradient(cfg, a, g_, b_, eh, ep, support)
@@ -169,22 +142,22 @@ def _implicit_bwd(cfg, res, cotangents):
     (_, g0), vjp_alpha = jax.vjp(lambda a: at(a, gn, base, eps_hat, eps_plus), alpha)
     (r,) = vjp_alpha((v, jnp.zeros_like(g0)))
     r = jnp.where(free, r + w, 0.0)
-    lam = jnp.where(free, _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, status), 0.0)
+    lam = _adjoint(cfg, adjoint, gn, sigma, alpha, free, r, eps_hat, eps_plus, status, finite)
     _, vjp_theta = jax.vjp(lambda g_, b_, eh, ep: at(alpha, g_, b_, eh, ep), gn, base, eps_hat, eps_plus)
     bars = _poisoned(lam, *vjp_theta((v, lam)))
-    return (*bars, None, None, None, None, None)
+    return (*bars, None, None, None, None, None, None)
 
 
 implicit.defvjp(_implicit_fwd, _implicit_bwd)
 
 
-def tangent(cfg: Config, theta, dtheta, sigma, alpha, free, support, status):
+def tangent(cfg: Config, theta, dtheta, sigma, alpha, free, support, status, adjoint):
     """``(d sigma [|A|], d alpha [K])`` along ``dtheta`` (the forward-mode implicit step).
 
-    ``theta, dtheta``: ``(gn, base, eps_hat, eps_plus)`` and their tangents.
+    ``theta, dtheta``: ``(gn, base, eps_hat, eps_plus)`` and their tangents; ``adjoint`` as
+    ``implicit``.
     """
     finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(t)) for t in dtheta[:3]]))
-    status = jnp.where(finite, status, jnp.int32(BAD_COTANGENT))
 
     def at(a, g_, b_, eh, ep):
         return sigma_and_gradient(cfg, a, g_, b_, eh, ep, support)
@@ -192,7 +165,7 @@ def tangent(cfg: Config, theta, dtheta, sigma, alpha, free, support, status):
     _, (_, dg) = jax.jvp(lambda *t: at(alpha, *t), tuple(theta), tuple(dtheta))
     dg = jnp.where(free, dg, 0.0)
     gn, _, eps_hat, eps_plus = theta
-    dalpha = jnp.where(free, _linear_solve(cfg, gn, sigma, alpha, free, dg, eps_hat, eps_plus, status), 0.0)
+    dalpha = _adjoint(cfg, adjoint, gn, sigma, alpha, free, dg, eps_hat, eps_plus, status, finite)
     _, (dsigma, _) = jax.jvp(at, (alpha, *theta), (dalpha, *dtheta))
     dsigma, dalpha = _poisoned(dalpha, dsigma, dalpha)
     return dsigma, dalpha
