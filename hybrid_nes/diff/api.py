@@ -71,20 +71,24 @@ def _solution(cfg: Config, theta: Theta, sigma, alpha, free, support, status) ->
     return DiffSolution(joint, margins, alpha * theta.scale[player], status, free, support.reshape(cfg.shape))
 
 
-def _solve_traced(cfg: Config, preset: str, plus, payoffs, target, welfare, mu, eps_hat) -> DiffSolution:
+def _solve_traced(cfg: Config, preset: str, plus, mode, payoffs, target, welfare, mu, eps_hat) -> DiffSolution:
     theta = resolve(cfg, preset, plus, payoffs, target, welfare, mu, eps_hat)
     sigma0, alpha0, free, support, status, adjoint = _forward_call(cfg, payoffs, theta)
     sigma, alpha = implicit(cfg, theta.gn, theta.base, theta.eps_hat, theta.eps_plus, sigma0, alpha0, free, support,
-                            status, adjoint)
+                            status, adjoint, mode)
     return _solution(cfg, theta, sigma, alpha, free, support, status)
 
 
-def _jvp_traced(cfg: Config, preset: str, plus, primals: tuple, tangents: tuple) -> tuple[DiffSolution, DiffTangent]:
+def _jvp_traced(cfg: Config, preset: str, plus, mode, primals: tuple, tangents: tuple
+               ) -> tuple[DiffSolution, DiffTangent]:
     theta, dtheta = jax.jvp(lambda *a: resolve(cfg, preset, plus, *a), primals, tangents)
-    sigma, alpha, free, support, status, adjoint = _forward_call(cfg, primals[0], theta)
+    sigma, alpha, free, support, status, _ = _forward_call(cfg, primals[0], theta)
+    # The solve by callback always: with the forward's -H_FF^{-1} behind a lax.cond (as the
+    # VJP does), jit(jvp) on a face (the callback branch taken) segfaulted in JAX 0.10.2.
+    adjoint = None
     core = (theta.gn, theta.base, theta.eps_hat, theta.eps_plus)
     dcore = (dtheta.gn, dtheta.base, dtheta.eps_hat, jnp.zeros_like(dtheta.eps_plus))
-    dsigma, dalpha = tangent(cfg, core, dcore, sigma, alpha, free, support, status, adjoint)
+    dsigma, dalpha = tangent(cfg, core, dcore, sigma, alpha, free, support, status, adjoint, mode)
     sol = _solution(cfg, theta, sigma, alpha, free, support, status)
     player = jnp.asarray(gain_layout(cfg.shape, cfg.concept).player, dtype=jnp.int32)
     djoint = dsigma.reshape(cfg.shape)
@@ -149,7 +153,7 @@ def solve(
     p = prepare(payoffs, concept, selection, target, welfare, mu, eps_hat, eps_plus, rho, tol, max_iter,
                 degenerate_tol, face_tol, on_degenerate)
     run = _solve_traced if _any_under_vmap(p.arrays) else _solve_core
-    return run(p.cfg, p.preset, p.plus, *p.arrays)
+    return run(p.cfg, p.preset, p.plus, p.mode, *p.arrays)
 
 
 def jvp(
@@ -203,7 +207,7 @@ def jvp(
             check_tangent(welfare_dot, p.welfare, "welfare_dot"), check_tangent(mu_dot, p.mu, "mu_dot"),
             check_tangent(eps_hat_dot, p.eps_hat, "eps_hat_dot"))
     run = _jvp_traced if _any_under_vmap(p.arrays, dots) else _jvp_core
-    return run(p.cfg, p.preset, p.plus, p.arrays, dots)
+    return run(p.cfg, p.preset, p.plus, p.mode, p.arrays, dots)
 
 
 if solve.__doc__:  # None under python -OO

@@ -27,6 +27,7 @@ class Prepared(NamedTuple):
     welfare: jax.Array | None
     mu: jax.Array | None
     eps_hat: jax.Array | None
+    mode: jax.Array  # int32: on_degenerate's index in ON_DEGENERATE
 
     @property
     def arrays(self) -> tuple:
@@ -163,5 +164,6 @@ def prepare(payoffs: Any, concept: str, selection: str, target: Any, welfare: An
         if eh.ndim > 1 or (eh.ndim == 1 and eh.shape != (num_players,)):
             raise ValueError(f"eps_hat must be a scalar or [{num_players}], got shape {eh.shape}")
         check_concrete(lambda a: np.all(np.isfinite(a)), eh, "eps_hat must be finite")
-    cfg = Config(concept, shape, rho_f, tol, max_iter, degenerate_tol, face_tol, on_degenerate)
-    return Prepared(cfg, preset, plus, payoffs, t, wa, mu_a, eh)
+    cfg = Config(concept, shape, rho_f, tol, max_iter, degenerate_tol, face_tol)
+    mode = jnp.asarray(ON_DEGENERATE.index(on_degenerate), dtype=jnp.int32)
+    return Prepared(cfg, preset, plus, payoffs, t, wa, mu_a, eh, mode)

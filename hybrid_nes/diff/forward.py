@@ -27,7 +27,7 @@ Per game (normalised units, DESIGN §5):
 
 The result of a batch is one packed float array ``[..., packed_size]`` (joint, duals,
 free, support, [flag, -H_FF^{-1} as ``[K, K]``], status): ``pure_callback`` converts each
-input and output array separately, at a cost comparable to the solve of a small game.
+input and output array separately (``benchmarks/results/diff_suite.md``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from solvers.newton import OPTIMAL, NewtonOptions, newton_batch, options_array, 
 from solvers.selection import SelectionParams
 from solvers.solution import Status
 
-__all__ = ["DENSE_ADJOINT_MAX", "FACE_MASS", "dense_adjoint", "forward", "packed_size", "packed_sizes", "unpack_np"]
+__all__ = ["DENSE_ADJOINT_MAX", "FACE_MASS", "dense_adjoint", "forward", "packed_size", "packed_sizes"]
 
 #: Hard constraints: a certified joint with an action below this mass gets the face LP.
 FACE_MASS = 1e-8
@@ -112,13 +112,6 @@ def packed_sizes(cfg: Config) -> tuple[int, ...]:
 
 def packed_size(cfg: Config) -> int:
     return sum(packed_sizes(cfg))
-
-
-def unpack_np(cfg: Config, packed: np.ndarray):
-    """``(joint, alpha, free, support, flag, adjoint, status)`` of a ``[..., packed_size]``."""
-    cuts = np.cumsum(packed_sizes(cfg))[:-1]
-    joint, alpha, free, support, flag, adj, status = np.split(packed, cuts, axis=-1)
-    return joint, alpha, free > 0.5, support > 0.5, flag > 0.5, adj, status[..., 0].astype(np.int32)
 
 
 class _Found(NamedTuple):
@@ -269,7 +262,7 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
         ``base [|A|]``, ``eps_hat [N]``, ``eps_plus [N]``.
 
     Returns:
-      ``[..., packed_size]`` of ``dtype`` (``unpack_np``).
+      ``[..., packed_size]`` of ``dtype`` (fields: ``packed_sizes``).
     """
     pl = plan(cfg)
     num_players = len(cfg.shape)

@@ -31,6 +31,7 @@ from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
     FACE_CHANGE,
     OK,
+    ON_DEGENERATE,
     STATUS_MESSAGES,
     Config,
     DegenerateEquilibriumError,
@@ -39,17 +40,17 @@ from solvers.api import gain_layout
 
 __all__ = ["implicit", "kkt_solve_np", "pack", "tangent"]
 
-def pack(gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status) -> jax.Array:
+def pack(gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, mode) -> jax.Array:
     """The inputs of ``kkt_solve_np`` as one array (``pure_callback`` converts each input
     separately): ``[N |A| + 2|A|... ]`` in the order of the arguments."""
     dtype = alpha.dtype
     return jnp.concatenate([gn.reshape(-1), sigma, alpha, free.astype(dtype), rhs, eps_hat, eps_plus,
-                            status.astype(dtype)[None]])
+                            status.astype(dtype)[None], mode.astype(dtype)[None]])
 
 
 def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
     """``-H_FF^+ rhs_F`` per game (zero off F; any leading batch dims) from ``pack``'s
-    array; raises or NaNs where the status is not 0 (``cfg.on_degenerate``)."""
+    array; raises or NaNs where the status is not 0 (``on_degenerate``, packed)."""
     packed = np.asarray(packed)
     dtype = packed.dtype
     layout = gain_layout(cfg.shape, cfg.concept)
@@ -58,9 +59,10 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
     batch_shape = packed.shape[:-1]
     num_games = int(np.prod(batch_shape)) if batch_shape else 1
     packed = packed.reshape(num_games, -1).astype(np.float64)
-    cuts = np.cumsum([num_players * num_joint, num_joint, num, num, num, num_players, num_players])
-    gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status = np.split(packed, cuts, axis=1)
+    cuts = np.cumsum([num_players * num_joint, num_joint, num, num, num, num_players, num_players, 1])
+    gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, mode = np.split(packed, cuts, axis=1)
     status = status[:, 0].astype(np.int64)
+    modes = [ON_DEGENERATE[int(m)] for m in mode[:, 0]]
     if np.any(status == BAD_COTANGENT):
         raise ValueError("the cotangent (or tangent) of hybrid_nes.diff's output contains NaN or inf")
     gn = gn.reshape(num_games, num_players, num_joint)
@@ -68,9 +70,9 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
     out = np.zeros((num_games, num))
     for b in range(num_games):
         code = int(status[b])
-        one_sided = cfg.on_degenerate == "one_sided" and code in (DEGENERATE_ACTIVE_SET, FACE_CHANGE)
+        one_sided = modes[b] == "one_sided" and code in (DEGENERATE_ACTIVE_SET, FACE_CHANGE)
         if code != OK and not one_sided:
-            if cfg.on_degenerate != "nan":
+            if modes[b] != "nan":
                 raise DegenerateEquilibriumError(
                     f"no gradient at this equilibrium (status {code}): {STATUS_MESSAGES[code]}")
             out[b] = np.nan
@@ -86,28 +88,28 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
     return out.reshape(batch_shape + (num,)).astype(dtype, copy=False)
 
 
-def _linear_solve(cfg: Config, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status):
+def _linear_solve(cfg: Config, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, mode):
     """``kkt_solve_np`` through ``pure_callback`` (``vmap`` batches it)."""
     return jax.pure_callback(
         functools.partial(kkt_solve_np, cfg), jax.ShapeDtypeStruct(alpha.shape, alpha.dtype),
-        pack(gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status), vmap_method="broadcast_all",
+        pack(gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, mode), vmap_method="broadcast_all",
     )
 
 
-def _adjoint(cfg: Config, adjoint, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, finite):
+def _adjoint(cfg: Config, adjoint, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, mode, finite):
     """``-H_FF^+ rhs_F`` (zero off F): the forward's ``-H_FF^{-1}`` times ``rhs`` where it
     gave one (``flag``) at a differentiable point with a finite ``rhs``, else the callback
     (a singular block, or a status or cotangent for it to report). ``adjoint``:
     ``(flag, [K, K])`` or None."""
     status = jnp.where(finite, status, jnp.int32(BAD_COTANGENT))
     if adjoint is None:
-        out = _linear_solve(cfg, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status)
+        out = _linear_solve(cfg, gn, sigma, alpha, free, rhs, eps_hat, eps_plus, status, mode)
     else:
         flag, matrix = adjoint
         fast = flag & (status == OK)
         out = jax.lax.cond(
             fast, lambda r: matrix @ r,
-            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, status), rhs)
+            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, status, mode), rhs)
     return jnp.where(free, out, 0.0)
 
 
@@ -118,21 +120,22 @@ def _poisoned(lam, *arrays):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def implicit(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint):
+def implicit(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint, mode):
     """Identity on ``(sigma, alpha)``; its VJP w.r.t. the problem data is the implicit step.
 
-    ``adjoint``: the forward's ``(flag, -H_FF^{-1} [K, K])`` or None (``_adjoint``).
+    ``adjoint``: the forward's ``(flag, -H_FF^{-1} [K, K])`` or None (``_adjoint``);
+    ``mode``: int32, ``on_degenerate``'s index in ``ON_DEGENERATE``.
     """
-    del cfg, gn, base, eps_hat, eps_plus, free, support, status, adjoint
+    del cfg, gn, base, eps_hat, eps_plus, free, support, status, adjoint, mode
     return sigma, alpha
 
 
-def _implicit_fwd(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint):
-    return (sigma, alpha), (gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint)
+def _implicit_fwd(cfg, gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint, mode):
+    return (sigma, alpha), (gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint, mode)
 
 
 def _implicit_bwd(cfg, res, cotangents):
-    gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint = res
+    gn, base, eps_hat, eps_plus, sigma, alpha, free, support, status, adjoint, mode = res
     v, w = cotangents
     finite = jnp.all(jnp.isfinite(v)) & jnp.all(jnp.isfinite(w))
 
@@ -142,16 +145,16 @@ def _implicit_bwd(cfg, res, cotangents):
     (_, g0), vjp_alpha = jax.vjp(lambda a: at(a, gn, base, eps_hat, eps_plus), alpha)
     (r,) = vjp_alpha((v, jnp.zeros_like(g0)))
     r = jnp.where(free, r + w, 0.0)
-    lam = _adjoint(cfg, adjoint, gn, sigma, alpha, free, r, eps_hat, eps_plus, status, finite)
+    lam = _adjoint(cfg, adjoint, gn, sigma, alpha, free, r, eps_hat, eps_plus, status, mode, finite)
     _, vjp_theta = jax.vjp(lambda g_, b_, eh, ep: at(alpha, g_, b_, eh, ep), gn, base, eps_hat, eps_plus)
     bars = _poisoned(lam, *vjp_theta((v, lam)))
-    return (*bars, None, None, None, None, None, None)
+    return (*bars, None, None, None, None, None, None, None)
 
 
 implicit.defvjp(_implicit_fwd, _implicit_bwd)
 
 
-def tangent(cfg: Config, theta, dtheta, sigma, alpha, free, support, status, adjoint):
+def tangent(cfg: Config, theta, dtheta, sigma, alpha, free, support, status, adjoint, mode):
     """``(d sigma [|A|], d alpha [K])`` along ``dtheta`` (the forward-mode implicit step).
 
     ``theta, dtheta``: ``(gn, base, eps_hat, eps_plus)`` and their tangents; ``adjoint`` as
@@ -165,7 +168,7 @@ def tangent(cfg: Config, theta, dtheta, sigma, alpha, free, support, status, adj
     _, (_, dg) = jax.jvp(lambda *t: at(alpha, *t), tuple(theta), tuple(dtheta))
     dg = jnp.where(free, dg, 0.0)
     gn, _, eps_hat, eps_plus = theta
-    dalpha = _adjoint(cfg, adjoint, gn, sigma, alpha, free, dg, eps_hat, eps_plus, status, finite)
+    dalpha = _adjoint(cfg, adjoint, gn, sigma, alpha, free, dg, eps_hat, eps_plus, status, mode, finite)
     _, (dsigma, _) = jax.jvp(at, (alpha, *theta), (dalpha, *dtheta))
     dsigma, dalpha = _poisoned(dalpha, dsigma, dalpha)
     return dsigma, dalpha

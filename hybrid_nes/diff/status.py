@@ -98,7 +98,10 @@ class DiffTangent(NamedTuple):
 
 @dataclass(frozen=True)
 class Config:
-    """Static configuration of one ``solve`` (hashable: a jit static argument)."""
+    """Static configuration of one ``solve`` (hashable: a jit static argument).
+
+    ``on_degenerate`` is not part of it: it travels as an int32 operand (its index in
+    ``ON_DEGENERATE``), so switching it does not recompile."""
 
     concept: str
     shape: tuple[int, ...]
@@ -107,7 +110,6 @@ class Config:
     max_iter: int | None
     degenerate_tol: float
     face_tol: float
-    on_degenerate: str
 
     @property
     def hard(self) -> bool:
