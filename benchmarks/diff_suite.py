@@ -24,13 +24,14 @@ the next repeat), so a change in the machine's load hits all of them alike.
 cvxpylayers is not installed (no network access to install it here), so there is no
 comparison with it.
 
-    python -m benchmarks.diff_suite [--quick] [--baseline REF]
+    python -m benchmarks.diff_suite [--quick] [--baseline REF] [--render]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import platform
 import subprocess
 import sys
@@ -154,16 +155,40 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
     return result
 
 
-def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseline: str | None = None) -> dict:
-    num_games, repeats = (2, 3) if quick else (5, 7)
-    base = load_baseline(baseline) if baseline else None
-    results = [measure(c, s, num_games, repeats, base) for c, s in CELLS]
-    data = {"suite": "diff_suite", "quick": quick, "machine": platform.platform(),
-            "processor": platform.processor(), "baseline": baseline, "cells": results,
-            "cvxpylayers": "not installed (not installable offline here): no comparison"}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "diff_suite.json", data)
+#: Measurements behind design choices in ``hybrid_nes.diff`` (earlier runs on the same
+#: shared machine; not re-measured by this suite).
+NOTES = """## Notes (earlier measurements behind the design, not re-run here)
+
+- LAPACK (`np.linalg.eigh` / `cholesky`) inside the callbacks took 0.04-1.4 s at 8x8 to
+  32x32 CE on the loaded 2-core CPU, BLAS threads competing with XLA's; a dense
+  `M_F diag(sigma) M_F^T` GEMM for the free covariance ~60 ms at 32x32 CE. Hence the
+  single-threaded Numba Hessian (`solvers.kernels.hessian_one`), Cholesky and Cholesky
+  inverse (`hybrid_nes/diff/linalg.py`); the eigendecomposition is the last resort.
+- Newton may certify an 8x8 ME-CE on a face without facial reduction (masses of 1e-77, its
+  duals drifting), as `solvers.solve` does; the implicit step needs the face, so the forward
+  runs the facial-reduction LP there (one cold HiGHS LP, ~2-10 ms with the load), Newton on
+  the face, and the face-change check (two more LPs, warm-started from the first LP's basis:
+  ~6x cheaper than cold at 8x8 CE). `solvers.solve` runs no LP on these games, so on a face
+  the gradient costs several times the solve. Warm-starting the first LP from another game's
+  basis did not help (0.8-4x the cold time at 8x8 CE); dual simplex beat primal simplex and
+  IPM 2-8x.
+- `pure_callback` converts every input and output array of a callback separately: the
+  forward packs its 4 inputs and 5 outputs into one each (an empty callback with 5 outputs
+  took ~0.4 ms against ~0.2 ms with 1). Up to `DENSE_ADJOINT_MAX` duals the forward also
+  returns `-H_FF^-1`, so the backward is a product in JAX with no second callback (the
+  callback solve remains for singular blocks on faces and for statuses to report).
+- `diff.jvp` solves by callback: behind `lax.cond` (as in the VJP), `jit(jvp)` on a face
+  game segfaulted in JAX 0.10.2.
+"""
+
+
+def render(data: dict) -> str:
+    """The markdown of a result ``data`` (``main``'s JSON)."""
+    results = data["cells"]
+    quick = data["quick"]
+    num_games = results[0]["games"]
+    repeats = data.get("repeats", 3 if quick else 7)
+    baseline = data.get("baseline")
     cols = ["concept", "shape", "games", "on_face", "differentiable", "median_free_rows", "solve_ms",
             "forward_ms", "grad_ms", "jvp_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward",
             "jvp/solve"]
@@ -200,7 +225,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseli
         markdown_table([{k: r[k] for k in split_cols} for r in results], split_cols),
         "",
     ]
-    if base is not None:
+    if baseline:
         lines += [
             f"## Side by side with `{baseline}` (same run, same games)",
             "",
@@ -209,7 +234,21 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseli
             markdown_table([{k: r[k] for k in base_cols} for r in results], base_cols),
             "",
         ]
-    text = "\n".join(lines)
+    lines += [NOTES]
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseline: str | None = None) -> dict:
+    num_games, repeats = (2, 3) if quick else (5, 7)
+    base = load_baseline(baseline) if baseline else None
+    results = [measure(c, s, num_games, repeats, base) for c, s in CELLS]
+    data = {"suite": "diff_suite", "quick": quick, "repeats": repeats, "machine": platform.platform(),
+            "processor": platform.processor(), "baseline": baseline, "cells": results,
+            "cvxpylayers": "not installed (not installable offline here): no comparison"}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "diff_suite.json", data)
+    text = render(data)
     write_text_atomic(out_dir / "diff_suite.md", text)
     print(text)
     return data
@@ -220,5 +259,11 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--baseline", default=None, help="git revision whose hybrid_nes/diff.py to time alongside")
+    parser.add_argument("--render", action="store_true", help="rewrite the markdown from the JSON in --out")
     args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out, baseline=args.baseline)
+    if args.render:
+        rendered = render(json.loads((args.out / "diff_suite.json").read_text()))
+        write_text_atomic(args.out / "diff_suite.md", rendered)
+        print(rendered)
+    else:
+        main(quick=args.quick, out_dir=args.out, baseline=args.baseline)

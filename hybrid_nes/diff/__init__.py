@@ -15,7 +15,9 @@ runs inside ``jax.pure_callback`` in float64 on the payoffs normalised exactly a
 Derivative (``implicit``): the implicit-function theorem on the KKT system of the free
 duals: active constraints held at equality, joint actions off the face's support held
 at zero; one symmetric solve of the free block of the dual Hessian per cotangent (or
-tangent). ``theta`` is the normalised game and the resolved selection; the
+tangent): up to ``forward.DENSE_ADJOINT_MAX`` duals the forward returns the block's
+inverse and the VJP is a product in JAX, else (and for singular blocks, on faces) a
+second callback solves it. ``theta`` is the normalised game and the resolved selection; the
 normalisation (DESIGN §5) and the resolution (welfare, target, eps_hat scaling) are
 written in JAX (``problem``), so the chain rule covers them and gradients are in the
 user's payoff units. No derivative comes from unrolled iterations.
