@@ -8,20 +8,34 @@ games per cell, median wall times (warm: compiled, Numba cache loaded) of
   free-set classification and, on a face, the face LPs);
 - ``grad``: ``jax.jit(jax.value_and_grad(lambda g: sum(diff.solve(g).joint * v)))``
   (forward + implicit backward);
+- ``jvp``: ``jax.jit(diff.jvp)`` along a random payoff direction (forward + one KKT solve);
+- ``body``: the forward callback's NumPy body alone, and ``callback_floor``: an empty
+  ``pure_callback`` of the same sizes under ``jit`` (where the forward's time goes);
 
-and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / solve`` and
-``grad / forward``. The target of issue 24 is a gradient within 2x of the solve.
+and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / solve``,
+``grad / forward`` and ``jvp / solve``. The target of issue 24 is a gradient within 2x of
+the solve. The timed calls are interleaved (every function on every game in turn, then
+the next repeat), so a change in the machine's load hits all of them alike.
+
+``--baseline REF`` also times the single-module ``hybrid_nes/diff.py`` of git revision
+``REF`` (e.g. the version before a change) in the same run: ``base_forward_ms``,
+``base_grad_ms``, ``base_grad/solve``.
 
 cvxpylayers is not installed (no network access to install it here), so there is no
 comparison with it.
 
-    python -m benchmarks.diff_suite [--quick]
+    python -m benchmarks.diff_suite [--quick] [--baseline REF] [--render]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,83 +47,208 @@ from solvers.atomic import write_text_atomic
 CELLS: tuple[tuple[str, tuple[int, ...]], ...] = (("ce", (8, 8)), ("ce", (32, 32)), ("cce", (8, 8)))
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
+def load_baseline(ref: str):
+    """The module ``hybrid_nes/diff.py`` at git revision ``ref``, imported as ``diff_baseline``."""
+    source = subprocess.run(["git", "show", f"{ref}:hybrid_nes/diff.py"], check=True, capture_output=True,
+                            text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "diff_baseline.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("diff_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["diff_baseline"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _interleaved(fns: dict, games: int, repeats: int) -> dict:
+    """``{name: [median seconds per game]}``, every (game, function) timed in turn per repeat."""
+    times = {name: [[] for _ in range(games)] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for g in range(games):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(g)
+                times[name][g].append(time.perf_counter() - t0)
+    return {name: [float(np.median(t)) for t in per] for name, per in times.items()}
 
 
-def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int) -> dict:
+def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, baseline=None) -> dict:
     import jax
     import jax.numpy as jnp
 
     import solvers
     from hybrid_nes import diff
+    from hybrid_nes.diff.checks import prepare
+    from hybrid_nes.diff.forward import forward, packed_size
+    from hybrid_nes.diff.problem import resolve
 
-    rows = []
     jax.config.update("jax_enable_x64", True)  # global: the callbacks run on XLA's threads
     v = jnp.asarray(np.random.default_rng(123).standard_normal(shape))
     fwd = jax.jit(lambda g: diff.solve(g, concept).joint)
     val_grad = jax.jit(jax.value_and_grad(
         lambda g: jnp.sum(diff.solve(g, concept, on_degenerate="nan").joint * v)))
-    for seed in range(num_games):
-        game = np.random.default_rng(seed).standard_normal((len(shape),) + shape)
-        gj = jnp.asarray(game)
-        out = diff.solve(gj, concept)
-        fwd(gj).block_until_ready()
-        jax.block_until_ready(val_grad(gj))
-        solvers.solve(game, concept)
-        t_solve = _median_time(lambda game=game: solvers.solve(game, concept), repeats)
-        t_fwd = _median_time(lambda gj=gj: fwd(gj).block_until_ready(), repeats)
-        t_grad = _median_time(lambda gj=gj: jax.block_until_ready(val_grad(gj)), repeats)
-        rows.append({
-            "seed": seed, "status": int(out.status), "face": not bool(np.all(np.asarray(out.support))),
-            "free": int(np.asarray(out.free).sum()), "solve_s": t_solve, "forward_s": t_fwd, "grad_s": t_grad,
-        })
-    solve_s = float(np.median([r["solve_s"] for r in rows]))
-    fwd_s = float(np.median([r["forward_s"] for r in rows]))
-    grad_s = float(np.median([r["grad_s"] for r in rows]))
+    tangent = jax.jit(lambda g, d: diff.jvp(g, d, concept, on_degenerate="nan")[1].joint)
+    games = [np.random.default_rng(seed).standard_normal((len(shape),) + shape) for seed in range(num_games)]
+    gjs = [jnp.asarray(g) for g in games]
+    dirs = [jnp.asarray(np.random.default_rng(100 + seed).standard_normal(g.shape)) for seed, g in enumerate(games)]
+    # Where the forward's time goes: the callback body alone (NumPy, no JAX), and an empty
+    # callback of the same input and output sizes under jit (the pure_callback floor).
+    prep = [prepare(g, concept, "me", None, None, None, 0.0, None, None, 1e-10, None, 1e-7, 1e-6, "raise")
+            for g in gjs]
+    cfg = prep[0].cfg
+    inputs = []
+    for p in prep:
+        theta = resolve(cfg, p.preset, p.plus, *p.arrays)
+        inputs.append(np.concatenate([np.asarray(p.payoffs).reshape(-1), np.asarray(theta.base),
+                                      np.asarray(theta.eps_hat), np.asarray(theta.eps_plus)]))
+    size = packed_size(cfg)
+    empty = jax.jit(lambda x: jax.pure_callback(lambda a: np.zeros(a.shape[:-1] + (size,)),
+                                                jax.ShapeDtypeStruct((size,), x.dtype), x))
+    f64 = np.dtype(np.float64)
+    fns = {
+        "solve": lambda i: solvers.solve(games[i], concept),
+        "body": lambda i: forward(cfg, f64, inputs[i]),
+        "callback_floor": lambda i: empty(inputs[i]).block_until_ready(),
+        "forward": lambda i: fwd(gjs[i]).block_until_ready(),
+        "grad": lambda i: jax.block_until_ready(val_grad(gjs[i])),
+        "jvp": lambda i: tangent(gjs[i], dirs[i]).block_until_ready(),
+    }
+    if baseline is not None:
+        base_fwd = jax.jit(lambda g: baseline.solve(g, concept).joint)
+        base_grad = jax.jit(jax.value_and_grad(
+            lambda g: jnp.sum(baseline.solve(g, concept, on_degenerate="nan").joint * v)))
+        fns["base_forward"] = lambda i: base_fwd(gjs[i]).block_until_ready()
+        fns["base_grad"] = lambda i: jax.block_until_ready(base_grad(gjs[i]))
+    rows = []
+    for i in range(num_games):
+        for fn in fns.values():
+            fn(i)  # compile, load caches
+        out = diff.solve(gjs[i], concept)
+        rows.append({"seed": i, "status": int(out.status), "face": not bool(np.all(np.asarray(out.support))),
+                     "free": int(np.asarray(out.free).sum())})
+    if baseline is not None:
+        for i in range(num_games):
+            g_new = np.asarray(val_grad(gjs[i])[1])
+            g_old = np.asarray(base_grad(gjs[i])[1])
+            rows[i]["max_abs_grad_diff_vs_base"] = float(np.max(np.abs(g_new - g_old)))
+    timed = _interleaved(fns, num_games, repeats)
+    for i, row in enumerate(rows):
+        row.update({f"{name}_s": timed[name][i] for name in fns})
+    med = {name: float(np.median(timed[name])) for name in fns}
+    solve_s, fwd_s, grad_s = med["solve"], med["forward"], med["grad"]
     backward_s = max(grad_s - fwd_s, 0.0)
-    return {
+    result = {
         "concept": concept, "shape": "x".join(map(str, shape)), "games": num_games,
         "on_face": sum(r["face"] for r in rows), "differentiable": sum(r["status"] == 0 for r in rows),
         "median_free_rows": float(np.median([r["free"] for r in rows])),
         "solve_ms": 1e3 * solve_s, "forward_ms": 1e3 * fwd_s, "grad_ms": 1e3 * grad_s,
+        "jvp_ms": 1e3 * med["jvp"], "body_ms": 1e3 * med["body"], "callback_floor_ms": 1e3 * med["callback_floor"],
         "backward_ms": 1e3 * backward_s, "backward/solve": backward_s / solve_s,
-        "grad/solve": grad_s / solve_s, "grad/forward": grad_s / fwd_s, "per_game": rows,
+        "grad/solve": grad_s / solve_s, "grad/forward": grad_s / fwd_s, "jvp/solve": med["jvp"] / solve_s,
+        "per_game": rows,
     }
+    if baseline is not None:
+        result.update({
+            "base_forward_ms": 1e3 * med["base_forward"], "base_grad_ms": 1e3 * med["base_grad"],
+            "base_grad/solve": med["base_grad"] / solve_s, "grad_speedup": med["base_grad"] / grad_s,
+        })
+    return result
 
 
-def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
-    num_games, repeats = (2, 3) if quick else (5, 7)
-    results = [measure(c, s, num_games, repeats) for c, s in CELLS]
-    data = {"suite": "diff_suite", "quick": quick, "machine": platform.platform(),
-            "processor": platform.processor(), "cells": results,
-            "cvxpylayers": "not installed (not installable offline here): no comparison"}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "diff_suite.json", data)
+#: Measurements behind design choices in ``hybrid_nes.diff`` (earlier runs on the same
+#: shared machine; not re-measured by this suite).
+NOTES = """## Notes (earlier measurements behind the design, not re-run here)
+
+- LAPACK (`np.linalg.eigh` / `cholesky`) inside the callbacks took 0.04-1.4 s at 8x8 to
+  32x32 CE on the loaded 2-core CPU, BLAS threads competing with XLA's; a dense
+  `M_F diag(sigma) M_F^T` GEMM for the free covariance ~60 ms at 32x32 CE. Hence the
+  single-threaded Numba Hessian (`solvers.kernels.hessian_one`), Cholesky and Cholesky
+  inverse (`hybrid_nes/diff/linalg.py`); the eigendecomposition is the last resort.
+- Newton may certify an 8x8 ME-CE on a face without facial reduction (masses of 1e-77, its
+  duals drifting), as `solvers.solve` does; the implicit step needs the face, so the forward
+  runs the facial-reduction LP there (one cold HiGHS LP, ~2-10 ms with the load), Newton on
+  the face, and the face-change check (two more LPs, warm-started from the first LP's basis:
+  ~6x cheaper than cold at 8x8 CE). `solvers.solve` runs no LP on these games, so on a face
+  the gradient costs several times the solve. Warm-starting the first LP from another game's
+  basis did not help (0.8-4x the cold time at 8x8 CE); dual simplex beat primal simplex and
+  IPM 2-8x.
+- `pure_callback` converts every input and output array of a callback separately: the
+  forward packs its 4 inputs and 5 outputs into one each (an empty callback with 5 outputs
+  took ~0.4 ms against ~0.2 ms with 1). Up to `DENSE_ADJOINT_MAX` duals the forward also
+  returns `-H_FF^-1`, so the backward is a product in JAX with no second callback (the
+  callback solve remains for singular blocks on faces and for statuses to report).
+- `diff.jvp` solves by callback: behind `lax.cond` (as in the VJP), `jit(jvp)` on a face
+  game segfaulted in JAX 0.10.2.
+"""
+
+
+def render(data: dict) -> str:
+    """The markdown of a result ``data`` (``main``'s JSON)."""
+    results = data["cells"]
+    quick = data["quick"]
+    num_games = results[0]["games"]
+    repeats = data.get("repeats", 3 if quick else 7)
+    baseline = data.get("baseline")
     cols = ["concept", "shape", "games", "on_face", "differentiable", "median_free_rows", "solve_ms",
-            "forward_ms", "grad_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward"]
-    text = "\n".join([
+            "forward_ms", "grad_ms", "jvp_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward",
+            "jvp/solve"]
+    split_cols = ["concept", "shape", "solve_ms", "body_ms", "callback_floor_ms", "forward_ms", "grad_ms"]
+    base_cols = ["concept", "shape", "solve_ms", "base_forward_ms", "base_grad_ms", "base_grad/solve",
+                 "forward_ms", "grad_ms", "grad/solve", "grad_speedup"]
+    lines = [
         "# diff_suite: cost of an exact equilibrium gradient (hybrid_nes.diff)",
         "",
         f"mode: {'quick' if quick else 'full'}; {num_games} random N(0,1) games per cell, ME selection, "
-        f"median of {repeats} warm runs per game, then the median over games; float64; shared 2-core CPU.",
+        f"median of {repeats} warm runs per game (all functions interleaved), then the median over games; "
+        "float64; shared 2-core CPU (loaded: absolute times vary several-fold between runs, the ratios "
+        "within one run less).",
         "",
         "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (the solver through "
         "`pure_callback`, free-set classification, face LPs on a face: the facial-reduction LP and the "
         "two perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
-        "function of the joint (forward + implicit backward); `backward = grad - forward`.",
+        "function of the joint (forward + implicit backward); `jvp`: `jit(diff.jvp)` along a random "
+        "direction; `backward = grad - forward`.",
         "- Target (issue 24): gradient within 2x of the solve.",
         "- cvxpylayers: not installed (not installable offline here), no comparison.",
         "",
         markdown_table([{k: r[k] for k in cols} for r in results], cols),
         "",
-    ])
+        "## Where the forward's time goes",
+        "",
+        "`body`: the forward callback's NumPy body alone (`hybrid_nes.diff.forward.forward`: the solve, "
+        "and on a face the facial-reduction LP, Newton on the face and the two warm-started face-change "
+        "LPs, then the classification and, up to `DENSE_ADJOINT_MAX` duals, `-H_FF^-1`); "
+        "`callback_floor`: `jit` of an empty `pure_callback` with the same input and output sizes "
+        "(JAX's dispatch and the conversion of the callback's arrays). `forward ~ body + callback_floor` "
+        "(+ the small XLA part: normalisation, selection, marginals).",
+        "",
+        markdown_table([{k: r[k] for k in split_cols} for r in results], split_cols),
+        "",
+    ]
+    if baseline:
+        lines += [
+            f"## Side by side with `{baseline}` (same run, same games)",
+            "",
+            f"`base_*`: `hybrid_nes/diff.py` at `{baseline}`; `grad_speedup = base_grad / grad`.",
+            "",
+            markdown_table([{k: r[k] for k in base_cols} for r in results], base_cols),
+            "",
+        ]
+    lines += [NOTES]
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseline: str | None = None) -> dict:
+    num_games, repeats = (2, 3) if quick else (5, 7)
+    base = load_baseline(baseline) if baseline else None
+    results = [measure(c, s, num_games, repeats, base) for c, s in CELLS]
+    data = {"suite": "diff_suite", "quick": quick, "repeats": repeats, "machine": platform.platform(),
+            "processor": platform.processor(), "baseline": baseline, "cells": results,
+            "cvxpylayers": "not installed (not installable offline here): no comparison"}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "diff_suite.json", data)
+    text = render(data)
     write_text_atomic(out_dir / "diff_suite.md", text)
     print(text)
     return data
@@ -119,5 +258,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--baseline", default=None, help="git revision whose hybrid_nes/diff.py to time alongside")
+    parser.add_argument("--render", action="store_true", help="rewrite the markdown from the JSON in --out")
     args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out)
+    if args.render:
+        rendered = render(json.loads((args.out / "diff_suite.json").read_text()))
+        write_text_atomic(args.out / "diff_suite.md", rendered)
+        print(rendered)
+    else:
+        main(quick=args.quick, out_dir=args.out, baseline=args.baseline)

@@ -193,8 +193,8 @@ def test_jit_and_vmap_agree_with_grad():
 
 
 def test_float32_mode_runs_and_is_close():
-    g = _game(0, (6, 6))
-    v = _weights(0, (6, 6))
+    g = _game(0, (8, 8))  # the float64 half reuses the compiled 8x8 CCE of the first test
+    v = _weights(0, (8, 8))
     jax.config.update("jax_enable_x64", False)
     try:
         out = diff.solve(jnp.asarray(g, dtype=jnp.float32), "cce")
@@ -229,6 +229,78 @@ def test_gradients_are_equivariant_under_permutations(seed, swap, perm_seed):
     base = grad_of(g, v)
     moved = grad_of(transform(g), transform_joint(v))
     np.testing.assert_allclose(moved, transform(base), rtol=1e-6, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# Forward mode (diff.jvp).
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("concept, seed", [("cce", 0), ("ce", 0)])  # ce seed 0: on a face
+def test_jvp_matches_finite_differences_and_the_gradient(concept, seed):
+    g = _game(seed, (8, 8))
+    v = _weights(0, (8, 8))
+    d = np.random.default_rng(60 + seed).standard_normal(g.shape)
+    sol, tan = diff.jvp(jnp.asarray(g), jnp.asarray(d), concept)
+    assert int(sol.status) == 0
+    np.testing.assert_allclose(np.asarray(sol.joint), np.asarray(diff.solve(jnp.asarray(g), concept).joint),
+                               atol=1e-12)
+
+    def loss_np(pay):
+        return float(np.sum(solvers.solve(pay, concept, tol=FD_TOL).joint * v))
+
+    analytic = float(np.sum(np.asarray(tan.joint) * v))
+    _assert_close(analytic, _directional_fd(loss_np, g, d), f"{concept} jvp")
+    # Forward and reverse mode are transposes of one linear map.
+    grad = np.asarray(jax.grad(lambda p: jnp.sum(diff.solve(p, concept).joint * v))(jnp.asarray(g)))
+    np.testing.assert_allclose(analytic, np.sum(grad * d), rtol=1e-9, atol=1e-12)
+    jitted = jax.jit(lambda p, q: diff.jvp(p, q, concept)[1].joint)(jnp.asarray(g), jnp.asarray(d))
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(tan.joint), rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(tan.marginals[0]), np.asarray(tan.joint).sum(axis=1), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(tan.joint).sum(), 0.0, atol=1e-12)
+
+
+def test_jvp_duals_and_eps_hat_direction():
+    g = _game(6, (8, 8))
+    eps = jnp.asarray([0.05, 0.1])
+    w = _weights(3, (16,))
+    d = np.random.default_rng(61).standard_normal(g.shape)
+    sol, tan = diff.jvp(jnp.asarray(g), jnp.asarray(d), "cce", eps_hat=eps, eps_hat_dot=jnp.asarray([1.0, -0.5]))
+
+    def loss(pay, e):
+        return jnp.sum(diff.solve(pay, "cce", eps_hat=e).duals * w)
+
+    gp, ge = jax.grad(loss, argnums=(0, 1))(jnp.asarray(g), eps)
+    expected = float(np.sum(np.asarray(gp) * d) + np.asarray(ge) @ np.array([1.0, -0.5]))
+    np.testing.assert_allclose(float(np.sum(np.asarray(tan.duals) * w)), expected, rtol=1e-9)
+
+    def duals_np(pay):
+        return float(np.sum(solvers.solve(pay, "cce", eps_hat=np.asarray(eps), tol=FD_TOL).duals * w))
+
+    _, tan_p = diff.jvp(jnp.asarray(g), jnp.asarray(d), "cce", eps_hat=eps)
+    _assert_close(float(np.sum(np.asarray(tan_p.duals) * w)), _directional_fd(duals_np, g, d), "jvp duals")
+
+
+def test_jvp_under_jit_and_vmap_over_directions():
+    g = jnp.asarray(_game(2, (5, 5)))
+    dirs = jnp.asarray(np.random.default_rng(62).standard_normal((3, 2, 5, 5)))
+    one = np.stack([np.asarray(diff.jvp(g, dirs[i], "ce")[1].joint) for i in range(3)])
+    batched = np.asarray(jax.jit(jax.vmap(lambda d: diff.jvp(g, d, "ce")[1].joint))(dirs))
+    np.testing.assert_allclose(batched, one, rtol=1e-9, atol=1e-12)
+
+
+def test_jvp_bad_input_and_degenerate_points():
+    g = jnp.asarray(_game(0, (4, 4)))
+    with pytest.raises(ValueError, match="payoffs_dot has shape"):
+        diff.jvp(g, jnp.zeros((2, 4, 3)), "ce")
+    with pytest.raises(ValueError, match="target_dot is given"):
+        diff.jvp(g, jnp.zeros_like(g), "ce", target_dot=jnp.ones((4, 4)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        diff.jvp(g, jnp.full_like(g, jnp.nan), "ce")
+    degenerate = np.asarray(g).copy()
+    degenerate[1] = 3.0
+    with pytest.raises(Exception, match="degenerate active set"):
+        diff.jvp(jnp.asarray(degenerate), jnp.ones_like(g), "cce")
+    _, tan = diff.jvp(jnp.asarray(degenerate), jnp.ones_like(g), "cce", on_degenerate="nan")
+    assert np.all(np.isnan(np.asarray(tan.joint)))
 
 
 # ---------------------------------------------------------------------------------------
