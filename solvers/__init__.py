@@ -6,13 +6,14 @@ polish/reference names (``max_gini``, ``reference_solve``).
 
 import importlib
 
-from solvers.api import refine_batch, solve, solve_batch
+from solvers.api import solve, solve_batch
 from solvers.dual import DualProblem, certificate, dual_problem
 from solvers.evaluation_game import evaluation_game
 from solvers.gains import CONCEPTS, duals_by_player, duals_from_players, gains, num_constraints
 from solvers.game import NormalisedGame, as_game, marginals, normalise, normalise_batch
 from solvers.lp import max_welfare, zero_sum_nash
 from solvers.ratings import Rating, rate, ratings
+from solvers.refine import refine_batch
 from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
 from solvers.solution import Solution, Status
 from solvers.symmetry import check_symmetry, find_symmetries
