@@ -61,12 +61,12 @@ import jax.numpy as jnp
 import numba
 import numpy as np
 
-from solvers.api import gain_layout, refine_batch
 from solvers.dual import DualProblem
 from solvers.face import minimal_face
-from solvers.gains import check_concept, gain_values_batch
+from solvers.gains import check_concept, gain_layout, gain_values_batch
 from solvers.game import CONSTANT_ULPS, normalise_batch
 from solvers.newton import cholesky_solve
+from solvers.refine import refine_batch
 from solvers.selection import DEFAULT_STRENGTH_WEIGHT, DEFAULT_WELFARE_WEIGHT, SelectionParams
 from solvers.solution import Status
 
