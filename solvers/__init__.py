@@ -1,5 +1,19 @@
 """solvers: exact, certified (C)CE selection on normal-form games (NumPy / Numba / SciPy / CVXPY).
 
+Layout, top down:
+
+- ``api``: ``solve`` and ``solve_batch`` in payoff units: check (``checks``), normalise
+  (``game``), resolve the selection (``selection``), then hand the games over in
+  normalised units;
+- ``refine``: the stage boundary in normalised units, ``refine_batch``, with one result
+  type ``DualResult``, stages as ``Stage`` values and one ``Status``; ``single``: one game
+  the way ``solve`` runs it (compiled Newton fast path, matrix-free ``newton_cg``, the
+  CVXPY reference models of ``cvx``);
+- ``units``: the one converter from a ``DualResult`` to frozen ``Solution``s (``solution``);
+- ``policy``: ``SolverPolicy``, the constants and rules of ``method="auto"``;
+- the leaves: ``gains`` (ELL layout), ``dual``, ``kernels``, ``newton``, ``gradient``,
+  ``face``, ``matrix_free``, ``newton_cg``, ``memory``, ``related``, ``lp``, ``cvx``.
+
 Importing this package never imports JAX; CVXPY is imported on first use of the
 polish/reference names (``max_gini``, ``reference_solve``).
 """
