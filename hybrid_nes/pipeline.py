@@ -273,9 +273,11 @@ def _planned_by_user(sol: Solution) -> Solution:
 
 
 def _load_model(concept: str):
+    from hybrid_nes.checkpoint import CheckpointError
+
     try:
         return _model(concept)
-    except Exception as err:  # a broken weight file must not stop an exact solve
+    except (CheckpointError, OSError) as err:  # a missing or broken weight file must not stop an exact solve
         warnings.warn(f"could not load the pretrained {concept.upper()} network ({err}); starting cold", stacklevel=4)
         return None
 
