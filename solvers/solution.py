@@ -77,7 +77,8 @@ class Solution:
       concept: "cce" or "ce".
       selection: the ``Selection`` solved for.
       method: the method that produced the joint ("newton", "gd", "cvxpy", ...).
-      info: diagnostics ("violation", "kkt", "face", ...). ``"status_reason"`` says why a
+      info: diagnostics ("violation", "kkt", "face", ...), read-only like ``timings``
+        (a ``Solution`` never changes: add entries with ``dataclasses.replace``). ``"status_reason"`` says why a
         solve the solver reported optimal was downgraded (see below); ``"duals_overflow"``
         / ``"normalised_duals"`` appear when ``duals`` in payoff units overflow float64.
 
