@@ -80,10 +80,11 @@ def fista_matrix_free(game: np.ndarray, concept: str, tol: float = 1e-8, max_ite
     ``solvers.matrix_free``: the first-order alternative to "newton-cg", measured only.
     Runs the library's ``solvers.newton_cg._fista`` and counts its GEMM passes (2 per
     ``evaluate``, 1 per ``loss``)."""
-    from solvers.api import _normalise_fast, _resolve_cached
+    from solvers.game import normalise_fast as _normalise_fast
     from solvers.matrix_free import MatrixFreeGame
     from solvers.newton_cg import _Dual, _fista
     from solvers.selection import as_selection
+    from solvers.selection import resolve_cached as _resolve_cached
 
     class _CountingDual(_Dual):
         passes = 0

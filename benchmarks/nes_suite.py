@@ -35,7 +35,7 @@ from hybrid_nes.evaluation import Reference, reference_optima, score_duals, unif
 from hybrid_nes.model import NESModel, load_pretrained, pretrained_path
 from hybrid_nes.sampling import sample_batch
 from hybrid_nes.train import FIRST_USE_CALIBRATION
-from solvers.api import gain_layout
+from solvers.gains import gain_layout
 
 SIZES = (4, 8, 16, 32)
 CARD = Path(__file__).resolve().parents[1] / "hybrid_nes" / "pretrained" / "MODEL_CARD.md"

@@ -53,10 +53,11 @@ from benchmarks.solvers_suite import _cvxpy_solve
 from hybrid_nes import pipeline
 from hybrid_nes.auto_policy import policy_from_rows
 from hybrid_nes.model import duals_to_payoff_units, load_pretrained
-from solvers.api import auto_first_pass, refine_batch
 from solvers.gains import num_constraints
 from solvers.game import normalise_batch
 from solvers.lp import max_welfare
+from solvers.policy import auto_first_pass
+from solvers.refine import refine_batch
 from solvers.selection import Selection, resolve_selection
 
 TOL = 1e-8

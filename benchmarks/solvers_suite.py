@@ -25,7 +25,7 @@ import scipy.sparse as sps
 from benchmarks.games import l2_invariant_games
 from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
 from solvers import Selection, refine_batch, solve, solve_batch
-from solvers.api import gain_layout
+from solvers.gains import gain_layout
 from solvers.game import normalise_batch
 from solvers.selection import resolve_selection
 

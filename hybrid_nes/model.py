@@ -287,7 +287,7 @@ class NESModel:
           ``[B, A1..AN]`` float64 joints (each sums to 1).
         """
         from solvers import kernels as kn
-        from solvers.api import gain_layout
+        from solvers.gains import gain_layout
 
         batch = as_game_batch(games, "games")
         shape = self.check_shape(batch.shape[2:], allow_untrained)

@@ -3,13 +3,15 @@
     game --normalise--> NES (JAX, one batched call) --duals--> exact dual solver (Numba)
          --> polish (CVXPY) where needed --> certified ``Solution`` in payoff units
 
-The exact stage is ``solvers.solve_batch``; this module adds the network's duals as a
-warm start, the per-shape choice between cold and warm starts (``warm_start="auto"``),
-and the inference timings.
+Each same-shape group is normalised once; the network's duals stay in normalised units
+and go to the exact stages (``solvers.api.solve_normalised``: ``refine_batch``, or one
+game as ``solvers.solve`` runs it) as the warm start. This module adds the per-shape
+choice between cold and warm starts (``warm_start="auto"``) and the inference timings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -23,9 +25,10 @@ import numpy as np
 
 import solvers
 from solvers import related
-from solvers.api import check_method
-from solvers.gains import check_concept
-from solvers.game import as_game, as_game_batch, normalise_batch
+from solvers.api import normalised_duals, solve_normalised
+from solvers.checks import check_method
+from solvers.gains import check_concept, constraint_player
+from solvers.game import as_game, as_game_batch, normalise_group
 from solvers.selection import Selection, as_selection
 from solvers.solution import Solution
 
@@ -95,7 +98,7 @@ def plan_for(concept: str, shape: tuple[int, ...], selection: Selection, warm_st
 
     A warm start the caller chose (``"nes"``, or ``"given"`` duals) with ``method="auto"``
     takes the cell's measured method too (the solvers' own rule,
-    ``solvers.api.auto_first_pass``, runs a first-order pass before Newton on large CEs,
+    ``solvers.policy.auto_first_pass``, runs a first-order pass before Newton on large CEs,
     which a warm start may not need).
     """
     cells = _policy().get("cells", {})
@@ -203,31 +206,6 @@ def _predict(model, norm, selection: Selection, timings: dict) -> np.ndarray | N
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _record_stages(sols: list[Solution], extra: Mapping[str, float], plan: Plan, start: str) -> list[Solution]:
-    """Adds the pipeline's stages to the solutions' ``timings`` and ``info`` (in place).
-
-    ``solvers.solve_batch`` shares one per-game ``timings`` dict across a shape group:
-    each distinct dict is updated once. (This runs once per solution on the cold path,
-    where a 4x4 game solves in ~15 us: keep it to plain assignments.)
-    """
-    seen: set[int] = set()
-    for sol in sols:
-        timings = sol.timings
-        if extra and id(timings) not in seen:
-            seen.add(id(timings))
-            timings.update(_timing_update(timings, extra))  # type: ignore[attr-defined]
-        info = sol.info
-        info["warm_start"] = start  # type: ignore[index]
-        info["plan"] = plan.source  # type: ignore[index]
-    return sols
-
-
-def _timing_update(timings: Mapping[str, float], extra: Mapping[str, float]) -> dict[str, float]:
-    out = {key: timings.get(key, 0.0) + value for key, value in extra.items()}
-    out["total"] = timings.get("total", 0.0) + sum(extra.values())
-    return out
-
-
 def _solve_group(
     batch: np.ndarray,
     concept: str,
@@ -240,61 +218,66 @@ def _solve_group(
     options: WarmStartOptions | None,
     polish: bool = True,
 ) -> list[Solution]:
-    """One shape group ``batch: [B, N, A1..AN]`` through the pipeline."""
+    """One shape group ``batch: [B, N, A1..AN]`` through the pipeline: one normalisation,
+    the network's duals kept in normalised units, one call of the exact stages
+    (``solvers.api.solve_normalised``), and the Solutions built once with the pipeline's
+    stages in ``timings`` and ``info``."""
+    t_start = time.perf_counter()
     shape = tuple(batch.shape[2:])
     num_games = batch.shape[0]
+    plan = plan_for(concept, shape, selection, "given" if isinstance(warm_start, np.ndarray) else warm_start, method)
+    nes = not isinstance(warm_start, np.ndarray) and plan.warm and selection.objective == "entropy"
+    norm = normalise_group(batch)
+    player = constraint_player(shape, concept)
+    alpha0 = None
+    start = "cold"
+    extra: dict[str, float] = {}
+    cold_games: list[int] = []
     if isinstance(warm_start, np.ndarray):
-        plan = plan_for(concept, shape, selection, "given", method)
-        duals0 = warm_start
         start = "given"
-        extra: dict[str, float] = {}
-    else:
-        plan = plan_for(concept, shape, selection, warm_start, method)
-        duals0 = None
-        start = "cold"
-        extra = {}
-        if plan.warm and selection.objective == "entropy":
-            t0 = time.perf_counter()
-            norm = normalise_batch(batch)
-            extra["normalise"] = time.perf_counter() - t0
-            net = model if model is not None else _load_model(concept)
-            alpha = None if net is None else _predict(net, norm, selection, extra)
-            if alpha is not None:
-                from hybrid_nes.model import duals_to_payoff_units
-
-                with np.errstate(over="ignore", invalid="ignore"):
-                    duals0 = duals_to_payoff_units(warm_duals(alpha, options), norm.scale, shape, concept)
-                start = "nes"
-                finite = np.isfinite(duals0).all(axis=1)
-                if not finite.all():
-                    # Payoffs spanning ~1e-300 or less: scale ~1e300+, the network's duals
-                    # overflow in payoff units. Those games start cold (and say so).
-                    warnings.warn(
-                        f"NES duals of {int((~finite).sum())} game(s) overflow float64 in payoff units "
-                        "(payoffs spanning ~1e-300 or less); those start cold", RuntimeWarning, stacklevel=4,
-                    )
-                    duals0 = [d if ok else None for d, ok in zip(duals0, finite.tolist(), strict=True)]
-    if num_games == 1:  # the single-game fast path of the exact solver
-        d0 = None if duals0 is None else duals0[0]
-        sols = [solvers.solve(batch[0], concept, selection, duals0=d0, tol=tol, max_iter=max_iter,
-                              method=plan.method, polish=polish)]
-    else:
-        sols = solvers.solve_batch(
-            batch, concept, selection, duals0=duals0, tol=tol, max_iter=max_iter, method=plan.method, polish=polish
-        )
+        alpha0 = normalised_duals(list(warm_start), range(num_games), norm.scale, player)
+    elif nes:
+        extra["normalise"] = time.perf_counter() - t_start
+        net = model if model is not None else _load_model(concept)
+        alpha = None if net is None else _predict(net, norm, selection, extra)
+        if alpha is not None:
+            alpha0 = warm_duals(alpha, options)
+            start = "nes"
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = np.isfinite(alpha0 * norm.scale[:, player]).all(axis=1)
+            if not finite.all():
+                # Payoffs spanning ~1e-300 or less: scale ~1e300+, the network's duals
+                # overflow in payoff units (as the Solution's duals would). Those games
+                # start cold (and say so).
+                warnings.warn(
+                    f"NES duals of {int((~finite).sum())} game(s) overflow float64 in payoff units "
+                    "(payoffs spanning ~1e-300 or less); those start cold", RuntimeWarning, stacklevel=4,
+                )
+                cold_games = np.flatnonzero(~finite).tolist()
+                alpha0[cold_games] = 0.0
     per_game = {k: v / num_games for k, v in extra.items()}
-    sols = _record_stages(sols, per_game, plan, start)
-    if isinstance(duals0, list):  # games whose NES duals overflowed started cold
-        for sol, d in zip(sols, duals0, strict=True):
-            if d is None:
-                sol.info["warm_start"] = "cold"  # type: ignore[index]
+    prep = time.perf_counter() - t_start - sum(extra.values())
+    sols = solve_normalised(
+        norm, concept, selection, alpha0, method=plan.method, tol=tol, max_iter=max_iter, polish=polish,
+        per_game=num_games == 1 or selection.objective != "entropy" or plan.method in ("cvxpy", "newton-cg"),
+        prep=prep, extra=per_game, info={"warm_start": start, "plan": plan.source},
+    )
+    for b in cold_games:  # games whose NES duals overflowed started cold
+        sols[b] = dataclasses.replace(sols[b], info={**sols[b].info, "warm_start": "cold"})
     return sols
 
 
+def _planned_by_user(sol: Solution) -> Solution:
+    """``sol`` with ``info["plan"] = "user"`` (a warm start the caller chose)."""
+    return dataclasses.replace(sol, info={**sol.info, "plan": "user"})
+
+
 def _load_model(concept: str):
+    from hybrid_nes.checkpoint import CheckpointError
+
     try:
         return _model(concept)
-    except Exception as err:  # a broken weight file must not stop an exact solve
+    except (CheckpointError, OSError) as err:  # a missing or broken weight file must not stop an exact solve
         warnings.warn(f"could not load the pretrained {concept.upper()} network ({err}); starting cold", stacklevel=4)
         return None
 
@@ -348,9 +331,7 @@ def solve_batch(
         _check_warm_options(warm_options)
         sols = solvers.solve_batch(games, concept, sel, duals0=warm_start, tol=tol, max_iter=max_iter, method=method,
                                    polish=polish)
-        for sol in sols:
-            sol.info["plan"] = "user"  # type: ignore[index]
-        return sols
+        return [_planned_by_user(sol) for sol in sols]
     start = _check_warm_start(warm_start)
     _check_model(model, concept, start)
     _check_warm_options(warm_options)
@@ -405,8 +386,7 @@ def solve_exact(
         _check_warm_options(warm_options)
         sol = solvers.solve(as_game(game), concept, sel, duals0=warm_start, tol=tol, max_iter=max_iter, method=method,
                             polish=polish)
-        sol.info["plan"] = "user"  # type: ignore[index]
-        return sol
+        return _planned_by_user(sol)
     start = _check_warm_start(warm_start)
     _check_model(model, concept, start)
     _check_warm_options(warm_options)

@@ -20,6 +20,8 @@ per-player ``[A_p]`` (CCE) or ``[A_p, A_p]`` (CE, zero diagonal) arrays.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -29,7 +31,10 @@ __all__ = [
     "Concept",
     "CONCEPTS",
     "Gains",
+    "GainLayout",
     "check_concept",
+    "gain_layout",
+    "layout_bytes",
     "num_constraints",
     "constraint_player",
     "gain_structure",
@@ -136,6 +141,42 @@ def gain_structure(shape: Sequence[int], concept: str) -> tuple[np.ndarray, np.n
     dev = np.concatenate(dev_blocks, axis=1).astype(np.int64)
     player = np.concatenate(player_blocks)
     return rows, player, dev
+
+
+class GainLayout(NamedTuple):
+    """The payoff-independent ELL structure of one (shape, concept), cached.
+
+    Attributes:
+      rows: ``[|A|, c]`` constraint index per slot; slot_player: ``[c]``;
+      dev: ``[|A|, c]`` deviated joint per slot; player: ``[K]`` owner of each row.
+    """
+
+    rows: np.ndarray
+    slot_player: np.ndarray
+    dev: np.ndarray
+    player: np.ndarray
+
+    @property
+    def num_constraints(self) -> int:
+        return int(self.player.shape[0])
+
+
+@functools.lru_cache(maxsize=128)
+def gain_layout(shape: tuple[int, ...], concept: str) -> GainLayout:
+    """``GainLayout`` of ``shape`` (action counts) and ``concept``, cached: do not modify.
+
+    (The arrays stay writable: Numba compiles read-only arrays as a separate type, and one
+    specialisation per kernel keeps the first-call compile time down.)
+    """
+    rows, slot_player, dev = gain_structure(shape, concept)
+    player = constraint_player(shape, concept)
+    return GainLayout(*(np.ascontiguousarray(a) for a in (rows, slot_player, dev, player)))
+
+
+def layout_bytes(shape: Sequence[int], concept: str) -> int:
+    """Bytes of the ELL gain layout of one game: rows, deviated joints, values (``24 |A| c``)."""
+    slots = sum(int(n) - (concept == "ce") for n in shape)
+    return 24 * math.prod(int(n) for n in shape) * slots
 
 
 def gain_values_batch(payoffs: np.ndarray, concept: str) -> np.ndarray:

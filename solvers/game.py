@@ -11,11 +11,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from solvers import kernels as kn
+
 __all__ = [
     "CONSTANT_ULPS",
     "NormalisedGame",
     "as_game",
     "as_game_batch",
+    "as_game_fast",
+    "normalise_fast",
+    "normalise_group",
     "is_float64_game",
     "normalise",
     "normalise_batch",
@@ -211,6 +216,37 @@ def normalise(game: np.ndarray) -> NormalisedGame:
     """Normalises one validated game ``[N, A1..AN]`` (DESIGN §5)."""
     out = normalise_batch(game[None])
     return NormalisedGame(out.payoffs[0], out.scale[0], out.offset[0])
+
+
+#: ``normalise_batch``'s constant-player threshold: spread relative to max |payoff|
+#: (``CONSTANT_ULPS`` machine epsilons).
+_TINY_NORM = CONSTANT_ULPS * _EPS
+
+
+def normalise_fast(payoffs: np.ndarray) -> NormalisedGame:
+    """``normalise`` of one validated game, compiled (one call, no temporaries)."""
+    num_players = payoffs.shape[0]
+    out, scale, offset = kn.normalise_one(payoffs.reshape(num_players, -1), _TINY_NORM)
+    if not kn.all_finite(scale):
+        return normalise(payoffs)  # raises the ValueError that says why
+    return NormalisedGame(out.reshape(payoffs.shape), scale, offset)
+
+
+def normalise_group(games: np.ndarray) -> NormalisedGame:
+    """``normalise_batch`` of a validated ``[B, N, A1..AN]``; one game (B = 1) by
+    ``normalise_fast``, as ``solvers.solve`` normalises it."""
+    if games.shape[0] != 1:
+        return normalise_batch(games)
+    one = normalise_fast(games[0])
+    return NormalisedGame(one.payoffs[None], one.scale[None], one.offset[None])
+
+
+def as_game_fast(game: object) -> np.ndarray:
+    """``as_game`` without the copy for a well-formed finite float64 tensor (the common
+    case); anything else goes through ``as_game`` and its error messages."""
+    if is_float64_game(game) and kn.all_finite(game.reshape(-1)):
+        return game
+    return as_game(game)
 
 
 def marginals(joint: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -12,6 +12,9 @@ The budget is ``BUDGET_FRACTION`` of the memory available when the solve starts
 (``MemAvailable`` in ``/proc/meminfo``, else ``sysconf``), or the environment variable
 ``HYBRID_NES_MEMORY_BUDGET`` (bytes, or a number with a K/M/G/T suffix, binary units),
 or the ``memory_budget`` argument of ``solve`` / ``solve_batch`` / ``refine_batch``.
+
+This module measures (available memory, buffer sizes, the budget); the decisions that
+use it (``newton_plan``, ``auto_first_order``) are ``solvers.policy``'s.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ the chosen ``(units, t, c)``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers import kernels as kn
+from solvers import policy
 from solvers.gains import check_concept, constraint_player, num_constraints
 from solvers.game import as_game, normalise
 from solvers.selection import as_selection, resolve_selection
@@ -312,7 +314,7 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     norm = normalise(payoffs)
     sel = as_selection(selection, **selection_params)
     params = resolve_selection(sel, norm)
-    from solvers.api import gain_layout
+    from solvers.gains import gain_layout
 
     layout = gain_layout(shape, concept)
     num_players = payoffs.shape[0]
@@ -375,7 +377,7 @@ def _watch_cap(previous: Solution, max_iter: int | None, hard_ce: bool = False) 
     ``FACE_AFTER`` (after which a cold run of a hard-constraint problem takes the
     facial-reduction LP); ``hard_ce``: half ``FACE_AFTER`` (the watched run then goes on
     with the LP as a cold run would, see ``solve_related``)."""
-    from solvers.api import FACE_AFTER
+    FACE_AFTER = policy.DEFAULT_POLICY.face_after
 
     cap = min(max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations))), FACE_AFTER)
     if hard_ce:
@@ -393,18 +395,25 @@ def _warm_face(previous: Solution, info: dict, face: str) -> str:
 
 
 def _mark(sol: Solution, label: str, info: dict, extra_iterations: int = 0, extra_time: float = 0.0,
-          cold_iterations: int | None = None) -> Solution:
-    sol.info["warm_start"] = label  # type: ignore[index]
-    sol.info["warm_candidate"] = (info.get("units"), info.get("t"), info.get("c"))  # type: ignore[index]
-    sol.info["cold_iterations"] = cold_iterations if cold_iterations is not None else sol.info.get(  # type: ignore[index]
-        "cold_iterations", sol.iterations)
+          cold_iterations: int | None = None, timings: dict | None = None) -> Solution:
+    """``sol`` with the warm start recorded in ``info`` (and ``timings``, if given, or the
+    warm attempt's extra time and iterations): a new frozen ``Solution``."""
+    marks = {
+        "warm_start": label,
+        "warm_candidate": (info.get("units"), info.get("t"), info.get("c")),
+        "cold_iterations": cold_iterations if cold_iterations is not None else sol.info.get(
+            "cold_iterations", sol.iterations),
+    }
+    changes: dict[str, object] = {"info": {**sol.info, **marks}}
+    if timings is not None:
+        changes["timings"] = timings
     if extra_iterations or extra_time:
-        timings = dict(sol.timings)
+        timings = dict(sol.timings if timings is None else timings)
         timings["warm_attempt"] = extra_time
         timings["total"] = timings.get("total", 0.0) + extra_time
-        object.__setattr__(sol, "timings", timings)
-        object.__setattr__(sol, "iterations", sol.iterations + extra_iterations)
-    return sol
+        changes["timings"] = timings
+        changes["iterations"] = sol.iterations + extra_iterations
+    return dataclasses.replace(sol, **changes)
 
 
 def solve_related(solve_fn, game: object, concept: str, selection: object, start: Solution | RelatedStart,
@@ -435,13 +444,13 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     if warm_face == "always":
         # One restricted pass after the LP, against a cold run's FACE_AFTER iterations,
         # the same LP and its own restricted pass.
-        from solvers.api import FACE_AFTER
+        FACE_AFTER = policy.DEFAULT_POLICY.face_after
 
         cap = max(3 * FACE_AFTER, prev_cold) if max_iter is None else min(max(3 * FACE_AFTER, prev_cold), max_iter)
     warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=warm_face, polish=False, **kwargs)
     if warm.status is Status.OPTIMAL:
-        warm.timings["total"] = time.perf_counter() - t0  # type: ignore[index]
-        return _mark(warm, WARM, info, cold_iterations=prev_cold)
+        timings = {**warm.timings, "total": time.perf_counter() - t0}
+        return _mark(warm, WARM, info, cold_iterations=prev_cold, timings=timings)
     if hard_ce and warm_face == "never":
         # Hard-constraint CEs (optima on a face of the simplex are the common case, DESIGN
         # §4b): a cold run not optimal after FACE_AFTER iterations takes the
@@ -451,10 +460,9 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
                          face="always", polish=polish, **kwargs)
         if ahead.status is Status.OPTIMAL:
             spent = time.perf_counter() - t0
-            ahead.timings["warm_attempt"] = spent - ahead.timings.get("total", 0.0)  # type: ignore[index]
-            ahead.timings["total"] = spent  # type: ignore[index]
-            object.__setattr__(ahead, "iterations", ahead.iterations + warm.iterations)
-            return _mark(ahead, FACE, info, cold_iterations=prev_cold)
+            timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
+            ahead = dataclasses.replace(ahead, iterations=ahead.iterations + warm.iterations)
+            return _mark(ahead, FACE, info, cold_iterations=prev_cold, timings=timings)
     spent = time.perf_counter() - t0
     sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
     return _mark(sol, RESTART, info, extra_iterations=warm.iterations, extra_time=spent)

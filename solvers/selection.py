@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -29,6 +30,9 @@ __all__ = [
     "Selection",
     "SelectionParams",
     "as_selection",
+    "game_independent",
+    "resolve_batch",
+    "resolve_cached",
     "resolve_selection",
 ]
 
@@ -266,7 +270,7 @@ def as_selection(selection: str | Selection, **params) -> Selection:
     """A ``Selection`` from a preset name (with its keyword parameters) or as given.
 
     A parameter-free preset is built once and shared (a ``Selection`` is immutable), so
-    per-selection caches (``solvers.api``'s game-independent resolutions) hit on every
+    per-selection caches (``resolve_cached``'s game-independent resolutions) hit on every
     call that names it, e.g. ``solve(game, "ce", "me")`` in a loop.
     """
     if isinstance(selection, Selection):
@@ -316,13 +320,10 @@ def _per_player(value: float | np.ndarray, num_players: int, name: str) -> np.nd
     return array.copy()
 
 
-def resolve_selection(selection: Selection, game: NormalisedGame) -> SelectionParams:
-    """Maps a selection's parameters into the normalised game's units (DESIGN §5)."""
-    payoffs = game.payoffs
-    shape = payoffs.shape[1:]
-    num_players = payoffs.shape[0]
-    num_joint = int(np.prod(shape))
-    z2 = math.sqrt(num_joint)
+def _fixed_logits(selection: Selection, shape: tuple[int, ...]) -> np.ndarray:
+    """``[|A|]`` the payoff-independent part of ``base_logits``: ``ln target`` (uniform when
+    None) plus ``mu`` times a given welfare tensor, normalised; validates their shapes."""
+    num_joint = math.prod(shape)
     if selection.target is not None and selection.target.shape != shape:
         raise ValueError(f"target has shape {selection.target.shape}; the game's joint shape is {shape}")
     if selection.welfare is not None and selection.welfare.shape != shape:
@@ -331,20 +332,23 @@ def resolve_selection(selection: Selection, game: NormalisedGame) -> SelectionPa
         base = np.full(num_joint, -math.log(num_joint))
     else:
         base = np.log(selection.target.reshape(-1) / selection.target.sum())
-    if selection.mu > 0:
-        if selection.welfare is None:
-            welfare = payoffs.reshape(num_players, -1).sum(axis=0)
-        else:
-            # The payoffs' normaliser (overflow-safe, constant only at float64 resolution):
-            # a welfare tensor x1e-13 or +1e13 is not zero welfare.
-            try:
-                welfare = normalise_batch(selection.welfare.reshape(1, 1, -1)).payoffs.reshape(-1)
-            except ValueError as err:
-                raise ValueError(f"welfare cannot be normalised: {err}") from None
+    if selection.mu > 0 and selection.welfare is not None:
+        # The payoffs' normaliser (overflow-safe, constant only at float64 resolution):
+        # a welfare tensor x1e-13 or +1e13 is not zero welfare.
+        try:
+            welfare = normalise_batch(selection.welfare.reshape(1, 1, -1)).payoffs.reshape(-1)
+        except ValueError as err:
+            raise ValueError(f"welfare cannot be normalised: {err}") from None
         base = base + selection.mu * welfare
-    scale = game.scale
+    return base
+
+
+def _bounds(selection: Selection, scale: np.ndarray, num_joint: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(eps_hat, eps_plus)`` in normalised units for ``scale: [..., N]`` (one game or a batch)."""
+    num_players = scale.shape[-1]
+    z2 = math.sqrt(num_joint)
     if selection.eps_plus is None:
-        eps_plus = np.full(num_players, 2.0 * z2 if not selection.hard else math.inf)
+        eps_plus = np.full(scale.shape, 2.0 * z2 if not selection.hard else math.inf)
     else:
         eps_plus = _per_player(selection.eps_plus, num_players, "eps_plus") * scale
     if selection.strength:
@@ -352,7 +356,67 @@ def resolve_selection(selection: Selection, game: NormalisedGame) -> SelectionPa
     else:
         eps_hat = np.clip(_per_player(selection.eps_hat, num_players, "eps_hat") * scale, -z2, z2)
     if selection.hard:
-        eps_plus = np.full(num_players, math.inf)
+        eps_plus = np.full(scale.shape, math.inf)
     elif np.any(eps_plus <= eps_hat):
         raise ValueError("eps_plus must be > eps_hat for every player")
+    return eps_hat, eps_plus
+
+
+def _resolve(selection: Selection, payoffs: np.ndarray, scale: np.ndarray) -> SelectionParams:
+    """``resolve_selection`` of one game (``payoffs [N, A1..AN]``, ``scale [N]``) or a batch
+    (``[B, N, A1..AN]``, ``[B, N]``: fields with a leading B axis, ``rho`` shared)."""
+    batched = scale.ndim == 2
+    shape = tuple(payoffs.shape[1 + batched:])
+    num_players = payoffs.shape[batched]
+    base = _fixed_logits(selection, shape)
+    if selection.mu > 0 and selection.welfare is None:
+        # Utilitarian welfare: each game's own normalised payoffs.
+        flat = payoffs.reshape(payoffs.shape[:batched] + (num_players, -1))
+        base = base + selection.mu * flat.sum(axis=-2)
+    elif batched:
+        base = np.broadcast_to(base, (payoffs.shape[0], base.shape[0]))
+    eps_hat, eps_plus = _bounds(selection, scale, base.shape[-1])
     return SelectionParams(base, eps_hat, eps_plus, float(selection.rho), selection.objective)
+
+
+def resolve_selection(selection: Selection, game: NormalisedGame) -> SelectionParams:
+    """Maps a selection's parameters into the normalised game's units (DESIGN §5)."""
+    return _resolve(selection, game.payoffs, np.asarray(game.scale))
+
+
+def resolve_batch(selection: Selection, norm: NormalisedGame) -> SelectionParams:
+    """``resolve_selection`` for a batch ``norm`` (``solvers.game.normalise_batch``): the same
+    rules, vectorised; fields with a leading B axis (``rho`` shared)."""
+    return _resolve(selection, norm.payoffs, np.asarray(norm.scale))
+
+
+def game_independent(selection: Selection) -> bool:
+    """True when ``resolve_selection`` does not look at the payoffs or the scales."""
+    return (
+        (selection.mu == 0 or selection.welfare is not None)
+        and not np.any(np.asarray(selection.eps_hat))
+        and selection.eps_plus is None
+        and not selection.strength
+    )
+
+
+#: Resolutions that do not depend on the game's payoffs, per selection and shape.
+_RESOLVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Selection -> {shape: params} | None
+
+
+def resolve_cached(selection: Selection, norm: NormalisedGame) -> SelectionParams:
+    """``resolve_selection``, memoised per shape for game-independent selections (the
+    result is shared: never modify it)."""
+    per_shape = _RESOLVED.get(selection)
+    if per_shape is None:
+        # None marks a selection that depends on the game (never cached).
+        per_shape = {} if game_independent(selection) else None
+        _RESOLVED[selection] = per_shape
+    if per_shape is None:
+        return resolve_selection(selection, norm)
+    shape = norm.payoffs.shape
+    params = per_shape.get(shape)
+    if params is None:
+        params = resolve_selection(selection, norm)
+        per_shape[shape] = params
+    return params

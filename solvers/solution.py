@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -76,7 +77,8 @@ class Solution:
       concept: "cce" or "ce".
       selection: the ``Selection`` solved for.
       method: the method that produced the joint ("newton", "gd", "cvxpy", ...).
-      info: diagnostics ("violation", "kkt", "face", ...). ``"status_reason"`` says why a
+      info: diagnostics ("violation", "kkt", "face", ...), read-only like ``timings``
+        (a ``Solution`` never changes: add entries with ``dataclasses.replace``). ``"status_reason"`` says why a
         solve the solver reported optimal was downgraded (see below); ``"duals_overflow"``
         / ``"normalised_duals"`` appear when ``duals`` in payoff units overflow float64.
 
@@ -105,10 +107,13 @@ class Solution:
     info: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        info = self.info
-        if type(info) is not dict and not isinstance(info, MutableMapping):
-            info = dict(info)
-            object.__setattr__(self, "info", info)
+        # Read-only mappings over private copies: a Solution never changes after it is
+        # built (add a stage with ``dataclasses.replace``). A read-only ``timings`` is
+        # shared as it is (e.g. by the games of one ``solve_batch`` group).
+        info = dict(self.info)
+        if type(self.timings) is not MappingProxyType:
+            object.__setattr__(self, "timings", MappingProxyType(dict(self.timings)))
+        object.__setattr__(self, "info", MappingProxyType(info))
         dgap = self.duality_gap
         if dgap < 0.0 and dgap >= -DUALITY_GAP_ROUNDING * max(1.0, abs(self.objective)):
             info["duality_gap_raw"] = dgap
@@ -118,6 +123,18 @@ class Solution:
             if reason is not None:
                 info["status_reason"] = reason
                 object.__setattr__(self, "status", Status.INACCURATE)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["info"] = dict(self.info)
+        state["timings"] = dict(self.timings)
+        return state
+
+    def __setstate__(self, state: Mapping[str, object]) -> None:
+        for key, value in state.items():
+            if key in ("info", "timings"):
+                value = MappingProxyType(dict(value))  # type: ignore[call-overload]
+            object.__setattr__(self, key, value)
 
     @property
     def normalised_gap(self) -> float:

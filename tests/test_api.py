@@ -260,10 +260,13 @@ def test_bad_batch_input():
 
 
 def test_auto_switches_from_gradient_to_newton(monkeypatch):
-    import solvers.api as api
+    import dataclasses
 
-    monkeypatch.setattr(api, "NEWTON_MAX_DUALS", 4)  # force the large-K path on a small game
-    monkeypatch.setattr(api, "AUTO_GD_ITER", 3)
+    import solvers.policy as policy
+
+    # force the large-K path on a small game
+    monkeypatch.setattr(policy, "DEFAULT_POLICY", dataclasses.replace(policy.DEFAULT_POLICY, newton_max_duals=4,
+                                                                       auto_gd_iter=3))
     sol = solve(_game((4, 4), 30), "cce", method="auto")
     assert sol.method == "gd+newton"
     _check(sol)
@@ -272,18 +275,19 @@ def test_auto_switches_from_gradient_to_newton(monkeypatch):
 
 def test_auto_first_pass_rule():
     import solvers.api as api
+    from solvers.policy import DEFAULT_POLICY as P
 
     # 2-player hard-constraint CEs with many duals get the short first-order pass, others not.
-    assert api.auto_first_pass("ce", 2, api.AUTO_PREPASS_MIN_DUALS, hard=True) == api.AUTO_PREPASS_ITER
+    assert api.auto_first_pass("ce", 2, P.auto_prepass_min_duals, hard=True) == P.auto_prepass_iter
     assert api.auto_first_pass("ce", 2, 112, hard=True) == 0  # 8x8 CE: Newton alone
     assert api.auto_first_pass("cce", 2, 2 * 32, hard=True) == 0
     assert api.auto_first_pass("ce", 3, 396, hard=True) == 0  # 12x12x12 CE: Newton takes ~5 iterations
     assert api.auto_first_pass("ce", 2, 480, hard=False) == 0  # soft constraints (MS)
     # Above NEWTON_MAX_DUALS: a first-order pass before Newton (hard constraints), the
     # first-order method to convergence (soft constraints: strongly convex dual).
-    assert api.auto_first_pass("ce", 3, api.NEWTON_MAX_DUALS + 1, hard=True) == api.AUTO_GD_ITER
-    assert api.auto_first_pass("ce", 2, api.NEWTON_MAX_DUALS + 1, hard=False) == api.AUTO_GD_ITER_SOFT
-    assert api.AUTO_GD_ITER_SOFT > api.AUTO_GD_ITER
+    assert api.auto_first_pass("ce", 3, P.newton_max_duals + 1, hard=True) == P.auto_gd_iter
+    assert api.auto_first_pass("ce", 2, P.newton_max_duals + 1, hard=False) == P.auto_gd_iter_soft
+    assert P.auto_gd_iter_soft > P.auto_gd_iter
 
 
 def test_auto_on_a_large_soft_constraint_ce_converges_first_order():

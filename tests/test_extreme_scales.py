@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 import solvers
 from solvers import Solution, Status, normalise
 from solvers import api as solvers_api
+from solvers import game as solvers_game
+from solvers import kernels as solvers_kernels
+from solvers import single as solvers_single
 from solvers.dual import certificate, dual_problem
 from solvers.game import CONSTANT_ULPS, normalise_batch
 from solvers.selection import Selection, resolve_selection
@@ -166,7 +169,7 @@ def test_power_of_two_scale_and_offset_give_identical_normalised_games(game, dat
     np.testing.assert_array_equal(a.payoffs, b.payoffs)
     np.testing.assert_allclose(b.scale, a.scale * np.array([2.0**-e for e in exps]), rtol=1e-15)
     # the compiled normaliser of solvers.solve's fast path agrees
-    fast = solvers_api._normalise_fast(moved)
+    fast = solvers_game.normalise_fast(moved)
     np.testing.assert_allclose(fast.payoffs, b.payoffs, atol=1e-13)
     np.testing.assert_allclose(fast.scale, b.scale, rtol=1e-13)
     np.testing.assert_allclose(fast.offset, b.offset, rtol=1e-13)
@@ -326,13 +329,13 @@ def _corrupt(joint: np.ndarray) -> np.ndarray:
 
 
 def test_guard_catches_a_bad_joint_through_solve_and_solve_exact(monkeypatch):
-    real = solvers_api.solve_single
+    real = solvers_single.solve_single
 
     def bad_solve_single(*args):
         joint, gaps, eps, stats = real(*args)
         return _corrupt(joint), gaps, eps, stats
 
-    monkeypatch.setattr(solvers_api, "solve_single", bad_solve_single)
+    monkeypatch.setattr(solvers_single, "solve_single", bad_solve_single)
     sol = solvers.solve(CHICKEN, "ce")
     assert sol.status is Status.INACCURATE and "sums to" in sol.info["status_reason"]
     from hybrid_nes import solve_exact
@@ -342,7 +345,7 @@ def test_guard_catches_a_bad_joint_through_solve_and_solve_exact(monkeypatch):
 
 
 def test_guard_catches_a_bad_joint_through_solve_batch(monkeypatch):
-    kernels = solvers_api.kn
+    kernels = solvers_kernels
     real = kernels.certify
 
     def bad_certify(*args):

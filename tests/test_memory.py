@@ -1,5 +1,5 @@
 """The memory budget of Newton's dense buffers (solvers.memory) and method="auto"'s
-memory-aware choice (solvers.api.newton_plan / auto_first_order)."""
+memory-aware choice (solvers.policy.newton_plan / auto_first_order)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numba
 import numpy as np
 import pytest
 
-from solvers import api, memory, solve, solve_batch
+from solvers import api, memory, refine, solve, solve_batch
 from solvers.dual import dual_problem
 from solvers.game import normalise
 from solvers.newton import BLOCK_LIMIT, OPTIMAL, NewtonOptions, newton_batch
@@ -143,9 +143,10 @@ def test_explicit_newton_beyond_budget_raises_before_allocating(monkeypatch):
         raise AssertionError("allocated before the memory check")
 
     monkeypatch.setattr(api, "gain_layout", forbidden)
-    monkeypatch.setattr(api, "newton_batch", forbidden)
-    monkeypatch.setattr(api.kn, "gain_values", forbidden)
-    monkeypatch.setattr(api.kn, "gain_values_serial", forbidden)
+    monkeypatch.setattr(refine, "gain_layout", forbidden)
+    monkeypatch.setattr(refine, "newton_batch", forbidden)
+    monkeypatch.setattr(refine.kn, "gain_values", forbidden)
+    monkeypatch.setattr(refine.kn, "gain_values_serial", forbidden)
     with pytest.raises(MemoryError, match=r"760 duals.*8\.8 MiB.*1\.0 MiB"):
         solve(_game(2), "ce", method="newton", memory_budget=MIB)
     with pytest.raises(MemoryError, match="760 duals"):

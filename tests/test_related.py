@@ -128,9 +128,13 @@ def test_hard_ce_goes_on_with_the_face_from_the_watched_run(monkeypatch):
         cold = solve(big, "ce")
         if prev.info["face"] or "face" not in cold.method or rel.warm_duals(prev, big, "ce")[0] is None:
             continue
-        import solvers.api
+        import dataclasses
 
-        monkeypatch.setattr(solvers.api, "FACE_AFTER", 2)  # the watched run: 1 + 1 iterations
+        import solvers.policy
+
+        # the watched run: 1 + 1 iterations
+        monkeypatch.setattr(solvers.policy, "DEFAULT_POLICY",
+                            dataclasses.replace(solvers.policy.DEFAULT_POLICY, face_after=2))
         warm = solve(big, "ce", duals0=prev)
         assert warm.info["warm_start"] == rel.FACE and warm.method.startswith("face")
         assert warm.status is Status.OPTIMAL and warm.timings["warm_attempt"] > 0

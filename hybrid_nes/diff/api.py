@@ -14,7 +14,7 @@ from hybrid_nes.diff.forward import dense_adjoint, forward, packed_size, packed_
 from hybrid_nes.diff.implicit import implicit, tangent
 from hybrid_nes.diff.problem import Theta, resolve
 from hybrid_nes.diff.status import Config, DiffSolution, DiffTangent
-from solvers.api import gain_layout
+from solvers.gains import gain_layout
 
 __all__ = ["jvp", "solve"]
 

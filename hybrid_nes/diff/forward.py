@@ -5,7 +5,7 @@ Per game (normalised units, DESIGN §5):
 
 1. The solver of ``solvers.solve``: its compiled single-game Newton (``solve_single``:
    gains, Newton, certificate in one call) where ``solvers.solve`` takes it, else, or when
-   that is short of ``tol``, ``solvers.api.refine_batch`` (first-order pass, facial
+   that is short of ``tol``, ``solvers.refine.refine_batch`` (first-order pass, facial
    reduction, CVXPY polish).
 2. Hard constraints with a joint action below ``FACE_MASS``: the facial-reduction LP
    (``hybrid_nes.diff.face``) and, on a proper face, projected Newton on the face (its
@@ -49,16 +49,12 @@ from hybrid_nes.diff.status import (
     Config,
 )
 from solvers import kernels as kn
-from solvers.api import (
-    FACE_AFTER,
-    NEWTON_MAX_DUALS,
-    auto_first_pass,
-    gain_layout,
-    newton_plan,
-    refine_batch,
-)
+from solvers import policy as solver_policy
+from solvers.gains import gain_layout
 from solvers.game import CONSTANT_ULPS
 from solvers.newton import OPTIMAL, NewtonOptions, newton_batch, options_array, solve_single
+from solvers.policy import auto_first_pass, newton_plan
+from solvers.refine import refine_batch
 from solvers.selection import SelectionParams
 from solvers.solution import Status
 
@@ -75,7 +71,7 @@ _TINY = CONSTANT_ULPS * float(np.finfo(np.float64).eps)
 class _Plan(NamedTuple):
     """What a configuration needs on every call, computed once (``plan``)."""
 
-    layout: object  # solvers.api.GainLayout
+    layout: object  # solvers.gains.GainLayout
     fast: bool  # solvers.solve's compiled single-game path applies
     first_opts: np.ndarray  # Newton options of that path's first pass
     face_options: NewtonOptions  # Newton on a face
@@ -87,10 +83,11 @@ def plan(cfg: Config) -> _Plan:
     layout = gain_layout(cfg.shape, cfg.concept)
     num = layout.num_constraints
     num_players = len(cfg.shape)
-    fast = (auto_first_pass(cfg.concept, num_players, num, cfg.hard) == 0 and num <= NEWTON_MAX_DUALS
+    pol = solver_policy.DEFAULT_POLICY
+    fast = (auto_first_pass(cfg.concept, num_players, num, cfg.hard) == 0 and num <= pol.newton_max_duals
             and newton_plan(cfg.shape, cfg.concept).fits)
     cap = cfg.max_iter if cfg.max_iter is not None else NewtonOptions().max_iter
-    first_cap = min(cap, FACE_AFTER) if cfg.hard else cap
+    first_cap = min(cap, pol.face_after) if cfg.hard else cap
     noise = np.random.default_rng(0).standard_normal((num_players,) + cfg.shape).reshape(num_players, -1)
     noise /= max(float(np.linalg.norm(noise)), 1e-300)
     return _Plan(layout, fast, options_array(NewtonOptions(tol=cfg.tol, max_iter=first_cap)),

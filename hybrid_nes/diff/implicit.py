@@ -36,7 +36,7 @@ from hybrid_nes.diff.status import (
     Config,
     DegenerateEquilibriumError,
 )
-from solvers.api import gain_layout
+from solvers.gains import gain_layout
 
 __all__ = ["implicit", "kkt_solve_np", "pack", "tangent"]
 

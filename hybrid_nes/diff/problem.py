@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hybrid_nes.diff.status import Config
-from solvers.api import gain_layout
+from solvers.gains import gain_layout
 from solvers.game import CONSTANT_ULPS
 
 __all__ = ["Theta", "normalise", "resolve", "sigma_and_gradient"]

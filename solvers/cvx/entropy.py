@@ -90,12 +90,11 @@ def _entropy_model(prob: EntropyProblem) -> _EntropyModel:
         )
     # Rows that vanish on the support are constant: with hard constraints they are
     # dropped when satisfied (redundant rows hurt interior-point accuracy); their
-    # multipliers are 0.
-    empty = np.diff(sub.indptr) == 0
+    # multipliers are 0. Soft constraints keep every row (each bounds its eps).
     if hard:
-        empty &= np.where(free, rhs_all == 0, rhs_all >= 0)
+        empty = (np.diff(sub.indptr) == 0) & np.where(free, rhs_all == 0, rhs_all >= 0)
     else:
-        empty &= free & False
+        empty = np.zeros(num_rows, dtype=bool)
     ineq_rows = np.flatnonzero(~free & ~empty)
     eq_rows = np.flatnonzero(free & ~empty)
     ineq = eq = None
