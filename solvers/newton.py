@@ -24,7 +24,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
 
@@ -38,6 +38,9 @@ __all__ = [
     "DualSolveResult",
     "newton_batch",
 ]
+
+#: Chunks of games per thread in the parallel drivers (each chunk allocates one workspace).
+CHUNKS_PER_THREAD = 16
 
 # Per-game status codes shared by the dual solvers (``solvers.gradient`` too).
 OPTIMAL = 0  # violation, KKT residual and duality gap <= tol
@@ -155,6 +158,23 @@ def projected_step_one(alpha, direction, t, free, grad, out):
 
 
 @njit(cache=True)
+def newton_workspace(num, num_joint, num_players, block, dense):
+    """Scratch of ``newton_core`` for games of ``K = num`` duals (allocated once per thread).
+
+    The dense Hessian and Cholesky buffers are flat (``[block * block]``, ``block = K``
+    unless ``max_block`` limits it, then 0 and grown on demand) so that an ``[n, n]`` free
+    block is a contiguous view; ``cols, wcols: [block, |A|]`` on the identity (CCE) layout.
+    """
+    f = np.empty
+    vecs = (f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num), f(num))
+    small = (f(num_players), f(num_players), f(num_players), f(num_players), f(num_players), f(num_players))
+    ints = (f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64))
+    cols = block if dense else 0
+    mats = (f(block * block), f(block * block), f((cols, num_joint)), f((cols, num_joint)))
+    return vecs, small, ints, f(num, dtype=np.bool_), f(num), mats
+
+
+@njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                alpha_cap, expand, max_expand, max_block, joint):
@@ -163,41 +183,40 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers).
 
     Returns ``(iterations, status, violation, kkt, duality_gap, loss)`` and writes
-    ``sigma(alpha)`` into ``joint: [|A|]``.
+    ``sigma(alpha)`` into ``joint: [|A|]``. (``newton_core`` with its own workspace.)
     """
     num = alpha.shape[0]
+    dense = kn.rows_are_identity(rows, num)
+    block = 0 if 0 < max_block < num else num
+    ws = newton_workspace(num, base.shape[0], eps_hat.shape[0], block, dense)
+    return newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
+                       armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
+                       alpha_cap, expand, max_expand, max_block, joint, dense, ws)
+
+
+@njit(cache=True)
+def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
+                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
+                alpha_cap, expand, max_expand, max_block, joint, dense, ws):
+    """``newton_one`` on the scratch ``ws`` of ``newton_workspace`` (nothing allocated per
+    iteration; with ``0 < max_block < K`` the dense buffers grow with the free block)."""
+    num = alpha.shape[0]
     num_joint = base.shape[0]
-    num_players = eps_hat.shape[0]
-    lg = np.empty(num_joint)
-    mean = np.empty(num)
-    grad = np.empty(num)
-    ssum = np.empty(num_players)
-    eps = np.empty(num_players)
-    gaps = np.empty(num_players)
-    curv = np.empty(num_players)
-    tss = np.empty(num_players)
-    teps = np.empty(num_players)
-    pos = np.empty(num, dtype=np.int64)
-    idx = np.empty(num, dtype=np.int64)
+    vecs, small, ints, zero_row, val, mats = ws
+    lg, mean, grad, rhs, sol, direction, trial, probe = vecs
+    ssum, eps, gaps, curv, tss, teps = small
+    pos, idx, keep, loc = ints
+    hess_flat, low_flat, cols, wcols = mats
     # Dense buffers: the whole [K, K] pair up front when allowed, else grown with the
     # free block up to max_block.
     limit = num if max_block <= 0 or max_block >= num else max_block
     size = num if limit == num else 0
-    hess_buf = np.empty((size, size))
-    low_buf = np.empty((size, size))
-    rhs = np.empty(num)
-    sol = np.empty(num)
-    direction = np.empty(num)
-    trial = np.empty(num)
-    probe = np.empty(num)
+    if hess_flat.shape[0] < size * size or (dense and cols.shape[0] < size):
+        size = 0  # a workspace without the [K, K] pair: grow on demand
     # Rows with no gain on the support (after facial reduction, or a constant-payoff
     # player) have zero Hessian rows; with a zero gradient they are inert and stay out of
     # the system (and the Cholesky) altogether.
-    zero_row = np.empty(num, dtype=np.bool_)
     kn.structural_zero_rows_one(rows, values, base, zero_row)
-    dense = kn.rows_are_identity(rows, num)
-    cols = np.empty((size if dense else 0, num_joint))
-    wcols = np.empty((size if dense else 0, num_joint))
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
@@ -258,17 +277,19 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
                 status = BLOCK_LIMIT
                 break
             size = min(limit, max(n, size + size // 2))
-            hess_buf = np.empty((size, size))
-            low_buf = np.empty((size, size))
+            hess_flat = np.empty(size * size)
+            low_flat = np.empty(size * size)
             if dense:
                 cols = np.empty((size, num_joint))
                 wcols = np.empty((size, num_joint))
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
-        hess = hess_buf[:n, :n]
+        # Contiguous [n, n] views of the flat buffers.
+        hess = hess_flat[: n * n].reshape((n, n))
+        low = low_flat[: n * n].reshape((n, n))
         if dense:
-            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols)
+            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols, keep)
         else:
-            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess)
+            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
         diag_max = 0.0
         for i in range(n):
             rhs[i] = -grad[idx[i]]
@@ -277,7 +298,7 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
         ok = False
         while mult <= damping_max:
             lam = mult * pgn + 1e-12 * (1.0 + diag_max)
-            if cholesky_solve(hess, lam, rhs[:n], low_buf[:n, :n], sol[:n]):
+            if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
                 ok = True
                 break
             mult *= 10.0
@@ -369,26 +390,44 @@ def batch_result(alpha, joint, iters, status, stats) -> DualSolveResult:
     return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
 
 
+@njit(cache=True)
+def _newton_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
+                  armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
+                  alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
+    """Games ``lo..hi-1`` in turn on one workspace."""
+    num = alpha.shape[1]
+    dense = kn.rows_are_identity(rows, num)
+    block = 0 if 0 < max_block < num else num
+    ws = newton_workspace(num, base.shape[1], eps_hat.shape[1], block, dense)
+    for b in range(lo, hi):
+        out = newton_core(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
+                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
+                          damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b],
+                          dense, ws)
+        record_result(out, b, iters, status, stats)
+
+
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
-    for b in prange(base.shape[0]):
-        out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
-                         alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b])
-        record_result(out, b, iters, status, stats)
+                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats, chunks):
+    # Chunks of games share a workspace; many more chunks than threads balance games of
+    # very different iteration counts.
+    num_games = base.shape[0]
+    for c in prange(chunks):
+        _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
+                      base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
+                      min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
+                      max_expand, max_block, joint, iters, status, stats)
 
 
 @njit(cache=True)
 def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                    armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                    alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
-    for b in range(base.shape[0]):
-        out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
-                         alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b])
-        record_result(out, b, iters, status, stats)
+    _newton_range(0, base.shape[0], rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
+                  tol, max_iter, armijo, backtrack, min_step, damping, damping_min, damping_max,
+                  active_eps, alpha_cap, expand, max_expand, max_block, joint, iters, status, stats)
 
 
 def newton_batch(
@@ -418,12 +457,15 @@ def newton_batch(
     """
     num_games = base.shape[0]
     alpha, joint, iters, status, stats = batch_buffers(base, alpha0)
-    run = _newton_parallel if (parallel if parallel is not None else num_games > 1) else _newton_serial
     o = options if options is not None else NewtonOptions()
-    run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
-        float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
-        float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
-        float(o.max_expand), int(o.max_block), joint, iters, status, stats)
+    args = (rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
+            float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
+            float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
+            float(o.max_expand), int(o.max_block), joint, iters, status, stats)
+    if parallel if parallel is not None else num_games > 1:
+        _newton_parallel(*args, min(num_games, CHUNKS_PER_THREAD * get_num_threads()))
+    else:
+        _newton_serial(*args)
     return batch_result(alpha, joint, iters, status, stats)
 
 
