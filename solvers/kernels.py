@@ -36,16 +36,37 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
 def logits_one(rows, values, base, alpha, out):
-    """``out[a] = base[a] - sum_j alpha[rows[a, j]] values[a, j]``; ``out: [|A|]``."""
+    """``out[a] = base[a] - sum_j alpha[rows[a, j]] values[a, j]``; ``out: [|A|]``.
+
+    Four joints at a time, each summed in the order ``j = 0..c-1`` (bit-identical to the
+    plain loop; the four independent chains hide the add latency).
+    """
     num_joint, width = rows.shape
-    for a in range(num_joint):
-        acc = base[a]
+    a = 0
+    while a + 4 <= num_joint:
+        acc0 = base[a]
+        acc1 = base[a + 1]
+        acc2 = base[a + 2]
+        acc3 = base[a + 3]
+        for j in range(width):
+            acc0 -= alpha[rows[a, j]] * values[a, j]
+            acc1 -= alpha[rows[a + 1, j]] * values[a + 1, j]
+            acc2 -= alpha[rows[a + 2, j]] * values[a + 2, j]
+            acc3 -= alpha[rows[a + 3, j]] * values[a + 3, j]
+        # Off the support (base -inf) the logit stays -inf exactly.
+        out[a] = acc0 if base[a] != -np.inf else -np.inf
+        out[a + 1] = acc1 if base[a + 1] != -np.inf else -np.inf
+        out[a + 2] = acc2 if base[a + 2] != -np.inf else -np.inf
+        out[a + 3] = acc3 if base[a + 3] != -np.inf else -np.inf
+        a += 4
+    for b in range(a, num_joint):
+        acc = base[b]
         if acc == -np.inf:
-            out[a] = acc
+            out[b] = acc
             continue
         for j in range(width):
-            acc -= alpha[rows[a, j]] * values[a, j]
-        out[a] = acc
+            acc -= alpha[rows[b, j]] * values[b, j]
+        out[b] = acc
 
 
 @njit(cache=True)

@@ -158,19 +158,71 @@ def projected_step_one(alpha, direction, t, free, grad, out):
 
 
 @njit(cache=True)
+def logits_identity_one(vt, base, alpha, out):
+    """``kernels.logits_one`` on the identity layout from the transposed gains
+    ``vt: [K, |A|]``: the same sums in the same order (bit-identical), vectorised over joints."""
+    out[:] = base
+    for j in range(vt.shape[0]):
+        aj = alpha[j]
+        for a in range(out.shape[0]):
+            out[a] -= aj * vt[j, a]
+
+
+@njit(cache=True)
+def gains_identity_one(values, sigma, out):
+    """``kernels.expected_gains_one`` on the identity layout (bit-identical, vectorised over rows)."""
+    out[:] = 0.0
+    for a in range(values.shape[0]):
+        s = sigma[a]
+        if s == 0.0:
+            continue
+        for j in range(out.shape[0]):
+            out[j] += s * values[a, j]
+
+
+@njit(cache=True)
+def loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ssum, eps):
+    """``kernels.loss_only_one``, through the identity-layout kernels when ``dense``."""
+    if dense:
+        logits_identity_one(vt, base, alpha, lg)
+    else:
+        kn.logits_one(rows, values, base, alpha, lg)
+    kn.player_sums_one(alpha, player, ssum)
+    return kn.log_partition_one(lg) + kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+
+
+@njit(cache=True)
+def evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, sigma, mean, ssum, eps, grad):
+    """``kernels.evaluate_logits_one`` (``lg`` holds the logits at ``alpha``), through the
+    identity-layout kernels when ``dense``."""
+    lse = kn.softmax_one(lg, sigma)
+    if dense:
+        gains_identity_one(values, sigma, mean)
+    else:
+        kn.expected_gains_one(rows, values, sigma, mean)
+    kn.player_sums_one(alpha, player, ssum)
+    penalty = kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+    for k in range(grad.shape[0]):
+        grad[k] = eps[player[k]] - mean[k]
+    return lse + penalty
+
+
+@njit(cache=True)
 def newton_workspace(num, num_joint, num_players, block, dense):
     """Scratch of ``newton_core`` for games of ``K = num`` duals (allocated once per thread).
 
     The dense Hessian and Cholesky buffers are flat (``[block * block]``, ``block = K``
     unless ``max_block`` limits it, then 0 and grown on demand) so that an ``[n, n]`` free
-    block is a contiguous view; ``cols, wcols: [block, |A|]`` on the identity (CCE) layout.
+    block is a contiguous view; ``cols, wcols: [block, |A|]`` and the transposed gains
+    ``[K, |A|]`` on the identity (CCE) layout.
     """
     f = np.empty
-    vecs = (f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num), f(num))
+    vecs = (f(num_joint), f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num), f(num))
     small = (f(num_players), f(num_players), f(num_players), f(num_players), f(num_players), f(num_players))
     ints = (f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64))
     cols = block if dense else 0
-    mats = (f(block * block), f(block * block), f((cols, num_joint)), f((cols, num_joint)))
+    mats = (f(block * block), f(block * block), f((cols, num_joint)), f((cols, num_joint)),
+            f((num if dense else 0, num_joint)))
     return vecs, small, ints, f(num, dtype=np.bool_), f(num), mats
 
 
@@ -203,10 +255,10 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
     num = alpha.shape[0]
     num_joint = base.shape[0]
     vecs, small, ints, zero_row, val, mats = ws
-    lg, mean, grad, rhs, sol, direction, trial, probe = vecs
+    lg, lgp, mean, grad, rhs, sol, direction, trial, probe = vecs
     ssum, eps, gaps, curv, tss, teps = small
     pos, idx, keep, loc = ints
-    hess_flat, low_flat, cols, wcols = mats
+    hess_flat, low_flat, cols, wcols, vt = mats
     # Dense buffers: the whole [K, K] pair up front when allowed, else grown with the
     # free block up to max_block.
     limit = num if max_block <= 0 or max_block >= num else max_block
@@ -220,7 +272,14 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
-    loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+    if dense:
+        for a in range(num_joint):
+            for j in range(num):
+                vt[j, a] = values[a, j]
+        logits_identity_one(vt, base, alpha, lg)
+    else:
+        kn.logits_one(rows, values, base, alpha, lg)
+    loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
     mult = damping
     last_pgn = np.inf
     prev_pgn = np.inf
@@ -319,7 +378,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         accepted = False
         while t >= min_step:
             dec = projected_step_one(alpha, direction, t, free, grad, trial)
-            lt = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, tss, teps)
+            lt = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, tss, teps)
             if lt <= loss + armijo * dec + slack:
                 accepted = True
                 break
@@ -330,32 +389,29 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                 status = STALLED
                 break
             continue
-        fresh = True  # lg holds the logits of the accepted trial
         if t == 1.0 and expand > 1.0 and pgn > 0.25 * prev_pgn:
             # Linear progress with full steps: where the dual has no minimiser it drifts
             # along a direction of exponential decay, and longer steps get there in far
             # fewer iterations. Keep doubling while it pays. (Skipped while convergence
-            # is fast, where it would only cost a loss evaluation.)
+            # is fast, where it would only cost a loss evaluation.) Probes write their
+            # logits into lgp; an accepted probe swaps it with lg.
             best = lt
             tt = expand
             while tt <= max_expand:
                 dec2 = projected_step_one(alpha, direction, tt, free, grad, probe)
-                l2 = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, probe, lg, tss, teps)
+                l2 = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, probe, lgp, tss, teps)
                 if l2 < best - slack and l2 <= loss + armijo * dec2:
                     best = l2
                     for k in range(num):
                         trial[k] = probe[k]
-                    fresh = True
+                    lg, lgp = lgp, lg
                     tt *= expand
                 else:
-                    fresh = False
                     break
         for k in range(num):
             alpha[k] = trial[k]
-        if fresh:
-            loss = kn.evaluate_logits_one(rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
-        else:
-            loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+        # lg holds the logits of the accepted point.
+        loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
         if t == 1.0:
             mult = max(mult * 0.1, damping_min)
         else:
