@@ -163,3 +163,36 @@ def test_dense_hessian_for_the_cce_layout():
     kn.hessian_dense_one(values[0], player, sigma, mean, curv, pos, block, scratch, scratch.copy(),
                          np.empty(num, dtype=np.int64))
     np.testing.assert_allclose(block, full[np.ix_(keep, keep)], atol=TOL)
+
+
+def test_identity_layout_kernels_are_bit_identical():
+    # newton's CCE kernels sum in the same order as the generic ELL kernels, so the
+    # certificate (generic kernels) sees exactly the logits and gains Newton saw.
+    from solvers.newton import gains_identity_one, logits_identity_one
+
+    problems, arrays, free, alpha = _batch((3, 5), "cce", Selection.me(), [9])
+    rows, values, player, base, eps_hat, eps_plus, rho = arrays
+    assert kn.rows_are_identity(rows, alpha.shape[1])
+    base = base[0].copy()
+    base[[1, 6]] = -np.inf
+    want = np.empty(rows.shape[0])
+    kn.logits_one(rows, values[0], base, alpha[0] * 3.0, want)
+    got = np.empty_like(want)
+    logits_identity_one(np.ascontiguousarray(values[0].T), base, alpha[0] * 3.0, got)
+    np.testing.assert_array_equal(got, want)
+    # The plain loop, in Python (IEEE doubles, same order): logits_one's 4-way unrolling
+    # changes nothing.
+    plain = [base[a] if base[a] == -np.inf else base[a] for a in range(rows.shape[0])]
+    for a in range(rows.shape[0]):
+        if plain[a] != -np.inf:
+            for j in range(rows.shape[1]):
+                plain[a] -= alpha[0][rows[a, j]] * 3.0 * values[0][a, j]
+    np.testing.assert_array_equal(want, np.array(plain))
+    sigma = np.empty_like(want)
+    kn.softmax_one(want, sigma)
+    assert sigma[1] == 0.0 and sigma.sum() == pytest.approx(1.0, abs=1e-15)
+    mean_g = np.empty(alpha.shape[1])
+    mean_i = np.empty(alpha.shape[1])
+    kn.expected_gains_one(rows, values[0], sigma, mean_g)
+    gains_identity_one(values[0], sigma, mean_i)
+    np.testing.assert_array_equal(mean_i, mean_g)
