@@ -1,6 +1,6 @@
 """Side-by-side batch throughput of two source trees in one run (ratios on a shared machine).
 
-``python -m benchmarks.compare_trees TREE_A TREE_B [--repeats R]`` runs, alternating, a
+``python -m benchmarks.compare_trees TREE_A TREE_B [--repeats R]`` runs, alternating (ABBA), a
 child process per tree (``PYTHONPATH=TREE``) that warms the kernels up and reports the
 best of ``--inner`` timings of ``solve_batch`` and ``refine_batch`` (wall clock, all
 threads) and of ``refine_batch(parallel=False)`` (process CPU seconds, one thread) on
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     best: dict[str, dict] = {args.tree_a: {}, args.tree_b: {}}
     loads = [os.getloadavg()]
-    for _ in range(args.repeats):
-        for tree in (args.tree_a, args.tree_b):
+    for rep in range(args.repeats):
+        # A, B then B, A: a load that drifts during the run favours neither tree.
+        for tree in (args.tree_a, args.tree_b)[:: 1 if rep % 2 == 0 else -1]:
             for case, res in run_tree(tree, args.inner).items():
                 cur = best[tree].setdefault(case, dict(res))
                 for call in CALLS:
