@@ -11,7 +11,7 @@ ELL layout of ``solvers.gains`` without ever forming a dense ``[K, |A|]`` matrix
 
 Single-game kernels (``*_one``) write into caller-provided buffers so that the solvers
 (``solvers.newton``, ``solvers.gradient``) allocate nothing per iteration; the batched
-entry points (no suffix) run them in parallel over games with ``prange``.
+entry points (no suffix) run them over games (tests' extras: tests/_kernels_reference.py).
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------
 # Single-game building blocks (buffers passed in; no allocation).
-# ---------------------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
 def logits_one(rows, values, base, alpha, out):
     """``out[a] = base[a] - sum_j alpha[rows[a, j]] values[a, j]``; ``out: [|A|]``.
@@ -439,9 +437,11 @@ def certify_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, fr
                 epsp[b, p] = max(eps[p], gaps[b, p])
 
 
-# ---------------------------------------------------------------------------------------
-# Batched entry points (parallel over games).
-# ---------------------------------------------------------------------------------------
+# Batched entry points (parallel over games). ``gain_values`` and ``certify`` run on one thread
+# below PARALLEL_MIN_GAINS gains (B |A| c), where a thread-pool launch costs more than it saves.
+PARALLEL_MIN_GAINS = 1 << 17
+
+
 @njit(cache=True, parallel=True)
 def logits(rows, values, base, alpha):
     """``[B, |A|]`` logits ``base - M^T alpha``."""
@@ -461,17 +461,20 @@ def softmax(lg):
     return out
 
 
-@njit(cache=True, parallel=True)
 def gain_values(flat, slot_player, dev):
     """``[B, |A|, c]`` ELL gains of ``flat: [B, N, |A|]`` payoffs.
 
     ``values[b, a, j] = flat[b, p_j, dev[a, j]] - flat[b, p_j, a]`` with ``p_j =
     slot_player[j]`` and ``dev`` the deviated joint (``solvers.gains.gain_structure``).
     """
-    num_games = flat.shape[0]
-    num_joint, width = dev.shape
-    out = np.empty((num_games, num_joint, width))
-    for b in prange(num_games):
+    small = flat.shape[0] * dev.size < PARALLEL_MIN_GAINS
+    return (gain_values_serial if small else _gain_values_parallel)(flat, slot_player, dev)
+
+
+@njit(cache=True, parallel=True)
+def _gain_values_parallel(flat, slot_player, dev):
+    out = np.empty((flat.shape[0],) + dev.shape)
+    for b in prange(flat.shape[0]):
         gain_values_one(flat[b], slot_player, dev, out[b])
     return out
 
@@ -484,6 +487,8 @@ def certify(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
       feasible approximation ``eps'`` (hard: ``eps_hat``); stats: ``[B, 4]`` violation
       ``max_k (E[M_k] - eps_k(alpha))^+``, KKT residual, duality gap and ``L(alpha)``.
     """
+    if values.size < PARALLEL_MIN_GAINS:
+        return certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha)
     chunks = min(base.shape[0], 4 * get_num_threads())
     return _certify_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, chunks)
 
@@ -505,18 +510,16 @@ def _certify_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, 
 
 @njit(cache=True)
 def gain_values_serial(flat, slot_player, dev):
-    """``gain_values`` without threads (one game: no thread-pool launch)."""
-    num_games = flat.shape[0]
-    num_joint, width = dev.shape
-    out = np.empty((num_games, num_joint, width))
-    for b in range(num_games):
+    """``gain_values`` without threads (small batches: no thread-pool launch)."""
+    out = np.empty((flat.shape[0],) + dev.shape)
+    for b in range(flat.shape[0]):
         gain_values_one(flat[b], slot_player, dev, out[b])
     return out
 
 
 @njit(cache=True)
 def certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
-    """``certify`` without threads (one game: no thread-pool launch)."""
+    """``certify`` without threads (small batches: no thread-pool launch)."""
     num_games, num_joint = base.shape
     num_players = eps_hat.shape[1]
     joint = np.empty((num_games, num_joint))

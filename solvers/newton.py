@@ -41,6 +41,17 @@ __all__ = [
 
 #: Chunks of games per thread in the parallel drivers (each chunk allocates one workspace).
 CHUNKS_PER_THREAD = 16
+#: ``B |A| c K`` (gain entries times duals, a proxy of a batch's Newton work) below which
+#: ``newton_batch`` runs on one thread even when asked for threads: results are identical
+#: and a thread-pool launch costs more than ~1 ms of work gains (far more on a busy
+#: machine; ``benchmarks/results/solvers_suite_profile.md``). 8x8: 64 ME-CCE or 11 ME-CE
+#: games; a 32x32 ME-CE pair already runs in parallel.
+PARALLEL_MIN_WORK = 1 << 20
+
+
+def small_batch(values_shape: tuple[int, ...], num_duals: int) -> bool:
+    """True when a batch of gains ``[B, |A|, c]`` with ``K = num_duals`` is below ``PARALLEL_MIN_WORK``."""
+    return values_shape[0] * values_shape[1] * values_shape[2] * num_duals < PARALLEL_MIN_WORK
 
 # Per-game status codes shared by the dual solvers (``solvers.gradient`` too).
 OPTIMAL = 0  # violation, KKT residual and duality gap <= tol
@@ -506,7 +517,8 @@ def newton_batch(
       base: ``[B, |A|]``; eps_hat, eps_plus: ``[B, N]``; rho: ``[B]``; free: ``[B, K]``
       bool; alpha0: ``[B, K]`` start (copied; projected onto the dual domain).
       options: tolerances and caps.
-      parallel: run games on all cores (default: when B > 1).
+      parallel: run games on all cores (default: when B > 1); a batch below
+        ``PARALLEL_MIN_WORK`` runs on one thread either way (same results).
 
     Returns:
       A ``DualSolveResult``.
@@ -518,7 +530,7 @@ def newton_batch(
             float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
             float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
             float(o.max_expand), int(o.max_block), joint, iters, status, stats)
-    if parallel if parallel is not None else num_games > 1:
+    if (parallel if parallel is not None else num_games > 1) and not small_batch(values.shape, alpha.shape[1]):
         _newton_parallel(*args, min(num_games, CHUNKS_PER_THREAD * get_num_threads()))
     else:
         _newton_serial(*args)
