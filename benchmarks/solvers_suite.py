@@ -5,7 +5,9 @@ For each shape (8x8, 16x16, 32x32) and concept (ME-CCE, ME-CE), hard constraints
 plain CVXPY model of the same problem (built here, per game, as a user would:
 ``max H(sigma) s.t. simplex, M sigma <= 0``) solved by Clarabel and by ECOS, on the same
 games in the same run. Also: games per second of ``solve_batch`` (and of the low-level
-``refine_batch``) on 1,000 8x8 games.
+``refine_batch``) on 1,000 8x8 games; ``solve_batch`` throughput against the batch size
+(1 to 4,096 games: 8x8 ME-CCE and ME-CE, 32x32 ME-CE) with a figure
+(``solvers_suite_throughput.png``); and strong scaling over 1 and 2 Numba threads.
 
 Run ``python -m benchmarks.solvers_suite [--quick]``; results go to
 ``benchmarks/results/solvers_suite.{json,md}`` (written atomically).
@@ -23,7 +25,12 @@ import numpy as np
 import scipy.sparse as sps
 
 from benchmarks.games import l2_invariant_games
-from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
+from benchmarks.results import (
+    markdown_table,
+    write_figure_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from solvers import Selection, refine_batch, solve, solve_batch
 from solvers.gains import gain_layout
 from solvers.game import normalise_batch
@@ -37,6 +44,18 @@ NUM_GAMES = {(8, 8): (20, 6), (16, 16): (8, 2), (32, 32): (3, 1)}
 #: Batch throughput: games (full, quick) and repeats.
 BATCH_GAMES = (1000, 300)
 BATCH_REPEATS = 3
+#: Throughput against the batch size: sizes (full, quick) per case (shape, concept); a
+#: batch is timed repeatedly until ``SIZE_SECONDS`` have passed (best of the repeats).
+SIZE_CASES = {
+    ((8, 8), "cce"): ((1, 16, 256, 4096), (1, 16, 256)),
+    ((8, 8), "ce"): ((1, 16, 256, 4096), (1, 16, 256)),
+    # 32x32 ME-CE takes ~10 ms a game: 4,096 of them alone would take minutes.
+    ((32, 32), "ce"): ((1, 16, 256), (1, 4)),
+}
+SIZE_SECONDS = (0.5, 0.15)
+#: Strong scaling: games per case (full, quick) and the Numba thread counts.
+SCALING_GAMES = (4096, 512)
+SCALING_THREADS = (1, 2)
 #: A CVXPY solver slower than this per game is not run on further games of the config.
 CVXPY_BUDGET_S = 20.0
 
@@ -218,6 +237,89 @@ def _batch_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
+def _best_rate(run, num: int, seconds: float) -> float:
+    """Games per second of ``run()`` on ``num`` games: best of repeats over ``seconds``."""
+    best = math.inf
+    spent = 0.0
+    while spent < seconds or best == math.inf:
+        start = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        spent += elapsed
+    return num / best
+
+
+def _size_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
+    """``solve_batch`` games/s against the batch size (``SIZE_CASES``)."""
+    rows = []
+    seconds = SIZE_SECONDS[1 if quick else 0]
+    for (shape, concept), sizes in SIZE_CASES.items():
+        sizes = sizes[1 if quick else 0]
+        pool = l2_invariant_games(rng, max(sizes), shape)
+        solve_batch(pool[:2], concept)
+        for size in sizes:
+            games = pool[:size]
+            rate = _best_rate(lambda g=games, c=concept: solve_batch(g, c, tol=TOL), size, seconds)
+            rows.append({"shape": "x".join(map(str, shape)), "concept": concept, "batch": size,
+                         "games_per_s": rate, "us_per_game": 1e6 / rate})
+            print(f"solve_batch {rows[-1]['shape']} ME-{concept.upper()} batch {size}: {rate:.0f} games/s", flush=True)
+    return rows
+
+
+def _scaling_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
+    """Strong scaling: the same 8x8 batch on 1 and 2 Numba threads (``numba.set_num_threads``)."""
+    import numba
+
+    num = SCALING_GAMES[1 if quick else 0]
+    games = l2_invariant_games(rng, num, (8, 8))
+    available = numba.config.NUMBA_NUM_THREADS
+    before = numba.get_num_threads()
+    rows = []
+    try:
+        for concept in ("cce", "ce"):
+            base = None
+            for threads in SCALING_THREADS:
+                if threads > available:
+                    continue
+                numba.set_num_threads(threads)
+                solve_batch(games[:8], concept)
+                rate = _best_rate(lambda c=concept: solve_batch(games, c, tol=TOL), num,
+                                  SIZE_SECONDS[1 if quick else 0])
+                base = rate if base is None else base
+                rows.append({"shape": "8x8", "concept": concept, "games": num, "threads": threads,
+                             "games_per_s": rate, "speedup": rate / base})
+                print(f"solve_batch 8x8 ME-{concept.upper()} on {threads} thread(s): {rate:.0f} games/s "
+                      f"(x{rate / base:.2f})", flush=True)
+    finally:
+        numba.set_num_threads(before)
+    return rows
+
+
+def _throughput_figure(rows: list[dict], path: Path) -> None:
+    """Log-log games/s against the batch size, one line per case; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for key in dict.fromkeys((r["shape"], r["concept"]) for r in rows):
+        sel = [r for r in rows if (r["shape"], r["concept"]) == key]
+        ax.plot([r["batch"] for r in sel], [r["games_per_s"] for r in sel], marker="o",
+                label=f"{key[0]} ME-{key[1].upper()}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("games per solve_batch call")
+    ax.set_ylabel("games / s (wall clock)")
+    ax.set_title(f"solve_batch throughput, tol {TOL:g}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    write_figure_atomic(fig, path)
+    plt.close(fig)
+
+
 def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
     """Runs the suite; writes ``solvers_suite.json`` and ``solvers_suite.md`` into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -226,6 +328,8 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
     started = time.time()
     single = _single_game_rows(quick, rng)
     batch = _batch_rows(quick, rng)
+    sizes = _size_rows(quick, rng)
+    scaling = _scaling_rows(quick, rng)
     try:
         load = os.getloadavg()
     except OSError:
@@ -239,6 +343,8 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
         "wall_seconds": time.time() - started,
         "single_game": single,
         "batch": batch,
+        "batch_size": sizes,
+        "scaling": scaling,
     }
     write_json_atomic(out_dir / "solvers_suite.json", result)
     columns = ["shape", "concept", "games", "ours_s", "ours_iters", "ours_optimal", "ours_face",
@@ -261,7 +367,21 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
         "## Batch throughput (8x8)",
         "",
         markdown_table(batch),
+        "",
+        "## Throughput against the batch size",
+        "",
+        "`solve_batch` wall clock, best of repeats; the figure is `solvers_suite_throughput.png`.",
+        "",
+        markdown_table(sizes),
+        "",
+        "## Strong scaling (Numba threads)",
+        "",
+        "The same batch with `numba.set_num_threads(n)`; speedup against 1 thread (the "
+        "Newton path calls no BLAS, so BLAS threads do not compete).",
+        "",
+        markdown_table(scaling),
     ]
+    _throughput_figure(sizes, out_dir / "solvers_suite_throughput.png")
     write_text_atomic(out_dir / "solvers_suite.md", "\n".join(text) + "\n")
     return result
 

@@ -11,7 +11,7 @@ ELL layout of ``solvers.gains`` without ever forming a dense ``[K, |A|]`` matrix
 
 Single-game kernels (``*_one``) write into caller-provided buffers so that the solvers
 (``solvers.newton``, ``solvers.gradient``) allocate nothing per iteration; the batched
-entry points (no suffix) run them in parallel over games with ``prange``.
+entry points (no suffix) run them over games (tests' extras: tests/_kernels_reference.py).
 """
 
 from __future__ import annotations
@@ -19,18 +19,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 __all__ = [
     "logits",
-    "log_partition",
     "softmax",
-    "expected_gains",
-    "duals_eps",
-    "dual_loss",
-    "dual_gradient",
-    "dual_hessian",
-    "stopping_measures",
     "gain_values",
     "gain_values_serial",
     "certify",
@@ -38,21 +31,40 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------
 # Single-game building blocks (buffers passed in; no allocation).
-# ---------------------------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
 def logits_one(rows, values, base, alpha, out):
-    """``out[a] = base[a] - sum_j alpha[rows[a, j]] values[a, j]``; ``out: [|A|]``."""
+    """``out[a] = base[a] - sum_j alpha[rows[a, j]] values[a, j]``; ``out: [|A|]``.
+
+    Four joints at a time, each summed in the order ``j = 0..c-1`` (bit-identical to the
+    plain loop; the four independent chains hide the add latency).
+    """
     num_joint, width = rows.shape
-    for a in range(num_joint):
-        acc = base[a]
+    a = 0
+    while a + 4 <= num_joint:
+        acc0 = base[a]
+        acc1 = base[a + 1]
+        acc2 = base[a + 2]
+        acc3 = base[a + 3]
+        for j in range(width):
+            acc0 -= alpha[rows[a, j]] * values[a, j]
+            acc1 -= alpha[rows[a + 1, j]] * values[a + 1, j]
+            acc2 -= alpha[rows[a + 2, j]] * values[a + 2, j]
+            acc3 -= alpha[rows[a + 3, j]] * values[a + 3, j]
+        # Off the support (base -inf) the logit stays -inf exactly.
+        out[a] = acc0 if base[a] != -np.inf else -np.inf
+        out[a + 1] = acc1 if base[a + 1] != -np.inf else -np.inf
+        out[a + 2] = acc2 if base[a + 2] != -np.inf else -np.inf
+        out[a + 3] = acc3 if base[a + 3] != -np.inf else -np.inf
+        a += 4
+    for b in range(a, num_joint):
+        acc = base[b]
         if acc == -np.inf:
-            out[a] = acc
+            out[b] = acc
             continue
         for j in range(width):
-            acc -= alpha[rows[a, j]] * values[a, j]
-        out[a] = acc
+            acc -= alpha[rows[b, j]] * values[b, j]
+        out[b] = acc
 
 
 @njit(cache=True)
@@ -72,14 +84,22 @@ def log_partition_one(lg):
 
 @njit(cache=True)
 def softmax_one(lg, sigma):
-    """Writes ``softmax(lg)`` into ``sigma`` and returns ``log-sum-exp(lg)``."""
-    lse = log_partition_one(lg)
-    if lse == -np.inf:
-        sigma[:] = 0.0
-        return lse
+    """Writes ``softmax(lg)`` into ``sigma`` and returns ``log-sum-exp(lg)`` (one ``exp`` per entry)."""
+    top = -np.inf
     for a in range(lg.shape[0]):
-        sigma[a] = math.exp(lg[a] - lse)
-    return lse
+        if lg[a] > top:
+            top = lg[a]
+    if top == -np.inf:
+        sigma[:] = 0.0
+        return top
+    acc = 0.0
+    for a in range(lg.shape[0]):
+        e = math.exp(lg[a] - top)
+        sigma[a] = e
+        acc += e
+    for a in range(lg.shape[0]):
+        sigma[a] = sigma[a] / acc
+    return top + math.log(acc)
 
 
 @njit(cache=True)
@@ -93,19 +113,6 @@ def expected_gains_one(rows, values, sigma, out):
             continue
         for j in range(width):
             out[rows[a, j]] += s * values[a, j]
-
-
-@njit(cache=True)
-def second_moments_one(rows, values, sigma, out):
-    """``out[k] = sum_a sigma[a] M[k, a]^2``; ``out: [K]``."""
-    out[:] = 0.0
-    num_joint, width = rows.shape
-    for a in range(num_joint):
-        s = sigma[a]
-        if s == 0.0:
-            continue
-        for j in range(width):
-            out[rows[a, j]] += s * values[a, j] * values[a, j]
 
 
 @njit(cache=True)
@@ -193,20 +200,21 @@ def curvature_one(ssum, eps_hat, eps_plus, rho, out):
             out[p] = (eps_plus[p] - eps_hat[p]) / rho * math.exp(-ssum[p] / rho)
 
 
-@njit(cache=True)
-def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
+# The Hessian only steers the search direction (the certificate never reads it):
+# reassociation and contraction are safe there and let the loops vectorise.
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def hessian_one(rows, values, player, sigma, mean, curv, pos, hess, keep, loc, val):
     """Hessian block on the rows with ``pos[k] >= 0`` (their index in ``hess``).
 
     ``hess[pos[i], pos[j]] = sum_a sigma(a) m_a[i] m_a[j] - mean[i] mean[j]
     + [same player] curv[player]``, accumulated from the ELL columns
     (``|A| c^2 / 2`` work, no dense ``[K, |A|]``). ``pos: [K]``, ``hess: [n, n]`` with
-    ``n = #{k: pos[k] >= 0}``.
+    ``n = #{k: pos[k] >= 0}``; scratch ``keep: [>= n]`` int64, ``loc: [>= c]`` int64,
+    ``val: [>= c]``.
     """
     n = hess.shape[0]
     hess[:, :] = 0.0
     num_joint, width = rows.shape
-    loc = np.empty(width, dtype=np.int64)
-    val = np.empty(width)
     for a in range(num_joint):
         s = sigma[a]
         if s == 0.0:
@@ -230,7 +238,6 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess):
                 else:
                     hess[i2, i1] += v1 * val[j2]
     # Rank-one mean term and per-player curvature over the n kept rows only.
-    keep = np.empty(n, dtype=np.int64)
     for k in range(pos.shape[0]):
         if pos[k] >= 0:
             keep[pos[k]] = k
@@ -299,13 +306,13 @@ def _dot(x, y):
     return acc
 
 
-@njit(cache=True)
-def hessian_dense_one(values, player, sigma, mean, curv, pos, hess, cols, wcols):
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def hessian_dense_one(values, player, sigma, mean, curv, pos, hess, cols, wcols, keep):
     """``hessian_one`` for the identity layout (``rows_are_identity``): contiguous dot
-    products over joints, which vectorise. ``cols, wcols: [K, |A|]`` are scratch."""
+    products over joints, which vectorise. ``cols, wcols: [>= n, |A|]``, ``keep: [>= n]``
+    int64 are scratch."""
     n = hess.shape[0]
     num_joint = values.shape[0]
-    keep = np.empty(n, dtype=np.int64)
     for k in range(pos.shape[0]):
         if pos[k] >= 0:
             keep[pos[k]] = k
@@ -404,33 +411,37 @@ def gain_values_one(flat, slot_player, dev, out):
 
 
 @njit(cache=True)
-def certify_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, joint, gaps, epsp, stats):
-    """One game of ``certify``: writes ``joint: [|A|]``, ``gaps, epsp: [N]``, ``stats: [4]``."""
-    num_joint = base.shape[0]
-    num_players = eps_hat.shape[0]
-    num = alpha.shape[0]
+def certify_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, joint, gaps, epsp, stats):
+    """Games ``lo..hi-1`` of ``certify`` on one set of scratch buffers."""
+    num_joint = base.shape[1]
+    num_players = eps_hat.shape[1]
+    num = alpha.shape[1]
     lg = np.empty(num_joint)
     mean = np.empty(num)
     grad = np.empty(num)
     ssum = np.empty(num_players)
     eps = np.empty(num_players)
-    loss = evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
-    player_gaps_one(mean, player, gaps)
-    viol, kkt = measures_one(alpha, grad, free)
-    stats[0] = viol
-    stats[1] = kkt
-    stats[2] = dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
-    stats[3] = loss
-    for p in range(num_players):
-        if rho == np.inf:
-            epsp[p] = eps_hat[p]
-        else:
-            epsp[p] = max(eps[p], gaps[p])
+    for b in range(lo, hi):
+        loss = evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b],
+                            lg, joint[b], mean, ssum, eps, grad)
+        player_gaps_one(mean, player, gaps[b])
+        viol, kkt = measures_one(alpha[b], grad, free[b])
+        stats[b, 0] = viol
+        stats[b, 1] = kkt
+        stats[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps[b], eps_hat[b], eps_plus[b], rho[b], free[b])
+        stats[b, 3] = loss
+        for p in range(num_players):
+            if rho[b] == np.inf:
+                epsp[b, p] = eps_hat[b, p]
+            else:
+                epsp[b, p] = max(eps[p], gaps[b, p])
 
 
-# ---------------------------------------------------------------------------------------
-# Batched entry points (parallel over games).
-# ---------------------------------------------------------------------------------------
+# Batched entry points (parallel over games). ``gain_values`` and ``certify`` run on one thread
+# below PARALLEL_MIN_GAINS gains (B |A| c), where a thread-pool launch costs more than it saves.
+PARALLEL_MIN_GAINS = 1 << 17
+
+
 @njit(cache=True, parallel=True)
 def logits(rows, values, base, alpha):
     """``[B, |A|]`` logits ``base - M^T alpha``."""
@@ -438,15 +449,6 @@ def logits(rows, values, base, alpha):
     out = np.empty((num_games, num_joint))
     for b in prange(num_games):
         logits_one(rows, values[b], base[b], alpha[b], out[b])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def log_partition(lg):
-    """``[B]`` max-shifted log-sum-exp of ``lg: [B, |A|]``."""
-    out = np.empty(lg.shape[0])
-    for b in prange(lg.shape[0]):
-        out[b] = log_partition_one(lg[b])
     return out
 
 
@@ -459,118 +461,24 @@ def softmax(lg):
     return out
 
 
-@njit(cache=True, parallel=True)
-def expected_gains(rows, values, sigma, num_constraints):
-    """``[B, K]`` expected gains ``E_sigma[M_k]`` of ``sigma: [B, |A|]``."""
-    out = np.empty((sigma.shape[0], num_constraints))
-    for b in prange(sigma.shape[0]):
-        expected_gains_one(rows, values[b], sigma[b], out[b])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def duals_eps(alpha, player, eps_hat, eps_plus, rho):
-    """``[B, N]`` the approximation ``eps_p(alpha)``."""
-    num_games, num_players = eps_hat.shape
-    out = np.empty((num_games, num_players))
-    for b in prange(num_games):
-        ssum = np.empty(num_players)
-        player_sums_one(alpha[b], player, ssum)
-        eps_and_penalty_one(ssum, eps_hat[b], eps_plus[b], rho[b], out[b])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def dual_loss(rows, values, player, base, eps_hat, eps_plus, rho, alpha):
-    """``[B]`` the dual loss ``L(alpha)``."""
-    num_games, num_joint = base.shape
-    out = np.empty(num_games)
-    for b in prange(num_games):
-        lg = np.empty(num_joint)
-        ssum = np.empty(eps_hat.shape[1])
-        eps = np.empty(eps_hat.shape[1])
-        out[b] = loss_only_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, ssum, eps)
-    return out
-
-
-@njit(cache=True, parallel=True)
-def dual_gradient(rows, values, player, base, eps_hat, eps_plus, rho, alpha):
-    """``[B, K]`` the gradient ``eps_{p(k)} - E_sigma[M_k]``."""
-    num_games, num_joint = base.shape
-    num_players = eps_hat.shape[1]
-    out = np.empty(alpha.shape)
-    for b in prange(num_games):
-        lg = np.empty(num_joint)
-        sigma = np.empty(num_joint)
-        mean = np.empty(alpha.shape[1])
-        ssum = np.empty(num_players)
-        eps = np.empty(num_players)
-        evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, sigma, mean, ssum, eps, out[b])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def dual_hessian(rows, values, player, base, eps_hat, eps_plus, rho, alpha):
-    """``[B, K, K]`` the Hessian ``Cov_sigma(M) + approximation curvature``."""
-    num_games, num_joint = base.shape
-    num_players = eps_hat.shape[1]
-    num = alpha.shape[1]
-    out = np.empty((num_games, num, num))
-    pos = np.arange(num)
-    for b in prange(num_games):
-        lg = np.empty(num_joint)
-        sigma = np.empty(num_joint)
-        mean = np.empty(num)
-        grad = np.empty(num)
-        ssum = np.empty(num_players)
-        eps = np.empty(num_players)
-        curv = np.empty(num_players)
-        evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, sigma, mean, ssum, eps, grad)
-        curvature_one(ssum, eps_hat[b], eps_plus[b], rho[b], curv)
-        hessian_one(rows, values[b], player, sigma, mean, curv, pos, out[b])
-    return out
-
-
-@njit(cache=True, parallel=True)
-def stopping_measures(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
-    """``[B, 3]``: violation ``max (-g)^+``, KKT residual and duality gap at ``alpha``."""
-    num_games, num_joint = base.shape
-    num_players = eps_hat.shape[1]
-    num = alpha.shape[1]
-    out = np.empty((num_games, 3))
-    for b in prange(num_games):
-        lg = np.empty(num_joint)
-        sigma = np.empty(num_joint)
-        mean = np.empty(num)
-        grad = np.empty(num)
-        ssum = np.empty(num_players)
-        eps = np.empty(num_players)
-        gaps = np.empty(num_players)
-        evaluate_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], alpha[b], lg, sigma, mean, ssum, eps, grad)
-        player_gaps_one(mean, player, gaps)
-        viol, kkt = measures_one(alpha[b], grad, free[b])
-        out[b, 0] = viol
-        out[b, 1] = kkt
-        out[b, 2] = dgap_one(alpha[b], grad, ssum, eps, gaps, eps_hat[b], eps_plus[b], rho[b], free[b])
-    return out
-
-
-@njit(cache=True, parallel=True)
 def gain_values(flat, slot_player, dev):
     """``[B, |A|, c]`` ELL gains of ``flat: [B, N, |A|]`` payoffs.
 
     ``values[b, a, j] = flat[b, p_j, dev[a, j]] - flat[b, p_j, a]`` with ``p_j =
     slot_player[j]`` and ``dev`` the deviated joint (``solvers.gains.gain_structure``).
     """
-    num_games = flat.shape[0]
-    num_joint, width = dev.shape
-    out = np.empty((num_games, num_joint, width))
-    for b in prange(num_games):
+    small = flat.shape[0] * dev.size < PARALLEL_MIN_GAINS
+    return (gain_values_serial if small else _gain_values_parallel)(flat, slot_player, dev)
+
+
+@njit(cache=True, parallel=True)
+def _gain_values_parallel(flat, slot_player, dev):
+    out = np.empty((flat.shape[0],) + dev.shape)
+    for b in prange(flat.shape[0]):
         gain_values_one(flat[b], slot_player, dev, out[b])
     return out
 
 
-@njit(cache=True, parallel=True)
 def certify(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
     """What ``alpha: [B, K]`` certifies (``solvers.dual.certificate``, batched).
 
@@ -579,41 +487,47 @@ def certify(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
       feasible approximation ``eps'`` (hard: ``eps_hat``); stats: ``[B, 4]`` violation
       ``max_k (E[M_k] - eps_k(alpha))^+``, KKT residual, duality gap and ``L(alpha)``.
     """
+    if values.size < PARALLEL_MIN_GAINS:
+        return certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha)
+    chunks = min(base.shape[0], 4 * get_num_threads())
+    return _certify_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, chunks)
+
+
+@njit(cache=True, parallel=True)
+def _certify_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, chunks):
+    """``certify`` over ``chunks`` contiguous runs of games (a workspace each) in parallel."""
     num_games, num_joint = base.shape
     num_players = eps_hat.shape[1]
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, num_players))
     epsp = np.empty((num_games, num_players))
     stats = np.empty((num_games, 4))
-    for b in prange(num_games):
-        certify_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
-                    alpha[b], joint[b], gaps[b], epsp[b], stats[b])
+    for c in prange(chunks):
+        certify_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player, base,
+                      eps_hat, eps_plus, rho, free, alpha, joint, gaps, epsp, stats)
     return joint, gaps, epsp, stats
 
 
 @njit(cache=True)
 def gain_values_serial(flat, slot_player, dev):
-    """``gain_values`` without threads (one game: no thread-pool launch)."""
-    num_games = flat.shape[0]
-    num_joint, width = dev.shape
-    out = np.empty((num_games, num_joint, width))
-    for b in range(num_games):
+    """``gain_values`` without threads (small batches: no thread-pool launch)."""
+    out = np.empty((flat.shape[0],) + dev.shape)
+    for b in range(flat.shape[0]):
         gain_values_one(flat[b], slot_player, dev, out[b])
     return out
 
 
 @njit(cache=True)
 def certify_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha):
-    """``certify`` without threads (one game: no thread-pool launch)."""
+    """``certify`` without threads (small batches: no thread-pool launch)."""
     num_games, num_joint = base.shape
     num_players = eps_hat.shape[1]
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, num_players))
     epsp = np.empty((num_games, num_players))
     stats = np.empty((num_games, 4))
-    for b in range(num_games):
-        certify_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
-                    alpha[b], joint[b], gaps[b], epsp[b], stats[b])
+    certify_range(0, num_games, rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
+                  joint, gaps, epsp, stats)
     return joint, gaps, epsp, stats
 
 

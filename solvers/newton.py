@@ -24,7 +24,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
 
@@ -38,6 +38,20 @@ __all__ = [
     "DualSolveResult",
     "newton_batch",
 ]
+
+#: Chunks of games per thread in the parallel drivers (each chunk allocates one workspace).
+CHUNKS_PER_THREAD = 16
+#: ``B |A| c K`` (gain entries times duals, a proxy of a batch's Newton work) below which
+#: ``newton_batch`` runs on one thread even when asked for threads: results are identical
+#: and a thread-pool launch costs more than ~1 ms of work gains (far more on a busy
+#: machine; ``benchmarks/results/solvers_suite_profile.md``). 8x8: 64 ME-CCE or 11 ME-CE
+#: games; a 32x32 ME-CE pair already runs in parallel.
+PARALLEL_MIN_WORK = 1 << 20
+
+
+def small_batch(values_shape: tuple[int, ...], num_duals: int) -> bool:
+    """True when a batch of gains ``[B, |A|, c]`` with ``K = num_duals`` is below ``PARALLEL_MIN_WORK``."""
+    return values_shape[0] * values_shape[1] * values_shape[2] * num_duals < PARALLEL_MIN_WORK
 
 # Per-game status codes shared by the dual solvers (``solvers.gradient`` too).
 OPTIMAL = 0  # violation, KKT residual and duality gap <= tol
@@ -155,6 +169,75 @@ def projected_step_one(alpha, direction, t, free, grad, out):
 
 
 @njit(cache=True)
+def logits_identity_one(vt, base, alpha, out):
+    """``kernels.logits_one`` on the identity layout from the transposed gains
+    ``vt: [K, |A|]``: the same sums in the same order (bit-identical), vectorised over joints."""
+    out[:] = base
+    for j in range(vt.shape[0]):
+        aj = alpha[j]
+        for a in range(out.shape[0]):
+            out[a] -= aj * vt[j, a]
+
+
+@njit(cache=True)
+def gains_identity_one(values, sigma, out):
+    """``kernels.expected_gains_one`` on the identity layout (bit-identical, vectorised over rows)."""
+    out[:] = 0.0
+    for a in range(values.shape[0]):
+        s = sigma[a]
+        if s == 0.0:
+            continue
+        for j in range(out.shape[0]):
+            out[j] += s * values[a, j]
+
+
+@njit(cache=True)
+def loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ssum, eps):
+    """``kernels.loss_only_one``, through the identity-layout kernels when ``dense``."""
+    if dense:
+        logits_identity_one(vt, base, alpha, lg)
+    else:
+        kn.logits_one(rows, values, base, alpha, lg)
+    kn.player_sums_one(alpha, player, ssum)
+    return kn.log_partition_one(lg) + kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+
+
+@njit(cache=True)
+def evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, sigma, mean, ssum, eps, grad):
+    """``kernels.evaluate_logits_one`` (``lg`` holds the logits at ``alpha``), through the
+    identity-layout kernels when ``dense``."""
+    lse = kn.softmax_one(lg, sigma)
+    if dense:
+        gains_identity_one(values, sigma, mean)
+    else:
+        kn.expected_gains_one(rows, values, sigma, mean)
+    kn.player_sums_one(alpha, player, ssum)
+    penalty = kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+    for k in range(grad.shape[0]):
+        grad[k] = eps[player[k]] - mean[k]
+    return lse + penalty
+
+
+@njit(cache=True)
+def newton_workspace(num, num_joint, num_players, block, dense):
+    """Scratch of ``newton_core`` for games of ``K = num`` duals (allocated once per thread).
+
+    The dense Hessian and Cholesky buffers are flat (``[block * block]``, ``block = K``
+    unless ``max_block`` limits it, then 0 and grown on demand) so that an ``[n, n]`` free
+    block is a contiguous view; ``cols, wcols: [block, |A|]`` and the transposed gains
+    ``[K, |A|]`` on the identity (CCE) layout.
+    """
+    f = np.empty
+    vecs = (f(num_joint), f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num), f(num))
+    small = (f(num_players), f(num_players), f(num_players), f(num_players), f(num_players), f(num_players))
+    ints = (f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64))
+    cols = block if dense else 0
+    mats = (f(block * block), f(block * block), f((cols, num_joint)), f((cols, num_joint)),
+            f((num if dense else 0, num_joint)))
+    return vecs, small, ints, f(num, dtype=np.bool_), f(num), mats
+
+
+@njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                alpha_cap, expand, max_expand, max_block, joint):
@@ -163,45 +246,51 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers).
 
     Returns ``(iterations, status, violation, kkt, duality_gap, loss)`` and writes
-    ``sigma(alpha)`` into ``joint: [|A|]``.
+    ``sigma(alpha)`` into ``joint: [|A|]``. (``newton_core`` with its own workspace.)
     """
     num = alpha.shape[0]
+    dense = kn.rows_are_identity(rows, num)
+    block = 0 if 0 < max_block < num else num
+    ws = newton_workspace(num, base.shape[0], eps_hat.shape[0], block, dense)
+    return newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
+                       armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
+                       alpha_cap, expand, max_expand, max_block, joint, dense, ws)
+
+
+@njit(cache=True)
+def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
+                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
+                alpha_cap, expand, max_expand, max_block, joint, dense, ws):
+    """``newton_one`` on the scratch ``ws`` of ``newton_workspace`` (nothing allocated per
+    iteration; with ``0 < max_block < K`` the dense buffers grow with the free block)."""
+    num = alpha.shape[0]
     num_joint = base.shape[0]
-    num_players = eps_hat.shape[0]
-    lg = np.empty(num_joint)
-    mean = np.empty(num)
-    grad = np.empty(num)
-    ssum = np.empty(num_players)
-    eps = np.empty(num_players)
-    gaps = np.empty(num_players)
-    curv = np.empty(num_players)
-    tss = np.empty(num_players)
-    teps = np.empty(num_players)
-    pos = np.empty(num, dtype=np.int64)
-    idx = np.empty(num, dtype=np.int64)
+    vecs, small, ints, zero_row, val, mats = ws
+    lg, lgp, mean, grad, rhs, sol, direction, trial, probe = vecs
+    ssum, eps, gaps, curv, tss, teps = small
+    pos, idx, keep, loc = ints
+    hess_flat, low_flat, cols, wcols, vt = mats
     # Dense buffers: the whole [K, K] pair up front when allowed, else grown with the
     # free block up to max_block.
     limit = num if max_block <= 0 or max_block >= num else max_block
     size = num if limit == num else 0
-    hess_buf = np.empty((size, size))
-    low_buf = np.empty((size, size))
-    rhs = np.empty(num)
-    sol = np.empty(num)
-    direction = np.empty(num)
-    trial = np.empty(num)
-    probe = np.empty(num)
+    if hess_flat.shape[0] < size * size or (dense and cols.shape[0] < size):
+        size = 0  # a workspace without the [K, K] pair: grow on demand
     # Rows with no gain on the support (after facial reduction, or a constant-payoff
     # player) have zero Hessian rows; with a zero gradient they are inert and stay out of
     # the system (and the Cholesky) altogether.
-    zero_row = np.empty(num, dtype=np.bool_)
     kn.structural_zero_rows_one(rows, values, base, zero_row)
-    dense = kn.rows_are_identity(rows, num)
-    cols = np.empty((size if dense else 0, num_joint))
-    wcols = np.empty((size if dense else 0, num_joint))
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
-    loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+    if dense:
+        for a in range(num_joint):
+            for j in range(num):
+                vt[j, a] = values[a, j]
+        logits_identity_one(vt, base, alpha, lg)
+    else:
+        kn.logits_one(rows, values, base, alpha, lg)
+    loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
     mult = damping
     last_pgn = np.inf
     prev_pgn = np.inf
@@ -258,17 +347,19 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
                 status = BLOCK_LIMIT
                 break
             size = min(limit, max(n, size + size // 2))
-            hess_buf = np.empty((size, size))
-            low_buf = np.empty((size, size))
+            hess_flat = np.empty(size * size)
+            low_flat = np.empty(size * size)
             if dense:
                 cols = np.empty((size, num_joint))
                 wcols = np.empty((size, num_joint))
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
-        hess = hess_buf[:n, :n]
+        # Contiguous [n, n] views of the flat buffers.
+        hess = hess_flat[: n * n].reshape((n, n))
+        low = low_flat[: n * n].reshape((n, n))
         if dense:
-            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols)
+            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols, keep)
         else:
-            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess)
+            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
         diag_max = 0.0
         for i in range(n):
             rhs[i] = -grad[idx[i]]
@@ -277,7 +368,7 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
         ok = False
         while mult <= damping_max:
             lam = mult * pgn + 1e-12 * (1.0 + diag_max)
-            if cholesky_solve(hess, lam, rhs[:n], low_buf[:n, :n], sol[:n]):
+            if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
                 ok = True
                 break
             mult *= 10.0
@@ -298,7 +389,7 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
         accepted = False
         while t >= min_step:
             dec = projected_step_one(alpha, direction, t, free, grad, trial)
-            lt = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, tss, teps)
+            lt = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, tss, teps)
             if lt <= loss + armijo * dec + slack:
                 accepted = True
                 break
@@ -309,32 +400,29 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
                 status = STALLED
                 break
             continue
-        fresh = True  # lg holds the logits of the accepted trial
         if t == 1.0 and expand > 1.0 and pgn > 0.25 * prev_pgn:
             # Linear progress with full steps: where the dual has no minimiser it drifts
             # along a direction of exponential decay, and longer steps get there in far
             # fewer iterations. Keep doubling while it pays. (Skipped while convergence
-            # is fast, where it would only cost a loss evaluation.)
+            # is fast, where it would only cost a loss evaluation.) Probes write their
+            # logits into lgp; an accepted probe swaps it with lg.
             best = lt
             tt = expand
             while tt <= max_expand:
                 dec2 = projected_step_one(alpha, direction, tt, free, grad, probe)
-                l2 = kn.loss_only_one(rows, values, player, base, eps_hat, eps_plus, rho, probe, lg, tss, teps)
+                l2 = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, probe, lgp, tss, teps)
                 if l2 < best - slack and l2 <= loss + armijo * dec2:
                     best = l2
                     for k in range(num):
                         trial[k] = probe[k]
-                    fresh = True
+                    lg, lgp = lgp, lg
                     tt *= expand
                 else:
-                    fresh = False
                     break
         for k in range(num):
             alpha[k] = trial[k]
-        if fresh:
-            loss = kn.evaluate_logits_one(rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
-        else:
-            loss = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+        # lg holds the logits of the accepted point.
+        loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
         if t == 1.0:
             mult = max(mult * 0.1, damping_min)
         else:
@@ -369,26 +457,44 @@ def batch_result(alpha, joint, iters, status, stats) -> DualSolveResult:
     return DualSolveResult(alpha, joint, iters, status, stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3])
 
 
+@njit(cache=True)
+def _newton_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
+                  armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
+                  alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
+    """Games ``lo..hi-1`` in turn on one workspace."""
+    num = alpha.shape[1]
+    dense = kn.rows_are_identity(rows, num)
+    block = 0 if 0 < max_block < num else num
+    ws = newton_workspace(num, base.shape[1], eps_hat.shape[1], block, dense)
+    for b in range(lo, hi):
+        out = newton_core(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
+                          alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
+                          damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b],
+                          dense, ws)
+        record_result(out, b, iters, status, stats)
+
+
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
-    for b in prange(base.shape[0]):
-        out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
-                         alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b])
-        record_result(out, b, iters, status, stats)
+                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats, chunks):
+    # Chunks of games share a workspace; many more chunks than threads balance games of
+    # very different iteration counts.
+    num_games = base.shape[0]
+    for c in prange(chunks):
+        _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
+                      base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
+                      min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
+                      max_expand, max_block, joint, iters, status, stats)
 
 
 @njit(cache=True)
 def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                    armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                    alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
-    for b in range(base.shape[0]):
-        out = newton_one(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
-                         alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
-                         damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b])
-        record_result(out, b, iters, status, stats)
+    _newton_range(0, base.shape[0], rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
+                  tol, max_iter, armijo, backtrack, min_step, damping, damping_min, damping_max,
+                  active_eps, alpha_cap, expand, max_expand, max_block, joint, iters, status, stats)
 
 
 def newton_batch(
@@ -411,19 +517,23 @@ def newton_batch(
       base: ``[B, |A|]``; eps_hat, eps_plus: ``[B, N]``; rho: ``[B]``; free: ``[B, K]``
       bool; alpha0: ``[B, K]`` start (copied; projected onto the dual domain).
       options: tolerances and caps.
-      parallel: run games on all cores (default: when B > 1).
+      parallel: run games on all cores (default: when B > 1); a batch below
+        ``PARALLEL_MIN_WORK`` runs on one thread either way (same results).
 
     Returns:
       A ``DualSolveResult``.
     """
     num_games = base.shape[0]
     alpha, joint, iters, status, stats = batch_buffers(base, alpha0)
-    run = _newton_parallel if (parallel if parallel is not None else num_games > 1) else _newton_serial
     o = options if options is not None else NewtonOptions()
-    run(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
-        float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
-        float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
-        float(o.max_expand), int(o.max_block), joint, iters, status, stats)
+    args = (rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
+            float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
+            float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
+            float(o.max_expand), int(o.max_block), joint, iters, status, stats)
+    if (parallel if parallel is not None else num_games > 1) and not small_batch(values.shape, alpha.shape[1]):
+        _newton_parallel(*args, min(num_games, CHUNKS_PER_THREAD * get_num_threads()))
+    else:
+        _newton_serial(*args)
     return batch_result(alpha, joint, iters, status, stats)
 
 

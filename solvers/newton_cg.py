@@ -150,7 +150,7 @@ class _Dual:
         return st
 
     def certificate(self, st: _State) -> tuple[np.ndarray, np.ndarray, float, float, float]:
-        """``(gaps, eps', violation, kkt, duality gap)`` as ``kernels.certify_one``."""
+        """``(gaps, eps', violation, kkt, duality gap)`` as ``kernels.certify_range``."""
         n = self.game.num_players
         gaps = np.empty(n)
         kn.player_gaps_one(st.mean, self.player, gaps)

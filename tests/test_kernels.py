@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _kernels_reference as ref
 import numpy as np
 import pytest
 
@@ -70,13 +71,13 @@ def test_kernels_match_reference(shape, concept, selection, face):
     rows, values, player, base, eps_hat, eps_plus, rho = arrays
     lg = kn.logits(rows, values, base, alpha)
     sigma = kn.softmax(lg)
-    lse = kn.log_partition(lg)
-    mean = kn.expected_gains(rows, values, sigma, alpha.shape[1])
-    loss = kn.dual_loss(*arrays, alpha)
-    grad = kn.dual_gradient(*arrays, alpha)
-    hess = kn.dual_hessian(*arrays, alpha)
-    eps = kn.duals_eps(alpha, player, eps_hat, eps_plus, rho)
-    measures = kn.stopping_measures(*arrays, free, alpha)
+    lse = ref.log_partition(lg)
+    mean = ref.expected_gains(rows, values, sigma, alpha.shape[1])
+    loss = ref.dual_loss(*arrays, alpha)
+    grad = ref.dual_gradient(*arrays, alpha)
+    hess = ref.dual_hessian(*arrays, alpha)
+    eps = ref.duals_eps(alpha, player, eps_hat, eps_plus, rho)
+    measures = ref.stopping_measures(*arrays, free, alpha)
     joint, gaps, epsp, stats = kn.certify(*arrays, free, alpha)
     joint_s, gaps_s, epsp_s, stats_s = kn.certify_serial(*arrays, free, alpha)
     for b, problem in enumerate(problems):
@@ -108,14 +109,16 @@ def test_hessian_block_and_inert_rows():
     rows, values, player, base, eps_hat, eps_plus, rho = arrays
     full = dual_hessian(problems[0], alpha[0])
     sigma = joint_from_duals(problems[0], alpha[0])
-    mean = kn.expected_gains(rows, values, sigma[None], alpha.shape[1])[0]
+    mean = ref.expected_gains(rows, values, sigma[None], alpha.shape[1])[0]
     keep = np.arange(alpha.shape[1]) % 3 != 0
     pos = np.where(keep, np.cumsum(keep) - 1, -1)
     block = np.empty((keep.sum(), keep.sum()))
-    kn.hessian_one(rows, values[0], player, sigma, mean, np.zeros(2), pos, block)
+    num = alpha.shape[1]
+    scratch = (np.empty(num, dtype=np.int64), np.empty(num, dtype=np.int64), np.empty(num))
+    kn.hessian_one(rows, values[0], player, sigma, mean, np.zeros(2), pos, block, *scratch)
     np.testing.assert_allclose(block, full[np.ix_(keep, keep)], atol=TOL)
     second = np.empty(alpha.shape[1])
-    kn.second_moments_one(rows, values[0], sigma, second)
+    ref.second_moments_one(rows, values[0], sigma, second)
     np.testing.assert_allclose(second - mean**2, np.diag(full), atol=TOL)
 
 
@@ -149,7 +152,7 @@ def test_dense_hessian_for_the_cce_layout():
     assert not kn.rows_are_identity(_batch((3, 4), "ce", Selection.me(), [8])[1][0], 12)
     full = dual_hessian(problems[0], alpha[0])
     sigma = joint_from_duals(problems[0], alpha[0])
-    mean = kn.expected_gains(rows, values, sigma[None], num)[0]
+    mean = ref.expected_gains(rows, values, sigma[None], num)[0]
     ssum = np.array([alpha[0][player == p].sum() for p in range(2)])
     curv = np.empty(2)
     kn.curvature_one(ssum, eps_hat[0], eps_plus[0], rho[0], curv)
@@ -157,5 +160,39 @@ def test_dense_hessian_for_the_cce_layout():
     pos = np.where(keep, np.cumsum(keep) - 1, -1)
     block = np.empty((keep.sum(), keep.sum()))
     scratch = np.empty((num, rows.shape[0]))
-    kn.hessian_dense_one(values[0], player, sigma, mean, curv, pos, block, scratch, scratch.copy())
+    kn.hessian_dense_one(values[0], player, sigma, mean, curv, pos, block, scratch, scratch.copy(),
+                         np.empty(num, dtype=np.int64))
     np.testing.assert_allclose(block, full[np.ix_(keep, keep)], atol=TOL)
+
+
+def test_identity_layout_kernels_are_bit_identical():
+    # newton's CCE kernels sum in the same order as the generic ELL kernels, so the
+    # certificate (generic kernels) sees exactly the logits and gains Newton saw.
+    from solvers.newton import gains_identity_one, logits_identity_one
+
+    problems, arrays, free, alpha = _batch((3, 5), "cce", Selection.me(), [9])
+    rows, values, player, base, eps_hat, eps_plus, rho = arrays
+    assert kn.rows_are_identity(rows, alpha.shape[1])
+    base = base[0].copy()
+    base[[1, 6]] = -np.inf
+    want = np.empty(rows.shape[0])
+    kn.logits_one(rows, values[0], base, alpha[0] * 3.0, want)
+    got = np.empty_like(want)
+    logits_identity_one(np.ascontiguousarray(values[0].T), base, alpha[0] * 3.0, got)
+    np.testing.assert_array_equal(got, want)
+    # The plain loop, in Python (IEEE doubles, same order): logits_one's 4-way unrolling
+    # changes nothing.
+    plain = [base[a] if base[a] == -np.inf else base[a] for a in range(rows.shape[0])]
+    for a in range(rows.shape[0]):
+        if plain[a] != -np.inf:
+            for j in range(rows.shape[1]):
+                plain[a] -= alpha[0][rows[a, j]] * 3.0 * values[0][a, j]
+    np.testing.assert_array_equal(want, np.array(plain))
+    sigma = np.empty_like(want)
+    kn.softmax_one(want, sigma)
+    assert sigma[1] == 0.0 and sigma.sum() == pytest.approx(1.0, abs=1e-15)
+    mean_g = np.empty(alpha.shape[1])
+    mean_i = np.empty(alpha.shape[1])
+    kn.expected_gains_one(rows, values[0], sigma, mean_g)
+    gains_identity_one(values[0], sigma, mean_i)
+    np.testing.assert_array_equal(mean_i, mean_g)

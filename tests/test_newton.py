@@ -121,3 +121,26 @@ def test_cholesky_solve():
     assert cholesky_solve(mat, 0.1, rhs, np.empty((6, 6)), out)
     np.testing.assert_allclose((mat + 0.1 * np.eye(6)) @ out, rhs, atol=1e-10)
     assert not cholesky_solve(-mat, 0.0, rhs, np.empty((6, 6)), out)
+
+
+@pytest.mark.parametrize("concept,max_block", [("cce", 0), ("ce", 0), ("ce", 7)])
+def test_workspace_reuse_does_not_leak_between_games(concept, max_block):
+    # Games share one workspace per chunk (and the parallel driver splits the batch into
+    # chunks): each game must come out as if solved alone.
+    problems = _problems((3, 4), concept, Selection.me(), range(9))
+    p0 = problems[0]
+
+    def stack(ps):
+        return (p0.rows, np.stack([p.values for p in ps]), p0.player, np.stack([p.base_logits for p in ps]),
+                np.stack([p.eps_hat for p in ps]), np.stack([p.eps_plus for p in ps]),
+                np.array([p.rho for p in ps]), np.stack([p.free for p in ps]), np.zeros((len(ps), p0.num_constraints)))
+
+    options = NewtonOptions(max_block=max_block)
+    ser = newton_batch(*stack(problems), options, parallel=False)
+    par = newton_batch(*stack(problems), options, parallel=True)
+    for b, problem in enumerate(problems):
+        alone = newton_batch(*stack([problem]), options, parallel=False)
+        for res in (ser, par):
+            np.testing.assert_array_equal(res.alpha[b], alone.alpha[0])
+            np.testing.assert_array_equal(res.joint[b], alone.joint[0])
+            assert res.iterations[b] == alone.iterations[0] and res.status[b] == alone.status[0]
