@@ -294,6 +294,17 @@ def _objective(cfg: dict) -> str:
     return f"mean of L(alpha) + {weight:g} x (C)CE gap of the predicted joint (`gap_weight`)"
 
 
+def _training_games(cfg: dict) -> str:
+    """The game distribution a config trains on (``TrainConfig.families``)."""
+    families = cfg.get("families")
+    if not families:
+        return "uniform on the L2-invariant sphere (random games) only"
+    total = sum(w for _, w in families)
+    parts = ", ".join(f"{name} {w / total:.0%}" for name, w in families)
+    return (f"a mixture of `hybrid_nes.families` ({parts}; shares of a batch among the families that "
+            f"support its shape; never trained on: {', '.join(HELD_OUT_FAMILIES)})")
+
+
 def _lineage(parent: dict | None) -> list[str]:
     """Model-card lines for the runs a fine-tuned network started from (newest first)."""
     lines = []
@@ -356,6 +367,7 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
             f"{cfg['warmup_steps']} + cosine to {cfg['final_lr_factor']}x; adaptive gradient clipping "
             f"{cfg['clip']}; seed {cfg['seed']}",
             f"- objective: {_objective(cfg)}",
+            f"- training games: {_training_games(cfg)}",
             f"- steps: {model.meta.get('step')}; wall time: {model.meta.get('wall_time_s', 0) / 60:.1f} min",
             f"- hardware: {model.meta.get('hardware', 'shared 2-core CPU, no GPU')}",
             *_lineage(model.meta.get("parent")),
