@@ -67,7 +67,9 @@ def normalise_sphere(raw: jax.Array) -> jax.Array:
     flat = raw.reshape(b, n, num_joint)
     centred = flat - flat.mean(axis=-1, keepdims=True)
     norm = jnp.sqrt(jnp.sum(centred * centred, axis=-1, keepdims=True))
-    return (centred * (math.sqrt(num_joint) / jnp.maximum(norm, 1e-12))).reshape(raw.shape)
+    scaled = centred * (math.sqrt(num_joint) / jnp.maximum(norm, 1e-12))
+    # centred again: a nearly constant player's large scale magnifies the first pass's rounding
+    return (scaled - scaled.mean(axis=-1, keepdims=True)).reshape(raw.shape)
 
 
 # helpers ----------------------------------------------------------------------------------
