@@ -25,6 +25,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks.games import structured_games
 from benchmarks.results import (
     markdown_table,
     write_figure_atomic,
@@ -32,10 +33,12 @@ from benchmarks.results import (
     write_text_atomic,
 )
 from hybrid_nes.evaluation import Reference, reference_optima, score_duals, uniform_rule_duals
+from hybrid_nes.families import FAMILIES, HELD_OUT_FAMILIES, sample_family
 from hybrid_nes.model import NESModel, load_pretrained, pretrained_path
-from hybrid_nes.sampling import sample_batch
+from hybrid_nes.sampling import sample_batch, sample_selection
 from hybrid_nes.train import FIRST_USE_CALIBRATION
 from solvers.gains import gain_layout
+from solvers.game import normalise_batch
 
 SIZES = (4, 8, 16, 32)
 CARD = Path(__file__).resolve().parents[1] / "hybrid_nes" / "pretrained" / "MODEL_CARD.md"
@@ -98,6 +101,63 @@ def accuracy_table(model: NESModel, sizes, games_per_size: int, seed: int = 2026
             })
         print(markdown_table(rows[-len(candidates):]), flush=True)
     return rows, info
+
+
+#: Root seed of the family evaluation games: training draws derive from a run's own seed
+#: (``TrainConfig.seed``), so these seeds are held out from every training run.
+FAMILY_EVAL_SEED = 7_112_026
+#: Seed of the benchmarks' GAMUT-style structured set (``benchmarks.games``), never trained on.
+STRUCTURED_SEED = 2028
+
+
+def _family_row(model: NESModel, games32, split: str, name: str) -> dict:
+    """NES alone vs the uniform joint on one batch of normalised games (ME-CCE, hard)."""
+    games32 = jax.numpy.asarray(games32, jax.numpy.float32)
+    sel = sample_selection(jax.random.PRNGKey(0), games32, ("me",))  # ME: no randomness
+    games = np.asarray(games32, np.float64)
+    ref, _ = exact_reference(games, sel, "cce")
+    shape = games.shape[2:]
+    nes = score_duals(games32, sel, model.predict_normalised(games, sel), "cce", ref)
+    uniform = score_duals(games32, sel, np.zeros((games.shape[0], gain_layout(shape, "cce").num_constraints)), "cce", ref)
+    return {"split": split, "family": name, "shape": "x".join(map(str, shape)), "games": games.shape[0],
+            "NES solver gap": float(nes.solver_gap.mean()), "NES CCE gap": float(nes.gap.mean()),
+            "uniform solver gap": float(uniform.solver_gap.mean()), **_face_stats(ref)}
+
+
+def family_table(model: NESModel, games: int, shapes=((8, 8),), seed: int = FAMILY_EVAL_SEED) -> list[dict]:
+    """Per family of ``hybrid_nes.families`` (seeds held out; ``HELD_OUT_FAMILIES`` never
+    trained on), the benchmarks' structured classes (untouched) and random games."""
+    rows = []
+    for shape in shapes:
+        for i, name in enumerate(FAMILIES):
+            if not FAMILIES[name].supports(shape):
+                continue
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), i), int(np.prod(shape)))
+            split = ("random games, held-out seeds" if name == "random" else
+                     "held-out family" if name in HELD_OUT_FAMILIES else "trained family, held-out seeds")
+            rows.append(_family_row(model, sample_family(key, name, games, shape), split, name))
+            print(markdown_table(rows[-1:]), flush=True)
+    rng = np.random.default_rng(STRUCTURED_SEED)
+    for gs in structured_games(rng, games, 8):
+        rows.append(_family_row(model, normalise_batch(gs.payoffs).payoffs, "benchmarks.games (untouched)", gs.name))
+        print(markdown_table(rows[-1:]), flush=True)
+    return rows
+
+
+def family_summary(rows: list[dict]) -> list[dict]:
+    """Mean and worst NES solver gap per split and shape."""
+    out = []
+    def size(r: dict) -> str:  # the benchmarks' classes count as one 8-action set
+        return "8x8 (congestion 7x7)" if r["split"].startswith("benchmarks") else r["shape"]
+
+    for split, shape in dict.fromkeys((r["split"], size(r)) for r in rows):
+        sel = [r for r in rows if r["split"] == split and size(r) == shape]
+        worst = max(sel, key=lambda r: r["NES solver gap"])
+        out.append({"split": split, "shape": shape, "families": len(sel),
+                    "mean NES solver gap": float(np.mean([r["NES solver gap"] for r in sel])),
+                    "worst": f"{worst['family']} {worst['NES solver gap']:.3g}",
+                    "mean uniform solver gap": float(np.mean([r["uniform solver gap"] for r in sel]))})
+    return out
 
 
 def _face_stats(ref: Reference) -> dict:
@@ -234,6 +294,17 @@ def _objective(cfg: dict) -> str:
     return f"mean of L(alpha) + {weight:g} x (C)CE gap of the predicted joint (`gap_weight`)"
 
 
+def _training_games(cfg: dict) -> str:
+    """The game distribution a config trains on (``TrainConfig.families``)."""
+    families = cfg.get("families")
+    if not families:
+        return "uniform on the L2-invariant sphere (random games) only"
+    total = sum(w for _, w in families)
+    parts = ", ".join(f"{name} {w / total:.0%}" for name, w in families)
+    return (f"a mixture of `hybrid_nes.families` ({parts}; shares of a batch among the families that "
+            f"support its shape; never trained on: {', '.join(HELD_OUT_FAMILIES)})")
+
+
 def _lineage(parent: dict | None) -> list[str]:
     """Model-card lines for the runs a fine-tuned network started from (newest first)."""
     lines = []
@@ -296,6 +367,7 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
             f"{cfg['warmup_steps']} + cosine to {cfg['final_lr_factor']}x; adaptive gradient clipping "
             f"{cfg['clip']}; seed {cfg['seed']}",
             f"- objective: {_objective(cfg)}",
+            f"- training games: {_training_games(cfg)}",
             f"- steps: {model.meta.get('step')}; wall time: {model.meta.get('wall_time_s', 0) / 60:.1f} min",
             f"- hardware: {model.meta.get('hardware', 'shared 2-core CPU, no GPU')}",
             *_lineage(model.meta.get("parent")),
@@ -335,6 +407,8 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
             "",
             markdown_table(results["ce_validation"]),
         ]
+    if results.get("families"):
+        lines += ["## Structured families (CCE network alone)", "", *family_markdown(results)]
     lines += ["## Speed (this machine)", "", f"Platform: {results['platform']}.", "",
               markdown_table([results["inference"]]), markdown_table([results["training"]])]
     device_runs = DEVICE_RUNS.exists() and json.loads(DEVICE_RUNS.read_text())
@@ -348,7 +422,60 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_card: bool | None = None) -> dict:
+FAMILY_SHAPES = ((2, 2), (3, 3), (8, 8))
+
+
+def family_results(model: NESModel, quick: bool, compare: NESModel | dict | None = None) -> dict:
+    """The family table of ``model`` and of ``compare`` (e.g. the parent network: its
+    weights, or the ``family_results`` of them from a ``--families-only`` run)."""
+    games = 16 if quick else 100
+    out = {"family_games": games, "families": family_table(model, games, FAMILY_SHAPES)}
+    out["family_summary"] = family_summary(out["families"])
+    if isinstance(compare, dict):
+        if compare["family_games"] != games:
+            raise ValueError(f"compare: {compare['family_games']} games per family, this run {games}")
+        out["compare_path"] = compare["path"]
+        out["families_compare"] = compare["families"]
+    elif compare is not None:
+        out["compare_path"] = str(compare.meta.get("path", ""))
+        out["families_compare"] = family_table(compare, games, FAMILY_SHAPES)
+    if "families_compare" in out:
+        out["family_summary_compare"] = family_summary(out["families_compare"])
+    return out
+
+
+def family_markdown(results: dict) -> list[str]:
+    """Model-card / results lines of the family tables (``family_results``)."""
+    rows, other = results["families"], results.get("families_compare")
+    table = []
+    for i, r in enumerate(rows):
+        row = {k: r[k] for k in ("split", "family", "shape")}
+        if other:
+            b = other[i]
+            assert (b["family"], b["shape"]) == (r["family"], r["shape"]), "compare: rows differ"
+            row["before: NES solver gap"] = b["NES solver gap"]
+        row.update({"NES solver gap": r["NES solver gap"], "NES CCE gap": r["NES CCE gap"],
+                    "uniform solver gap": r["uniform solver gap"], "optimum on a face": r["optimum on a face"]})
+        table.append(row)
+    summary = results["family_summary"]
+    if other:
+        before = {(b["split"], b["shape"]): b for b in results["family_summary_compare"]}
+        summary = [{**s, "before: mean": before[s["split"], s["shape"]]["mean NES solver gap"],
+                    "before: worst": before[s["split"], s["shape"]]["worst"]} for s in summary]
+    lines = [
+        f"{results['family_games']} games per family and shape, ME-CCE (hard), NES alone; solver gap as",
+        "above. `hybrid_nes.families` generators at seeds no training run draws",
+        f"(`FAMILY_EVAL_SEED`); {', '.join(HELD_OUT_FAMILIES)} were never trained on; the",
+        "`benchmarks.games` GAMUT-style classes (8 actions; congestion 7) are a test set nobody",
+        "trained or tuned on (normalised with `solvers.normalise_batch`).",
+    ]
+    if other:
+        lines.append(f"\"before\": the parent network `{results['compare_path']}`.")
+    return lines + ["", markdown_table(summary), markdown_table(table)]
+
+
+def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_card: bool | None = None,
+         compare: Path | None = None) -> dict:
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     cce = load_pretrained("cce")
@@ -372,6 +499,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
     if "ce" in models:
         results["ce_games_per_size"] = 32 if quick else 200
         results["ce_validation"] = ce_validation(models["ce"], (4,) if quick else (4, 8, 16), results["ce_games_per_size"])
+    results.update(family_results(cce, quick, _load_compare(compare)))
     curves = training_curves(models, out_dir)
     results["curves"] = str(curves) if curves else None
     results["seconds"] = time.perf_counter() - t0
@@ -380,10 +508,22 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
           markdown_table([results["training"]])]
     if results.get("ce_validation"):
         md.append(markdown_table(results["ce_validation"]))
+    md += ["## Structured families (CCE network)", "", *family_markdown(results)]
     write_text_atomic(out_dir / "nes_suite.md", "\n".join(md))
     if write_card if write_card is not None else not quick:
         write_text_atomic(CARD, model_card(results, models))
     return results
+
+
+def _load_compare(path: Path | None) -> NESModel | dict | None:
+    """``--compare``: CCE weights, or a ``nes_families.json`` of a ``--families-only`` run."""
+    if path is None:
+        return None
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    model = load_pretrained("cce", path)
+    model.meta["path"] = str(path)
+    return model
 
 
 def _cli(argv=None) -> int:
@@ -391,8 +531,20 @@ def _cli(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--model-card", action="store_true", help="rewrite MODEL_CARD.md even with --quick")
+    parser.add_argument("--compare", type=Path,
+                        help="CCE weights (e.g. the parent) scored on the family table too, or their "
+                             "nes_families.json from --families-only")
+    parser.add_argument("--families-only", type=Path, metavar="WEIGHTS",
+                        help="only the family table of these CCE weights, to --out/nes_families.{json,md}")
     args = parser.parse_args(argv)
-    res = main(args.quick, args.out, True if args.model_card else None)
+    if args.families_only:
+        res = family_results(load_pretrained("cce", args.families_only), args.quick, _load_compare(args.compare))
+        res["path"] = str(args.families_only)
+        write_json_atomic(args.out / "nes_families.json", res)
+        write_text_atomic(args.out / "nes_families.md", "\n".join(family_markdown(res)))
+        print(markdown_table(res["family_summary"]))
+        return 0
+    res = main(args.quick, args.out, True if args.model_card else None, args.compare)
     print(json.dumps({k: res[k] for k in ("inference", "training")}, indent=2))
     return 0
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_nes.families import sample_training_batch
 from hybrid_nes.network import make_network
 from hybrid_nes.sampling import check_shape, sample_batch
 
@@ -105,7 +106,7 @@ def calibrate_statistics(
 
     @jax.jit
     def stats(key):
-        games, sel = sample_batch(key, batch_size, shape, config.presets)
+        games, sel = sample_training_batch(key, batch_size, shape, config.presets, config.families)
         _, state = net.apply(params, zero_statistics(config, shape), None, games, sel, True)
         return state
 

@@ -38,6 +38,7 @@ from hybrid_nes.calibration import (  # re-exported: train's public names before
     calibration_plan,
     pool_statistics,
 )
+from hybrid_nes.families import check_mixture, sample_training_batch
 from hybrid_nes.loss import batch_dual_metrics
 from hybrid_nes.network import NetworkConfig, make_network
 from hybrid_nes.sampling import TRAIN_PRESETS, check_shape, sample_batch
@@ -98,6 +99,9 @@ class TrainConfig:
         so it leaves the optimum alone and only reweights the network's error towards
         feasibility (soft presets have a positive gap at their optimum, which it would
         shift). 0 (default, the paper) trains on the dual loss alone.
+      families: training games from a mixture of ``hybrid_nes.families`` (``(family,
+        weight)`` pairs, e.g. ``families.TRAIN_MIXTURE``) for steps and BatchNorm
+        calibration; None (default) samples the L2-invariant sphere only.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -118,8 +122,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     init_from: str | None = None
     gap_weight: float = 0.0
+    families: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "families", check_mixture(self.families))
         shapes = tuple(check_shape(s, "shapes") for s in self.shapes)
         if not shapes:
             raise ValueError("shapes must list at least one game shape")
@@ -294,7 +300,7 @@ def _make_train_step(config: TrainConfig) -> Callable:
 
     def step_fn(params, bn_state, opt_state, step, lr, shape):
         key = jax.random.fold_in(data_key, step)
-        games, sel = sample_batch(key, config.batch_for(shape), shape, config.presets)
+        games, sel = sample_training_batch(key, config.batch_for(shape), shape, config.presets, config.families)
         (_, (new_state, loss, gap)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, bn_state, games, sel)
         direction, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, direction))
