@@ -336,9 +336,14 @@ def solve_batch(
             check_newton_memory(method, tuple(gshape[1:]), concept, len(idx), len(idx) > 1, memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
         norm = normalise_batch(batch)
-        alpha0 = normalised_duals(duals_list, idx, norm.scale, gain_layout(tuple(gshape[1:]), concept).player)
+        # Large games take solve's matrix-free route, game by game (no gain layout built).
+        per_game = method == "auto" and auto_matrix_free(tuple(gshape[1:]), concept, face)
+        player = (constraint_player(tuple(gshape[1:]), concept) if per_game
+                  else gain_layout(tuple(gshape[1:]), concept).player)
+        alpha0 = normalised_duals(duals_list, idx, norm.scale, player)
         sols = solve_normalised(norm, concept, sel, alpha0, method=method, tol=tol, max_iter=max_iter, face=face,
-                                polish=polish, memory_budget=memory_budget, prep=time.perf_counter() - t_group)
+                                polish=polish, memory_budget=memory_budget, per_game=per_game,
+                                prep=time.perf_counter() - t_group)
         for i, sol in zip(idx, sols, strict=True):
             out[i] = sol
     return out
