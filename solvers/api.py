@@ -41,8 +41,11 @@ from solvers.policy import (
     auto_first_order,
     auto_first_pass,
     auto_matrix_free,
+    check_game_memory,
     check_newton_memory,
     newton_plan,
+    solve_bytes,
+    solve_route,
 )
 from solvers.refine import DualResult, RefineResult, refine_batch
 from solvers.selection import Selection, resolve_batch, resolve_cached
@@ -59,12 +62,14 @@ __all__ = [
     "auto_first_order",
     "auto_first_pass",
     "auto_matrix_free",
+    "check_game_memory",
     "check_method",
     "gain_layout",
     "newton_plan",
     "normalised_duals",
     "refine_batch",
     "solve",
+    "solve_bytes",
     "solve_batch",
     "solve_normalised",
 ]
@@ -145,12 +150,13 @@ def solve(
     shape = tuple(payoffs.shape[1:])
     if method == "newton":
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
-    norm = normalise_fast(payoffs)
-    params = resolve_cached(sel, norm)
     if method == "newton-cg" and face == "always":
         raise ValueError("method='newton-cg' has no facial reduction; use face='auto' or another method")
     matrix_free = sel.objective != "gini" and (method == "newton-cg" or (
         method == "auto" and auto_matrix_free(shape, concept, face)))
+    check_game_memory(solve_route(sel.objective, method, matrix_free), shape, concept, 1, memory_budget)
+    norm = normalise_fast(payoffs)
+    params = resolve_cached(sel, norm)
     # The matrix-free route never builds the gain layout (it may not fit in memory).
     player = constraint_player(shape, concept) if matrix_free else gain_layout(shape, concept).player
     alpha0 = None
@@ -334,10 +340,12 @@ def solve_batch(
         t_group = time.perf_counter()
         if method == "newton":  # before the gain layout is built
             check_newton_memory(method, tuple(gshape[1:]), concept, len(idx), len(idx) > 1, memory_budget)
-        batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
-        norm = normalise_batch(batch)
         # Large games take solve's matrix-free route, game by game (no gain layout built).
         per_game = method == "auto" and auto_matrix_free(tuple(gshape[1:]), concept, face)
+        check_game_memory("newton-cg" if per_game else "layout", tuple(gshape[1:]), concept,
+                          1 if per_game else len(idx), memory_budget)
+        batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
+        norm = normalise_batch(batch)
         player = (constraint_player(tuple(gshape[1:]), concept) if per_game
                   else gain_layout(tuple(gshape[1:]), concept).player)
         alpha0 = normalised_duals(duals_list, idx, norm.scale, player)
