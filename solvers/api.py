@@ -51,6 +51,7 @@ from solvers.refine import DualResult, RefineResult, refine_batch
 from solvers.selection import Selection, resolve_batch, resolve_cached
 from solvers.single import refine_one
 from solvers.solution import Solution
+from solvers.symmetry import joint_asymmetry, resolve_symmetry
 
 __all__ = [
     "FACE_MODES",
@@ -87,6 +88,7 @@ def solve(
     face: str = "auto",
     polish: bool = True,
     memory_budget: int | str | None = None,
+    symmetry: str | Sequence[Sequence[int]] | None = None,
     **selection_params: object,
 ) -> Solution:
     """The selected (C)CE of one game, certified.
@@ -124,6 +126,14 @@ def solve(
         take (``solvers.memory``; None: half the available memory, or the environment
         variable ``HYBRID_NES_MEMORY_BUDGET``). Beyond it "auto" takes the first-order
         method (``auto_first_order``; ``Solution.method`` then starts with "gd").
+      symmetry: groups of exchangeable players, e.g. ``[(1, 2)]`` for an evaluation game
+        [task, agent, agent], verified (``solvers.symmetry.check_symmetry``; a ValueError
+        names the players, payoff player, joint action and the change); "auto" detects
+        them (``find_symmetries``); None (default): off. newton-cg then solves over the
+        symmetric subspace (shared duals, ``solvers.matrix_free.TiedGame``) and certifies
+        on the full problem; the other routes only verify and report.
+        ``info["symmetry"]`` (the groups), ``info["symmetry_shared"]`` (duals tied in the
+        solver) and ``info["joint_asymmetry"]`` say what was used.
       **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
 
     Returns:
@@ -137,6 +147,8 @@ def solve(
         budget (before they are allocated).
     """
     if related.is_related(duals0):
+        if symmetry is not None:
+            raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
         return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
                                      face=face, polish=polish, memory_budget=memory_budget, **selection_params)
     t_start = time.perf_counter()
@@ -147,6 +159,7 @@ def solve(
     polish = check_polish(polish)
     if memory_budget is not None:
         memory_budget = memory.parse_bytes(memory_budget)
+    groups = resolve_symmetry(payoffs, symmetry)
     shape = tuple(payoffs.shape[1:])
     if method == "newton":
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
@@ -164,8 +177,19 @@ def solve(
         alpha0 = check_duals(duals0, (player.shape[0],)) / norm.scale[player]
     timings = {"validate": time.perf_counter() - t_start}
     res = refine_one(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, matrix_free,
-                     timings, t_start)
-    return units.to_solutions(res, norm.scale[None], player, concept, sel, res.timings)[0]
+                     timings, t_start, symmetry=groups)
+    return units.to_solutions(res, norm.scale[None], player, concept, sel, res.timings,
+                              _symmetry_info(res, groups, symmetry))[0]
+
+
+def _symmetry_info(res: DualResult, groups: tuple[tuple[int, ...], ...], symmetry: object) -> dict[str, object] | None:
+    """``Solution.info`` entries of ``symmetry=`` (None when off; no groups found: ``()``)."""
+    if symmetry is None:
+        return None
+    if not groups:
+        return {"symmetry": (), "symmetry_shared": False}
+    shared = bool(res.info is not None and res.info[0].get("symmetry_shared", False))
+    return {"symmetry": groups, "symmetry_shared": shared, "joint_asymmetry": joint_asymmetry(res.joint[0], groups)}
 
 
 def _group_games(games: object) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -298,6 +322,7 @@ def solve_batch(
     face: str = "auto",
     polish: bool = True,
     memory_budget: int | str | None = None,
+    symmetry: str | Sequence[Sequence[int]] | None = None,
     **selection_params: object,
 ) -> list[Solution]:
     """``solve`` for many games at once, in parallel over games of the same shape.
@@ -308,13 +333,16 @@ def solve_batch(
       duals0: ``[B, K]`` array (one shape) or a list of ``[K]`` arrays / None / related
         ``Solution`` (as in ``solve``).
       other arguments: as ``solve``; one selection for every game. The memory budget
-        covers the games Newton solves at once (one per core).
+        covers the games Newton solves at once (one per core). With ``symmetry`` (checked
+        per game) each game is solved as ``solve`` does.
 
     Returns:
       A list of ``B`` ``Solution`` in input order. ``timings`` are per game (the group's
       stage times divided by its size).
     """
     if related.has_related(duals0):
+        if symmetry is not None:
+            raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
         return related.solve_batch_related(solve_batch, games, concept, selection, duals0, tol=tol, max_iter=max_iter,
                                            method=method, face=face, polish=polish, memory_budget=memory_budget,
                                            **selection_params)
@@ -326,10 +354,10 @@ def solve_batch(
     if memory_budget is not None:
         memory_budget = memory.parse_bytes(memory_budget)
     duals_list = _duals_list(duals0, game_list, whole is not None)
-    if sel.objective == "gini" or method in ("cvxpy", "newton-cg"):
+    if sel.objective == "gini" or method in ("cvxpy", "newton-cg") or symmetry is not None:
         return [
-            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face,
-                  memory_budget=memory_budget)
+            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face, polish=polish,
+                  memory_budget=memory_budget, symmetry=symmetry)
             for g, d in zip(game_list, duals_list, strict=True)
         ]
     groups: dict[tuple[int, ...], list[int]] = {}

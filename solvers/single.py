@@ -25,6 +25,7 @@ from solvers.newton import OPTIMAL, NewtonOptions, options_array, solve_single
 from solvers.refine import DualResult, Stage, finish_status, refine_batch, solver_status
 from solvers.selection import SelectionParams
 from solvers.solution import Status
+from solvers.symmetry import check_selection_symmetry
 
 __all__ = ["refine_one"]
 
@@ -46,13 +47,19 @@ def _one(joint, alpha, eps, gaps, violation, kkt, dgap, objective, iterations, s
 
 
 def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None,
-                 tol: float, max_iter: int | None, timings: dict[str, float], t_start: float) -> DualResult:
-    """``solvers.newton_cg`` (no gain layout, facial reduction nor polish)."""
-    from solvers.matrix_free import MatrixFreeGame
+                 tol: float, max_iter: int | None, timings: dict[str, float], t_start: float,
+                 symmetry: tuple[tuple[int, ...], ...] = ()) -> DualResult:
+    """``solvers.newton_cg`` (no gain layout, facial reduction nor polish); with ``symmetry``
+    groups on the symmetric subspace (``solvers.matrix_free.TiedGame``: shared duals), the
+    certificate on the full problem."""
+    from solvers.matrix_free import MatrixFreeGame, TiedGame
     from solvers.newton_cg import NewtonCGOptions, newton_cg
 
     t0 = time.perf_counter()
-    game = MatrixFreeGame(norm.payoffs, concept)
+    if symmetry:
+        check_selection_symmetry(params.base_logits, params.eps_hat, params.eps_plus, symmetry,
+                                 tuple(norm.payoffs.shape[1:]))
+    game = TiedGame(norm.payoffs, concept, symmetry) if symmetry else MatrixFreeGame(norm.payoffs, concept)
     options = NewtonCGOptions(tol=tol) if max_iter is None else NewtonCGOptions(tol=tol, max_iter=max_iter)
     timings["gains"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -60,6 +67,8 @@ def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, al
     timings["refine"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     info = {"cg_iterations": res.cg_iterations, "first_order_iterations": res.first_order_iterations}
+    if symmetry:
+        info["symmetry_shared"] = True
     joint = np.asarray(res.joint).reshape(norm.payoffs.shape[1:])
     return _one(joint, res.alpha, res.eps, res.gaps, res.violation, res.kkt, res.duality_gap,
                 res.loss - res.duality_gap, res.iterations, solver_status(res.status), (Stage.NEWTON_CG,), False,
@@ -152,6 +161,7 @@ def refine_one(
     timings: dict[str, float],
     t_start: float,
     policy: pol.SolverPolicy | None = None,
+    symmetry: tuple[tuple[int, ...], ...] = (),
 ) -> DualResult:
     """One normalised game (``norm`` of ``solvers.game.normalise``) as a ``DualResult`` of B = 1.
 
@@ -162,6 +172,8 @@ def refine_one(
         ``solvers.policy.auto_matrix_free``); a result short of tolerance goes on with the
         ELL path when its layout fits (unless ``method="newton-cg"``).
       timings: the stage times so far ("validate"); filled in, and "total" since ``t_start``.
+      symmetry: verified groups of exchangeable players (``solvers.symmetry.resolve_symmetry``):
+        the matrix-free route ties their duals (``TiedGame``); the other routes ignore them.
     """
     policy = policy or pol.DEFAULT_POLICY
     if params.objective == "gini" or method == "cvxpy":
@@ -169,7 +181,7 @@ def refine_one(
     if not matrix_free:
         return _layout(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
                        timings, t_start)
-    first = _matrix_free(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start)
+    first = _matrix_free(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start, symmetry)
     shape = tuple(norm.payoffs.shape[1:])
     if method == "newton-cg" or first.status[0] is Status.OPTIMAL or not pol.layout_fits(shape, concept, policy):
         return first

@@ -1,0 +1,122 @@
+"""``symmetry=`` in solvers.solve / solve_batch: verified groups, duals shared by newton-cg
+(solvers.matrix_free.TiedGame), certificates on the full problem, symmetric ME-(C)CE."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import solvers
+from solvers.evaluation_game import evaluation_game
+from solvers.game import normalise
+from solvers.matrix_free import MatrixFreeGame, TiedGame
+from solvers.symmetry import joint_asymmetry
+
+AGENTS = ((1, 2),)
+
+
+def _eval_game(agents: int, tasks: int, seed: int = 0) -> np.ndarray:
+    return evaluation_game(np.random.default_rng(seed).normal(size=(agents, tasks)), "ptp")
+
+
+def _symmetric_three_player(n: int, seed: int) -> np.ndarray:
+    """``G_p(a) = f(a_p, sorted others)``: every pair of players exchangeable."""
+    f = np.random.default_rng(seed).normal(size=(n, n, n))
+    game = np.zeros((3, n, n, n))
+    for a in itertools.product(range(n), repeat=3):
+        for p in range(3):
+            others = sorted(a[q] for q in range(3) if q != p)
+            game[(p,) + a] = f[a[p], others[0], others[1]]
+    return game
+
+
+@pytest.mark.parametrize("concept", ["ce", "cce"])
+def test_tied_passes_equal_the_full_passes_on_tied_vectors(concept):
+    game = normalise(_symmetric_three_player(4, seed=1)).payoffs
+    tied = TiedGame(game, concept, ((0, 1, 2),))
+    full = MatrixFreeGame(game, concept)
+    rng = np.random.default_rng(0)
+    v = tied.tie(rng.random(full.num_constraints))
+    np.testing.assert_allclose(tied.tie(v), v, rtol=0, atol=1e-15)  # a projection
+    assert not np.allclose(tied.tie(rng.random(full.num_constraints)), 0.0)
+    np.testing.assert_allclose(tied.weighted_gains(v), full.weighted_gains(v), rtol=0, atol=1e-12)
+    sigma = np.exp(-tied.weighted_gains(v))
+    sigma /= sigma.sum()  # swap-invariant
+    mean = full.expected_gains(sigma)
+    np.testing.assert_allclose(tied.expected_gains(sigma), mean, rtol=0, atol=1e-14)
+    curv = np.zeros(3)
+    np.testing.assert_allclose(tied.hessian_vector(sigma, mean, curv, v), full.hessian_vector(sigma, mean, curv, v),
+                               rtol=0, atol=1e-13)
+    np.testing.assert_allclose(tied.hessian_diagonal(sigma, mean, curv), full.hessian_diagonal(sigma, mean, curv),
+                               rtol=0, atol=1e-14)
+    assert [tied.block_source(p) for p in range(3)] == [0, 0, 0]
+    assert type(tied.untied()) is MatrixFreeGame
+
+
+@pytest.mark.parametrize("concept", ["ce", "cce"])
+def test_evaluation_game_me_is_symmetric_with_and_without_shared_duals(concept):
+    # [3, 20, 15, 15]: "auto" takes newton-cg for the CE (K = 800), the layout for the CCE.
+    payoffs = _eval_game(15, 20, seed=2)
+    plain = solvers.solve(payoffs, concept)
+    for method in ("auto", "newton-cg"):
+        for symmetry in ([(1, 2)], "auto"):
+            sol = solvers.solve(payoffs, concept, method=method, symmetry=symmetry)
+            assert sol.status == "optimal"
+            assert sol.info["symmetry"] == AGENTS
+            assert sol.info["symmetry_shared"] == (sol.method == "newton-cg")
+            assert sol.info["joint_asymmetry"] == joint_asymmetry(sol.joint, AGENTS) <= 1e-12
+            np.testing.assert_allclose(sol.joint, plain.joint, rtol=0, atol=1e-7)
+    assert joint_asymmetry(plain.joint, AGENTS) <= 1e-7
+    assert "symmetry" not in plain.info
+
+
+@pytest.mark.parametrize("concept", ["ce", "cce"])
+def test_symmetric_three_player_game_shares_a_group_of_three(concept):
+    payoffs = _symmetric_three_player(5, seed=3)
+    plain = solvers.solve(payoffs, concept, method="newton")
+    sol = solvers.solve(payoffs, concept, method="newton-cg", symmetry="auto")
+    assert sol.status == "optimal" and sol.info["symmetry"] == ((0, 1, 2),) and sol.info["symmetry_shared"]
+    everyone = ((0, 1, 2),)
+    assert joint_asymmetry(sol.joint, everyone) <= 1e-12 and joint_asymmetry(plain.joint, everyone) <= 1e-7
+    np.testing.assert_allclose(sol.joint, plain.joint, rtol=0, atol=1e-7)
+    # A warm start that is not symmetric is tied first.
+    warm = solvers.solve(payoffs, concept, method="newton-cg", symmetry=[(0, 1, 2)],
+                         duals0=plain.duals * np.linspace(0.5, 1.5, plain.duals.size))
+    assert warm.status == "optimal"
+    np.testing.assert_allclose(warm.joint, plain.joint, rtol=0, atol=1e-7)
+
+
+def test_non_symmetric_groups_are_refused_naming_players_and_size():
+    payoffs = _eval_game(4, 5, seed=1)
+    with pytest.raises(ValueError, match=r"players 0 and 1 are not exchangeable: 5 vs 4 actions"):
+        solvers.solve(payoffs, "ce", symmetry=[(0, 1)])
+    bent = payoffs.copy()
+    bent[2, 3, 1, 0] += 1e-3
+    with pytest.raises(ValueError, match=r"symmetry=\[\(1, 2\)\]: players 1 and 2 are not exchangeable: swapping "
+                                         r"them changes player \d's payoff at joint action \(3, \d, \d\) by 0\.001"):
+        solvers.solve(bent, "ce", symmetry=[(1, 2)])
+    with pytest.raises(ValueError, match=r"symmetry=\[\(1, 2\)\]: players 1 and 2"):
+        solvers.solve_batch([payoffs, bent], "ce", symmetry=[(1, 2)])
+    with pytest.raises(ValueError, match="symmetry must be None, 'auto'"):
+        solvers.solve(payoffs, "ce", symmetry="yes")
+    with pytest.raises(ValueError, match="more than one group"):
+        solvers.solve(payoffs, "ce", symmetry=[(1, 2), (2, 1)])
+    assert solvers.solve(bent, "ce", symmetry="auto").info["symmetry"] == ()
+
+
+def test_an_asymmetric_selection_is_refused_on_the_shared_path():
+    payoffs = _eval_game(4, 5, seed=1)
+    target = np.random.default_rng(0).random(payoffs.shape[1:]) + 0.1
+    with pytest.raises(ValueError, match="target .*players 1 and 2"):
+        solvers.solve(payoffs, "ce", "mre", target=target / target.sum(), method="newton-cg", symmetry=[(1, 2)])
+
+
+def test_solve_batch_with_symmetry_matches_solve():
+    games = [_eval_game(15, 20, seed=s) for s in (5, 6)]
+    batch = solvers.solve_batch(games, "ce", symmetry=[(1, 2)])
+    for game, got in zip(games, batch, strict=True):
+        want = solvers.solve(game, "ce", symmetry=[(1, 2)])
+        assert got.status == "optimal" and got.info["symmetry_shared"] and got.method == want.method
+        np.testing.assert_allclose(got.joint, want.joint, rtol=0, atol=1e-12)
