@@ -159,7 +159,6 @@ def solve(
     polish = check_polish(polish)
     if memory_budget is not None:
         memory_budget = memory.parse_bytes(memory_budget)
-    groups = resolve_symmetry(payoffs, symmetry)
     shape = tuple(payoffs.shape[1:])
     if method == "newton":
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
@@ -168,6 +167,7 @@ def solve(
     matrix_free = sel.objective != "gini" and (method == "newton-cg" or (
         method == "auto" and auto_matrix_free(shape, concept, face)))
     check_game_memory(solve_route(sel.objective, method, matrix_free), shape, concept, 1, memory_budget)
+    groups = resolve_symmetry(payoffs, symmetry)  # after the memory check: a pair's swap is [N, A1..AN]
     norm = normalise_fast(payoffs)
     params = resolve_cached(sel, norm)
     # The matrix-free route never builds the gain layout (it may not fit in memory).

@@ -268,6 +268,9 @@ def test_game_too_large_for_memory_is_refused_before_allocating(monkeypatch, met
     assert "memory_budget=" in msg
     with pytest.raises(memory.GameTooLargeError, match=r"game \[3, 40, 12, 12\] CE"):
         solve_batch([game, game], "ce", method=method)
+    monkeypatch.setattr("solvers.symmetry.swap_violation", lambda *a: (_ for _ in ()).throw(AssertionError("swap")))
+    with pytest.raises(memory.GameTooLargeError):  # before the symmetry check's [N, A1..AN] swaps
+        solve(game, "ce", method=method, symmetry="auto")
 
 
 def test_game_memory_estimates_and_overrides(monkeypatch):
