@@ -141,10 +141,12 @@ def solve(
       every tolerance is met.
 
     Raises:
-      TypeError, ValueError: bad game, concept, selection, parameters, ``duals0`` or
-        ``memory_budget``.
-      MemoryError: ``method="newton"`` whose dense ``[K, K]`` buffers exceed the memory
-        budget (before they are allocated).
+      TypeError, ValueError: bad game, concept, selection, parameters, ``duals0``,
+        ``memory_budget`` or ``symmetry`` (players that are not exchangeable).
+      MemoryError: ``solvers.memory.GameTooLargeError``, before anything of the game's size
+        is allocated: a game whose solve needs more than the available memory
+        (``solvers.policy.check_game_memory``), or ``method="newton"`` whose dense
+        ``[K, K]`` buffers exceed the memory budget.
     """
     if related.is_related(duals0):
         if symmetry is not None:
