@@ -131,9 +131,12 @@ def solve(
         names the players, payoff player, joint action and the change); "auto" detects
         them (``find_symmetries``); None (default): off. newton-cg then solves over the
         symmetric subspace (shared duals, ``solvers.matrix_free.TiedGame``) and certifies
-        on the full problem; the other routes only verify and report.
-        ``info["symmetry"]`` (the groups), ``info["symmetry_shared"]`` (duals tied in the
-        solver) and ``info["joint_asymmetry"]`` say what was used.
+        on the full problem; the gain-layout routes average an optimal result's duals over
+        the groups and certify again on the full problem (kept only if still within
+        ``tol``); the CVXPY models only verify. ``info["symmetry"]`` (the groups),
+        ``info["symmetry_shared"]`` (duals tied in the solver),
+        ``info["symmetry_symmetrised"]`` (result symmetrised after the solve) and
+        ``info["joint_asymmetry"]`` say what was used.
       **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
 
     Returns:

@@ -29,7 +29,7 @@ from solvers import kernels as kn
 from solvers.matrix_free import MatrixFreeGame, TiedGame
 from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, STALLED
 
-__all__ = ["NewtonCGOptions", "MatrixFreeResult", "newton_cg"]
+__all__ = ["NewtonCGOptions", "MatrixFreeResult", "certify", "newton_cg"]
 
 
 class NewtonCGOptions(NamedTuple):
@@ -431,3 +431,13 @@ def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_
     if bar is not None:
         bar.close()
     return MatrixFreeResult(st.alpha, st.joint, epsp, gaps, viol, kkt, dgap, st.loss, first + it, cg_total, status, first)
+
+
+def certify(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray, rho: float,
+            alpha: np.ndarray, tol: float) -> MatrixFreeResult:
+    """The joint ``sigma(alpha)`` and its certificate on ``game`` (no iterations); status
+    ``OPTIMAL`` when violation, KKT residual and duality gap are all ``<= tol``, else
+    ``MAX_ITER``."""
+    alpha = np.maximum(np.asarray(alpha, dtype=np.float64), 0.0)
+    stub = MatrixFreeResult(alpha, alpha, alpha, alpha, 0.0, 0.0, 0.0, 0.0, 0, 0, OPTIMAL)
+    return _recertify(game, base, eps_hat, eps_plus, rho, stub, tol)

@@ -146,6 +146,33 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
     return res._replace(iterations=res.iterations + done, stages=(prefix + res.stages[0],), timings=timings)
 
 
+def _tied_result(norm: NormalisedGame, concept: str, params: SelectionParams, res: DualResult,
+                 symmetry: tuple[tuple[int, ...], ...], tol: float) -> DualResult:
+    """The gain-layout routes with ``symmetry``: an optimal result's duals averaged over each
+    group's players (``TiedGame.tie``), its joint and certificate recomputed on the full
+    problem (``newton_cg.certify``), kept where that certificate is still within ``tol``
+    (``info["symmetry_symmetrised"]``); else ``res`` unchanged."""
+    from solvers.matrix_free import TiedGame
+    from solvers.newton_cg import certify
+
+    info = dict(res.info[0]) if res.info is not None else {}
+    info["symmetry_symmetrised"] = False
+    if res.status[0] is Status.OPTIMAL:
+        check_selection_symmetry(params.base_logits, params.eps_hat, params.eps_plus, symmetry,
+                                 tuple(norm.payoffs.shape[1:]))
+        tied = TiedGame(norm.payoffs, concept, symmetry)
+        cert = certify(tied.untied(), params.base_logits, params.eps_hat, params.eps_plus, float(params.rho),
+                       tied.tie(res.alpha[0]), tol)
+        if cert.status == OPTIMAL:
+            info["symmetry_symmetrised"] = True
+            f64 = functools.partial(np.array, dtype=np.float64)
+            return res._replace(
+                joint=np.asarray(cert.joint).reshape(res.joint.shape), alpha=cert.alpha[None], eps=cert.eps[None],
+                gaps=cert.gaps[None], violation=f64([cert.violation]), kkt=f64([cert.kkt]),
+                duality_gap=f64([cert.duality_gap]), objective=f64([cert.loss - cert.duality_gap]), info=(info,))
+    return res._replace(info=(info,))
+
+
 def refine_one(
     norm: NormalisedGame,
     concept: str,
@@ -173,14 +200,17 @@ def refine_one(
         ELL path when its layout fits (unless ``method="newton-cg"``).
       timings: the stage times so far ("validate"); filled in, and "total" since ``t_start``.
       symmetry: verified groups of exchangeable players (``solvers.symmetry.resolve_symmetry``):
-        the matrix-free route ties their duals (``TiedGame``); the other routes ignore them.
+        the matrix-free route ties their duals (``TiedGame``); the gain-layout routes
+        symmetrise an optimal result and certify it again (``_tied_result``); the CVXPY
+        models ignore them.
     """
     policy = policy or pol.DEFAULT_POLICY
     if params.objective == "gini" or method == "cvxpy":
         return _reference(norm, concept, params, tol, timings, t_start)
     if not matrix_free:
-        return _layout(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
-                       timings, t_start)
+        res = _layout(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
+                      timings, t_start)
+        return _tied_result(norm, concept, params, res, symmetry, tol) if symmetry else res
     first = _matrix_free(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start, symmetry)
     shape = tuple(norm.payoffs.shape[1:])
     if method == "newton-cg" or first.status[0] is Status.OPTIMAL or not pol.layout_fits(shape, concept, policy):
@@ -189,6 +219,8 @@ def refine_one(
     # affordable: the ELL path (facial reduction, polish) from newton-cg's duals.
     res = _layout(norm, concept, params, first.alpha[0], method, tol, max_iter, face, polish, memory_budget, policy,
                   {"validate": time.perf_counter() - t_start}, t_start)
+    if symmetry:
+        res = _tied_result(norm, concept, params, res, symmetry, tol)
     merged = dict(res.timings)
     for key, value in first.timings.items():
         if key not in ("validate", "total"):

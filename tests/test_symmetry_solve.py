@@ -68,6 +68,7 @@ def test_evaluation_game_me_is_symmetric_with_and_without_shared_duals(concept):
             assert sol.status == "optimal"
             assert sol.info["symmetry"] == AGENTS
             assert sol.info["symmetry_shared"] == (sol.method == "newton-cg")
+            assert sol.info.get("symmetry_symmetrised", False) == (sol.method != "newton-cg")
             assert sol.info["joint_asymmetry"] == joint_asymmetry(sol.joint, AGENTS) <= 1e-12
             np.testing.assert_allclose(sol.joint, plain.joint, rtol=0, atol=1e-7)
     assert joint_asymmetry(plain.joint, AGENTS) <= 1e-7
@@ -140,3 +141,20 @@ def test_shared_duals_give_the_full_problems_answer(seed, n, concept, everyone):
         np.testing.assert_allclose(sol.joint, ref.joint, rtol=0, atol=1e-7)
     else:
         assert max(sol.info["violation"], sol.info["kkt"], abs(sol.duality_gap)) > 1e-8  # the full certificate
+
+
+@pytest.mark.parametrize("method", ["newton", "gd", "auto"])
+def test_gain_layout_routes_symmetrise_and_recertify(method):
+    payoffs = _symmetric_three_player(4, seed=7)
+    everyone = ((0, 1, 2),)
+    plain = solvers.solve(payoffs, "ce", method=method)
+    sol = solvers.solve(payoffs, "ce", method=method, symmetry=[(0, 1, 2)])
+    assert plain.status == sol.status == "optimal"
+    assert sol.info["symmetry_symmetrised"] and not sol.info["symmetry_shared"]
+    assert joint_asymmetry(sol.joint, everyone) <= 1e-14 and sol.info["joint_asymmetry"] <= 1e-14
+    np.testing.assert_allclose(sol.joint, plain.joint, rtol=0, atol=1e-7)
+    assert sol.duals.shape == plain.duals.shape == (36,) and sol.gap <= 1e-7
+    segments = sol.duals.reshape(3, 12)  # rows of players 0, 1, 2 (4 x 3 each): tied
+    np.testing.assert_allclose(segments, np.broadcast_to(segments[0], (3, 12)), rtol=1e-12, atol=1e-12)
+    cvx = solvers.solve(payoffs, "ce", method="cvxpy", symmetry=[(0, 1, 2)])
+    assert "symmetry_symmetrised" not in cvx.info and cvx.info["symmetry"] == everyone
