@@ -158,3 +158,24 @@ def test_gain_layout_routes_symmetrise_and_recertify(method):
     np.testing.assert_allclose(segments, np.broadcast_to(segments[0], (3, 12)), rtol=1e-12, atol=1e-12)
     cvx = solvers.solve(payoffs, "ce", method="cvxpy", symmetry=[(0, 1, 2)])
     assert "symmetry_symmetrised" not in cvx.info and cvx.info["symmetry"] == everyone
+
+
+def test_tied_solve_of_a_not_quite_symmetric_game_is_finished_untied():
+    # TiedGame bypasses the check: players 1 and 2 differ by 1e-3 at one entry, so the
+    # tied optimum is not the full one; the full certificate catches it and Newton goes on
+    # untied to the full problem's answer (never a wrong "optimal").
+    from solvers.newton import OPTIMAL
+    from solvers.newton_cg import newton_cg
+    from solvers.selection import Selection, resolve_selection
+
+    payoffs = _eval_game(5, 6, seed=4)
+    payoffs[2, 1, 2, 3] += 1e-3
+    norm = normalise(payoffs)
+    params = resolve_selection(Selection.me(), norm)
+    args = (params.base_logits, params.eps_hat, params.eps_plus, float(params.rho))
+    full = newton_cg(MatrixFreeGame(norm.payoffs, "cce"), *args)
+    tied = newton_cg(TiedGame(norm.payoffs, "cce", AGENTS), *args)
+    assert full.status == tied.status == OPTIMAL
+    assert tied.iterations > 0 and max(tied.violation, tied.kkt, abs(tied.duality_gap)) <= 1e-8
+    np.testing.assert_allclose(tied.joint, full.joint, rtol=0, atol=1e-7)
+    assert joint_asymmetry(tied.joint, AGENTS) > 1e-9  # the true answer is not symmetric
