@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import NamedTuple
 
 from solvers import memory
@@ -187,6 +188,7 @@ def auto_first_order(shape: tuple[int, ...], concept: str, num_games: int = 1, p
     return not newton_plan(shape, concept, num_games, parallel, budget).fits
 
 
+@functools.lru_cache(maxsize=256)
 def solve_bytes(shape: tuple[int, ...], concept: str, route: str) -> int:
     """Estimated peak bytes of one game of ``shape`` (action counts) on ``route``:
     "newton-cg" (a few joint copies, ``O(K)`` vectors and the block-Jacobi blocks),
@@ -228,7 +230,9 @@ def check_game_memory(route: str, shape: tuple[int, ...], concept: str, num_game
     once on ``route`` (``solve_bytes``) exceed the available memory (or a larger explicit
     ``budget``), before anything of their size is allocated. Reads the available memory
     only for solves above ``memory.UNCHECKED_BYTES``."""
-    need = solve_bytes(tuple(shape), concept, route) * max(1, int(num_games))
+    need = solve_bytes(shape if type(shape) is tuple else tuple(shape), concept, route) * max(1, num_games)
+    if need <= memory.UNCHECKED_BYTES and budget is None and memory.ENV_VAR not in os.environ:
+        return  # the common small solve: no budget to parse, no /proc/meminfo to read
     limit = memory.game_limit(need, budget)
     if limit is None or need <= limit:
         return
