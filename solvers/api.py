@@ -41,13 +41,17 @@ from solvers.policy import (
     auto_first_order,
     auto_first_pass,
     auto_matrix_free,
+    check_game_memory,
     check_newton_memory,
     newton_plan,
+    solve_bytes,
+    solve_route,
 )
 from solvers.refine import DualResult, RefineResult, refine_batch
 from solvers.selection import Selection, resolve_batch, resolve_cached
 from solvers.single import refine_one
 from solvers.solution import Solution
+from solvers.symmetry import joint_asymmetry, resolve_symmetry
 
 __all__ = [
     "FACE_MODES",
@@ -59,12 +63,14 @@ __all__ = [
     "auto_first_order",
     "auto_first_pass",
     "auto_matrix_free",
+    "check_game_memory",
     "check_method",
     "gain_layout",
     "newton_plan",
     "normalised_duals",
     "refine_batch",
     "solve",
+    "solve_bytes",
     "solve_batch",
     "solve_normalised",
 ]
@@ -82,6 +88,7 @@ def solve(
     face: str = "auto",
     polish: bool = True,
     memory_budget: int | str | None = None,
+    symmetry: str | Sequence[Sequence[int]] | None = None,
     **selection_params: object,
 ) -> Solution:
     """The selected (C)CE of one game, certified.
@@ -119,6 +126,17 @@ def solve(
         take (``solvers.memory``; None: half the available memory, or the environment
         variable ``HYBRID_NES_MEMORY_BUDGET``). Beyond it "auto" takes the first-order
         method (``auto_first_order``; ``Solution.method`` then starts with "gd").
+      symmetry: groups of exchangeable players, e.g. ``[(1, 2)]`` for an evaluation game
+        [task, agent, agent], verified (``solvers.symmetry.check_symmetry``; a ValueError
+        names the players, payoff player, joint action and the change); "auto" detects
+        them (``find_symmetries``); None (default): off. newton-cg then solves over the
+        symmetric subspace (shared duals, ``solvers.matrix_free.TiedGame``) and certifies
+        on the full problem; the gain-layout routes average an optimal result's duals over
+        the groups and certify again on the full problem (kept only if still within
+        ``tol``); the CVXPY models only verify. ``info["symmetry"]`` (the groups),
+        ``info["symmetry_shared"]`` (duals tied in the solver),
+        ``info["symmetry_symmetrised"]`` (result symmetrised after the solve) and
+        ``info["joint_asymmetry"]`` say what was used.
       **selection_params: parameters of the preset (``eps_hat``, ``target``, ``mu``, ...).
 
     Returns:
@@ -126,12 +144,16 @@ def solve(
       every tolerance is met.
 
     Raises:
-      TypeError, ValueError: bad game, concept, selection, parameters, ``duals0`` or
-        ``memory_budget``.
-      MemoryError: ``method="newton"`` whose dense ``[K, K]`` buffers exceed the memory
-        budget (before they are allocated).
+      TypeError, ValueError: bad game, concept, selection, parameters, ``duals0``,
+        ``memory_budget`` or ``symmetry`` (players that are not exchangeable).
+      MemoryError: ``solvers.memory.GameTooLargeError``, before anything of the game's size
+        is allocated: a game whose solve needs more than the available memory
+        (``solvers.policy.check_game_memory``), or ``method="newton"`` whose dense
+        ``[K, K]`` buffers exceed the memory budget.
     """
     if related.is_related(duals0):
+        if symmetry is not None:
+            raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
         return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
                                      face=face, polish=polish, memory_budget=memory_budget, **selection_params)
     t_start = time.perf_counter()
@@ -145,12 +167,14 @@ def solve(
     shape = tuple(payoffs.shape[1:])
     if method == "newton":
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
-    norm = normalise_fast(payoffs)
-    params = resolve_cached(sel, norm)
     if method == "newton-cg" and face == "always":
         raise ValueError("method='newton-cg' has no facial reduction; use face='auto' or another method")
     matrix_free = sel.objective != "gini" and (method == "newton-cg" or (
         method == "auto" and auto_matrix_free(shape, concept, face)))
+    check_game_memory(solve_route(sel.objective, method, matrix_free), shape, concept, 1, memory_budget)
+    groups = resolve_symmetry(payoffs, symmetry)  # after the memory check: a pair's swap is [N, A1..AN]
+    norm = normalise_fast(payoffs)
+    params = resolve_cached(sel, norm)
     # The matrix-free route never builds the gain layout (it may not fit in memory).
     player = constraint_player(shape, concept) if matrix_free else gain_layout(shape, concept).player
     alpha0 = None
@@ -158,8 +182,19 @@ def solve(
         alpha0 = check_duals(duals0, (player.shape[0],)) / norm.scale[player]
     timings = {"validate": time.perf_counter() - t_start}
     res = refine_one(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, matrix_free,
-                     timings, t_start)
-    return units.to_solutions(res, norm.scale[None], player, concept, sel, res.timings)[0]
+                     timings, t_start, symmetry=groups)
+    return units.to_solutions(res, norm.scale[None], player, concept, sel, res.timings,
+                              _symmetry_info(res, groups, symmetry))[0]
+
+
+def _symmetry_info(res: DualResult, groups: tuple[tuple[int, ...], ...], symmetry: object) -> dict[str, object] | None:
+    """``Solution.info`` entries of ``symmetry=`` (None when off; no groups found: ``()``)."""
+    if symmetry is None:
+        return None
+    if not groups:
+        return {"symmetry": (), "symmetry_shared": False}
+    shared = bool(res.info is not None and res.info[0].get("symmetry_shared", False))
+    return {"symmetry": groups, "symmetry_shared": shared, "joint_asymmetry": joint_asymmetry(res.joint[0], groups)}
 
 
 def _group_games(games: object) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -292,6 +327,7 @@ def solve_batch(
     face: str = "auto",
     polish: bool = True,
     memory_budget: int | str | None = None,
+    symmetry: str | Sequence[Sequence[int]] | None = None,
     **selection_params: object,
 ) -> list[Solution]:
     """``solve`` for many games at once, in parallel over games of the same shape.
@@ -302,13 +338,16 @@ def solve_batch(
       duals0: ``[B, K]`` array (one shape) or a list of ``[K]`` arrays / None / related
         ``Solution`` (as in ``solve``).
       other arguments: as ``solve``; one selection for every game. The memory budget
-        covers the games Newton solves at once (one per core).
+        covers the games Newton solves at once (one per core). With ``symmetry`` (checked
+        per game) each game is solved as ``solve`` does.
 
     Returns:
       A list of ``B`` ``Solution`` in input order. ``timings`` are per game (the group's
       stage times divided by its size).
     """
     if related.has_related(duals0):
+        if symmetry is not None:
+            raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
         return related.solve_batch_related(solve_batch, games, concept, selection, duals0, tol=tol, max_iter=max_iter,
                                            method=method, face=face, polish=polish, memory_budget=memory_budget,
                                            **selection_params)
@@ -320,10 +359,10 @@ def solve_batch(
     if memory_budget is not None:
         memory_budget = memory.parse_bytes(memory_budget)
     duals_list = _duals_list(duals0, game_list, whole is not None)
-    if sel.objective == "gini" or method in ("cvxpy", "newton-cg"):
+    if sel.objective == "gini" or method in ("cvxpy", "newton-cg") or symmetry is not None:
         return [
-            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face,
-                  memory_budget=memory_budget)
+            solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face, polish=polish,
+                  memory_budget=memory_budget, symmetry=symmetry)
             for g, d in zip(game_list, duals_list, strict=True)
         ]
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -334,11 +373,18 @@ def solve_batch(
         t_group = time.perf_counter()
         if method == "newton":  # before the gain layout is built
             check_newton_memory(method, tuple(gshape[1:]), concept, len(idx), len(idx) > 1, memory_budget)
+        # Large games take solve's matrix-free route, game by game (no gain layout built).
+        per_game = method == "auto" and auto_matrix_free(tuple(gshape[1:]), concept, face)
+        check_game_memory("newton-cg" if per_game else "layout", tuple(gshape[1:]), concept,
+                          1 if per_game else len(idx), memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
         norm = normalise_batch(batch)
-        alpha0 = normalised_duals(duals_list, idx, norm.scale, gain_layout(tuple(gshape[1:]), concept).player)
+        player = (constraint_player(tuple(gshape[1:]), concept) if per_game
+                  else gain_layout(tuple(gshape[1:]), concept).player)
+        alpha0 = normalised_duals(duals_list, idx, norm.scale, player)
         sols = solve_normalised(norm, concept, sel, alpha0, method=method, tol=tol, max_iter=max_iter, face=face,
-                                polish=polish, memory_budget=memory_budget, prep=time.perf_counter() - t_group)
+                                polish=polish, memory_budget=memory_budget, per_game=per_game,
+                                prep=time.perf_counter() - t_group)
         for i, sol in zip(idx, sols, strict=True):
             out[i] = sol
     return out

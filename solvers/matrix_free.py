@@ -26,7 +26,7 @@ import numpy as np
 
 from solvers.gains import check_concept, constraint_player, num_constraints
 
-__all__ = ["MatrixFreeGame", "BLOCK_FLOPS"]
+__all__ = ["MatrixFreeGame", "TiedGame", "BLOCK_FLOPS"]
 
 #: Block-Jacobi preconditioner of a CE player: ``A_p`` dense ``[A_p, A_p]`` blocks cost
 #: ``A_p^2 |A|`` flops to form and ``A_p^4 / 3`` to factor (``solvers.newton_cg`` forms
@@ -94,31 +94,39 @@ class MatrixFreeGame:
         array, e.g. the joint: then the expected gains)."""
         out = np.empty(self.num_constraints) if out is None else out
         for p in range(self.num_players):
-            g = self.payoffs[p]
-            s = self._front(weight, p)
-            own = np.einsum("ij,ij->i", s, g)  # [A_p]: sum_r S G
-            if self.concept == "cce":
-                vals = g @ s.sum(axis=0) - own.sum()
-            else:
-                vals = (s @ g.T - own[:, None]).T  # [dev, rec]
-            self._store(vals, p, out)
+            self._store(self._expected_one(weight, p), p, out)
         return out
+
+    def _expected_one(self, weight: np.ndarray, p: int) -> np.ndarray:
+        """Player p's ``expected_gains``: ``[A_p]`` (CCE) or ``[dev, rec]`` (CE)."""
+        g = self.payoffs[p]
+        s = self._front(weight, p)
+        own = np.einsum("ij,ij->i", s, g)  # [A_p]: sum_r S G
+        if self.concept == "cce":
+            return g @ s.sum(axis=0) - own.sum()
+        return (s @ g.T - own[:, None]).T  # [dev, rec]
 
     def weighted_gains(self, vec: np.ndarray) -> np.ndarray:
         """``u(a) = sum_k vec_k A_k(a)``, joint-shaped (the logits are ``base - u(alpha)``)."""
         total = np.zeros(self.shape)
         for p in range(self.num_players):
-            g = self.payoffs[p]
-            v = self.block(vec, p)
-            if not np.any(v):
-                continue
-            if self.concept == "cce":
-                up = (v @ g)[None, :] - v.sum() * g
-            else:
-                up = v.T @ g
-                up -= v.sum(axis=0)[:, None] * g
-            total += self._back(up, p)
+            up = self._weighted_one(vec, p)
+            if up is not None:
+                total += up
         return total
+
+    def _weighted_one(self, vec: np.ndarray, p: int) -> np.ndarray | None:
+        """Player p's term of ``weighted_gains`` (joint-shaped view; None when zero)."""
+        g = self.payoffs[p]
+        v = self.block(vec, p)
+        if not np.any(v):
+            return None
+        if self.concept == "cce":
+            up = (v @ g)[None, :] - v.sum() * g
+        else:
+            up = v.T @ g
+            up -= v.sum(axis=0)[:, None] * g
+        return self._back(up, p)
 
     def hessian_vector(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, vec: np.ndarray) -> np.ndarray:
         """``H vec`` at the joint ``sigma`` with expected gains ``mean`` and the soft
@@ -136,19 +144,25 @@ class MatrixFreeGame:
         """``diag H``: ``E_sigma[A_k^2] - mean_k^2 + curv_p``."""
         out = np.empty(self.num_constraints)
         for p in range(self.num_players):
-            g = self.payoffs[p]
-            s = self._front(sigma, p)
-            sg = s * g
-            sgg = np.einsum("ij,ij->i", sg, g)
-            if self.concept == "cce":
-                m = s.sum(axis=0)
-                vals = (g * g) @ m - 2.0 * (g @ sg.sum(axis=0)) + sgg.sum()
-            else:
-                vals = (s @ (g * g).T - 2.0 * (sg @ g.T) + sgg[:, None]).T  # [dev, rec]
-            self._store(vals, p, out)
+            self._store(self._diagonal_one(sigma, p), p, out)
         out -= mean * mean
         out += curv[self.player]
         return out
+
+    def _diagonal_one(self, sigma: np.ndarray, p: int) -> np.ndarray:
+        """Player p's ``E_sigma[A_k^2]``: ``[A_p]`` (CCE) or ``[dev, rec]`` (CE)."""
+        g = self.payoffs[p]
+        s = self._front(sigma, p)
+        sg = s * g
+        sgg = np.einsum("ij,ij->i", sg, g)
+        if self.concept == "cce":
+            m = s.sum(axis=0)
+            return (g * g) @ m - 2.0 * (g @ sg.sum(axis=0)) + sgg.sum()
+        return (s @ (g * g).T - 2.0 * (sg @ g.T) + sgg[:, None]).T  # [dev, rec]
+
+    def block_source(self, p: int) -> int:
+        """The player whose Hessian blocks equal player p's (p itself; see ``TiedGame``)."""
+        return p
 
     def use_blocks(self, p: int) -> bool:
         """Whether player p's block-Jacobi blocks are within ``BLOCK_FLOPS`` and
@@ -186,3 +200,89 @@ class MatrixFreeGame:
         out[idx, idx, :] = 0.0
         out[idx, :, idx] = 0.0
         return out
+
+
+class TiedGame(MatrixFreeGame):
+    """A ``MatrixFreeGame`` on the symmetric subspace of exchangeable players (DESIGN §10).
+
+    For a group of exchangeable players with representative ``p`` (its first member) and
+    ``swap`` the transposition ``(p q)`` of joint-action entries, row ``(q, dev, rec)``
+    is row ``(p, dev, rec)`` after the swap: ``A_(q,d,c)(a) = A_(p,d,c)(swap a)``, and the
+    other players' rows are invariant. The duals are tied, ``alpha = P beta`` (each row
+    of q carries the value of its image row of p), and on tied vectors and swap-invariant
+    weights every pass computes the representative only: its expected gains (hence
+    ``P^T g``, ``P^T H P v`` up to the orbit sizes) are copied to the group, and its term
+    of ``u(alpha)`` is added with the axes of p and q swapped for each q. Projected Newton
+    started from tied duals stays tied exactly; by convexity and invariance its optimum
+    is the full problem's, whose certificate ``newton_cg`` then evaluates on the untied
+    game (``untied``). The inputs must be tied / invariant: ``tie`` the start.
+    """
+
+    def __init__(self, payoffs: np.ndarray, concept: str, groups: tuple[tuple[int, ...], ...]):
+        super().__init__(payoffs, concept)
+        self.groups = tuple(tuple(sorted(int(p) for p in g)) for g in groups)
+        self.rep = list(range(self.num_players))
+        for group in self.groups:
+            if len({self.shape[p] for p in group}) != 1:
+                raise ValueError(f"tied players {group} have different action counts")
+            for q in group[1:]:
+                self.rep[q] = group[0]
+
+    def untied(self) -> MatrixFreeGame:
+        """The same game without ties (shares the payoff copies)."""
+        full = object.__new__(MatrixFreeGame)
+        full.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("groups", "rep")})
+        return full
+
+    def tie(self, vec: np.ndarray) -> np.ndarray:
+        """``[K]`` the orthogonal projection onto tied vectors (each group's segments averaged)."""
+        out = np.array(vec, dtype=np.float64)
+        for group in self.groups:
+            segs = [slice(self.offsets[p], self.offsets[p + 1]) for p in group]
+            mean = sum(out[seg] for seg in segs) / len(group)
+            for seg in segs:
+                out[seg] = mean
+        return out
+
+    def _copy_tied(self, out: np.ndarray) -> np.ndarray:
+        for q, p in enumerate(self.rep):
+            if p != q:
+                out[self.offsets[q] : self.offsets[q + 1]] = out[self.offsets[p] : self.offsets[p + 1]]
+        return out
+
+    def expected_gains(self, weight: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """As ``MatrixFreeGame.expected_gains`` for a swap-invariant ``weight``."""
+        out = np.empty(self.num_constraints) if out is None else out
+        for p in range(self.num_players):
+            if self.rep[p] == p:
+                self._store(self._expected_one(weight, p), p, out)
+        return self._copy_tied(out)
+
+    def weighted_gains(self, vec: np.ndarray) -> np.ndarray:
+        """As ``MatrixFreeGame.weighted_gains`` for a tied ``vec`` (swap-invariant result)."""
+        total = np.zeros(self.shape)
+        for p in range(self.num_players):
+            if self.rep[p] != p:
+                continue
+            up = self._weighted_one(vec, p)
+            if up is None:
+                continue
+            total += up
+            for q in range(p + 1, self.num_players):
+                if self.rep[q] == p:
+                    total += np.swapaxes(up, p, q)
+        return total
+
+    def hessian_diagonal(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray) -> np.ndarray:
+        """As ``MatrixFreeGame.hessian_diagonal`` at a swap-invariant ``sigma``."""
+        out = np.empty(self.num_constraints)
+        for p in range(self.num_players):
+            if self.rep[p] == p:
+                self._store(self._diagonal_one(sigma, p), p, out)
+        self._copy_tied(out)
+        out -= mean * mean
+        out += curv[self.player]
+        return out
+
+    def block_source(self, p: int) -> int:
+        return self.rep[p]

@@ -13,8 +13,14 @@ The budget is ``BUDGET_FRACTION`` of the memory available when the solve starts
 ``HYBRID_NES_MEMORY_BUDGET`` (bytes, or a number with a K/M/G/T suffix, binary units),
 or the ``memory_budget`` argument of ``solve`` / ``solve_batch`` / ``refine_batch``.
 
+Whole games are checked too: a solve whose estimated peak (``solvers.policy.solve_bytes``:
+the gain layout, or newton-cg's few copies of the joint) exceeds the available memory (or
+a larger explicit budget) is refused with ``GameTooLargeError`` before anything of the
+game's size is allocated, never left to the OOM killer.
+
 This module measures (available memory, buffer sizes, the budget); the decisions that
-use it (``newton_plan``, ``auto_first_order``) are ``solvers.policy``'s.
+use it (``newton_plan``, ``auto_first_order``, ``check_game_memory``) are
+``solvers.policy``'s.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ __all__ = [
     "BUDGET_FRACTION",
     "ENV_VAR",
     "FALLBACK_AVAILABLE",
+    "GameTooLargeError",
     "UNCHECKED_BYTES",
     "available_memory",
     "concurrent_games",
     "format_bytes",
+    "game_limit",
+    "game_too_large_error",
     "memory_budget",
     "newton_bytes",
     "newton_max_block",
@@ -50,6 +59,12 @@ FALLBACK_AVAILABLE = 4 * 2**30
 #: ``/proc/meminfo`` would cost more than a small game's solve); an explicit budget
 #: (argument or environment variable) is always applied.
 UNCHECKED_BYTES = 64 * 2**20
+
+
+
+class GameTooLargeError(MemoryError):
+    """A game whose solve needs more memory than is available (raised before allocating)."""
+
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 _BYTES_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -156,15 +171,46 @@ def format_bytes(num: float) -> str:
 
 
 def newton_memory_error(num_duals: int, num_joint: int, identity: bool, budget: int,
-                        concurrent: int = 1) -> MemoryError:
+                        concurrent: int = 1) -> GameTooLargeError:
     """The ``MemoryError`` of ``method="newton"`` on a problem whose dense buffers exceed
     ``budget`` (naming the size, the memory needed and the remedies)."""
     need = newton_bytes(num_duals, num_joint, identity) * max(1, concurrent)
     games = f" for {concurrent} games at once" if concurrent > 1 else ""
-    return MemoryError(
+    return GameTooLargeError(
         f"method='newton' on {num_duals:,} duals needs dense [K, K] Hessian buffers of "
         f"{format_bytes(need)}{games}, over the memory budget of {format_bytes(budget)} "
         f"(the memory_budget argument, else {ENV_VAR}, else {BUDGET_FRACTION:g} of the "
         "available memory); "
         "use method='auto' or 'gd' (first-order, O(K) memory)"
+    )
+
+
+def _explicit_budget(budget: object) -> int | None:
+    """The budget given as an argument or by ``HYBRID_NES_MEMORY_BUDGET`` (None: neither)."""
+    if budget is not None:
+        return parse_bytes(budget)
+    env = os.environ.get(ENV_VAR)
+    if env is not None and env.strip():
+        return parse_bytes(env, name=ENV_VAR)
+    return None
+
+
+def game_limit(need: int, budget: object = None) -> int | None:
+    """Bytes a whole solve may take: ``available_memory()``, or an explicit budget
+    (argument or environment variable) where that is larger (the caller's override, e.g.
+    with swap). None (not checked) for ``need <= UNCHECKED_BYTES`` without an explicit
+    budget: reading ``/proc/meminfo`` costs more than a small game's solve."""
+    explicit = _explicit_budget(budget)
+    if explicit is None and need <= UNCHECKED_BYTES:
+        return None
+    available = available_memory()
+    return available if explicit is None else max(available, explicit)
+
+
+def game_too_large_error(what: str, route: str, need: int, limit: int, detail: str) -> GameTooLargeError:
+    """The refusal of a game (``what``, e.g. ``"game [3, 2000, 300, 300] CE"``) whose
+    ``route`` (e.g. "newton-cg") needs ``need`` bytes over ``limit``."""
+    return GameTooLargeError(
+        f"{what} needs ~{format_bytes(need)} for {route} ({detail}); available {format_bytes(limit)}; "
+        f"pass memory_budget=... (or set {ENV_VAR}) to allow more, or reduce the game (fewer actions or tasks)"
     )

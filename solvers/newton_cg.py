@@ -26,10 +26,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from solvers import kernels as kn
-from solvers.matrix_free import MatrixFreeGame
+from solvers.matrix_free import MatrixFreeGame, TiedGame
 from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, STALLED
 
-__all__ = ["NewtonCGOptions", "MatrixFreeResult", "newton_cg"]
+__all__ = ["NewtonCGOptions", "MatrixFreeResult", "certify", "newton_cg"]
 
 
 class NewtonCGOptions(NamedTuple):
@@ -178,8 +178,11 @@ class _Preconditioner:
         self.inv_diag = np.where(mask, 1.0 / np.maximum(diag + lam, 1e-300), 0.0)
         self.blocks: dict[int, np.ndarray] = {}
         if raw is None:
-            raw = {p: game.hessian_blocks(st.joint, st.mean, curv, p)
-                   for p in range(game.num_players) if game.use_blocks(p)}
+            raw = {}
+            for p in range(game.num_players):
+                if game.use_blocks(p):  # tied players share their representative's blocks
+                    src = game.block_source(p)
+                    raw[p] = raw[src] if src in raw else game.hessian_blocks(st.joint, st.mean, curv, src)
         self.raw = raw
         for p, blk in raw.items():
             n = game.shape[p]
@@ -295,7 +298,40 @@ def newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_p
     if opt.blas_threads is not None and (not isinstance(opt.blas_threads, int) or opt.blas_threads < 1):
         raise ValueError(f"blas_threads must be a positive int or None, got {opt.blas_threads!r}")
     with threadpool_limits(limits=opt.blas_threads, user_api="blas"):
-        return _newton_cg(game, base, eps_hat, eps_plus, rho, alpha0, opt)
+        if not isinstance(game, TiedGame):
+            return _newton_cg(game, base, eps_hat, eps_plus, rho, alpha0, opt)
+        return _tied(game, base, eps_hat, eps_plus, rho, alpha0, opt)
+
+
+def _tied(game: TiedGame, base: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray, rho: float,
+          alpha0: np.ndarray | None, opt: NewtonCGOptions) -> MatrixFreeResult:
+    """The symmetric subspace first (tied start), then the certificate on the full, untied
+    problem; where that falls short (rounding), Newton goes on untied from there."""
+    start = None if alpha0 is None else game.tie(np.maximum(np.asarray(alpha0, dtype=np.float64), 0.0))
+    res = _newton_cg(game, base, eps_hat, eps_plus, rho, start, opt)
+    full = game.untied()
+    checked = _recertify(full, base, eps_hat, eps_plus, rho, res, opt.tol)
+    if res.status != OPTIMAL or checked.status == OPTIMAL:
+        return checked
+    more = _newton_cg(full, base, eps_hat, eps_plus, rho, res.alpha, opt._replace(first_order_iter=0))
+    return more._replace(iterations=res.iterations + more.iterations,
+                         cg_iterations=res.cg_iterations + more.cg_iterations,
+                         first_order_iterations=res.first_order_iterations)
+
+
+def _recertify(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray, rho: float,
+               res: MatrixFreeResult, tol: float) -> MatrixFreeResult:
+    """``res`` with joint and certificate evaluated afresh on ``game`` at ``res.alpha``;
+    "optimal" only if that certificate meets the tolerance again (else the status stays,
+    or becomes ``MAX_ITER``)."""
+    dual = _Dual(game, base, eps_hat, eps_plus, rho)
+    st = dual.evaluate(res.alpha)
+    gaps, epsp, viol, kkt, dgap = dual.certificate(st)
+    status = res.status
+    if status == OPTIMAL and not (viol <= tol and kkt <= tol and abs(dgap) <= tol):
+        status = MAX_ITER
+    return res._replace(joint=st.joint, eps=epsp, gaps=gaps, violation=viol, kkt=kkt, duality_gap=dgap,
+                        loss=st.loss, status=status)
 
 
 def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray, rho: float,
@@ -395,3 +431,13 @@ def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_
     if bar is not None:
         bar.close()
     return MatrixFreeResult(st.alpha, st.joint, epsp, gaps, viol, kkt, dgap, st.loss, first + it, cg_total, status, first)
+
+
+def certify(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray, rho: float,
+            alpha: np.ndarray, tol: float) -> MatrixFreeResult:
+    """The joint ``sigma(alpha)`` and its certificate on ``game`` (no iterations); status
+    ``OPTIMAL`` when violation, KKT residual and duality gap are all ``<= tol``, else
+    ``MAX_ITER``."""
+    alpha = np.maximum(np.asarray(alpha, dtype=np.float64), 0.0)
+    stub = MatrixFreeResult(alpha, alpha, alpha, alpha, 0.0, 0.0, 0.0, 0.0, 0, 0, OPTIMAL)
+    return _recertify(game, base, eps_hat, eps_plus, rho, stub, tol)

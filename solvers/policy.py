@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from typing import NamedTuple
 
 from solvers import memory
@@ -27,10 +28,29 @@ __all__ = [
     "auto_first_order",
     "auto_first_pass",
     "auto_matrix_free",
+    "check_game_memory",
     "check_newton_memory",
     "layout_fits",
     "newton_plan",
+    "solve_bytes",
+    "solve_route",
 ]
+
+#: Joint-sized float64 arrays newton-cg holds at its peak besides the ``2 N`` payoff
+#: copies (normalised game, ``MatrixFreeGame``'s player-first copies): base, logits,
+#: joint, weighted gains and their per-player term, ``sigma * u``, trial logits and
+#: temporaries; the tracemalloc figures are in benchmarks/results/game_memory.md.
+NEWTON_CG_JOINT_COPIES = 12
+#: ``[K]`` vectors newton-cg and the certificate hold (duals, gradient, CG vectors, masks).
+NEWTON_CG_VECTORS = 24
+#: Joint-sized arrays of the gain-layout paths besides the layout and ``N`` payoff copies.
+LAYOUT_JOINT_COPIES = 8
+#: Peak of the ELL layout's construction in layouts (``deviated - own`` temporaries of the
+#: values' size; benchmarks/results/game_memory.md).
+LAYOUT_PEAK = 2
+#: CVXPY's model of a game over its gain layout: the sparse ``[K, |A|]`` constraint matrix
+#: and its canonicalised copies, taken as this many layouts (a rough bound).
+CVXPY_LAYOUTS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +186,63 @@ def auto_first_order(shape: tuple[int, ...], concept: str, num_games: int = 1, p
     buffers exceed the memory budget (``newton_plan``). The first-order method then runs
     to convergence and Newton only finishes games it leaves whose free block fits."""
     return not newton_plan(shape, concept, num_games, parallel, budget).fits
+
+
+@functools.lru_cache(maxsize=256)
+def solve_bytes(shape: tuple[int, ...], concept: str, route: str) -> int:
+    """Estimated peak bytes of one game of ``shape`` (action counts) on ``route``:
+    "newton-cg" (a few joint copies, ``O(K)`` vectors and the block-Jacobi blocks),
+    "layout" (the ELL gain layout and a few joint copies; Newton's dense buffers are
+    ``newton_plan``'s) or "cvxpy"."""
+    from solvers.matrix_free import BLOCK_FLOPS, BLOCK_MAX_ACTIONS
+
+    shape = tuple(int(n) for n in shape)
+    num_joint = math.prod(shape)
+    num = num_constraints(shape, concept)
+    players = len(shape)
+    if route == "newton-cg":
+        blocks = 0
+        for n in shape:  # solvers.matrix_free.MatrixFreeGame.use_blocks; raw and inverted
+            if concept == "cce":
+                blocks += 2 * n * n
+            elif n <= BLOCK_MAX_ACTIONS and n * n * num_joint + n ** 4 / 3.0 <= BLOCK_FLOPS:
+                blocks += 2 * n ** 3
+        return 8 * ((2 * players + NEWTON_CG_JOINT_COPIES) * num_joint + NEWTON_CG_VECTORS * num + blocks)
+    layout = LAYOUT_PEAK * layout_bytes(shape, concept) + 8 * ((players + LAYOUT_JOINT_COPIES) * num_joint + NEWTON_CG_VECTORS * num)
+    if route == "cvxpy":
+        return CVXPY_LAYOUTS * layout
+    if route != "layout":
+        raise ValueError(f"route must be 'newton-cg', 'layout' or 'cvxpy', got {route!r}")
+    return layout
+
+
+def solve_route(objective: str, method: str, matrix_free: bool) -> str:
+    """The ``solve_bytes`` route of a solve: "cvxpy" (Max Gini, ``method="cvxpy"``),
+    "newton-cg" (the matrix-free route) or "layout"."""
+    if objective == "gini" or method == "cvxpy":
+        return "cvxpy"
+    return "newton-cg" if matrix_free else "layout"
+
+
+def check_game_memory(route: str, shape: tuple[int, ...], concept: str, num_games: int = 1,
+                      budget: object = None) -> None:
+    """``GameTooLargeError`` (a ``MemoryError``) when ``num_games`` games of ``shape`` held at
+    once on ``route`` (``solve_bytes``) exceed the available memory (or a larger explicit
+    ``budget``), before anything of their size is allocated. Reads the available memory
+    only for solves above ``memory.UNCHECKED_BYTES``."""
+    need = solve_bytes(shape if type(shape) is tuple else tuple(shape), concept, route) * max(1, num_games)
+    if need <= memory.UNCHECKED_BYTES and budget is None and memory.ENV_VAR not in os.environ:
+        return  # the common small solve: no budget to parse, no /proc/meminfo to read
+    limit = memory.game_limit(need, budget)
+    if limit is None or need <= limit:
+        return
+    shape = tuple(int(n) for n in shape)
+    what = f"game {[len(shape), *shape]} {concept.upper()}" + (f" (x{num_games} at once)" if num_games > 1 else "")
+    detail = f"joint {math.prod(shape):,} entries, {num_constraints(shape, concept):,} duals"
+    if route != "newton-cg":
+        detail += f", gain layout {memory.format_bytes(layout_bytes(shape, concept))}"
+    name = {"layout": "the gain-layout solvers", "cvxpy": "method='cvxpy'"}.get(route, route)
+    raise memory.game_too_large_error(what, name, need, limit, detail)
 
 
 def check_newton_memory(method: str, shape: tuple[int, ...], concept: str, num_games: int, parallel: bool,

@@ -25,6 +25,7 @@ from solvers.newton import OPTIMAL, NewtonOptions, options_array, solve_single
 from solvers.refine import DualResult, Stage, finish_status, refine_batch, solver_status
 from solvers.selection import SelectionParams
 from solvers.solution import Status
+from solvers.symmetry import check_selection_symmetry
 
 __all__ = ["refine_one"]
 
@@ -46,13 +47,19 @@ def _one(joint, alpha, eps, gaps, violation, kkt, dgap, objective, iterations, s
 
 
 def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None,
-                 tol: float, max_iter: int | None, timings: dict[str, float], t_start: float) -> DualResult:
-    """``solvers.newton_cg`` (no gain layout, facial reduction nor polish)."""
-    from solvers.matrix_free import MatrixFreeGame
+                 tol: float, max_iter: int | None, timings: dict[str, float], t_start: float,
+                 symmetry: tuple[tuple[int, ...], ...] = ()) -> DualResult:
+    """``solvers.newton_cg`` (no gain layout, facial reduction nor polish); with ``symmetry``
+    groups on the symmetric subspace (``solvers.matrix_free.TiedGame``: shared duals), the
+    certificate on the full problem."""
+    from solvers.matrix_free import MatrixFreeGame, TiedGame
     from solvers.newton_cg import NewtonCGOptions, newton_cg
 
     t0 = time.perf_counter()
-    game = MatrixFreeGame(norm.payoffs, concept)
+    if symmetry:
+        check_selection_symmetry(params.base_logits, params.eps_hat, params.eps_plus, symmetry,
+                                 tuple(norm.payoffs.shape[1:]))
+    game = TiedGame(norm.payoffs, concept, symmetry) if symmetry else MatrixFreeGame(norm.payoffs, concept)
     options = NewtonCGOptions(tol=tol) if max_iter is None else NewtonCGOptions(tol=tol, max_iter=max_iter)
     timings["gains"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -60,6 +67,8 @@ def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, al
     timings["refine"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     info = {"cg_iterations": res.cg_iterations, "first_order_iterations": res.first_order_iterations}
+    if symmetry:
+        info["symmetry_shared"] = True
     joint = np.asarray(res.joint).reshape(norm.payoffs.shape[1:])
     return _one(joint, res.alpha, res.eps, res.gaps, res.violation, res.kkt, res.duality_gap,
                 res.loss - res.duality_gap, res.iterations, solver_status(res.status), (Stage.NEWTON_CG,), False,
@@ -137,6 +146,33 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
     return res._replace(iterations=res.iterations + done, stages=(prefix + res.stages[0],), timings=timings)
 
 
+def _tied_result(norm: NormalisedGame, concept: str, params: SelectionParams, res: DualResult,
+                 symmetry: tuple[tuple[int, ...], ...], tol: float) -> DualResult:
+    """The gain-layout routes with ``symmetry``: an optimal result's duals averaged over each
+    group's players (``TiedGame.tie``), its joint and certificate recomputed on the full
+    problem (``newton_cg.certify``), kept where that certificate is still within ``tol``
+    (``info["symmetry_symmetrised"]``); else ``res`` unchanged."""
+    from solvers.matrix_free import TiedGame
+    from solvers.newton_cg import certify
+
+    info = dict(res.info[0]) if res.info is not None else {}
+    info["symmetry_symmetrised"] = False
+    if res.status[0] is Status.OPTIMAL:
+        check_selection_symmetry(params.base_logits, params.eps_hat, params.eps_plus, symmetry,
+                                 tuple(norm.payoffs.shape[1:]))
+        tied = TiedGame(norm.payoffs, concept, symmetry)
+        cert = certify(tied.untied(), params.base_logits, params.eps_hat, params.eps_plus, float(params.rho),
+                       tied.tie(res.alpha[0]), tol)
+        if cert.status == OPTIMAL:
+            info["symmetry_symmetrised"] = True
+            f64 = functools.partial(np.array, dtype=np.float64)
+            return res._replace(
+                joint=np.asarray(cert.joint).reshape(res.joint.shape), alpha=cert.alpha[None], eps=cert.eps[None],
+                gaps=cert.gaps[None], violation=f64([cert.violation]), kkt=f64([cert.kkt]),
+                duality_gap=f64([cert.duality_gap]), objective=f64([cert.loss - cert.duality_gap]), info=(info,))
+    return res._replace(info=(info,))
+
+
 def refine_one(
     norm: NormalisedGame,
     concept: str,
@@ -152,6 +188,7 @@ def refine_one(
     timings: dict[str, float],
     t_start: float,
     policy: pol.SolverPolicy | None = None,
+    symmetry: tuple[tuple[int, ...], ...] = (),
 ) -> DualResult:
     """One normalised game (``norm`` of ``solvers.game.normalise``) as a ``DualResult`` of B = 1.
 
@@ -162,14 +199,19 @@ def refine_one(
         ``solvers.policy.auto_matrix_free``); a result short of tolerance goes on with the
         ELL path when its layout fits (unless ``method="newton-cg"``).
       timings: the stage times so far ("validate"); filled in, and "total" since ``t_start``.
+      symmetry: verified groups of exchangeable players (``solvers.symmetry.resolve_symmetry``):
+        the matrix-free route ties their duals (``TiedGame``); the gain-layout routes
+        symmetrise an optimal result and certify it again (``_tied_result``); the CVXPY
+        models ignore them.
     """
     policy = policy or pol.DEFAULT_POLICY
     if params.objective == "gini" or method == "cvxpy":
         return _reference(norm, concept, params, tol, timings, t_start)
     if not matrix_free:
-        return _layout(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
-                       timings, t_start)
-    first = _matrix_free(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start)
+        res = _layout(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
+                      timings, t_start)
+        return _tied_result(norm, concept, params, res, symmetry, tol) if symmetry else res
+    first = _matrix_free(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start, symmetry)
     shape = tuple(norm.payoffs.shape[1:])
     if method == "newton-cg" or first.status[0] is Status.OPTIMAL or not pol.layout_fits(shape, concept, policy):
         return first
@@ -177,6 +219,8 @@ def refine_one(
     # affordable: the ELL path (facial reduction, polish) from newton-cg's duals.
     res = _layout(norm, concept, params, first.alpha[0], method, tol, max_iter, face, polish, memory_budget, policy,
                   {"validate": time.perf_counter() - t_start}, t_start)
+    if symmetry:
+        res = _tied_result(norm, concept, params, res, symmetry, tol)
     merged = dict(res.timings)
     for key, value in first.timings.items():
         if key not in ("validate", "total"):

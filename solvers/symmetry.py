@@ -10,8 +10,9 @@ entries ``p`` and ``q`` exchanged,
 invariant; DESIGN §10 states the first.) The unique selected (C)CE of such a game is
 swap-invariant. ``find_symmetries`` finds groups of mutually exchangeable players,
 ``check_symmetry`` verifies given groups and reports the largest violation, and
-``symmetrise`` averages a joint over a group's permutations. Sharing duals inside the
-solver is not done here.
+``symmetrise`` averages a joint over a group's permutations. ``resolve_symmetry`` turns
+``solve``'s ``symmetry=`` argument into verified groups; the solver that shares the duals
+of exchangeable players is ``solvers.matrix_free.TiedGame`` (newton-cg).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ __all__ = [
     "as_groups",
     "symmetrise",
     "joint_asymmetry",
+    "resolve_symmetry",
+    "check_selection_symmetry",
 ]
 
 DEFAULT_ATOL = 1e-9
@@ -205,3 +208,50 @@ def joint_asymmetry(joint: np.ndarray, groups: object) -> float:
                 raise ValueError(f"players {p} and {q} have different action counts")
             worst = max(worst, float(np.max(np.abs(np.swapaxes(sigma, p, q) - sigma))))
     return worst
+
+
+def resolve_symmetry(game: np.ndarray, symmetry: object) -> tuple[tuple[int, ...], ...]:
+    """``solve``'s ``symmetry=`` as verified groups: None (off) gives ``()``; "auto"
+    ``find_symmetries``; groups (e.g. ``[(1, 2)]``) are checked with ``check_symmetry``.
+    The tolerance is ``DEFAULT_ATOL`` relative to ``max(1, max |payoff|)``.
+
+    Raises:
+      ValueError: groups whose players are not exchangeable (naming the players, the payoff
+        player, the joint action and the size of the change), or a bad ``symmetry``.
+    """
+    if symmetry is None:
+        return ()
+    payoffs = as_game(game)
+    atol = DEFAULT_ATOL * max(1.0, float(np.max(np.abs(payoffs))))
+    if isinstance(symmetry, str):
+        if symmetry != "auto":
+            raise ValueError(f"symmetry must be None, 'auto' or groups of players such as [(1, 2)], got {symmetry!r}")
+        return find_symmetries(payoffs, atol)
+    groups = as_groups(symmetry, payoffs.shape[0])
+    try:
+        check_symmetry(payoffs, groups, atol)
+    except ValueError as err:
+        raise ValueError(f"symmetry={symmetry!r}: {err}") from None
+    return groups
+
+
+def check_selection_symmetry(base_logits: np.ndarray, eps_hat: np.ndarray, eps_plus: np.ndarray,
+                             groups: tuple[tuple[int, ...], ...], shape: tuple[int, ...],
+                             atol: float = 1e-12) -> None:
+    """ValueError unless the selection is invariant too: base logits (``|A|`` values of
+    ``shape``) unchanged by
+    swapping a group's players and ``eps_hat``, ``eps_plus`` (``[N]``) equal within each group
+    (e.g. a welfare target or per-player eps that break the symmetry)."""
+    base = np.asarray(base_logits, dtype=np.float64).reshape(shape)
+    for group in groups:
+        for p, q in itertools.combinations(group, 2):
+            for name, vec in (("eps_hat", eps_hat), ("eps_plus", eps_plus)):
+                if not np.isclose(float(vec[p]), float(vec[q]), rtol=0.0, atol=atol) and vec[p] != vec[q]:
+                    raise ValueError(f"symmetry: the selection's {name} differs for players {p} and {q} "
+                                     f"({float(vec[p]):.3g} vs {float(vec[q]):.3g})")
+            swapped = np.swapaxes(base, p, q)
+            finite = np.isfinite(base)
+            if np.any(finite != np.isfinite(swapped)) or (
+                    np.any(finite) and float(np.max(np.abs(base[finite] - swapped[finite]))) > atol):
+                raise ValueError(f"symmetry: the selection's target (base logits) changes when players {p} "
+                                 f"and {q} are swapped")

@@ -228,3 +228,19 @@ def test_newton_cg_limits_blas_threads_during_the_solve_only(monkeypatch):
     with pytest.raises(ValueError, match="blas_threads"):
         newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho,
                   options=NewtonCGOptions(blas_threads=0))
+
+
+def test_solve_batch_auto_takes_the_matrix_free_route_per_game():
+    # K = 800 duals on [3, 20, 15, 15]: solve's "auto" takes newton-cg; solve_batch must too
+    # (it used to build the ELL layout for the group and run refine_batch).
+    games = [_eval_game(15, 20, seed=s) for s in (3, 4)]
+    singles = [solvers.solve(g, "ce", "me") for g in games]
+    for batch in (solvers.solve_batch(games, "ce", "me"), solvers.solve_batch(np.stack(games), "ce", "me")):
+        for got, want in zip(batch, singles, strict=True):
+            assert want.method == "newton-cg" and got.method == want.method
+            assert got.status == "optimal"
+            np.testing.assert_allclose(got.joint, want.joint, rtol=0, atol=1e-10)
+    warm = solvers.solve_batch(games, "ce", "me", duals0=[s.duals for s in singles])
+    assert all(w.status == "optimal" and w.iterations <= s.iterations for w, s in zip(warm, singles, strict=True))
+    small = solvers.solve_batch([_eval_game(3, 4)] * 2, "ce", "me")  # the layout path stays
+    assert all(s.method != "newton-cg" and s.ok for s in small)

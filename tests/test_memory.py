@@ -231,3 +231,69 @@ def test_newton_block_limit(shape, concept):
     none = _newton(problems, max_block=1)
     assert np.all(none.status == BLOCK_LIMIT)
     assert np.all(none.iterations == 0) and np.all(none.alpha == 0.0)
+
+
+def _refuse_allocation(monkeypatch):
+    """Makes any allocation of the game's size (normalisation, layouts, newton-cg) fail."""
+    from solvers import game as game_mod
+    from solvers import matrix_free
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("allocated before the memory check")
+
+    for mod, name in ((api, "normalise_fast"), (api, "normalise_batch"), (api, "gain_layout"),
+                      (refine, "gain_layout"), (game_mod, "normalise"), (matrix_free, "MatrixFreeGame")):
+        monkeypatch.setattr(mod, name, forbidden)
+
+
+@pytest.mark.parametrize("method", ["auto", "newton-cg", "gd", "newton", "cvxpy"])
+def test_game_too_large_for_memory_is_refused_before_allocating(monkeypatch, method):
+    # An evaluation-game shape [3, 40, 12, 12] CE (K = 1824 duals); 2 MiB "available".
+    monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2 * MIB)
+    monkeypatch.setattr(memory, "UNCHECKED_BYTES", 0)
+    _refuse_allocation(monkeypatch)
+    game = np.zeros((3, 40, 12, 12))
+    route = {"auto": "newton-cg", "newton-cg": "newton-cg", "cvxpy": "method='cvxpy'"}.get(
+        method, "the gain-layout solvers")
+    with pytest.raises(memory.GameTooLargeError) as err:
+        solve(game, "ce", method=method)
+    msg = str(err.value)
+    assert isinstance(err.value, MemoryError)
+    if method == "newton":  # its dense [K, K] buffers are refused first
+        assert "1,824 duals" in msg and "50.8 MiB" in msg
+        return
+    assert "game [3, 40, 12, 12] CE needs ~" in msg and f"for {route}" in msg
+    assert "joint 5,760 entries" in msg and "1,824 duals" in msg and "available 2.0 MiB" in msg
+    assert "memory_budget=" in msg
+    with pytest.raises(memory.GameTooLargeError, match=r"game \[3, 40, 12, 12\] CE"):
+        solve_batch([game, game], "ce", method=method)
+    monkeypatch.setattr("solvers.symmetry.swap_violation", lambda *a: (_ for _ in ()).throw(AssertionError("swap")))
+    with pytest.raises(memory.GameTooLargeError):  # before the symmetry check's [N, A1..AN] swaps
+        solve(game, "ce", method=method, symmetry="auto")
+
+
+def test_game_memory_estimates_and_overrides(monkeypatch):
+    monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    shape = (2000, 300, 300)  # a leaderboard-scale evaluation game: 180M joint entries
+    need = api.solve_bytes(shape, "ce", "newton-cg")
+    joint = 8 * 180_000_000
+    assert 2 * 3 * joint < need < 40 * joint  # a few joint copies, not |A| x K
+    assert api.solve_bytes(shape, "ce", "layout") > 24 * 180_000_000 * 2597  # the ELL layout
+    assert api.solve_bytes((20, 20), "ce", "cvxpy") > api.solve_bytes((20, 20), "ce", "layout")
+    with pytest.raises(ValueError, match="route"):
+        api.solve_bytes((3, 3), "ce", "lp")
+    monkeypatch.setattr(memory, "available_memory", lambda: 16 * 2**30)
+    with pytest.raises(memory.GameTooLargeError, match=r"\[3, 2000, 300, 300\] CE needs ~.* GiB for newton-cg"):
+        api.check_game_memory("newton-cg", shape, "ce")
+    # An explicit budget above the available memory is the caller's override; below it
+    # the available memory still applies (memory_budget is Newton's dense-buffer budget).
+    api.check_game_memory("newton-cg", shape, "ce", budget=need)
+    api.check_game_memory("newton-cg", (20, 20, 20), "ce", budget=1000)
+    monkeypatch.setenv(memory.ENV_VAR, str(need))
+    api.check_game_memory("newton-cg", shape, "ce")
+    # Small games never read the available memory.
+    monkeypatch.delenv(memory.ENV_VAR)
+    monkeypatch.setattr(memory, "available_memory", lambda: (_ for _ in ()).throw(AssertionError("read")))
+    api.check_game_memory("layout", (20, 20), "ce")
+    assert solve(_game(1, (4, 4)), "ce").ok
