@@ -443,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bar_open() -> bool:
+    """Whether a tqdm bar is on stderr now (its line has no newline until it closes, also
+    in a log file or pipe)."""
+    tqdm_module = sys.modules.get("tqdm")
+    return bool(tqdm_module is not None and getattr(tqdm_module.tqdm, "_instances", None))
+
+
 class _Interrupt:
     """Ctrl-C for ``solve`` / ``solve-batch``: one line on stderr and exit code 130.
 
@@ -465,7 +472,7 @@ class _Interrupt:
 
     def report(self) -> None:
         if self.reported.acquire(blocking=False):
-            lead = "\n" if sys.stderr.isatty() else ""  # off a progress bar's line
+            lead = "\n" if sys.stderr.isatty() or _bar_open() else ""  # off a progress bar's line
             print(f"{lead}hybrid-nes {self.command}: interrupted", file=sys.stderr, flush=True)
 
     def hard_exit(self) -> None:
