@@ -28,9 +28,8 @@ from solvers.face import polytope_face
 __all__ = ["FALLBACK_SKIP_VIOLATION", "PolishResult", "polish"]
 
 #: A CLARABEL answer within this violation, even short of tol, ends the fallback chain:
-#: ECOS and SCS are less accurate and, on large problems, far slower. Measured on MW-CE
-#: (CLARABEL "inaccurate" at 1e-9..7e-8), ECOS was worse in all 9 such games from 8x8 to
-#: 32x32 and took 28 s at 32x32 (CLARABEL 4.5 s) for nothing.
+#: ECOS and SCS are less accurate and, on large problems, far slower
+#: (benchmarks/results/policy_constants.md).
 FALLBACK_SKIP_VIOLATION = 1e-6
 
 
