@@ -39,7 +39,9 @@ def free_hessian(rows, slot_player, dev, player, rho: float, flat, sigma, alpha,
     pos = np.full(num, -1, dtype=np.int64)
     pos[free] = np.arange(num_free)
     hess = np.empty((num_free, num_free))
-    kn.hessian_one(rows, values, player, sigma, mean, curv, pos, hess)
+    width = rows.shape[1]
+    kn.hessian_one(rows, values, player, sigma, mean, curv, pos, hess,
+                   np.empty(max(num_free, 1), dtype=np.int64), np.empty(width, dtype=np.int64), np.empty(width))
     return hess
 
 
