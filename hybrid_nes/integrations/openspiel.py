@@ -67,6 +67,7 @@ import solvers
 from hybrid_nes.integrations import _certified as cf
 from hybrid_nes.integrations import _meta_game as mg
 from hybrid_nes.integrations._certified import reusable_duals
+from hybrid_nes.integrations._face_stage import FaceSolver
 from hybrid_nes.integrations._meta_game import (
     clean_joint,
     drop_below,
@@ -334,7 +335,8 @@ class JPSROMetaSolver:
             meta = dict(self._last.meta, cached=True)
             meta["timings"] = dict(meta["timings"], total=time.perf_counter() - start)
             return self._last.dist.copy(), meta
-        record = _solve_meta_game(self.options, game, repeats, self._last, key, start)
+        with cf.blas_threads():
+            record = _solve_meta_game(self.options, game, repeats, self._last, key, start)
         self._last = record
         return record.dist.copy(), dict(record.meta)
 
@@ -399,8 +401,14 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0)
+    # Keeps the facial-reduction LP's face for the clean-up re-solves (same polytope).
+    face_solver = FaceSolver() if not expanded else None
+    solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0,
+                                                                face_solver)
     solve_time = time.perf_counter() - solve_start
+    face = None
+    if face_solver is not None and not fallback and solution.info.get("face"):
+        face = face_solver.face
 
     joint = clean_joint(solution.joint)
     dist = unexpand_joint(joint, repeats) if expanded else joint
@@ -408,7 +416,7 @@ def _solve_meta_game(
     gains = meta_game_gains(game, options.concept)
     scale = solvers.normalise(game).scale
     returned = cf.certify(gains, dist, solution, scale)
-    sparse = cf.sparsified(options, game, gains, selection, returned, scale, SPARSIFY_ROUNDS)
+    sparse = cf.sparsified(options, game, gains, selection, returned, scale, SPARSIFY_ROUNDS, face)
     sparsify_time = time.perf_counter() - sparsify_start
     dropped = 0
     if sparse is not None:

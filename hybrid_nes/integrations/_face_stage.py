@@ -1,0 +1,234 @@
+"""``solvers.solve``'s facial-reduction path, keeping the face for the clean-up re-solves.
+
+On a hard-constraint problem whose optimum lies on a face of the simplex (most CE
+meta-games of 3-player Kuhn poker from 10x10x10 on), ``solvers.solve`` runs Newton for
+``FACE_AFTER`` iterations, then the facial-reduction LP (``solvers.face.minimal_face``,
+HiGHS), Newton on the face and ``lift_duals``, and forgets the face. JPSRO's clean-up
+(``_certified.sparsified``) then re-solves the same game with another target: the
+polytope ``{sigma in simplex: M sigma <= eps_hat}``, hence its minimal face, is the same,
+yet the library would take the ``FACE_AFTER`` iterations and the LP again (about half
+of the meta-solve time of those games, benchmarks/results/related_suite.md).
+
+``FaceSolver`` is a drop-in for ``solvers.solve`` (also as the ``solve_fn`` of
+``solvers.related.solve_related``) that runs the same stages on the Newton fast path and
+records the ``Face`` it computed; ``FaceSolver(reuse=face)`` solves another selection
+on the same game and eps_hat on that face without the LP. Only certified results come
+from here: a stage that is not optimal, or whose lifted duals do not certify the joint in
+the full problem (violation and duality gap within ``tol``: weak duality, whatever the
+face), hands the call to ``solvers.solve`` unchanged (its own LP, polish and status).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import solvers
+from solvers import kernels as kn
+from solvers import related
+from solvers.dual import DualProblem
+from solvers.face import Face, lift_duals, minimal_face
+from solvers.gains import check_concept
+from solvers.newton import NewtonOptions, newton_batch
+from solvers.selection import as_selection, resolve_selection
+from solvers.solution import Solution, Status
+
+__all__ = ["FaceSolver"]
+
+#: Fewest joint actions for which ``FaceSolver`` runs the stages itself; smaller games go
+#: to ``solvers.solve`` (there the LP costs a few ms: on 3-player Kuhn poker JPSRO the
+#: first CE meta-game that needs a face is 10x10x10, whose LP takes 0.15-0.25 s).
+MIN_JOINTS = 512
+#: ``solvers.newton`` status code of a certified stop (violation, KKT and duality gap <= tol).
+_NEWTON_OPTIMAL = 0
+
+
+@dataclass
+class FaceSolver:
+    """``solvers.solve(game, concept, selection, *, duals0, tol, max_iter, method, face,
+    polish, memory_budget, **selection_params)`` that keeps the facial-reduction LP's face.
+
+    Attributes:
+      reuse: a ``Face`` of this game's polytope (same payoffs, concept and ``eps_hat``):
+        used instead of the LP.
+      face: the face of the last call that needed one (computed or reused), else None.
+    """
+
+    reuse: Face | None = None
+    face: Face | None = None
+
+    def __call__(self, game: Any, concept: str = "cce", selection: Any = "me", *, duals0: Any = None,
+                 tol: float = 1e-8, max_iter: int | None = None, method: str = "auto", face: str = "auto",
+                 polish: bool = True, memory_budget: Any = None, **selection_params: Any) -> Solution:
+        plain = duals0
+        if duals0 is not None and not related.is_related(duals0):
+            # Restricted (face) duals are sign-free on the face's equalities; the library
+            # takes the non-negative part.
+            plain = np.maximum(np.asarray(duals0, dtype=np.float64), 0.0)
+        library = dict(duals0=plain, tol=tol, max_iter=max_iter, method=method, face=face, polish=polish,
+                       memory_budget=memory_budget, **selection_params)
+        if related.is_related(duals0):
+            return related.solve_related(self, game, concept, selection, duals0, tol=tol, max_iter=max_iter,
+                                         method=method, face=face, polish=polish, memory_budget=memory_budget,
+                                         **selection_params)
+        run = _plan(game, concept, selection, selection_params, method, face, memory_budget)
+        if run is None:
+            return solvers.solve(game, concept, selection, **library)
+        sol = _solve_stages(self, run, duals0, tol, max_iter, face)
+        return sol if sol is not None else solvers.solve(game, concept, selection, **library)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One game's normalised problem on the ELL layout (what ``refine_batch`` builds)."""
+
+    norm: Any  # solvers.NormalisedGame
+    concept: str
+    selection: solvers.Selection
+    layout: Any  # solvers.api.GainLayout
+    values: np.ndarray  # [1, |A|, c]
+    base: np.ndarray  # [1, |A|]
+    eps_hat: np.ndarray  # [1, N]
+    eps_plus: np.ndarray  # [1, N]
+    rho: np.ndarray  # [1]
+
+    def problem(self, base: np.ndarray, free: np.ndarray) -> DualProblem:
+        return DualProblem(self.layout.rows, self.values[0], self.layout.player, base[0], self.eps_hat[0],
+                           self.eps_plus[0], float(self.rho[0]), free[0])
+
+
+def _plan(game: Any, concept: str, selection: Any, selection_params: dict, method: str, face: str,
+          memory_budget: Any) -> _Run | None:
+    """The problem when ``solvers.solve`` would take its Newton fast path with facial
+    reduction (hard constraints, entropy, Newton alone, dense buffers within budget);
+    None otherwise (then ``solvers.solve`` itself runs)."""
+    from solvers import api
+
+    if face == "never" or method not in ("auto", "newton"):
+        return None
+    sel = as_selection(selection, **selection_params)
+    if sel.objective != "entropy":
+        return None
+    payoffs = solvers.as_game(game)
+    concept = check_concept(concept)
+    shape = tuple(int(n) for n in payoffs.shape[1:])
+    if math.prod(shape) < MIN_JOINTS:
+        return None
+    norm = solvers.normalise(payoffs)
+    params = resolve_selection(sel, norm)
+    if not math.isinf(float(params.rho)):
+        return None
+    layout = api.gain_layout(shape, concept)
+    num_players = payoffs.shape[0]
+    if (layout.num_constraints > api.NEWTON_MAX_DUALS
+            or (method == "auto" and (api.auto_first_pass(concept, num_players, layout.num_constraints, True)
+                                      or api.auto_matrix_free(shape, concept, face)))
+            or not api.newton_plan(shape, concept, budget=memory_budget).fits):
+        return None
+    flat = np.ascontiguousarray(norm.payoffs.reshape(1, num_players, -1))
+    values = kn.gain_values_serial(flat, layout.slot_player, layout.dev)
+    base, eps_hat, eps_plus, rho = api._batched_params(params, 1, num_players, layout.rows.shape[0])
+    return _Run(norm, concept, sel, layout, values, base, eps_hat, eps_plus, rho)
+
+
+def _newton(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, tol: float, cap: int):
+    return newton_batch(run.layout.rows, run.values, run.layout.player, base, run.eps_hat, run.eps_plus,
+                        run.rho, free, alpha, NewtonOptions(tol=tol, max_iter=cap), parallel=False)
+
+
+def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_iter: int | None,
+                  face_mode: str) -> Solution | None:
+    """Newton (``face="auto"``: at most ``FACE_AFTER`` iterations), then the face (reused
+    or the LP) and Newton on it, as ``solvers.solve``; None when a stage is not certified."""
+    from solvers import api
+
+    t_start = time.perf_counter()
+    num = run.layout.num_constraints
+    scale_rows = run.norm.scale[run.layout.player]
+    alpha = np.zeros((1, num))
+    if duals0 is not None:
+        duals = np.asarray(duals0, dtype=np.float64).reshape(-1)
+        if duals.shape != (num,) or not np.all(np.isfinite(duals)):
+            return None  # the library reports the bad duals0
+        alpha[0] = duals / scale_rows
+    cap = max_iter if max_iter is not None else api.DEFAULT_MAX_ITER["newton"]
+    timings = {"gains": time.perf_counter() - t_start, "face": 0.0, "refine": 0.0}
+    no_free = np.zeros((1, num), dtype=bool)
+    iterations = 0
+    tokens: list[str] = []
+    if face_mode == "auto":
+        t0 = time.perf_counter()
+        res = _newton(run, run.base, no_free, alpha, tol, min(cap, api.FACE_AFTER))
+        timings["refine"] += time.perf_counter() - t0
+        iterations += int(res.iterations[0])
+        alpha = res.alpha
+        tokens.append("newton")
+        if int(res.status[0]) == _NEWTON_OPTIMAL:
+            return _solution(run, run.base, no_free, alpha, None, iterations, "newton", timings, t_start, tol)
+    t0 = time.perf_counter()
+    fc = owner.reuse if _fits(owner.reuse, run) else None
+    if fc is None:
+        try:
+            fc = minimal_face(run.problem(run.base, no_free))
+        except RuntimeError:
+            return None
+    timings["face"] = time.perf_counter() - t0
+    if not fc.feasible:
+        return None
+    owner.face = fc
+    base = np.where(fc.support, run.base[0], -np.inf)[None]
+    free = fc.equalities[None].copy()
+    t0 = time.perf_counter()
+    res = _newton(run, base, free, alpha, tol, cap)
+    timings["refine"] += time.perf_counter() - t0
+    iterations += int(res.iterations[0])
+    if int(res.status[0]) != _NEWTON_OPTIMAL:
+        return None
+    return _solution(run, base, free, res.alpha, fc, iterations, "+".join(tokens + ["face", "newton"]), timings,
+                     t_start, tol)
+
+
+def _fits(fc: Face | None, run: _Run) -> bool:
+    return (fc is not None and fc.support.shape == (run.layout.rows.shape[0],)
+            and fc.equalities.shape == (run.layout.num_constraints,))
+
+
+def _solution(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, fc: Face | None,
+              iterations: int, method: str, timings: dict, t_start: float, tol: float) -> Solution | None:
+    """The certified ``Solution`` of ``alpha`` (lifted off ``fc``), as ``solvers.solve``
+    builds it; None when the certificate misses ``tol``."""
+    from solvers import api
+
+    t0 = time.perf_counter()
+    layout = run.layout
+    joint, gaps, eps, stats = kn.certify_serial(layout.rows, run.values, layout.player, base, run.eps_hat,
+                                                run.eps_plus, run.rho, free, alpha)
+    timings["certificate"] = time.perf_counter() - t0
+    violation, kkt, dgap, loss = (float(v) for v in stats[0])
+    if not (violation <= tol and abs(dgap) <= tol):
+        return None
+    restricted = alpha[0].copy()
+    duals = restricted
+    if fc is not None:
+        no_free = np.zeros_like(free)
+        duals = np.maximum(lift_duals(run.problem(run.base, no_free), fc, restricted), 0.0)
+        # The certificate of the lifted duals in the full problem (weak duality): what
+        # makes a reused face safe; a face that is not this polytope's fails it.
+        _, _, _, full = kn.certify_serial(layout.rows, run.values, layout.player, run.base, run.eps_hat,
+                                          run.eps_plus, run.rho, no_free, duals[None])
+        if not (full[0, 0] <= tol and abs(full[0, 2]) <= tol):
+            return None
+    duals = np.maximum(duals, 0.0)
+    timings["total"] = time.perf_counter() - t_start
+    shape = tuple(run.norm.payoffs.shape[1:])
+    sol = api._make_solution(joint[0].reshape(shape), duals, eps[0], gaps[0], (violation, kkt, dgap, loss - dgap),
+                             iterations, Status.OPTIMAL, method, fc is not None, run.norm.scale, layout,
+                             run.concept, run.selection, timings)
+    if fc is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sol.info["restricted_duals"] = restricted * run.norm.scale[layout.player]
+    return sol
