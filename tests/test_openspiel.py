@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 
 import solvers
+import solvers.api
+from hybrid_nes.integrations import _face_stage as face_stage
 from hybrid_nes.integrations import openspiel as hos
-from solvers import Solution, Status
+from hybrid_nes.integrations._face_stage import FaceSolver
+from solvers import Selection, Solution, Status
+from solvers.dual import dual_problem
+from solvers.face import minimal_face
 from solvers.gains import dense_gains
+from solvers.selection import resolve_selection
 
 HAVE_OPENSPIEL = importlib.util.find_spec("open_spiel") is not None
 needs_openspiel = pytest.mark.skipif(
@@ -583,3 +589,86 @@ def test_repeat_weights_are_the_target_of_me_with_repeats():
     ref = solvers.solve(game, "cce", "mre", target=hos.repeat_weights(repeats), tol=1e-10)
     np.testing.assert_allclose(dist, hos.clean_joint(ref.joint), atol=1e-9)
     assert meta["solution"].selection.name == "me"
+
+
+# ---------------------------------------------------------------------------------------
+# The facial-reduction face kept for the clean-up re-solves (_face_stage.FaceSolver).
+
+
+def _lp_face(game: np.ndarray, concept: str = "ce"):
+    norm = solvers.normalise(game)
+    return minimal_face(dual_problem(norm, concept, resolve_selection(Selection.me(), norm)))
+
+
+def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10):
+    game, _ = kuhn3_ce_10
+    reference = solvers.solve(game, "ce", "me")
+    assert reference.info["face"]  # the game needs facial reduction
+    keeper = FaceSolver()
+    sol = keeper(game, "ce", "me")
+    assert sol.status is Status.OPTIMAL and sol.info["face"] and "face" in sol.method
+    assert np.abs(sol.joint - reference.joint).max() <= 1e-8
+    assert np.all(sol.duals >= 0) and np.all(np.isfinite(sol.info["restricted_duals"]))
+    lp = _lp_face(game)
+    assert np.array_equal(keeper.face.support, lp.support)
+    assert np.array_equal(keeper.face.equalities, lp.equalities)
+
+
+def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypatch):
+    game, _ = kuhn3_ce_10
+    keeper = FaceSolver()
+    keeper(game, "ce", "me")
+    target = np.random.default_rng(3).uniform(0.5, 1.5, size=game.shape[1:])
+    selection = Selection.mre(target=target / target.sum())
+    reference = solvers.solve(game, "ce", selection)
+
+    def no_lp(*args, **kwargs):
+        raise AssertionError("the facial-reduction LP ran")
+
+    monkeypatch.setattr(face_stage, "minimal_face", no_lp)
+    monkeypatch.setattr(solvers.api, "minimal_face", no_lp)
+    sol = FaceSolver(reuse=keeper.face)(game, "ce", selection, face="always")
+    assert sol.status is Status.OPTIMAL and sol.method == "face+newton"
+    assert np.abs(sol.joint - reference.joint).max() <= 1e-8
+    assert sol.gap * solvers.normalise(game).scale.max() <= 1e-7
+
+
+def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
+    game, _ = kuhn3_ce_10
+    reference = solvers.solve(game, "ce", "me")
+    true_face = _lp_face(game)
+    # A face that misses the optimum's heaviest joint action: not this polytope's face.
+    support = true_face.support.copy()
+    support[np.argmax(reference.joint.reshape(-1))] = False
+    stale = true_face._replace(support=support)
+    calls = []
+    real_lp = solvers.api.minimal_face
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_lp(*args, **kwargs)
+
+    monkeypatch.setattr(solvers.api, "minimal_face", counted)
+    monkeypatch.setattr(face_stage, "minimal_face", counted)
+    sol = FaceSolver(reuse=stale)(game, "ce", "me", face="always")
+    assert calls  # the stale face was not trusted: an LP ran
+    assert sol.status is Status.OPTIMAL
+    assert np.abs(sol.joint - reference.joint).max() <= 1e-8
+
+
+def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch):
+    game, repeats = kuhn3_ce_10
+    calls = []
+    real_lp = face_stage.minimal_face
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real_lp(*args, **kwargs)
+
+    monkeypatch.setattr(face_stage, "minimal_face", counted)
+    monkeypatch.setattr(solvers.api, "minimal_face", counted)
+    dist, meta = hos.meta_solver("hn_mece", warm_start="cold")(game, repeats)
+    assert meta["sparsified"] and meta["certified"]
+    assert len(calls) == 1  # the dense solve's LP only; its re-solves run on that face
+    assert meta["solution"].method == "face+newton"
+    assert _returned_normalised_gap(game, dist, "ce") <= hos.meta_solver("hn_mece").options.tol
