@@ -16,7 +16,7 @@ from hybrid_nes.integrations import openspiel as hos
 from hybrid_nes.integrations._face_stage import FaceSolver
 from solvers import Selection, Solution, Status
 from solvers.dual import dual_problem
-from solvers.face import minimal_face
+from solvers.face import PRESOLVE_MIN_JOINTS, minimal_face, minimal_face_auto
 from solvers.gains import dense_gains
 from solvers.selection import resolve_selection
 
@@ -625,7 +625,7 @@ def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypat
     def no_lp(*args, **kwargs):
         raise AssertionError("the facial-reduction LP ran")
 
-    monkeypatch.setattr(face_stage, "minimal_face", no_lp)
+    monkeypatch.setattr(face_stage, "minimal_face_auto", no_lp)
     monkeypatch.setattr(solvers.api, "minimal_face", no_lp)
     sol = FaceSolver(reuse=keeper.face)(game, "ce", selection, face="always")
     assert sol.status is Status.OPTIMAL and sol.method == "face+newton"
@@ -649,7 +649,7 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
         return real_lp(*args, **kwargs)
 
     monkeypatch.setattr(solvers.api, "minimal_face", counted)
-    monkeypatch.setattr(face_stage, "minimal_face", counted)
+    monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
     sol = FaceSolver(reuse=stale)(game, "ce", "me", face="always")
     assert calls  # the stale face was not trusted: an LP ran
     assert sol.status is Status.OPTIMAL
@@ -659,16 +659,33 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
 def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch):
     game, repeats = kuhn3_ce_10
     calls = []
-    real_lp = face_stage.minimal_face
+    real_lp = face_stage.minimal_face_auto
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real_lp(*args, **kwargs)
 
-    monkeypatch.setattr(face_stage, "minimal_face", counted)
+    monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
     monkeypatch.setattr(solvers.api, "minimal_face", counted)
     dist, meta = hos.meta_solver("hn_mece", warm_start="cold")(game, repeats)
     assert meta["sparsified"] and meta["certified"]
     assert len(calls) == 1  # the dense solve's LP only; its re-solves run on that face
     assert meta["solution"].method == "face+newton"
     assert _returned_normalised_gap(game, dist, "ce") <= hos.meta_solver("hn_mece").options.tol
+
+
+def test_presolved_face_lp_finds_the_same_face(kuhn3_ce_10):
+    game, _ = kuhn3_ce_10
+    assert game[0].size >= PRESOLVE_MIN_JOINTS  # HiGHS's presolve is on for this LP
+    norm = solvers.normalise(game)
+    problem = dual_problem(norm, "ce", resolve_selection(Selection.me(), norm))
+    plain, presolved = minimal_face(problem), minimal_face_auto(problem)
+    assert presolved.feasible and presolved.support.sum() < presolved.support.size
+    assert np.array_equal(presolved.support, plain.support)
+    assert np.array_equal(presolved.equalities, plain.equalities)
+    # Its certificate proves the joints off the support zero: M'^T y = 0 on it, >= ~1 off it.
+    g = solvers.gains(norm.payoffs, "ce")
+    push = dense_gains(g).T @ presolved.certificate
+    assert np.all(presolved.certificate >= 0)
+    assert np.abs(push[presolved.support]).max() <= 1e-6
+    assert push[~presolved.support].min() >= 1 - 1e-6

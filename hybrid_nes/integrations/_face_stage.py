@@ -11,7 +11,8 @@ of the meta-solve time of those games, benchmarks/results/related_suite.md).
 
 ``FaceSolver`` is a drop-in for ``solvers.solve`` (also as the ``solve_fn`` of
 ``solvers.related.solve_related``) that runs the same stages on the Newton fast path and
-records the ``Face`` it computed; ``FaceSolver(reuse=face)`` solves another selection
+records the ``Face`` it computed (the LP with HiGHS's presolve on large games,
+``solvers.face.minimal_face_auto``); ``FaceSolver(reuse=face)`` solves another selection
 on the same game and eps_hat on that face without the LP. Only certified results come
 from here: a stage that is not optimal, or whose lifted duals do not certify the joint in
 the full problem (violation and duality gap within ``tol``: weak duality, whatever the
@@ -31,7 +32,7 @@ import solvers
 from solvers import kernels as kn
 from solvers import related
 from solvers.dual import DualProblem
-from solvers.face import Face, lift_duals, minimal_face
+from solvers.face import Face, lift_duals, minimal_face_auto
 from solvers.gains import check_concept
 from solvers.newton import NewtonOptions, newton_batch
 from solvers.selection import as_selection, resolve_selection
@@ -173,7 +174,7 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
     fc = owner.reuse if _fits(owner.reuse, run) else None
     if fc is None:
         try:
-            fc = minimal_face(run.problem(run.base, no_free))
+            fc = minimal_face_auto(run.problem(run.base, no_free))
         except RuntimeError:
             return None
     timings["face"] = time.perf_counter() - t0

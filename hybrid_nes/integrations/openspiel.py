@@ -363,7 +363,9 @@ def _initial_duals(
     padded = None
     mode = AUTO_WARM_START[options.concept] if options.warm_start == "auto" else options.warm_start
     extends = previous is not None and mg.is_extension(previous.problem_game, problem_game)
-    if mode in ("previous", "related") and extends and previous.plain_duals:
+    related_start = mode == "related" and extends and previous.solution is not None
+    wanted = mode == "previous" or (mode == "related" and (options.warm_start_hook is not None or not related_start))
+    if wanted and extends and previous.plain_duals:
         # The previous duals clipped to the non-negative orthant (equalities found by
         # facial reduction may carry negative, free duals), zero on the new rows.
         padded = related.map_duals(previous.solution, problem_game.shape[1:], options.concept)
@@ -377,7 +379,7 @@ def _initial_duals(
                     f"warm_start_hook returned duals of shape {hooked.shape}; expected finite [{expected}]"
                 )
             return hooked, "hook"
-    if mode == "related" and extends and previous.solution is not None:
+    if related_start:
         # solvers.related maps, scales and watches the previous solution's duals.
         return previous.solution, "related"
     return padded, ("previous" if padded is not None else "cold")
