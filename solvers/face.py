@@ -37,7 +37,7 @@ from solvers.dual import DualProblem, restrict
 
 __all__ = [
     "Face", "FACE_THRESHOLD", "LIFT_MARGIN", "PRESOLVE_MIN_JOINTS", "minimal_face", "minimal_face_auto",
-    "polytope_face", "restrict_to_face", "lift_duals",
+    "face_certified", "polytope_face", "restrict_to_face", "lift_duals",
 ]
 
 #: ``t_a`` / ``s_k`` are 0 or 1 at a vertex optimum; the midpoint separates them.
@@ -46,6 +46,9 @@ FACE_THRESHOLD = 0.5
 #: off-support mass ``<= |A| exp(-LIFT_MARGIN)``, about the double-precision epsilon per
 #: joint. (Larger margins only inflate the duals: ``t`` scales with it.)
 LIFT_MARGIN = 36.0
+#: Slack of ``face_certified`` on the certificate's conditions (HiGHS's dual feasibility
+#: tolerance is 1e-7; the conditions are ``= 0`` on the support and ``>= 1`` off it).
+CERTIFICATE_SLACK = 1e-6
 #: Joint actions from which ``minimal_face_auto`` runs HiGHS's presolve. Measured on the
 #: ME-CE face LPs of 3-player Kuhn poker JPSRO meta-games (2-core CPU, ms, off -> on):
 #: 5x5x5 3.2 -> 15, 8x8x8 85 -> 100, 9x9x9 184 -> 154, 10x10x10 296 -> 184, 11x11x11
@@ -243,6 +246,29 @@ def _face_lp(
     if not support.any():
         return Face(support, np.ones(num, dtype=bool), cert, False, status_name, lp_time)
     return Face(support, s < FACE_THRESHOLD, cert, True, status_name, lp_time)
+
+
+def face_certified(problem: DualProblem, face: Face, slack: float = CERTIFICATE_SLACK) -> bool:
+    """True when ``face.certificate`` proves ``face`` a face of ``problem``'s polytope
+    holding all of it: ``y >= 0``, ``(M'^T y)_a = 0`` on the support and ``>= 1`` off it,
+    ``y_k >= 1`` on the equalities (within ``slack``). Then every feasible ``sigma`` has
+    ``0 >= y^T M' sigma = sum_a (M'^T y)_a sigma_a >= 0``: it is zero off the support
+    and tight on the equalities, so the problem restricted to the face has the same
+    optimum. Checks a face found for another problem (a reused or mapped one) without the
+    LP; says nothing about the support being minimal (a restricted solve that is not
+    optimal does). O(nnz)."""
+    y = np.asarray(face.certificate, dtype=np.float64)
+    num_joint = problem.rows.shape[0]
+    if (not face.feasible or y.shape != (problem.num_constraints,) or face.support.shape != (num_joint,)
+            or face.equalities.shape != y.shape or not np.all(np.isfinite(y)) or np.any(y < 0)):
+        return False
+    push = np.bincount(np.repeat(np.arange(num_joint), problem.rows.shape[1]),
+                       weights=(problem.values * y[problem.rows]).reshape(-1), minlength=num_joint)
+    push -= float(problem.eps_hat[problem.player] @ y)
+    size = max(1.0, float(np.max(y)))
+    on, off = push[face.support], push[~face.support]
+    return bool(np.all(np.abs(on) <= slack * size) and np.all(off >= 1.0 - slack * size)
+                and np.all(y[face.equalities] >= 1.0 - slack * size))
 
 
 def restrict_to_face(problem: DualProblem, face: Face) -> DualProblem:

@@ -16,7 +16,7 @@ from hybrid_nes.integrations import openspiel as hos
 from hybrid_nes.integrations._face_stage import FaceSolver
 from solvers import Selection, Solution, Status
 from solvers.dual import dual_problem
-from solvers.face import PRESOLVE_MIN_JOINTS, minimal_face, minimal_face_auto
+from solvers.face import PRESOLVE_MIN_JOINTS, face_certified, minimal_face, minimal_face_auto
 from solvers.gains import dense_gains
 from solvers.selection import resolve_selection
 
@@ -600,10 +600,15 @@ def _lp_face(game: np.ndarray, concept: str = "ce"):
     return minimal_face(dual_problem(norm, concept, resolve_selection(Selection.me(), norm)))
 
 
-def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10):
+def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10, monkeypatch):
     game, _ = kuhn3_ce_10
     reference = solvers.solve(game, "ce", "me")
     assert reference.info["face"]  # the game needs facial reduction
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("FaceSolver handed the solve to solvers.solve")
+
+    monkeypatch.setattr(solvers, "solve", no_fallback)
     keeper = FaceSolver()
     sol = keeper(game, "ce", "me")
     assert sol.status is Status.OPTIMAL and sol.info["face"] and "face" in sol.method
@@ -689,3 +694,21 @@ def test_presolved_face_lp_finds_the_same_face(kuhn3_ce_10):
     assert np.all(presolved.certificate >= 0)
     assert np.abs(push[presolved.support]).max() <= 1e-6
     assert push[~presolved.support].min() >= 1 - 1e-6
+
+
+def test_face_certificate_check_accepts_the_lp_face_and_rejects_others(kuhn3_ce_10):
+    game, _ = kuhn3_ce_10
+    norm = solvers.normalise(game)
+    problem = dual_problem(norm, "ce", resolve_selection(Selection.me(), norm))
+    face = minimal_face(problem)
+    assert face_certified(problem, face)
+    wrong_support = face.support.copy()
+    wrong_support[np.flatnonzero(face.support)[0]] = False  # a joint some CE plays
+    assert not face_certified(problem, face._replace(support=wrong_support))
+    wrong_eq = face.equalities.copy()
+    wrong_eq[np.flatnonzero(~face.equalities)[0]] = True  # a row no certificate weight proves tight
+    assert not face_certified(problem, face._replace(equalities=wrong_eq))
+    other = game.copy()
+    other[0] = np.random.default_rng(0).normal(size=other.shape[1:])
+    other_norm = solvers.normalise(other)
+    assert not face_certified(dual_problem(other_norm, "ce", resolve_selection(Selection.me(), other_norm)), face)

@@ -13,10 +13,10 @@ of the meta-solve time of those games, benchmarks/results/related_suite.md).
 ``solvers.related.solve_related``) that runs the same stages on the Newton fast path and
 records the ``Face`` it computed (the LP with HiGHS's presolve on large games,
 ``solvers.face.minimal_face_auto``); ``FaceSolver(reuse=face)`` solves another selection
-on the same game and eps_hat on that face without the LP. Only certified results come
-from here: a stage that is not optimal, or whose lifted duals do not certify the joint in
-the full problem (violation and duality gap within ``tol``: weak duality, whatever the
-face), hands the call to ``solvers.solve`` unchanged (its own LP, polish and status).
+on the same game and eps_hat on that face without the LP once its certificate checks out against this game
+(``solvers.face.face_certified``: it proves every feasible joint zero off the face),
+else with the LP. Only certified results come from here: a stage that is not optimal
+hands the call to ``solvers.solve`` unchanged (its own LP, polish and status).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import solvers
 from solvers import kernels as kn
 from solvers import related
 from solvers.dual import DualProblem
-from solvers.face import Face, lift_duals, minimal_face_auto
+from solvers.face import Face, face_certified, lift_duals, minimal_face_auto
 from solvers.gains import check_concept
 from solvers.newton import NewtonOptions, newton_batch
 from solvers.selection import as_selection, resolve_selection
@@ -171,7 +171,9 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
         if int(res.status[0]) == _NEWTON_OPTIMAL:
             return _solution(run, run.base, no_free, alpha, None, iterations, "newton", timings, t_start, tol)
     t0 = time.perf_counter()
-    fc = owner.reuse if _fits(owner.reuse, run) else None
+    fc = owner.reuse
+    if fc is not None and not face_certified(run.problem(run.base, no_free), fc):
+        fc = None  # not this polytope's face: the LP
     if fc is None:
         try:
             fc = minimal_face_auto(run.problem(run.base, no_free))
@@ -193,11 +195,6 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
                      t_start, tol)
 
 
-def _fits(fc: Face | None, run: _Run) -> bool:
-    return (fc is not None and fc.support.shape == (run.layout.rows.shape[0],)
-            and fc.equalities.shape == (run.layout.num_constraints,))
-
-
 def _solution(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, fc: Face | None,
               iterations: int, method: str, timings: dict, t_start: float, tol: float) -> Solution | None:
     """The certified ``Solution`` of ``alpha`` (lifted off ``fc``), as ``solvers.solve``
@@ -215,14 +212,7 @@ def _solution(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, 
     restricted = alpha[0].copy()
     duals = restricted
     if fc is not None:
-        no_free = np.zeros_like(free)
-        duals = np.maximum(lift_duals(run.problem(run.base, no_free), fc, restricted), 0.0)
-        # The certificate of the lifted duals in the full problem (weak duality): what
-        # makes a reused face safe; a face that is not this polytope's fails it.
-        _, _, _, full = kn.certify_serial(layout.rows, run.values, layout.player, run.base, run.eps_hat,
-                                          run.eps_plus, run.rho, no_free, duals[None])
-        if not (full[0, 0] <= tol and abs(full[0, 2]) <= tol):
-            return None
+        duals = lift_duals(run.problem(run.base, np.zeros_like(free)), fc, restricted)
     duals = np.maximum(duals, 0.0)
     timings["total"] = time.perf_counter() - t_start
     shape = tuple(run.norm.payoffs.shape[1:])
