@@ -712,3 +712,20 @@ def test_face_certificate_check_accepts_the_lp_face_and_rejects_others(kuhn3_ce_
     other[0] = np.random.default_rng(0).normal(size=other.shape[1:])
     other_norm = solvers.normalise(other)
     assert not face_certified(dual_problem(other_norm, "ce", resolve_selection(Selection.me(), other_norm)), face)
+
+
+def test_auto_warm_start_is_related_only_after_a_face(kuhn3_ce_10):
+    game, repeats = kuhn3_ce_10
+    solver = hos.meta_solver("hn_mece")  # warm_start="auto"
+    assert hos.AUTO_WARM_START["ce"] == "related" and hos.AUTO_RELATED_AFTER_FACE
+    _, small = solver(game[:, :9, :9, :9], [np.ones(9)] * 3)
+    assert "face" not in small["method"]
+    _, meta = solver(game, repeats)
+    assert meta["warm_start"] == "cold" and "face" in meta["method"]  # after a face-free solve
+    # The game grown by a copy of each player's first policy: "auto" now takes "related".
+    idx = np.r_[np.arange(10), 0]
+    grown = game[:, idx][:, :, idx][:, :, :, idx]
+    dist, grown_meta = solver(grown, [np.ones(11)] * 3)
+    cold, cold_meta = hos.meta_solver("hn_mece", warm_start="cold")(grown, [np.ones(11)] * 3)
+    assert grown_meta["warm_start"] == "related" and grown_meta["certified"] and cold_meta["certified"]
+    np.testing.assert_allclose(dist, cold, atol=1e-6)

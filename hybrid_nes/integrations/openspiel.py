@@ -32,7 +32,8 @@ watches the run (cold restart when it does not pay). ``warm_start="previous"`` p
 previous duals (payoff units: they stay meaningful because old payoff entries do not
 change) with zeros for the new deviations and passes them as plain duals. A
 ``WarmStartHook`` (e.g. a neural equilibrium solver) may replace or refine them. The
-default ("auto") is "related" for CEs and a cold start for CCEs (``AUTO_WARM_START``).
+default ("auto") is "related" for CEs after a meta-game that needed facial reduction and
+a cold start otherwise, and for CCEs (``AUTO_WARM_START``).
 
 JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-selected
 joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
@@ -83,6 +84,7 @@ from solvers import Selection, Solution, Status, related
 from solvers.gains import check_concept
 
 __all__ = [
+    "AUTO_RELATED_AFTER_FACE",
     "AUTO_WARM_START",
     "JPSRO_DIST_TOL",
     "JPSRO_META_SOLVERS",
@@ -128,9 +130,11 @@ JPSRO_DIST_TOL = 1e-8
 SPARSIFY_ROUNDS = 3
 #: ``MetaSolverOptions.warm_start`` values.
 _WARM_STARTS: tuple[str, ...] = ("auto", "related", "previous", "cold")
-#: What ``warm_start="auto"`` uses per concept, as measured by
-#: ``benchmarks/related_suite.py`` on 3-player Kuhn poker JPSRO.
+#: What ``warm_start="auto"`` uses per concept (benchmarks/related_suite.md, Kuhn-3 JPSRO).
 AUTO_WARM_START: Mapping[str, str] = {"ce": "related", "cce": "cold"}
+#: "auto" takes "related" only after a meta-game that needed facial reduction (it then
+#: skips ``FACE_AFTER`` Newton iterations); before, it cost more than it saved (3^3-10^3).
+AUTO_RELATED_AFTER_FACE = True
 
 
 class MetaSolverSpec(NamedTuple):
@@ -185,8 +189,8 @@ class MetaSolverOptions:
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
       face: ``solvers.solve``'s facial-reduction switch ("auto", "always", "never").
-      warm_start: "auto" (default: ``AUTO_WARM_START``, "related" for CEs and "cold"
-        for CCEs, as measured), "cold", "related" (the last solve's ``Solution`` as
+      warm_start: "auto" (default: ``AUTO_WARM_START``, "related" for CEs after a
+        meta-game that needed facial reduction, else "cold", as measured), "cold", "related" (the last solve's ``Solution`` as
         ``duals0``: ``solvers.related`` maps, scales and watches it, restarting cold when
         it does not pay) or "previous" (pad the last solve's duals with zeros for the new
         deviations; unwatched: on some Kuhn poker meta-games the padded duals make
@@ -362,6 +366,8 @@ def _initial_duals(
 ) -> tuple[np.ndarray | Solution | None, str]:
     padded = None
     mode = AUTO_WARM_START[options.concept] if options.warm_start == "auto" else options.warm_start
+    if options.warm_start == "auto" and mode == "related" and AUTO_RELATED_AFTER_FACE:
+        mode = mode if previous is not None and previous.solution is not None and previous.solution.info.get("face") else "cold"
     extends = previous is not None and mg.is_extension(previous.problem_game, problem_game)
     related_start = mode == "related" and extends and previous.solution is not None
     wanted = mode == "previous" or (mode == "related" and (options.warm_start_hook is not None or not related_start))
@@ -403,14 +409,11 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    # Keeps the facial-reduction LP's face for the clean-up re-solves (same polytope).
-    face_solver = FaceSolver() if not expanded else None
+    face_solver = FaceSolver() if not expanded else None  # keeps the face for the clean-up
     solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0,
                                                                 face_solver)
     solve_time = time.perf_counter() - solve_start
-    face = None
-    if face_solver is not None and not fallback and solution.info.get("face"):
-        face = face_solver.face
+    face = face_solver.face if face_solver is not None and not fallback and solution.info.get("face") else None
 
     joint = clean_joint(solution.joint)
     dist = unexpand_joint(joint, repeats) if expanded else joint
