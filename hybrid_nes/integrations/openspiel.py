@@ -50,7 +50,8 @@ Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 Layout: this module holds the options, the stateful ``JPSROMetaSolver`` and the OpenSpiel
 glue; ``_meta_game`` the array helpers (repeats, grown games, gains and gaps from
 ``solvers.gains``) and ``_certified`` the solve with its fallback, the certificate of the
-returned distribution and the clean-up re-solves. The public names are re-exported here.
+returned distribution and the clean-up re-solves (on the dense solve's face, kept by
+``_face_stage.FaceSolver``). The public names are re-exported here.
 """
 
 from __future__ import annotations
