@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 import warnings
@@ -231,6 +232,19 @@ def to_markdown(result: Mapping[str, Any]) -> str:
             "",
             markdown_table(run["rows"], COLUMNS),
         ]
+    if "ce_warm_start" in result:
+        warm = result["ce_warm_start"]
+        lines += [
+            "",
+            "## kuhn_poker(players=3), `hn_mece`: total meta-solve seconds, cold vs warm starts",
+            "",
+            "The recorded meta-game sequence of a 10-iteration run, solved by `warm_start` "
+            "cold / previous / related / auto meta-solvers, interleaved per meta-game "
+            "(`benchmarks.related_suite.run_jpsro`; per-game rows in related_suite.md); "
+            f"2-core CPU, load average at the end {', '.join(f'{x:.1f}' for x in warm['load'])}.",
+            "",
+            markdown_table(warm["totals"]),
+        ]
     return "\n".join(lines)
 
 
@@ -251,6 +265,14 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
                 flush=True,
             )
     result = {"mode": "quick" if quick else "full", "iterations": iterations, "runs": runs}
+    if not quick:
+        # The CE warm-start target (issue #21): the same recorded Kuhn-3 hn_mece sequence as
+        # benchmarks/related_suite.py, cold vs the warm-start modes, interleaved.
+        from benchmarks.related_suite import run_jpsro
+
+        print("jpsro_suite: kuhn_poker(players=3) hn_mece warm starts", flush=True)
+        _, totals = run_jpsro(ITERATIONS_FULL)
+        result["ce_warm_start"] = {"totals": totals, "load": list(os.getloadavg())}
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "jpsro_suite.json", result)
     write_text_atomic(out_dir / "jpsro_suite.md", to_markdown(result))

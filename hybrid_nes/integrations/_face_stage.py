@@ -13,9 +13,9 @@ of the meta-solve time of those games, benchmarks/results/related_suite.md).
 ``solvers.related.solve_related``) that runs the same stages on the Newton fast path and
 records the ``Face`` it computed (the LP with HiGHS's presolve on large games,
 ``solvers.face.minimal_face_auto``); ``FaceSolver(reuse=face)`` solves another selection
-on the same game and eps_hat on that face without the LP once its certificate checks out against this game
-(``solvers.face.face_certified``: it proves every feasible joint zero off the face),
-else with the LP. Only certified results come from here: a stage that is not optimal
+on the same game and eps_hat on that face without the LP when its certificate checks
+out against this game (``solvers.face.face_certified``: it proves every feasible joint
+zero off the face), else with the LP. Only certified results come from here: a stage that is not optimal
 hands the call to ``solvers.solve`` unchanged (its own LP, polish and status).
 """
 
@@ -55,7 +55,7 @@ class FaceSolver:
 
     Attributes:
       reuse: a ``Face`` of this game's polytope (same payoffs, concept and ``eps_hat``):
-        used instead of the LP.
+        used instead of the LP when ``face_certified`` accepts it.
       face: the face of the last call that needed one (computed or reused), else None.
     """
 
@@ -66,10 +66,10 @@ class FaceSolver:
                  tol: float = 1e-8, max_iter: int | None = None, method: str = "auto", face: str = "auto",
                  polish: bool = True, memory_budget: Any = None, **selection_params: Any) -> Solution:
         plain = duals0
-        if duals0 is not None and not related.is_related(duals0):
+        if isinstance(duals0, np.ndarray) and np.issubdtype(duals0.dtype, np.floating):
             # Restricted (face) duals are sign-free on the face's equalities; the library
-            # takes the non-negative part.
-            plain = np.maximum(np.asarray(duals0, dtype=np.float64), 0.0)
+            # takes the non-negative part (NaN and shape errors are its to report).
+            plain = np.where(duals0 < 0, 0.0, duals0)
         library = dict(duals0=plain, tol=tol, max_iter=max_iter, method=method, face=face, polish=polish,
                        memory_budget=memory_budget, **selection_params)
         if related.is_related(duals0):
