@@ -595,6 +595,10 @@ def test_repeat_weights_are_the_target_of_me_with_repeats():
 # The facial-reduction face kept for the clean-up re-solves (_face_stage.FaceSolver).
 
 
+#: The module whose ``refine_batch`` runs the library's facial-reduction LP.
+LIBRARY_FACE = sys.modules[solvers.api.refine_batch.__module__]
+
+
 def _lp_face(game: np.ndarray, concept: str = "ce"):
     norm = solvers.normalise(game)
     return minimal_face(dual_problem(norm, concept, resolve_selection(Selection.me(), norm)))
@@ -631,7 +635,7 @@ def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypat
         raise AssertionError("the facial-reduction LP ran")
 
     monkeypatch.setattr(face_stage, "minimal_face_auto", no_lp)
-    monkeypatch.setattr(solvers.api, "minimal_face", no_lp)
+    monkeypatch.setattr(LIBRARY_FACE, "minimal_face", no_lp)
     sol = FaceSolver(reuse=keeper.face)(game, "ce", selection, face="always")
     assert sol.status is Status.OPTIMAL and sol.method == "face+newton"
     assert np.abs(sol.joint - reference.joint).max() <= 1e-8
@@ -647,13 +651,13 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
     support[np.argmax(reference.joint.reshape(-1))] = False
     stale = true_face._replace(support=support)
     calls = []
-    real_lp = solvers.api.minimal_face
+    real_lp = LIBRARY_FACE.minimal_face
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real_lp(*args, **kwargs)
 
-    monkeypatch.setattr(solvers.api, "minimal_face", counted)
+    monkeypatch.setattr(LIBRARY_FACE, "minimal_face", counted)
     monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
     sol = FaceSolver(reuse=stale)(game, "ce", "me", face="always")
     assert calls  # the stale face was not trusted: an LP ran
@@ -671,7 +675,7 @@ def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch):
         return real_lp(*args, **kwargs)
 
     monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
-    monkeypatch.setattr(solvers.api, "minimal_face", counted)
+    monkeypatch.setattr(LIBRARY_FACE, "minimal_face", counted)
     dist, meta = hos.meta_solver("hn_mece", warm_start="cold")(game, repeats)
     assert meta["sparsified"] and meta["certified"]
     assert len(calls) == 1  # the dense solve's LP only; its re-solves run on that face

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +47,33 @@ __all__ = ["FaceSolver"]
 MIN_JOINTS = 512
 #: ``solvers.newton`` status code of a certified stop (violation, KKT and duality gap <= tol).
 _NEWTON_OPTIMAL = 0
+
+
+class _Policy(NamedTuple):
+    """What ``solvers.solve`` decides its path by (``solvers.policy`` after the split of
+    ``solvers.api``; the constants of ``solvers.api`` before it)."""
+
+    gain_layout: Callable[..., Any]
+    auto_first_pass: Callable[..., int]
+    auto_matrix_free: Callable[..., bool]
+    newton_plan: Callable[..., Any]
+    newton_max_duals: int
+    face_after: int
+    newton_max_iter: int
+
+
+def _policy() -> _Policy:
+    try:
+        from solvers import policy as pol
+        from solvers.gains import gain_layout
+    except ImportError:
+        from solvers import api
+
+        return _Policy(api.gain_layout, api.auto_first_pass, api.auto_matrix_free, api.newton_plan,
+                       api.NEWTON_MAX_DUALS, api.FACE_AFTER, api.DEFAULT_MAX_ITER["newton"])
+    p = pol.DEFAULT_POLICY
+    return _Policy(gain_layout, pol.auto_first_pass, pol.auto_matrix_free, pol.newton_plan, p.newton_max_duals,
+                   p.face_after, p.newton_max_iter)
 
 
 @dataclass
@@ -96,6 +124,7 @@ class _Run:
     eps_hat: np.ndarray  # [1, N]
     eps_plus: np.ndarray  # [1, N]
     rho: np.ndarray  # [1]
+    policy: _Policy
 
     def problem(self, base: np.ndarray, free: np.ndarray) -> DualProblem:
         return DualProblem(self.layout.rows, self.values[0], self.layout.player, base[0], self.eps_hat[0],
@@ -107,8 +136,6 @@ def _plan(game: Any, concept: str, selection: Any, selection_params: dict, metho
     """The problem when ``solvers.solve`` would take its Newton fast path with facial
     reduction (hard constraints, entropy, Newton alone, dense buffers within budget);
     None otherwise (then ``solvers.solve`` itself runs)."""
-    from solvers import api
-
     if face == "never" or method not in ("auto", "newton"):
         return None
     sel = as_selection(selection, **selection_params)
@@ -123,17 +150,24 @@ def _plan(game: Any, concept: str, selection: Any, selection_params: dict, metho
     params = resolve_selection(sel, norm)
     if not math.isinf(float(params.rho)):
         return None
-    layout = api.gain_layout(shape, concept)
+    pol = _policy()
+    layout = pol.gain_layout(shape, concept)
     num_players = payoffs.shape[0]
-    if (layout.num_constraints > api.NEWTON_MAX_DUALS
-            or (method == "auto" and (api.auto_first_pass(concept, num_players, layout.num_constraints, True)
-                                      or api.auto_matrix_free(shape, concept, face)))
-            or not api.newton_plan(shape, concept, budget=memory_budget).fits):
+    if (layout.num_constraints > pol.newton_max_duals
+            or (method == "auto" and (pol.auto_first_pass(concept, num_players, layout.num_constraints, True)
+                                      or pol.auto_matrix_free(shape, concept, face)))
+            or not pol.newton_plan(shape, concept, budget=memory_budget).fits):
         return None
     flat = np.ascontiguousarray(norm.payoffs.reshape(1, num_players, -1))
     values = kn.gain_values_serial(flat, layout.slot_player, layout.dev)
-    base, eps_hat, eps_plus, rho = api._batched_params(params, 1, num_players, layout.rows.shape[0])
-    return _Run(norm, concept, sel, layout, values, base, eps_hat, eps_plus, rho)
+
+    def one(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+        # Fresh writable C arrays (Numba compiles read-only or broadcast views separately).
+        return np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), shape), order="C")
+
+    base = one(params.base_logits, (1, layout.rows.shape[0]))
+    eps_hat, eps_plus = one(params.eps_hat, (1, num_players)), one(params.eps_plus, (1, num_players))
+    return _Run(norm, concept, sel, layout, values, base, eps_hat, eps_plus, one(params.rho, (1,)), pol)
 
 
 def _newton(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, tol: float, cap: int):
@@ -145,8 +179,6 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
                   face_mode: str) -> Solution | None:
     """Newton (``face="auto"``: at most ``FACE_AFTER`` iterations), then the face (reused
     or the LP) and Newton on it, as ``solvers.solve``; None when a stage is not certified."""
-    from solvers import api
-
     t_start = time.perf_counter()
     num = run.layout.num_constraints
     scale_rows = run.norm.scale[run.layout.player]
@@ -156,14 +188,14 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
         if duals.shape != (num,) or not np.all(np.isfinite(duals)):
             return None  # the library reports the bad duals0
         alpha[0] = duals / scale_rows
-    cap = max_iter if max_iter is not None else api.DEFAULT_MAX_ITER["newton"]
+    cap = max_iter if max_iter is not None else run.policy.newton_max_iter
     timings = {"gains": time.perf_counter() - t_start, "face": 0.0, "refine": 0.0}
     no_free = np.zeros((1, num), dtype=bool)
     iterations = 0
     tokens: list[str] = []
     if face_mode == "auto":
         t0 = time.perf_counter()
-        res = _newton(run, run.base, no_free, alpha, tol, min(cap, api.FACE_AFTER))
+        res = _newton(run, run.base, no_free, alpha, tol, min(cap, run.policy.face_after))
         timings["refine"] += time.perf_counter() - t0
         iterations += int(res.iterations[0])
         alpha = res.alpha
@@ -197,10 +229,9 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
 
 def _solution(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, fc: Face | None,
               iterations: int, method: str, timings: dict, t_start: float, tol: float) -> Solution | None:
-    """The certified ``Solution`` of ``alpha`` (lifted off ``fc``), as ``solvers.solve``
-    builds it; None when the certificate misses ``tol``."""
-    from solvers import api
-
+    """The certified ``Solution`` of ``alpha`` (lifted off ``fc``), in payoff units as
+    ``solvers.solve`` builds it; None when the certificate misses ``tol`` or the payoff
+    units overflow (the library reports those)."""
     t0 = time.perf_counter()
     layout = run.layout
     joint, gaps, eps, stats = kn.certify_serial(layout.rows, run.values, layout.player, base, run.eps_hat,
@@ -213,13 +244,21 @@ def _solution(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, 
     duals = restricted
     if fc is not None:
         duals = lift_duals(run.problem(run.base, np.zeros_like(free)), fc, restricted)
-    duals = np.maximum(duals, 0.0)
+    scale = run.norm.scale
+    row_scale = scale[layout.player]
+    info: dict[str, Any] = {"violation": violation, "kkt": kkt, "face": fc is not None}
+    with np.errstate(over="ignore", invalid="ignore"):
+        payoff_duals = np.maximum(duals, 0.0) * row_scale
+        if fc is not None:
+            info["restricted_duals"] = restricted * row_scale
+        gaps_payoff, eps_payoff = gaps[0] / scale, eps[0] / scale
+    if not (np.all(np.isfinite(payoff_duals)) and np.all(np.isfinite(gaps_payoff))):
+        return None
+    joint = joint[0].reshape(tuple(run.norm.payoffs.shape[1:]))
     timings["total"] = time.perf_counter() - t_start
-    shape = tuple(run.norm.payoffs.shape[1:])
-    sol = api._make_solution(joint[0].reshape(shape), duals, eps[0], gaps[0], (violation, kkt, dgap, loss - dgap),
-                             iterations, Status.OPTIMAL, method, fc is not None, run.norm.scale, layout,
-                             run.concept, run.selection, timings)
-    if fc is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            sol.info["restricted_duals"] = restricted * run.norm.scale[layout.player]
-    return sol
+    return Solution(
+        joint=joint, marginals=tuple(solvers.marginals(joint)), duals=payoff_duals, eps=eps_payoff,
+        gap=float(gaps_payoff.max()), gaps=gaps_payoff, scale=scale, duality_gap=dgap, objective=loss - dgap,
+        iterations=int(iterations), timings=timings, status=Status.OPTIMAL, concept=run.concept,
+        selection=run.selection, method=method, info=info,
+    )
