@@ -85,10 +85,15 @@ class FaceSolver:
       reuse: a ``Face`` of this game's polytope (same payoffs, concept and ``eps_hat``):
         used instead of the LP when ``face_certified`` accepts it.
       face: the face of the last call that needed one (computed or reused), else None.
+      face_max_iter: cap of Newton on the face when ``face="always"`` (None: the
+        library's default cap). A related warm start's watched run passes a smaller
+        ``max_iter``; once the face is known, going on costs less than the cold restart
+        that would follow (its ``FACE_AFTER`` iterations, the LP again, then this cap).
     """
 
     reuse: Face | None = None
     face: Face | None = None
+    face_max_iter: int | None = None
 
     def __call__(self, game: Any, concept: str = "cce", selection: Any = "me", *, duals0: Any = None,
                  tol: float = 1e-8, max_iter: int | None = None, method: str = "auto", face: str = "auto",
@@ -218,6 +223,8 @@ def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_ite
     base = np.where(fc.support, run.base[0], -np.inf)[None]
     free = fc.equalities[None].copy()
     t0 = time.perf_counter()
+    if face_mode == "always":
+        cap = max(cap, owner.face_max_iter if owner.face_max_iter is not None else run.policy.newton_max_iter)
     res = _newton(run, base, free, alpha, tol, cap)
     timings["refine"] += time.perf_counter() - t0
     iterations += int(res.iterations[0])

@@ -410,7 +410,7 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    face_solver = FaceSolver() if not expanded else None  # keeps the face for the clean-up
+    face_solver = FaceSolver(face_max_iter=options.max_iter) if not expanded else None  # keeps the face
     solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0,
                                                                 face_solver)
     solve_time = time.perf_counter() - solve_start
