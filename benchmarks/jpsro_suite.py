@@ -16,7 +16,9 @@ Run: ``python -m benchmarks.jpsro_suite [--quick]``; writes ``jpsro_suite.json``
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import statistics
 import time
 import warnings
@@ -231,6 +233,21 @@ def to_markdown(result: Mapping[str, Any]) -> str:
             "",
             markdown_table(run["rows"], COLUMNS),
         ]
+    if "ce_warm_start" in result:
+        warm = result["ce_warm_start"]
+        lines += [
+            "",
+            "## kuhn_poker(players=3), `hn_mece`: total meta-solve seconds, cold vs warm starts",
+            "",
+            "The recorded meta-game sequence of a 10-iteration run, solved by `warm_start` "
+            "cold / previous / related / auto meta-solvers, interleaved per meta-game "
+            "(`benchmarks.related_suite.run_jpsro`; per-game rows in related_suite.md); "
+            f"2-core CPU, load average at the end {', '.join(f'{x:.1f}' for x in warm['load'])}"
+            + (f"; measured {warm['date']} (`--ce-warm-start-only`: the tables above are from the "
+               "last full run)." if warm.get("separate") else "."),
+            "",
+            markdown_table(warm["totals"]),
+        ]
     return "\n".join(lines)
 
 
@@ -251,7 +268,30 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
                 flush=True,
             )
     result = {"mode": "quick" if quick else "full", "iterations": iterations, "runs": runs}
+    if not quick:
+        result["ce_warm_start"] = ce_warm_start()
     out_dir = Path(out_dir)
+    write_json_atomic(out_dir / "jpsro_suite.json", result)
+    write_text_atomic(out_dir / "jpsro_suite.md", to_markdown(result))
+    return result
+
+
+def ce_warm_start() -> dict[str, Any]:
+    """The CE warm-start target (issue #21): the recorded Kuhn-3 ``hn_mece`` sequence of
+    ``benchmarks/related_suite.py``, cold vs the warm-start modes, interleaved."""
+    from benchmarks.related_suite import run_jpsro
+
+    print("jpsro_suite: kuhn_poker(players=3) hn_mece warm starts", flush=True)
+    _, totals = run_jpsro(ITERATIONS_FULL)
+    return {"totals": totals, "load": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def update_ce_warm_start(out_dir: Path) -> dict:
+    """Re-measures only the CE warm-start section into the existing results (the OpenSpiel
+    CVXPY ``mgcce`` runs of the full suite take over 10 minutes per 3-player meta-game)."""
+    out_dir = Path(out_dir)
+    result = json.loads((out_dir / "jpsro_suite.json").read_text())
+    result["ce_warm_start"] = dict(ce_warm_start(), separate=True)
     write_json_atomic(out_dir / "jpsro_suite.json", result)
     write_text_atomic(out_dir / "jpsro_suite.md", to_markdown(result))
     return result
@@ -261,5 +301,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="kuhn_poker only, 3 iterations")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--ce-warm-start-only", action="store_true",
+                        help="re-measure only the Kuhn-3 hn_mece warm-start section into the existing results")
     args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out)
+    if args.ce_warm_start_only:
+        update_ce_warm_start(args.out)
+    else:
+        main(quick=args.quick, out_dir=args.out)

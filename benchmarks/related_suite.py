@@ -8,7 +8,7 @@ pair of timings is taken back to back, and a warm-up repetition is discarded):
   the axes, scores normalised per task to peak-to-peak 1 over the agents present);
 - the meta-games of a JPSRO run on 3-player Kuhn poker with the ME-CE meta-solver
   (``hn_mece``), solved in sequence by meta-solvers with ``warm_start`` "cold",
-  "previous" and "related" (total meta-solve time and final gaps).
+  "previous", "related" and "auto" (total meta-solve time and final gaps).
 
 Run: ``python -m benchmarks.related_suite [--quick]``; writes ``related_suite.json`` and
 ``related_suite.md`` into ``out_dir``.
@@ -30,7 +30,7 @@ from benchmarks.results import markdown_table, write_json_atomic, write_text_ato
 __all__ = ["evaluation_game", "run_evaluation", "run_jpsro", "main"]
 
 KUHN3 = "kuhn_poker(players=3)"
-JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related")
+JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related", "auto")
 #: Mean score advantage of the new agents (a stronger newcomer widens many tasks' score
 #: ranges, so the renormalised game changes the old tasks' payoffs).
 NEW_AGENT_SHIFT = 1.5
@@ -145,6 +145,7 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
         row.update({f"{m}_s": spent[m] for m in JPSRO_MODES})
         row.update({f"{m}_final_gap": last[m]["normalised_gap"] for m in JPSRO_MODES})
         row["related_speedup"] = spent["cold"] / spent["related"]
+        row["auto_speedup"] = spent["cold"] / spent["auto"]
         totals.append(row)
     return per_game, totals
 

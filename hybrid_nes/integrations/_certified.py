@@ -10,20 +10,33 @@ selections, re-solves on the support that survives JPSRO's 1e-8 clean-up
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 import solvers
 from hybrid_nes.integrations import _meta_game as mg
+from hybrid_nes.integrations._face_stage import FaceSolver
 from solvers import Selection, Solution, Status
+from solvers.face import Face
 from solvers.gains import Gains
+
+#: BLAS threads during a meta-solve. Its dense linear algebra is small (``lift_duals``'
+#: pseudo-inverse of an at most ``[|A|, K]`` block, a few hundred rows): threads buy
+#: nothing there, and on a loaded machine OpenBLAS's thread pool made that pseudo-inverse
+#: take 0.3-1.3 s instead of 2-14 ms on the Kuhn 12x12x12 CE meta-game
+#: (benchmarks/results/related_suite.md).
+BLAS_THREADS = 1
+#: ``solvers.solve``'s call signature (``_face_stage.FaceSolver`` has it too).
+SolveFn = Callable[..., Solution]
 
 if TYPE_CHECKING:
     from hybrid_nes.integrations.openspiel import MetaSolverOptions
 
-__all__ = ["reusable_duals"]
+__all__ = ["blas_threads", "reusable_duals"]
 
 #: Factor on the target of joint actions dropped by ``sparsified`` (log: about -460).
 SPARSE_FLOOR = 1e-200
@@ -31,6 +44,16 @@ SPARSE_FLOOR = 1e-200
 WARM_START_STAGES: frozenset[str] = frozenset({"newton", "gd"})
 #: What a failing solver may raise; the fallback catches these and nothing else.
 SOLVER_ERRORS = (ArithmeticError, RuntimeError, np.linalg.LinAlgError)
+
+
+_BLAS: list[ThreadpoolController] = []
+
+
+def blas_threads() -> Any:
+    """A context of ``BLAS_THREADS`` BLAS threads (threadpoolctl), for one meta-solve."""
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=BLAS_THREADS, user_api="blas")
 
 
 def reusable_duals(method: str) -> bool:
@@ -45,11 +68,14 @@ def reusable_duals(method: str) -> bool:
 
 
 def solve(options: MetaSolverOptions, game: np.ndarray, selection: Selection,
-          duals0: np.ndarray | Solution | None, method: str) -> Solution:
-    """``solvers.solve`` with the meta-solver's options."""
-    return solvers.solve(
+          duals0: np.ndarray | Solution | None, method: str, solver: SolveFn | None = None,
+          face: str | None = None) -> Solution:
+    """``solvers.solve`` (or ``solver``, e.g. a ``FaceSolver``) with the meta-solver's
+    options; ``face`` overrides ``options.face``."""
+    fn = solvers.solve if solver is None else solver
+    return fn(
         game, options.concept, selection, duals0=duals0, tol=options.tol,
-        max_iter=options.max_iter, method=method, face=options.face,
+        max_iter=options.max_iter, method=method, face=options.face if face is None else face,
     )
 
 
@@ -58,8 +84,10 @@ def certified_solve(
     game: np.ndarray,
     selection: Selection,
     duals0: np.ndarray | Solution | None,
+    solver: SolveFn | None = None,
 ) -> tuple[Solution, bool, str | None, str | None]:
-    """The fast solve, and the CVXPY reference when it is not certified.
+    """The fast solve (``solver``, default ``solvers.solve``), and the CVXPY reference
+    when it is not certified.
 
     ``solvers.solve`` already finishes a stalled dual solve with its CVXPY polish; this
     is the last resort (``MetaSolverOptions.fallback``) when even that is not optimal or
@@ -71,7 +99,7 @@ def certified_solve(
     error = None
     solution: Solution | None = None
     try:
-        solution = solve(options, game, selection, duals0, options.method)
+        solution = solve(options, game, selection, duals0, options.method, solver)
     except SOLVER_ERRORS as err:
         if not options.fallback:
             raise
@@ -106,6 +134,17 @@ def certify(gains: Gains, dist: np.ndarray, solution: Solution, scale: np.ndarra
     return Returned(dist, solution, gaps, excess)
 
 
+def _restart_duals(solution: Solution, face: Face | None) -> np.ndarray | None:
+    """Start of the next clean-up re-solve: the face duals (sign-free on its equalities)
+    on a known face; else the duals of a plain dual solve (``reusable_duals``) or none."""
+    restricted = solution.info.get("restricted_duals")
+    if face is not None and restricted is not None and np.all(np.isfinite(restricted)):
+        return np.asarray(restricted, dtype=np.float64)
+    if reusable_duals(solution.method) and np.all(np.isfinite(solution.duals)):
+        return np.maximum(solution.duals, 0.0)
+    return None
+
+
 def _count_dropped(dense: np.ndarray, dist: np.ndarray) -> int:
     return int(np.count_nonzero((dense > 0) & (dist == 0)))
 
@@ -118,6 +157,7 @@ def sparsified(
     dense: Returned,
     scale: np.ndarray,
     rounds: int,
+    face: Face | None = None,
 ) -> tuple[Returned, int] | None:
     """The entropy selection re-solved on the joints that survive JPSRO's clean-up.
 
@@ -136,6 +176,11 @@ def sparsified(
     removed, when that is within ``tol`` and JPSRO's clean-up costs it less than the
     dense joint; otherwise nothing (the dense joint is returned).
 
+    ``face``: the minimal face the dense solve found for ``game`` (same polytope: only
+    the target changes). The re-solves then run on it straight away (``FaceSolver``),
+    from the previous solve's face duals, without the ``FACE_AFTER`` Newton iterations
+    and the LP that ``solvers.solve`` would take again.
+
     Returns:
       ``(candidate, number of the dense joint's positive entries it zeroes)`` or None.
     """
@@ -148,13 +193,15 @@ def sparsified(
     if before.excess <= options.tol:
         return None  # the clean-up costs nothing beyond the solve's own tolerance
     target = selection.target if selection.target is not None else np.full(dist.shape, 1.0 / dist.size)
-    duals0 = np.maximum(dense.solution.duals, 0.0) if reusable_duals(dense.solution.method) else None
+    duals0 = _restart_duals(dense.solution, face)
     fallback: Returned | None = None
     for _ in range(rounds):
         sparse_target = np.where(floored, SPARSE_FLOOR * target, target)
         sparse_selection = replace(selection, target=sparse_target / sparse_target.sum())
         try:
-            resolved = solve(options, game, sparse_selection, duals0, options.method)
+            solver = None if face is None else FaceSolver(reuse=face)
+            resolved = solve(options, game, sparse_selection, duals0, options.method, solver,
+                             None if face is None else "always")
         except SOLVER_ERRORS:
             break
         if resolved.status is not Status.OPTIMAL:
@@ -168,7 +215,7 @@ def sparsified(
         if not np.any(newly):
             break
         floored = floored | newly
-        duals0 = np.maximum(resolved.duals, 0.0) if reusable_duals(resolved.method) else None
+        duals0 = _restart_duals(resolved, face)
     if fallback is None or fallback.excess > options.tol:
         return None
     used = mg.gains_gaps(gains, mg.drop_below(fallback.dist, threshold)).max()

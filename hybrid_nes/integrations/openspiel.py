@@ -32,7 +32,8 @@ watches the run (cold restart when it does not pay). ``warm_start="previous"`` p
 previous duals (payoff units: they stay meaningful because old payoff entries do not
 change) with zeros for the new deviations and passes them as plain duals. A
 ``WarmStartHook`` (e.g. a neural equilibrium solver) may replace or refine them. The
-default ("auto") is "related" for CEs and a cold start for CCEs (``AUTO_WARM_START``).
+default ("auto") is "related" for CEs after a meta-game that needed facial reduction and
+a cold start otherwise, and for CCEs (``AUTO_WARM_START``).
 
 JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-selected
 joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
@@ -49,7 +50,8 @@ Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 Layout: this module holds the options, the stateful ``JPSROMetaSolver`` and the OpenSpiel
 glue; ``_meta_game`` the array helpers (repeats, grown games, gains and gaps from
 ``solvers.gains``) and ``_certified`` the solve with its fallback, the certificate of the
-returned distribution and the clean-up re-solves. The public names are re-exported here.
+returned distribution and the clean-up re-solves (on the dense solve's face, kept by
+``_face_stage.FaceSolver``). The public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ import solvers
 from hybrid_nes.integrations import _certified as cf
 from hybrid_nes.integrations import _meta_game as mg
 from hybrid_nes.integrations._certified import reusable_duals
+from hybrid_nes.integrations._face_stage import FaceSolver
 from hybrid_nes.integrations._meta_game import (
     clean_joint,
     drop_below,
@@ -82,6 +85,7 @@ from solvers import Selection, Solution, Status, related
 from solvers.gains import check_concept
 
 __all__ = [
+    "AUTO_RELATED_AFTER_FACE",
     "AUTO_WARM_START",
     "JPSRO_DIST_TOL",
     "JPSRO_META_SOLVERS",
@@ -127,9 +131,11 @@ JPSRO_DIST_TOL = 1e-8
 SPARSIFY_ROUNDS = 3
 #: ``MetaSolverOptions.warm_start`` values.
 _WARM_STARTS: tuple[str, ...] = ("auto", "related", "previous", "cold")
-#: What ``warm_start="auto"`` uses per concept, as measured by
-#: ``benchmarks/related_suite.py`` on 3-player Kuhn poker JPSRO.
+#: What ``warm_start="auto"`` uses per concept (benchmarks/related_suite.md, Kuhn-3 JPSRO).
 AUTO_WARM_START: Mapping[str, str] = {"ce": "related", "cce": "cold"}
+#: "auto" takes "related" only after a meta-game that needed facial reduction (it then
+#: skips ``FACE_AFTER`` Newton iterations); before, it cost more than it saved (3^3-10^3).
+AUTO_RELATED_AFTER_FACE = True
 
 
 class MetaSolverSpec(NamedTuple):
@@ -184,8 +190,8 @@ class MetaSolverOptions:
       method: ``solvers.solve`` method ("auto", "newton", "gd", "cvxpy").
       max_iter: iteration cap of the iterative stage; None = the solver's default.
       face: ``solvers.solve``'s facial-reduction switch ("auto", "always", "never").
-      warm_start: "auto" (default: ``AUTO_WARM_START``, "related" for CEs and "cold"
-        for CCEs, as measured), "cold", "related" (the last solve's ``Solution`` as
+      warm_start: "auto" (default: ``AUTO_WARM_START``, "related" for CEs after a
+        meta-game that needed facial reduction, else "cold", as measured), "cold", "related" (the last solve's ``Solution`` as
         ``duals0``: ``solvers.related`` maps, scales and watches it, restarting cold when
         it does not pay) or "previous" (pad the last solve's duals with zeros for the new
         deviations; unwatched: on some Kuhn poker meta-games the padded duals make
@@ -334,7 +340,8 @@ class JPSROMetaSolver:
             meta = dict(self._last.meta, cached=True)
             meta["timings"] = dict(meta["timings"], total=time.perf_counter() - start)
             return self._last.dist.copy(), meta
-        record = _solve_meta_game(self.options, game, repeats, self._last, key, start)
+        with cf.blas_threads():
+            record = _solve_meta_game(self.options, game, repeats, self._last, key, start)
         self._last = record
         return record.dist.copy(), dict(record.meta)
 
@@ -360,8 +367,12 @@ def _initial_duals(
 ) -> tuple[np.ndarray | Solution | None, str]:
     padded = None
     mode = AUTO_WARM_START[options.concept] if options.warm_start == "auto" else options.warm_start
+    if options.warm_start == "auto" and mode == "related" and AUTO_RELATED_AFTER_FACE:
+        mode = mode if previous is not None and previous.solution is not None and previous.solution.info.get("face") else "cold"
     extends = previous is not None and mg.is_extension(previous.problem_game, problem_game)
-    if mode in ("previous", "related") and extends and previous.plain_duals:
+    related_start = mode == "related" and extends and previous.solution is not None
+    wanted = mode == "previous" or (mode == "related" and (options.warm_start_hook is not None or not related_start))
+    if wanted and extends and previous.plain_duals:
         # The previous duals clipped to the non-negative orthant (equalities found by
         # facial reduction may carry negative, free duals), zero on the new rows.
         padded = related.map_duals(previous.solution, problem_game.shape[1:], options.concept)
@@ -375,7 +386,7 @@ def _initial_duals(
                     f"warm_start_hook returned duals of shape {hooked.shape}; expected finite [{expected}]"
                 )
             return hooked, "hook"
-    if mode == "related" and extends and previous.solution is not None:
+    if related_start:
         # solvers.related maps, scales and watches the previous solution's duals.
         return previous.solution, "related"
     return padded, ("previous" if padded is not None else "cold")
@@ -399,8 +410,11 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0)
+    face_solver = FaceSolver(face_max_iter=options.max_iter) if not expanded else None  # keeps the face
+    solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0,
+                                                                face_solver)
     solve_time = time.perf_counter() - solve_start
+    face = face_solver.face if face_solver is not None and not fallback and solution.info.get("face") else None
 
     joint = clean_joint(solution.joint)
     dist = unexpand_joint(joint, repeats) if expanded else joint
@@ -408,7 +422,7 @@ def _solve_meta_game(
     gains = meta_game_gains(game, options.concept)
     scale = solvers.normalise(game).scale
     returned = cf.certify(gains, dist, solution, scale)
-    sparse = cf.sparsified(options, game, gains, selection, returned, scale, SPARSIFY_ROUNDS)
+    sparse = cf.sparsified(options, game, gains, selection, returned, scale, SPARSIFY_ROUNDS, face)
     sparsify_time = time.perf_counter() - sparsify_start
     dropped = 0
     if sparse is not None:

@@ -1,0 +1,271 @@
+"""``solvers.solve``'s facial-reduction path, keeping the face for the clean-up re-solves.
+
+On a hard-constraint problem whose optimum lies on a face of the simplex (most CE
+meta-games of 3-player Kuhn poker from 10x10x10 on), ``solvers.solve`` runs Newton for
+``FACE_AFTER`` iterations, then the facial-reduction LP (``solvers.face.minimal_face``,
+HiGHS), Newton on the face and ``lift_duals``, and forgets the face. JPSRO's clean-up
+(``_certified.sparsified``) then re-solves the same game with another target: the
+polytope ``{sigma in simplex: M sigma <= eps_hat}``, hence its minimal face, is the same,
+yet the library would take the ``FACE_AFTER`` iterations and the LP again (about half
+of the meta-solve time of those games, benchmarks/results/related_suite.md).
+
+``FaceSolver`` is a drop-in for ``solvers.solve`` (also as the ``solve_fn`` of
+``solvers.related.solve_related``) that runs the same stages on the Newton fast path and
+records the ``Face`` it computed (the LP with HiGHS's presolve on large games,
+``solvers.face.minimal_face_auto``); ``FaceSolver(reuse=face)`` solves another selection
+on the same game and eps_hat on that face without the LP when its certificate checks
+out against this game (``solvers.face.face_certified``: it proves every feasible joint
+zero off the face), else with the LP. Only certified results come from here: a stage that is not optimal
+hands the call to ``solvers.solve`` unchanged (its own LP, polish and status).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import solvers
+from solvers import kernels as kn
+from solvers import related
+from solvers.dual import DualProblem
+from solvers.face import Face, face_certified, lift_duals, minimal_face_auto
+from solvers.gains import check_concept
+from solvers.newton import NewtonOptions, newton_batch
+from solvers.selection import as_selection, resolve_selection
+from solvers.solution import Solution, Status
+
+__all__ = ["FaceSolver"]
+
+#: Fewest joint actions for which ``FaceSolver`` runs the stages itself; smaller games go
+#: to ``solvers.solve`` (there the LP costs a few ms: on 3-player Kuhn poker JPSRO the
+#: first CE meta-game that needs a face is 10x10x10, whose LP takes 0.15-0.25 s).
+MIN_JOINTS = 512
+#: ``solvers.newton`` status code of a certified stop (violation, KKT and duality gap <= tol).
+_NEWTON_OPTIMAL = 0
+
+
+class _Policy(NamedTuple):
+    """What ``solvers.solve`` decides its path by (``solvers.policy`` after the split of
+    ``solvers.api``; the constants of ``solvers.api`` before it)."""
+
+    gain_layout: Callable[..., Any]
+    auto_first_pass: Callable[..., int]
+    auto_matrix_free: Callable[..., bool]
+    newton_plan: Callable[..., Any]
+    newton_max_duals: int
+    face_after: int
+    newton_max_iter: int
+
+
+def _policy() -> _Policy:
+    try:
+        from solvers import policy as pol
+        from solvers.gains import gain_layout
+    except ImportError:
+        from solvers import api
+
+        return _Policy(api.gain_layout, api.auto_first_pass, api.auto_matrix_free, api.newton_plan,
+                       api.NEWTON_MAX_DUALS, api.FACE_AFTER, api.DEFAULT_MAX_ITER["newton"])
+    p = pol.DEFAULT_POLICY
+    return _Policy(gain_layout, pol.auto_first_pass, pol.auto_matrix_free, pol.newton_plan, p.newton_max_duals,
+                   p.face_after, p.newton_max_iter)
+
+
+@dataclass
+class FaceSolver:
+    """``solvers.solve(game, concept, selection, *, duals0, tol, max_iter, method, face,
+    polish, memory_budget, **selection_params)`` that keeps the facial-reduction LP's face.
+
+    Attributes:
+      reuse: a ``Face`` of this game's polytope (same payoffs, concept and ``eps_hat``):
+        used instead of the LP when ``face_certified`` accepts it.
+      face: the face of the last call that needed one (computed or reused), else None.
+      face_max_iter: cap of Newton on the face when ``face="always"`` (None: the
+        library's default cap). A related warm start's watched run passes a smaller
+        ``max_iter``; once the face is known, going on costs less than the cold restart
+        that would follow (its ``FACE_AFTER`` iterations, the LP again, then this cap).
+    """
+
+    reuse: Face | None = None
+    face: Face | None = None
+    face_max_iter: int | None = None
+
+    def __call__(self, game: Any, concept: str = "cce", selection: Any = "me", *, duals0: Any = None,
+                 tol: float = 1e-8, max_iter: int | None = None, method: str = "auto", face: str = "auto",
+                 polish: bool = True, memory_budget: Any = None, **selection_params: Any) -> Solution:
+        plain = duals0
+        if isinstance(duals0, np.ndarray) and np.issubdtype(duals0.dtype, np.floating):
+            # Restricted (face) duals are sign-free on the face's equalities; the library
+            # takes the non-negative part (NaN and shape errors are its to report).
+            plain = np.where(duals0 < 0, 0.0, duals0)
+        library = dict(duals0=plain, tol=tol, max_iter=max_iter, method=method, face=face, polish=polish,
+                       memory_budget=memory_budget, **selection_params)
+        if related.is_related(duals0):
+            return related.solve_related(self, game, concept, selection, duals0, tol=tol, max_iter=max_iter,
+                                         method=method, face=face, polish=polish, memory_budget=memory_budget,
+                                         **selection_params)
+        run = _plan(game, concept, selection, selection_params, method, face, memory_budget)
+        if run is None:
+            return solvers.solve(game, concept, selection, **library)
+        sol = _solve_stages(self, run, duals0, tol, max_iter, face)
+        return sol if sol is not None else solvers.solve(game, concept, selection, **library)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One game's normalised problem on the ELL layout (what ``refine_batch`` builds)."""
+
+    norm: Any  # solvers.NormalisedGame
+    concept: str
+    selection: solvers.Selection
+    layout: Any  # solvers.api.GainLayout
+    values: np.ndarray  # [1, |A|, c]
+    base: np.ndarray  # [1, |A|]
+    eps_hat: np.ndarray  # [1, N]
+    eps_plus: np.ndarray  # [1, N]
+    rho: np.ndarray  # [1]
+    policy: _Policy
+
+    def problem(self, base: np.ndarray, free: np.ndarray) -> DualProblem:
+        return DualProblem(self.layout.rows, self.values[0], self.layout.player, base[0], self.eps_hat[0],
+                           self.eps_plus[0], float(self.rho[0]), free[0])
+
+
+def _plan(game: Any, concept: str, selection: Any, selection_params: dict, method: str, face: str,
+          memory_budget: Any) -> _Run | None:
+    """The problem when ``solvers.solve`` would take its Newton fast path with facial
+    reduction (hard constraints, entropy, Newton alone, dense buffers within budget);
+    None otherwise (then ``solvers.solve`` itself runs)."""
+    if face == "never" or method not in ("auto", "newton"):
+        return None
+    sel = as_selection(selection, **selection_params)
+    if sel.objective != "entropy":
+        return None
+    payoffs = solvers.as_game(game)
+    concept = check_concept(concept)
+    shape = tuple(int(n) for n in payoffs.shape[1:])
+    if math.prod(shape) < MIN_JOINTS:
+        return None
+    norm = solvers.normalise(payoffs)
+    params = resolve_selection(sel, norm)
+    if not math.isinf(float(params.rho)):
+        return None
+    pol = _policy()
+    layout = pol.gain_layout(shape, concept)
+    num_players = payoffs.shape[0]
+    if (layout.num_constraints > pol.newton_max_duals
+            or (method == "auto" and (pol.auto_first_pass(concept, num_players, layout.num_constraints, True)
+                                      or pol.auto_matrix_free(shape, concept, face)))
+            or not pol.newton_plan(shape, concept, budget=memory_budget).fits):
+        return None
+    flat = np.ascontiguousarray(norm.payoffs.reshape(1, num_players, -1))
+    values = kn.gain_values_serial(flat, layout.slot_player, layout.dev)
+
+    def one(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+        # Fresh writable C arrays (Numba compiles read-only or broadcast views separately).
+        return np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), shape), order="C")
+
+    base = one(params.base_logits, (1, layout.rows.shape[0]))
+    eps_hat, eps_plus = one(params.eps_hat, (1, num_players)), one(params.eps_plus, (1, num_players))
+    return _Run(norm, concept, sel, layout, values, base, eps_hat, eps_plus, one(params.rho, (1,)), pol)
+
+
+def _newton(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, tol: float, cap: int):
+    return newton_batch(run.layout.rows, run.values, run.layout.player, base, run.eps_hat, run.eps_plus,
+                        run.rho, free, alpha, NewtonOptions(tol=tol, max_iter=cap), parallel=False)
+
+
+def _solve_stages(owner: FaceSolver, run: _Run, duals0: Any, tol: float, max_iter: int | None,
+                  face_mode: str) -> Solution | None:
+    """Newton (``face="auto"``: at most ``FACE_AFTER`` iterations), then the face (reused
+    or the LP) and Newton on it, as ``solvers.solve``; None when a stage is not certified."""
+    t_start = time.perf_counter()
+    num = run.layout.num_constraints
+    scale_rows = run.norm.scale[run.layout.player]
+    alpha = np.zeros((1, num))
+    if duals0 is not None:
+        duals = np.asarray(duals0, dtype=np.float64).reshape(-1)
+        if duals.shape != (num,) or not np.all(np.isfinite(duals)):
+            return None  # the library reports the bad duals0
+        alpha[0] = duals / scale_rows
+    cap = max_iter if max_iter is not None else run.policy.newton_max_iter
+    timings = {"gains": time.perf_counter() - t_start, "face": 0.0, "refine": 0.0}
+    no_free = np.zeros((1, num), dtype=bool)
+    iterations = 0
+    tokens: list[str] = []
+    if face_mode == "auto":
+        t0 = time.perf_counter()
+        res = _newton(run, run.base, no_free, alpha, tol, min(cap, run.policy.face_after))
+        timings["refine"] += time.perf_counter() - t0
+        iterations += int(res.iterations[0])
+        alpha = res.alpha
+        tokens.append("newton")
+        if int(res.status[0]) == _NEWTON_OPTIMAL:
+            return _solution(run, run.base, no_free, alpha, None, iterations, "newton", timings, t_start, tol)
+    t0 = time.perf_counter()
+    fc = owner.reuse
+    if fc is not None and not face_certified(run.problem(run.base, no_free), fc):
+        fc = None  # not this polytope's face: the LP
+    if fc is None:
+        try:
+            fc = minimal_face_auto(run.problem(run.base, no_free))
+        except RuntimeError:
+            return None
+    timings["face"] = time.perf_counter() - t0
+    if not fc.feasible:
+        return None
+    owner.face = fc
+    base = np.where(fc.support, run.base[0], -np.inf)[None]
+    free = fc.equalities[None].copy()
+    t0 = time.perf_counter()
+    if face_mode == "always":
+        cap = max(cap, owner.face_max_iter if owner.face_max_iter is not None else run.policy.newton_max_iter)
+    res = _newton(run, base, free, alpha, tol, cap)
+    timings["refine"] += time.perf_counter() - t0
+    iterations += int(res.iterations[0])
+    if int(res.status[0]) != _NEWTON_OPTIMAL:
+        return None
+    return _solution(run, base, free, res.alpha, fc, iterations, "+".join(tokens + ["face", "newton"]), timings,
+                     t_start, tol)
+
+
+def _solution(run: _Run, base: np.ndarray, free: np.ndarray, alpha: np.ndarray, fc: Face | None,
+              iterations: int, method: str, timings: dict, t_start: float, tol: float) -> Solution | None:
+    """The certified ``Solution`` of ``alpha`` (lifted off ``fc``), in payoff units as
+    ``solvers.solve`` builds it; None when the certificate misses ``tol`` or the payoff
+    units overflow (the library reports those)."""
+    t0 = time.perf_counter()
+    layout = run.layout
+    joint, gaps, eps, stats = kn.certify_serial(layout.rows, run.values, layout.player, base, run.eps_hat,
+                                                run.eps_plus, run.rho, free, alpha)
+    timings["certificate"] = time.perf_counter() - t0
+    violation, kkt, dgap, loss = (float(v) for v in stats[0])
+    if not (violation <= tol and abs(dgap) <= tol):
+        return None
+    restricted = alpha[0].copy()
+    duals = restricted
+    if fc is not None:
+        duals = lift_duals(run.problem(run.base, np.zeros_like(free)), fc, restricted)
+    scale = run.norm.scale
+    row_scale = scale[layout.player]
+    info: dict[str, Any] = {"violation": violation, "kkt": kkt, "face": fc is not None}
+    with np.errstate(over="ignore", invalid="ignore"):
+        payoff_duals = np.maximum(duals, 0.0) * row_scale
+        if fc is not None:
+            info["restricted_duals"] = restricted * row_scale
+        gaps_payoff, eps_payoff = gaps[0] / scale, eps[0] / scale
+    if not (np.all(np.isfinite(payoff_duals)) and np.all(np.isfinite(gaps_payoff))):
+        return None
+    joint = joint[0].reshape(tuple(run.norm.payoffs.shape[1:]))
+    timings["total"] = time.perf_counter() - t_start
+    return Solution(
+        joint=joint, marginals=tuple(solvers.marginals(joint)), duals=payoff_duals, eps=eps_payoff,
+        gap=float(gaps_payoff.max()), gaps=gaps_payoff, scale=scale, duality_gap=dgap, objective=loss - dgap,
+        iterations=int(iterations), timings=timings, status=Status.OPTIMAL, concept=run.concept,
+        selection=run.selection, method=method, info=info,
+    )
