@@ -31,10 +31,11 @@ import numpy as np
 
 import solvers
 from solvers import kernels as kn
+from solvers import policy as solver_policy
 from solvers import related
 from solvers.dual import DualProblem
 from solvers.face import Face, face_certified, lift_duals, minimal_face_auto
-from solvers.gains import check_concept
+from solvers.gains import check_concept, gain_layout
 from solvers.newton import NewtonOptions, newton_batch
 from solvers.selection import as_selection, resolve_selection
 from solvers.solution import Solution, Status
@@ -50,8 +51,7 @@ _NEWTON_OPTIMAL = 0
 
 
 class _Policy(NamedTuple):
-    """What ``solvers.solve`` decides its path by (``solvers.policy`` after the split of
-    ``solvers.api``; the constants of ``solvers.api`` before it)."""
+    """What ``solvers.solve`` decides its path by (``solvers.policy``, read when called)."""
 
     gain_layout: Callable[..., Any]
     auto_first_pass: Callable[..., int]
@@ -63,16 +63,9 @@ class _Policy(NamedTuple):
 
 
 def _policy() -> _Policy:
-    try:
-        from solvers import policy as pol
-        from solvers.gains import gain_layout
-    except ImportError:
-        from solvers import api
-
-        return _Policy(api.gain_layout, api.auto_first_pass, api.auto_matrix_free, api.newton_plan,
-                       api.NEWTON_MAX_DUALS, api.FACE_AFTER, api.DEFAULT_MAX_ITER["newton"])
-    p = pol.DEFAULT_POLICY
-    return _Policy(gain_layout, pol.auto_first_pass, pol.auto_matrix_free, pol.newton_plan, p.newton_max_duals,
+    p = solver_policy.DEFAULT_POLICY
+    return _Policy(gain_layout, solver_policy.auto_first_pass, solver_policy.auto_matrix_free,
+                   solver_policy.newton_plan, p.newton_max_duals,
                    p.face_after, p.newton_max_iter)
 
 
@@ -123,7 +116,7 @@ class _Run:
     norm: Any  # solvers.NormalisedGame
     concept: str
     selection: solvers.Selection
-    layout: Any  # solvers.api.GainLayout
+    layout: Any  # solvers.gains.GainLayout
     values: np.ndarray  # [1, |A|, c]
     base: np.ndarray  # [1, |A|]
     eps_hat: np.ndarray  # [1, N]
