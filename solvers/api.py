@@ -162,7 +162,7 @@ def solve(
     timings = {"validate": time.perf_counter() - t_start}
     res = refine_one(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, matrix_free,
                      timings, t_start)
-    return units.to_solutions(res, norm.scale[None], player, concept, sel, res.timings)[0]
+    return units.one_solution(res, norm.scale, player, concept, sel, res.timings)
 
 
 def _group_games(games: object) -> tuple[list[np.ndarray], np.ndarray | None]:

@@ -113,8 +113,11 @@ class SolutionBatch(Sequence[Solution]):
                     timings: Mapping[str, float], info: Mapping[str, object] | None = None) -> SolutionBatch:
         """A ``DualResult`` of games of one shape (``scale: [B, N]``, ``player: [K]``) in
         payoff units; ``timings`` per game, shared; ``info`` added to each game's info."""
-        return SolutionBatch.concat([(np.arange(scale.shape[0]), _payoff_group(
-            result, scale, player, concept, selection, timings, info))])
+        group = _payoff_group(result, scale, player, concept, selection, timings, info)
+        batch = SolutionBatch.concat([(np.arange(scale.shape[0]), group)])
+        for b in np.flatnonzero(~np.asarray(group.payoff.finite, dtype=bool)).tolist():
+            batch._solution(b)  # duals overflowing payoff units: built now, so the warning comes with the call
+        return batch
 
     @staticmethod
     def from_solutions(solutions: Sequence[Solution]) -> SolutionBatch:
