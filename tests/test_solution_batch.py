@@ -114,3 +114,28 @@ def test_status_honesty_matches_solution():
     rounded = SolutionBatch.from_result(pb.result._replace(duality_gap=dgap), pb.scale, pb.player, "cce",
                                         out[0].selection, {})
     assert rounded.duality_gap[0] == 0.0 == rounded[0].duality_gap and rounded.status[0] == "optimal"
+
+
+@pytest.mark.parametrize("factor", [1.0, 1e-200, 1e200])
+def test_one_solution_equals_the_batch_converter(factor):
+    """``units.one_solution`` (solve's converter, which skips np.errstate for moderate
+    scales) gives the Solution ``units.solution`` builds from the stacked arrays."""
+    from solvers.units import one_solution, solution
+
+    out = solve_batch(_games(5, 2) * factor, "ce")
+    pb = out.groups[0].payoff
+    res = pb.result._replace(joint=pb.result.joint[:1], alpha=pb.result.alpha[:1], eps=pb.result.eps[:1],
+                             gaps=pb.result.gaps[:1], violation=pb.result.violation[:1], kkt=pb.result.kkt[:1],
+                             duality_gap=pb.result.duality_gap[:1], objective=pb.result.objective[:1],
+                             iterations=pb.result.iterations[:1], status=pb.result.status[:1],
+                             stages=pb.result.stages[:1], face=pb.result.face[:1],
+                             restricted_alpha=pb.result.restricted_alpha[:1])
+    one = one_solution(res, pb.scale[0], pb.player, "ce", out[0].selection, {"total": 1.0})
+    ref = solution(pb, 0, "ce", out[0].selection, {"total": 1.0})
+    for name in ("joint", "duals", "eps", "gaps", "scale"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(ref, name))
+    for p in range(2):
+        np.testing.assert_allclose(one.marginals[p], ref.marginals[p], rtol=1e-15)
+    assert (one.gap, one.duality_gap, one.objective, one.iterations, one.status, one.method) == (
+        ref.gap, ref.duality_gap, ref.objective, ref.iterations, ref.status, ref.method)
+    assert dict(one.info) == dict(ref.info) and dict(one.timings) == {"total": 1.0}
