@@ -4,7 +4,9 @@ Both validate (``solvers.checks``), normalise (``solvers.game``, DESIGN §5), re
 selection (``solvers.selection``), turn warm-start duals into normalised units and hand
 the games to the stage boundary in normalised units: ``solvers.single.refine_one`` for
 one game, ``solvers.refine.refine_batch`` for a same-shape group. Each returns a
-``DualResult``, which ``solvers.units.to_solutions`` converts into frozen ``Solution``s.
+``DualResult``: ``solve`` converts it into a frozen ``Solution``
+(``solvers.units.one_solution``), ``solve_batch`` into a ``SolutionBatch`` (stacked
+payoff-unit arrays, ``Solution``s built on access; ``solvers.solution_batch``).
 Which stages run is ``solvers.policy``'s.
 
 ``duals0`` and ``Solution.duals`` are flat ``[K]`` vectors in payoff units (layout:
