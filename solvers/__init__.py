@@ -10,6 +10,7 @@ Layout, top down:
   the way ``solve`` runs it (compiled Newton fast path, matrix-free ``newton_cg``, the
   CVXPY reference models of ``cvx``);
 - ``units``: the one converter from a ``DualResult`` to frozen ``Solution``s (``solution``);
+  ``solution_batch``: ``SolutionBatch``, ``solve_batch``'s result as stacked arrays;
 - ``policy``: ``SolverPolicy``, the constants and rules of ``method="auto"``;
 - the leaves: ``gains`` (ELL layout), ``dual``, ``kernels``, ``newton``, ``gradient``,
   ``face``, ``matrix_free``, ``newton_cg``, ``memory``, ``related``, ``lp``, ``cvx``.
@@ -30,6 +31,7 @@ from solvers.ratings import Rating, rate, ratings
 from solvers.refine import refine_batch
 from solvers.selection import PRESETS, Selection, as_selection, resolve_selection
 from solvers.solution import Solution, Status
+from solvers.solution_batch import SolutionBatch
 from solvers.symmetry import check_symmetry, find_symmetries
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Rating",
     "Selection",
     "Solution",
+    "SolutionBatch",
     "Status",
     "as_game",
     "as_selection",

@@ -4,7 +4,9 @@ Both validate (``solvers.checks``), normalise (``solvers.game``, DESIGN §5), re
 selection (``solvers.selection``), turn warm-start duals into normalised units and hand
 the games to the stage boundary in normalised units: ``solvers.single.refine_one`` for
 one game, ``solvers.refine.refine_batch`` for a same-shape group. Each returns a
-``DualResult``, which ``solvers.units.to_solutions`` converts into frozen ``Solution``s.
+``DualResult``: ``solve`` converts it into a frozen ``Solution``
+(``solvers.units.one_solution``), ``solve_batch`` into a ``SolutionBatch`` (stacked
+payoff-unit arrays, ``Solution``s built on access; ``solvers.solution_batch``).
 Which stages run is ``solvers.policy``'s.
 
 ``duals0`` and ``Solution.duals`` are flat ``[K]`` vectors in payoff units (layout:
@@ -51,6 +53,7 @@ from solvers.refine import DualResult, RefineResult, refine_batch
 from solvers.selection import Selection, resolve_batch, resolve_cached
 from solvers.single import refine_one
 from solvers.solution import Solution
+from solvers.solution_batch import SolutionBatch
 from solvers.symmetry import joint_asymmetry, resolve_symmetry
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "GainLayout",
     "NewtonPlan",
     "RefineResult",
+    "SolutionBatch",
     "auto_first_order",
     "auto_first_pass",
     "auto_matrix_free",
@@ -67,6 +71,7 @@ __all__ = [
     "check_method",
     "gain_layout",
     "newton_plan",
+    "normalised_batch",
     "normalised_duals",
     "refine_batch",
     "solve",
@@ -183,8 +188,8 @@ def solve(
     timings = {"validate": time.perf_counter() - t_start}
     res = refine_one(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, matrix_free,
                      timings, t_start, symmetry=groups)
-    return units.to_solutions(res, norm.scale[None], player, concept, sel, res.timings,
-                              _symmetry_info(res, groups, symmetry))[0]
+    return units.one_solution(res, norm.scale, player, concept, sel, res.timings,
+                              _symmetry_info(res, groups, symmetry))
 
 
 def _symmetry_info(res: DualResult, groups: tuple[tuple[int, ...], ...], symmetry: object) -> dict[str, object] | None:
@@ -252,7 +257,7 @@ def _stage_timings(timings: Mapping[str, float], extra: Mapping[str, float] | No
     return out
 
 
-def solve_normalised(
+def normalised_batch(
     norm: NormalisedGame,
     concept: str,
     selection: Selection,
@@ -268,9 +273,9 @@ def solve_normalised(
     prep: float = 0.0,
     extra: Mapping[str, float] | None = None,
     info: Mapping[str, object] | None = None,
-) -> list[Solution]:
-    """Games of one shape, normalised once, to ``Solution``s: the normalised-units entry of
-    ``solve_batch`` and the NES pipeline (checked options, as ``solve_batch``'s).
+) -> SolutionBatch:
+    """Games of one shape, normalised once, to a ``SolutionBatch``: the normalised-units
+    entry of ``solve_batch`` (checked options, as ``solve_batch``'s).
 
     Args:
       norm: ``[B, N, A1..AN]`` normalised games (``solvers.game.normalise_batch`` or
@@ -295,8 +300,8 @@ def solve_normalised(
         res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face, polish=polish,
                            memory_budget=memory_budget)
         timings.update({k: v / num_games for k, v in res.timings.items()})
-        return units.to_solutions(res, norm.scale, layout.player, concept, selection, _stage_timings(timings, extra),
-                                  info)
+        return SolutionBatch.from_result(res, norm.scale, layout.player, concept, selection,
+                                         _stage_timings(timings, extra), info)
     if method == "newton":
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
     matrix_free = selection.objective != "gini" and (method == "newton-cg" or (
@@ -312,7 +317,14 @@ def solve_normalised(
         sols += units.to_solutions(res, norm.scale[b:b + 1], player, concept, selection,
                                    _stage_timings(res.timings, extra), info)
         t_start = time.perf_counter()
-    return sols
+    return SolutionBatch.from_solutions(sols)
+
+
+def solve_normalised(norm: NormalisedGame, concept: str, selection: Selection, alpha0: np.ndarray | None = None,
+                     **options: object) -> list[Solution]:
+    """``normalised_batch`` as a list of ``Solution``s (the NES pipeline's entry, which
+    edits the list)."""
+    return list(normalised_batch(norm, concept, selection, alpha0, **options))
 
 
 def solve_batch(
@@ -329,7 +341,7 @@ def solve_batch(
     memory_budget: int | str | None = None,
     symmetry: str | Sequence[Sequence[int]] | None = None,
     **selection_params: object,
-) -> list[Solution]:
+) -> SolutionBatch:
     """``solve`` for many games at once, in parallel over games of the same shape.
 
     Args:
@@ -342,15 +354,17 @@ def solve_batch(
         per game) each game is solved as ``solve`` does.
 
     Returns:
-      A list of ``B`` ``Solution`` in input order. ``timings`` are per game (the group's
-      stage times divided by its size).
+      A ``SolutionBatch``: ``B`` ``Solution``s in input order, as a read-only sequence
+      (each built on first access) and as stacked arrays (``joints``, ``duals``,
+      ``status``, ...). ``timings`` are per game (the group's stage times divided by its
+      size).
     """
     if related.has_related(duals0):
         if symmetry is not None:
             raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
-        return related.solve_batch_related(solve_batch, games, concept, selection, duals0, tol=tol, max_iter=max_iter,
-                                           method=method, face=face, polish=polish, memory_budget=memory_budget,
-                                           **selection_params)
+        return SolutionBatch.from_solutions(related.solve_batch_related(
+            solve_batch, games, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method, face=face,
+            polish=polish, memory_budget=memory_budget, **selection_params))
     game_list, whole = _group_games(games)
     concept, sel, method, tol, max_iter, face = check_options(
         concept, selection, selection_params, method, tol, max_iter, face
@@ -360,15 +374,15 @@ def solve_batch(
         memory_budget = memory.parse_bytes(memory_budget)
     duals_list = _duals_list(duals0, game_list, whole is not None)
     if sel.objective == "gini" or method in ("cvxpy", "newton-cg") or symmetry is not None:
-        return [
+        return SolutionBatch.from_solutions([
             solve(g, concept, sel, duals0=d, tol=tol, max_iter=max_iter, method=method, face=face, polish=polish,
                   memory_budget=memory_budget, symmetry=symmetry)
             for g, d in zip(game_list, duals_list, strict=True)
-        ]
+        ])
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, g in enumerate(game_list):
         groups.setdefault(g.shape, []).append(i)
-    out: list[Solution] = [None] * len(game_list)  # type: ignore[list-item]
+    parts: list[tuple[list[int], SolutionBatch]] = []
     for gshape, idx in groups.items():
         t_group = time.perf_counter()
         if method == "newton":  # before the gain layout is built
@@ -382,9 +396,7 @@ def solve_batch(
         player = (constraint_player(tuple(gshape[1:]), concept) if per_game
                   else gain_layout(tuple(gshape[1:]), concept).player)
         alpha0 = normalised_duals(duals_list, idx, norm.scale, player)
-        sols = solve_normalised(norm, concept, sel, alpha0, method=method, tol=tol, max_iter=max_iter, face=face,
-                                polish=polish, memory_budget=memory_budget, per_game=per_game,
-                                prep=time.perf_counter() - t_group)
-        for i, sol in zip(idx, sols, strict=True):
-            out[i] = sol
-    return out
+        parts.append((idx, normalised_batch(norm, concept, sel, alpha0, method=method, tol=tol, max_iter=max_iter,
+                                            face=face, polish=polish, memory_budget=memory_budget, per_game=per_game,
+                                            prep=time.perf_counter() - t_group)))
+    return parts[0][1] if len(parts) == 1 else SolutionBatch.concat(parts)

@@ -188,13 +188,16 @@ def normalise_batch(games: np.ndarray) -> NormalisedGame:
     top = np.maximum(np.abs(hi), np.abs(lo))
     tiny = half <= (0.5 * CONSTANT_ULPS * _EPS) * top
     centre = 0.5 * hi + 0.5 * lo
-    dev = flat - centre[..., None]  # exact when G_p = x + offset with a large offset
-    radius = np.abs(dev).max(axis=-1)
+    # max |G - c|: subtracting c is monotone in floating point, so the extremes of
+    # ``G - c`` are ``hi - c`` and ``lo - c`` (no pass over the payoffs).
+    radius = np.maximum(hi - centre, centre - lo)
     tiny |= radius == 0.0
     safe_radius = np.where(tiny, 1.0, radius)
-    unit = dev / safe_radius[..., None]  # in [-1, 1]
-    mean_unit = unit.mean(axis=-1)
-    centred = unit - mean_unit[..., None]
+    # One buffer, edited in place (the batch path runs on thousands of games at once).
+    centred = flat - centre[..., None]  # exact when G_p = x + offset with a large offset
+    centred /= safe_radius[..., None]  # in [-1, 1]
+    mean_unit = centred.mean(axis=-1)
+    centred -= mean_unit[..., None]
     norm = np.sqrt(np.einsum("bpj,bpj->bp", centred, centred))
     tiny |= norm == 0.0
     factor = np.sqrt(num_joint) / np.where(tiny, 1.0, norm)
@@ -207,7 +210,10 @@ def normalise_batch(games: np.ndarray) -> NormalisedGame:
             "normalisation factor sqrt(|A|) / spread overflows float64 (its duals and scale in "
             "payoff units cannot be represented); multiply the game by a larger factor"
         )
-    payoffs = np.where(tiny[..., None], 0.0, centred * factor[..., None])
+    centred *= factor[..., None]
+    if tiny.any():
+        centred[tiny] = 0.0
+    payoffs = centred
     offset = centre + np.where(tiny, 0.0, radius) * mean_unit
     return NormalisedGame(payoffs.reshape(games.shape), scale, offset)
 

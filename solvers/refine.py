@@ -200,6 +200,17 @@ def _plan_passes(method: str, first_pass: int, plan: pol.NewtonPlan | None, face
     return solver, passes
 
 
+def _stage_tuples(stages: list[list[str]], solver: Stage) -> tuple[tuple[str, ...], ...]:
+    """Each game's stages as a tuple (``(solver,)`` for a game no pass ran), one shared
+    tuple per distinct sequence (a batch has a handful)."""
+    seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+    out = []
+    for s in stages:
+        key = tuple(s) if s else (solver,)
+        out.append(seen.setdefault(key, key))
+    return tuple(out)
+
+
 def refine_batch(
     payoffs: np.ndarray,
     concept: str,
@@ -315,7 +326,9 @@ def refine_batch(
         apply_faces(np.flatnonzero(hard))
     iterations = np.zeros(num_games, dtype=np.int64)
     status = np.full(num_games, MAX_ITER, dtype=np.int64)
-    stages: list[list[str]] = [[Stage.FACE] if used_face[b] else [] for b in range(num_games)]
+    stages: list[list[str]] = [[] for _ in range(num_games)]
+    for b in np.flatnonzero(used_face).tolist():
+        stages[b].append(Stage.FACE)
     for stage in passes:
         todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
         if stage.face_first:
@@ -340,9 +353,7 @@ def refine_batch(
         # the previous stage's status (and is not credited to Newton if it took no step).
         ran = res.status != BLOCK_LIMIT
         status[todo[ran]] = res.status[ran]
-        for j, b in enumerate(todo):
-            if not ran[j] and res.iterations[j] == 0:
-                continue
+        for b in todo[ran | (res.iterations != 0)].tolist():  # the games credited with this pass
             if not stages[b] or stages[b][-1] is not stage.solver:
                 stages[b].append(stage.solver)
 
@@ -352,7 +363,7 @@ def refine_batch(
     timings["certificate"] = time.perf_counter() - t0
     violation, kkt, dgap, loss = stats[:, 0].copy(), stats[:, 1].copy(), stats[:, 2].copy(), stats[:, 3]
     objective = loss - dgap
-    statuses = [_SOLVER_STATUS[int(s)] for s in status]
+    statuses = [_SOLVER_STATUS[s] for s in status.tolist()]
     for b in np.flatnonzero(infeasible):
         # No primal point: the dual values certify nothing.
         statuses[b] = Status.INFEASIBLE
@@ -391,6 +402,6 @@ def refine_batch(
     timings["total"] = time.perf_counter() - t_start
     return DualResult(
         joint.reshape((num_games,) + shape), alpha, eps, gaps, violation, kkt, dgap, objective,
-        iterations, tuple(statuses), tuple(tuple(s) if s else (solver,) for s in stages), used_face, timings,
+        iterations, tuple(statuses), _stage_tuples(stages, solver), used_face, timings,
         restricted_alpha,
     )

@@ -35,6 +35,12 @@ def _newton_opts(tol: float, max_iter: int) -> np.ndarray:
     return options_array(NewtonOptions(tol=tol, max_iter=max_iter))
 
 
+_NEWTON_OPTIMAL = (Status.OPTIMAL,)
+_NEWTON_STAGES = ((Stage.NEWTON,),)
+_NO_FACE = np.zeros(1, dtype=bool)
+_NO_FACE.flags.writeable = False
+
+
 def _one(joint, alpha, eps, gaps, violation, kkt, dgap, objective, iterations, status: Status,
          stages: tuple[str, ...], face, timings, info=None) -> DualResult:
     """A ``DualResult`` of one game from its unbatched parts."""
@@ -130,8 +136,12 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
         timings["refine"] = time.perf_counter() - t0
         if int(stats[1]) == OPTIMAL:
             timings["total"] = time.perf_counter() - t_start
-            return _one(joint.reshape(shape), alpha, eps, gaps, stats[2], stats[3], stats[4], stats[5] - stats[4],
-                        int(stats[0]), Status.OPTIMAL, (Stage.NEWTON,), False, timings)
+            # stats = (iterations, status, violation, kkt, duality gap, loss): [B = 1] views.
+            return DualResult(
+                joint.reshape((1,) + shape), alpha[None], eps[None], gaps[None], stats[2:3], stats[3:4], stats[4:5],
+                stats[5:6] - stats[4:5], stats[0:1].astype(np.int64), _NEWTON_OPTIMAL, _NEWTON_STAGES, _NO_FACE,
+                timings,
+            )
         # Not optimal: the same problem through the stages, from where Newton stopped.
         prefix, done = (Stage.NEWTON,), int(stats[0])
         alpha0 = alpha

@@ -12,7 +12,16 @@ import numpy as np
 
 from solvers.selection import Selection
 
-__all__ = ["JOINT_SUM_TOL", "DUALITY_GAP_ROUNDING", "Status", "Solution", "optimality_defect", "stack_solutions"]
+__all__ = [
+    "JOINT_SUM_TOL",
+    "DUALITY_GAP_ROUNDING",
+    "Status",
+    "Solution",
+    "build_solution",
+    "defect_of",
+    "optimality_defect",
+    "stack_solutions",
+]
 
 #: An "optimal" joint sums to 1 within this (softmax sums are exact to ~1e-15).
 JOINT_SUM_TOL = 1e-10
@@ -153,6 +162,17 @@ class Solution:
         )
 
 
+def build_solution(fields: dict[str, object]) -> Solution:
+    """``Solution(**fields)`` for the converters (``solvers.units``): the same checks and
+    read-only mappings (``__post_init__``), without the frozen dataclass ``__init__``'s
+    per-field ``object.__setattr__`` (a measurable share of a small game's ``solve``).
+    ``fields`` names every field; it is taken over, not copied."""
+    sol = object.__new__(Solution)
+    sol.__dict__.update(fields)
+    sol.__post_init__()
+    return sol
+
+
 _SMALL = 64
 
 
@@ -164,7 +184,13 @@ def _all_finite(array: np.ndarray) -> bool:
 
 def optimality_defect(sol: Solution) -> str | None:
     """Why ``sol`` cannot be labelled optimal (None when it can); see ``Solution``."""
-    joint = sol.joint
+    return defect_of(sol.joint, sol.gap, sol.gaps, sol.eps, sol.duality_gap, sol.objective)
+
+
+def defect_of(joint: np.ndarray, gap: float, gaps: np.ndarray, eps: np.ndarray, duality_gap: float,
+              objective: float) -> str | None:
+    """``optimality_defect`` of a solution's parts (``duality_gap`` after the rounding
+    ``Solution`` applies): the one rule, also for ``solvers.solution_batch``."""
     if joint.size <= _SMALL:  # Python floats beat NumPy's reductions on small arrays
         values = joint.ravel().tolist()
         total, low = math.fsum(values), min(values)
@@ -174,14 +200,14 @@ def optimality_defect(sol: Solution) -> str | None:
         return f"joint sums to {total!r}, not 1 (within {JOINT_SUM_TOL:g})"
     if not low >= 0.0:
         return f"joint has a negative entry {low!r}"
-    if not (math.isfinite(sol.gap) and _all_finite(sol.gaps)):
-        return f"gap is not finite (gaps {sol.gaps!r}); payoff-unit gaps overflow float64"
-    if not _all_finite(sol.eps):
-        return f"eps is not finite ({sol.eps!r}); payoff-unit eps overflows float64"
-    if not math.isfinite(sol.duality_gap) or sol.duality_gap < 0.0:
-        return f"duality gap {sol.duality_gap!r} is not a finite non-negative number"
-    if not math.isfinite(sol.objective):
-        return f"objective {sol.objective!r} is not finite"
+    if not (math.isfinite(gap) and _all_finite(gaps)):
+        return f"gap is not finite (gaps {gaps!r}); payoff-unit gaps overflow float64"
+    if not _all_finite(eps):
+        return f"eps is not finite ({eps!r}); payoff-unit eps overflows float64"
+    if not math.isfinite(duality_gap) or duality_gap < 0.0:
+        return f"duality gap {duality_gap!r} is not a finite non-negative number"
+    if not math.isfinite(objective):
+        return f"objective {objective!r} is not finite"
     return None
 
 
@@ -194,6 +220,9 @@ def stack_solutions(solutions: Sequence[Solution]) -> dict[str, np.ndarray]:
     """
     if not solutions:
         raise ValueError("no solutions to stack")
+    arrays = getattr(solutions, "arrays", None)  # a SolutionBatch stacks without building Solutions
+    if callable(arrays):
+        return arrays()
     shapes = {sol.joint.shape for sol in solutions}
     if len(shapes) > 1:
         raise ValueError(f"solutions of one game shape are stacked; got shapes {sorted(shapes)}")

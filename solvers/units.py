@@ -8,6 +8,7 @@ from views into them, and ``to_solutions`` does so for every game.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -19,9 +20,9 @@ from solvers import kernels as kn
 from solvers.game import marginals
 from solvers.refine import DualResult
 from solvers.selection import Selection
-from solvers.solution import Solution
+from solvers.solution import Solution, build_solution
 
-__all__ = ["PayoffBatch", "payoff_batch", "payoff_duals", "solution", "to_solutions"]
+__all__ = ["PayoffBatch", "one_solution", "payoff_batch", "payoff_duals", "solution", "to_solutions"]
 
 
 def payoff_duals(alpha: np.ndarray, row_scale: np.ndarray, info: dict) -> np.ndarray:
@@ -123,12 +124,12 @@ def solution(
         diagnostics.update(res.info[b])
     if info:
         diagnostics.update(info)
-    return Solution(
+    return build_solution(dict(
         joint=res.joint[b], marginals=tuple(m[b] for m in batch.margins), duals=duals, eps=batch.eps[b],
         gap=batch.gap[b], gaps=batch.gaps[b], scale=batch.scale[b], duality_gap=batch.duality_gap[b],
         objective=batch.objective[b], iterations=batch.iterations[b], timings=timings, status=res.status[b],
         concept=concept, selection=selection, method="+".join(res.stages[b]), info=diagnostics,
-    )
+    ))
 
 
 def to_solutions(
@@ -145,45 +146,65 @@ def to_solutions(
     to each game's ``Solution.info``."""
     shared = MappingProxyType(dict(timings))
     if scale.shape[0] == 1:  # solve()'s case: the same conversions on unbatched arrays
-        return [_one_solution(result, scale[0], player, concept, selection, shared, info)]
+        return [one_solution(result, scale[0], player, concept, selection, shared, info)]
     batch = payoff_batch(result, scale, player)
     return [solution(batch, b, concept, selection, shared, info) for b in range(scale.shape[0])]
 
 
-def _one_solution(
+#: Scales within these bounds cannot overflow a product or quotient of moderate normalised
+#: values, so ``one_solution`` skips ``np.errstate`` (which costs more than the arithmetic).
+_SAFE_SCALE = (1e-100, 1e100)
+
+
+def one_solution(
     res: DualResult,
     scale: np.ndarray,
     player: np.ndarray,
     concept: str,
     selection: Selection,
     timings: Mapping[str, float],
-    info: Mapping[str, object] | None,
+    info: Mapping[str, object] | None = None,
 ) -> Solution:
     """``solution(payoff_batch(res, scale[None], player), 0, ...)`` for a result of one game
     (``scale: [N]``), without the batch bookkeeping (``solve`` on a small game takes
-    microseconds)."""
+    microseconds). ``timings`` is the Solution's own (not copied when read-only)."""
     joint = res.joint[0]
-    with np.errstate(over="ignore", invalid="ignore"):
+    lo, hi = _SAFE_SCALE
+    scale_values = scale.tolist()
+    row_scale = scale[player]
+    if lo < min(scale_values) and max(scale_values) < hi:
         gaps = res.gaps[0] / scale
         eps = res.eps[0] / scale
-    margins = (joint.sum(axis=1), joint.sum(axis=0)) if joint.ndim == 2 else marginals(joint)
+        duals = res.alpha[0] * row_scale
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            gaps = res.gaps[0] / scale
+            eps = res.eps[0] / scale
+            duals = res.alpha[0] * row_scale
+    if joint.ndim == 2:
+        margins = (np.add.reduce(joint, 1), np.add.reduce(joint, 0))
+    else:
+        margins = marginals(joint)
     face = res.face is not None and bool(res.face[0])
     if res.kkt is None:
         diagnostics: dict[str, object] = {"violation": float(res.violation[0])}
     else:
         diagnostics = {"violation": float(res.violation[0]), "kkt": float(res.kkt[0]), "face": face}
-    row_scale = scale[player]
     if face and res.restricted_alpha is not None:
         with np.errstate(over="ignore", invalid="ignore"):
             diagnostics["restricted_duals"] = res.restricted_alpha[0] * row_scale
-    duals = payoff_duals(res.alpha[0], row_scale, diagnostics)
+    if not kn.all_finite(duals):
+        duals = payoff_duals(res.alpha[0], row_scale, diagnostics)
     if res.info is not None:
         diagnostics.update(res.info[0])
     if info:
         diagnostics.update(info)
-    return Solution(
-        joint=joint, marginals=margins, duals=duals, eps=eps, gap=float(gaps.max()), gaps=gaps, scale=scale,
+    gap_values = gaps.tolist()
+    gap = max(gap_values) if all(map(math.isfinite, gap_values)) else float(gaps.max())  # NaN as np.max
+    return build_solution(dict(
+        joint=joint, marginals=margins, duals=duals, eps=eps, gap=gap, gaps=gaps, scale=scale,
         duality_gap=float(res.duality_gap[0]), objective=float(res.objective[0]), iterations=int(res.iterations[0]),
-        timings=timings, status=res.status[0], concept=concept, selection=selection, method="+".join(res.stages[0]),
+        timings=timings if type(timings) is MappingProxyType else MappingProxyType(dict(timings)),
+        status=res.status[0], concept=concept, selection=selection, method="+".join(res.stages[0]),
         info=diagnostics,
-    )
+    ))
