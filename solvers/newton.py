@@ -122,12 +122,10 @@ class DualSolveResult(NamedTuple):
 # Reassociation lets the row dot products vectorise; NaN/inf semantics are kept so the
 # pivot test still catches a broken factorisation.
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def cholesky_solve(mat, lam, rhs, low, out):
-    """Solves ``(mat + lam I) out = rhs`` by Cholesky; False when not positive definite.
-
-    ``mat, low: [n, n]`` (``low`` is scratch), ``rhs, out: [n]``.
-    """
-    n = rhs.shape[0]
+def cholesky_factor(mat, lam, low):
+    """``low low^T = mat + lam I`` (lower triangle of ``low: [n, n]`` written); False when
+    not positive definite."""
+    n = mat.shape[0]
     for j in range(n):
         s = mat[j, j] + lam
         for k in range(j):
@@ -142,6 +140,18 @@ def cholesky_solve(mat, lam, rhs, low, out):
             for k in range(j):
                 s -= low[i, k] * low[j, k]
             low[i, j] = s / d
+    return True
+
+
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def cholesky_solve(mat, lam, rhs, low, out):
+    """Solves ``(mat + lam I) out = rhs`` by Cholesky; False when not positive definite.
+
+    ``mat, low: [n, n]`` (``low`` is scratch), ``rhs, out: [n]``.
+    """
+    if not cholesky_factor(mat, lam, low):
+        return False
+    n = rhs.shape[0]
     for i in range(n):
         s = rhs[i]
         for k in range(i):

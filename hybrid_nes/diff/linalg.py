@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from solvers import kernels as kn
-from solvers.newton import cholesky_solve
+from solvers.newton import cholesky_factor, cholesky_solve
 
 __all__ = ["CHOLESKY_MIN_PIVOT", "TIKHONOV_DELTA", "TIKHONOV_STEPS", "free_hessian", "psd_inverse", "psd_solve"]
 
@@ -83,26 +83,6 @@ def psd_solve(hess: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _cholesky(mat, lam, low):
-    """``low low^T = mat + lam I`` (``solvers.newton.cholesky_solve``'s pivot rule)."""
-    n = mat.shape[0]
-    for j in range(n):
-        s = mat[j, j] + lam
-        for k in range(j):
-            s -= low[j, k] * low[j, k]
-        if not s > 1e-13 * (abs(mat[j, j]) + lam) or s <= 0.0:
-            return False
-        d = np.sqrt(s)
-        low[j, j] = d
-        for i in range(j + 1, n):
-            s = mat[i, j]
-            for k in range(j):
-                s -= low[i, k] * low[j, k]
-            low[i, j] = s / d
-    return True
-
-
-@numba.njit(cache=True)
 def _cholesky_inverse(low, out):
     """``out = (low low^T)^{-1}``."""
     n = low.shape[0]
@@ -128,7 +108,7 @@ def _inverse_kernel(hess, min_pivot, out):
     """``out = hess^{-1}`` by Cholesky; False when a pivot ratio is below ``min_pivot``."""
     n = hess.shape[0]
     low = np.zeros((n, n))
-    if not _cholesky(hess, 0.0, low):
+    if not cholesky_factor(hess, 0.0, low):
         return False
     lo = np.inf
     hi = 0.0
