@@ -284,9 +284,9 @@ test every 1,000 steps), JAX float32 (x64 off, as installed), JIT compilation in
 solve first, as in the main table). "polarix gap (norm.)" is its joint's CE gap
 recomputed in float64 by `eval_suite.normalised_ce_gap` (our normalised units, the
 units of the "ours" gap), "(payoff)" the same in payoff units; "polarix own gap" is
-the gap polarix reports for itself (payoff units, float32). L1 / max abs: distance between the joints (polarix's renormalised to
-sum 1 in float64); H: entropy in nats. XLA uses its own CPU threads (not limited by
-OPENBLAS_NUM_THREADS).
+the gap polarix reports for itself (payoff units, float32). L1 / max abs: distance
+between the joints (polarix's renormalised to sum 1 in float64); H: entropy in nats.
+XLA uses its own CPU threads (not limited by OPENBLAS_NUM_THREADS).
 """
 
 
