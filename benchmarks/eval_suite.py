@@ -12,8 +12,8 @@ test every 1,000) solves the same ME-CE games, built by ``polarix.agent_vs_task_
 from the same score matrix (players [task, agent, agent], "ptp"), in its own subprocess
 under ``--polarix-cap``; ours is solved again in another. Reported: both wall times, its
 joint's CE gap in our normalised units (``normalised_ce_gap``), the L1 / max-abs distance
-and entropy difference to our joint (``compare_joints``). polarix is in the ``bench``
-extra; it brings altair 5, pandas, chex and distrax, which needs ``jax>=0.7`` and
+and entropy difference to our joint (``compare_joints``). polarix is in the ``compare``
+extra (``pip install -e ".[compare]"``), not in the default set-up; it brings altair 5, pandas, chex and distrax, which needs ``jax>=0.7`` and
 ``tfp-nightly`` (``pip check`` clean with this venv's jax 0.10.2).
 
     python -m benchmarks.eval_suite [--sizes 8x10,20x30,...] [--cap 120] [--blas-threads 1]
