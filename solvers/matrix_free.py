@@ -38,6 +38,13 @@ BLOCK_FLOPS = 6e10
 #: 2-player 256x256 CE cost more than the CG iterations they save
 #: (benchmarks/results/eval_suite.md).
 BLOCK_MAX_ACTIONS = 200
+#: ``MatrixFreeGame.dense_hessian_ok``: the sparse gains of the free rows hold at most
+#: this many entries (12 bytes each) ...
+DENSE_NNZ = 10_000_000
+#: ... and their product ``A_S diag(sigma) A_S^T`` costs at most this many multiply-adds
+#: (``sum_a S(a)^2``, ``S(a)`` the free rows nonzero at joint action ``a``; SciPy's sparse
+#: product runs at about 1e8 per second).
+DENSE_FLOPS = 5e7
 
 
 class MatrixFreeGame:
@@ -159,6 +166,72 @@ class MatrixFreeGame:
             m = s.sum(axis=0)
             return (g * g) @ m - 2.0 * (g @ sg.sum(axis=0)) + sgg.sum()
         return (s @ (g * g).T - 2.0 * (sg @ g.T) + sgg[:, None]).T  # [dev, rec]
+
+    def gain_rows(self, rows: np.ndarray):
+        """The deviation gains of ``rows`` (sorted flat row indices ``[S]``) as a
+        ``scipy.sparse.csr_matrix [S, |A|]``: a CE row ``(p, dev, rec)`` holds its
+        ``|A| / A_p`` entries where ``a_p = rec``, a CCE row all ``|A|``."""
+        import scipy.sparse as sp
+
+        rows = np.asarray(rows, dtype=np.int64)
+        flat = np.arange(self.num_joint)
+        vals, cols, lens = [], [], []
+        for p in range(self.num_players):
+            lo, hi = self.offsets[p], self.offsets[p + 1]
+            sel = rows[(rows >= lo) & (rows < hi)] - lo
+            if sel.size == 0:
+                continue
+            g = self.payoffs[p]
+            perm = self._front(flat, p)  # [A_p, R] flat joint indices
+            if self.concept == "cce":
+                v = g[sel][:, None, :] - g[None, :, :]
+                c = np.broadcast_to(perm, v.shape)
+            else:
+                dev, rec = np.divmod(self._offdiag[p][sel], self.shape[p])
+                v = g[dev] - g[rec]
+                c = perm[rec]
+            vals.append(v.reshape(sel.size, -1).ravel())
+            cols.append(np.ascontiguousarray(c).reshape(sel.size, -1).ravel())
+            lens.append(np.full(sel.size, v[0].size))
+        if not lens:
+            return sp.csr_matrix((0, self.num_joint))
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(lens))])
+        return sp.csr_matrix((np.concatenate(vals), np.concatenate(cols), indptr),
+                             shape=(indptr.size - 1, self.num_joint))
+
+    def hessian_rows(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``H[rows][:, rows]`` dense ``[S, S]``: ``A_S diag(sigma) A_S^T - mean_S mean_S^T``
+        plus ``curv_p`` within each player (one sparse product, ``sum_a S(a)^2`` flops
+        where ``S(a)`` is the number of ``rows`` nonzero at ``a``)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        m = self.gain_rows(rows)
+        h = (m @ m.multiply(np.asarray(sigma).reshape(1, -1)).T.tocsr()).toarray()
+        ms = mean[rows]
+        h -= np.outer(ms, ms)
+        if np.any(curv):
+            pl = self.player[rows]
+            h += np.where(pl[:, None] == pl[None, :], curv[pl][:, None], 0.0)
+        return h
+
+    def dense_hessian_ok(self, rows: np.ndarray, max_rows: int) -> bool:
+        """Whether ``hessian_rows(rows)`` is within ``max_rows``, ``DENSE_NNZ`` and
+        ``DENSE_FLOPS`` (counted exactly from the rows' players and recommendations)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0 or rows.size > max_rows:
+            return False
+        pl = self.player[rows]
+        if self.concept == "cce":
+            return rows.size * self.num_joint <= DENSE_NNZ and rows.size ** 2 * self.num_joint <= DENSE_FLOPS
+        nnz = int(sum(np.count_nonzero(pl == p) * (self.num_joint // n) for p, n in enumerate(self.shape)))
+        # S(a) = sum_p c_p[a_p], c_p[rec] the rows of p recommending rec: E_a[S(a)^2] over
+        # the uniform joint = sum_p E[c_p^2] + sum_{p != q} E[c_p] E[c_q].
+        means, squares = np.zeros(self.num_players), np.zeros(self.num_players)
+        for p, n in enumerate(self.shape):
+            sel = rows[pl == p] - self.offsets[p]
+            counts = np.bincount(self._offdiag[p][sel] % n, minlength=n).astype(np.float64)
+            means[p], squares[p] = counts.mean(), (counts * counts).mean()
+        flops = self.num_joint * (squares.sum() + means.sum() ** 2 - (means * means).sum())
+        return nnz <= DENSE_NNZ and flops <= DENSE_FLOPS
 
     def block_source(self, p: int) -> int:
         """The player whose Hessian blocks equal player p's (p itself; see ``TiedGame``)."""

@@ -7,7 +7,8 @@ gradients on ``(H_FF + lambda I) d = -g_F``. Every product with ``H`` is two GEM
 of ``solvers.matrix_free`` and the preconditioner is block-Jacobi: per CCE player its
 ``[A_p, A_p]`` block, per CE ``(player, recommendation)`` the ``(A_p - 1)`` rows that share
 it (diagonal Jacobi for players whose blocks cost more than
-``matrix_free.BLOCK_FLOPS``). Memory: a few copies of the joint plus ``O(K)``; the gain
+``matrix_free.BLOCK_FLOPS``), or, where the free rows are few (``dense_rows``), the
+Cholesky factor of the free block of ``H`` itself, kept across Newton iterations. Memory: a few copies of the joint plus ``O(K)``; the gain
 layout of ``solvers.gains`` is never built.
 
 Stopping test and certificate are those of the Numba solvers (``kernels.measures_one``,
@@ -57,6 +58,15 @@ class NewtonCGOptions(NamedTuple):
         and OpenBLAS threads that find their cores busy spin-wait, which made a
         21x66-evaluation-game CE 12-30x slower on a loaded 2-core machine
         (benchmarks/results/blas_threads.md).
+      dense_rows: up to this many free rows (and within ``matrix_free.DENSE_NNZ`` /
+        ``DENSE_FLOPS``) the preconditioner is the Cholesky factor of the free block
+        ``H_FF + lam I``, formed from the sparse gains of the free rows
+        (``MatrixFreeGame.hessian_rows``) and kept across iterations; 0: block-Jacobi
+        always. On the 21x66 evaluation-game CE it cut the CG iterations 1271 -> ~200
+        (cold) and 1814 -> ~300 (warm), benchmarks/results/related_suite.md.
+      dense_refresh_cg: the dense factor's Hessian is formed afresh after a CG solve
+        that took more than this many iterations (or when more than a tenth of the
+        free rows are new); in between only the masked block is factored again.
     """
 
     tol: float = 1e-8
@@ -77,6 +87,8 @@ class NewtonCGOptions(NamedTuple):
     progress_after: float = 3.0
     first_order_iter: int = 300
     blas_threads: int | None = 1
+    dense_rows: int = 3000
+    dense_refresh_cg: int = 15
 
 
 class MatrixFreeResult(NamedTuple):
@@ -206,6 +218,66 @@ class _Preconditioner:
             else:
                 vals = np.einsum("rij,jr->ir", inv, seg)  # [dev, rec]
             game._store(vals, p, z)
+        z *= self.mask
+        return z
+
+
+class _DensePreconditioner:
+    """``(H_SS + lam I)^{-1}`` by Cholesky on the free rows in ``S``, Jacobi on the others.
+
+    ``H_SS`` (``MatrixFreeGame.hessian_rows``, ``S`` the free rows when it is formed) is
+    kept across Newton iterations: ``update`` masks it with the new free set and factors
+    it again only where the free rows in ``S`` or ``lam`` (by more than ``LAM_REFACTOR``)
+    changed; free rows outside ``S`` get ``1 / (diag H + lam)``.
+    """
+
+    LAM_REFACTOR = 10.0
+
+    def __init__(self, game: MatrixFreeGame, st: _State, curv: np.ndarray, mask: np.ndarray):
+        self.game = game
+        self.rows = np.flatnonzero(mask > 0)
+        self.h = game.hessian_rows(st.joint, st.mean, curv, self.rows)
+        self.keep = None
+        self.lam = -1.0
+        self.factor = None
+
+    def outside(self, mask: np.ndarray) -> int:
+        """Free rows of ``mask`` outside ``S``."""
+        return int(mask.sum() - mask[self.rows].sum())
+
+    def update(self, st: _State, curv: np.ndarray, mask: np.ndarray, lam: float) -> _DensePreconditioner:
+        import scipy.linalg as sl
+
+        self.mask = mask
+        keep = mask[self.rows] > 0
+        if self.keep is None or not np.array_equal(keep, self.keep) or not (
+                self.lam / self.LAM_REFACTOR <= lam <= self.lam * self.LAM_REFACTOR):
+            self.keep, self.lam = keep, lam
+            self.sub = self.rows[keep]
+            hs = self.h[np.ix_(keep, keep)]
+            shift = lam + 1e-10 * max(float(np.diag(hs).max(initial=0.0)), 1e-300)
+            self.factor = None
+            for _ in range(8):
+                try:
+                    self.factor = sl.cho_factor(hs + shift * np.eye(hs.shape[0]), lower=True, check_finite=False)
+                    break
+                except np.linalg.LinAlgError:
+                    shift *= 100.0
+        self.inv_diag = np.zeros_like(mask)
+        if self.outside(mask):
+            diag = self.game.hessian_diagonal(st.joint, st.mean, curv)
+            self.inv_diag = np.where(mask > 0, 1.0 / np.maximum(diag + lam, 1e-300), 0.0)
+        self.inv_diag[self.sub] = 0.0
+        return self
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        import scipy.linalg as sl
+
+        z = self.inv_diag * r
+        if self.factor is not None and self.sub.size:
+            z[self.sub] = sl.cho_solve(self.factor, r[self.sub], check_finite=False)
+        elif self.sub.size:
+            z[self.sub] = r[self.sub]
         z *= self.mask
         return z
 
@@ -354,6 +426,8 @@ def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_
     t_start = time.perf_counter()
     bar = None
     raw_blocks = None
+    dense = None
+    last_cg = 0
     while True:
         gaps, epsp, viol, kkt, dgap = dual.certificate(st)
         if bar is None and time.perf_counter() - t_start > opt.progress_after:
@@ -383,9 +457,16 @@ def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_
         mask = (~active).astype(np.float64)
         curv = dual.curvature(st)
         lam = mult * pgn + 1e-12
-        reuse = raw_blocks if (it - 1) % max(opt.precond_every, 1) else None
-        precond = _Preconditioner(game, st, curv, mask, lam, reuse)
-        raw_blocks = precond.raw
+        if dense is not None and (last_cg > opt.dense_refresh_cg or dense.outside(mask) > 0.1 * dense.rows.size):
+            dense = None
+        if dense is None and game.dense_hessian_ok(np.flatnonzero(mask), opt.dense_rows):
+            dense = _DensePreconditioner(game, st, curv, mask)
+        if dense is not None:
+            precond = dense.update(st, curv, mask, lam)
+        else:
+            reuse = raw_blocks if (it - 1) % max(opt.precond_every, 1) else None
+            precond = _Preconditioner(game, st, curv, mask, lam, reuse)
+            raw_blocks = precond.raw
         rhs = -grad * mask
         rtol = min(opt.forcing, math.sqrt(pgn))
 
@@ -394,6 +475,7 @@ def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_
 
         sol, cg_it = _pcg(hvp, precond, rhs, lam, mask, rtol, opt.cg_max_iter)
         cg_total += cg_it
+        last_cg = cg_it
         direction = np.where(active, -alpha, sol)
         slack = 1e-15 * (1.0 + abs(st.loss))
         t = 1.0

@@ -63,6 +63,8 @@ def test_gains_logits_and_hessian_match_the_ell_kernels(shape, concept):
         vec = rng.normal(size=problem.num_constraints)
         np.testing.assert_allclose(mf.hessian_vector(joint, mean, curv, vec), hess @ vec, rtol=0, atol=1e-12)
     np.testing.assert_allclose(mf.hessian_diagonal(joint, mean, curv), np.diag(hess), rtol=0, atol=1e-12)
+    rows = np.sort(rng.choice(problem.num_constraints, size=max(2, problem.num_constraints // 2), replace=False))
+    np.testing.assert_allclose(mf.hessian_rows(joint, mean, curv, rows), hess[np.ix_(rows, rows)], rtol=0, atol=1e-12)
     for p, n in enumerate(shape):
         blocks = mf.hessian_blocks(joint, mean, curv, p)
         off = mf.offsets[p]
@@ -154,6 +156,45 @@ def test_newton_cg_direct_options():
     both = newton_cg(mf, problem.base_logits, problem.eps_hat, problem.eps_plus, problem.rho)
     assert newton_alone.status == OPTIMAL and both.status == OPTIMAL
     np.testing.assert_allclose(both.joint, newton_alone.joint, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("concept", ["ce", "cce"])
+def test_dense_hessian_limits_count_the_sparse_product(concept, monkeypatch):
+    import solvers.matrix_free as mfm
+
+    game = normalise(_eval_game(4, 5, seed=4))
+    mf = MatrixFreeGame(game.payoffs, concept)
+    rows = np.arange(0, mf.num_constraints, 3)
+    pattern = mf.gain_rows(rows)
+    pattern.data[:] = 1.0
+    per_joint = np.asarray(pattern.sum(axis=0)).ravel()  # S(a): rows nonzero at a
+    flops = float(per_joint @ per_joint)
+    assert mf.dense_hessian_ok(rows, rows.size) and not mf.dense_hessian_ok(rows, rows.size - 1)
+    assert not mf.dense_hessian_ok(rows[:0], 10)
+    monkeypatch.setattr(mfm, "DENSE_FLOPS", flops * (1 + 1e-9))
+    assert mf.dense_hessian_ok(rows, rows.size)
+    monkeypatch.setattr(mfm, "DENSE_FLOPS", flops * (1 - 1e-9))
+    assert not mf.dense_hessian_ok(rows, rows.size)
+    monkeypatch.setattr(mfm, "DENSE_FLOPS", 1e30)
+    monkeypatch.setattr(mfm, "DENSE_NNZ", pattern.nnz - 1)
+    assert not mf.dense_hessian_ok(rows, rows.size)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_dense_and_block_jacobi_preconditioners_agree(symmetric):
+    payoffs = _eval_game(7, 9, seed=5)
+    sym = [[1, 2]] if symmetric else None
+    dense = solvers.solve(payoffs, "ce", "me", method="newton-cg", symmetry=sym)
+    game = normalise(payoffs)
+    params = resolve_selection(Selection.me(), game)
+    from solvers.matrix_free import TiedGame
+
+    mf = TiedGame(game.payoffs, "ce", ((1, 2),)) if symmetric else MatrixFreeGame(game.payoffs, "ce")
+    jacobi = newton_cg(mf, params.base_logits, params.eps_hat, params.eps_plus, float(params.rho),
+                       options=NewtonCGOptions(dense_rows=0))
+    assert dense.status == "optimal" and jacobi.status == OPTIMAL
+    np.testing.assert_allclose(dense.joint.ravel(), jacobi.joint.ravel(), rtol=0, atol=1e-7)
+    assert dense.info["cg_iterations"] < jacobi.cg_iterations
 
 
 def test_auto_policy_and_method_routing():
