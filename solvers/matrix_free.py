@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from solvers.gains import check_concept, constraint_player, num_constraints
 
@@ -42,9 +43,40 @@ BLOCK_MAX_ACTIONS = 200
 #: this many entries (12 bytes each) ...
 DENSE_NNZ = 10_000_000
 #: ... and their product ``A_S diag(sigma) A_S^T`` costs at most this many multiply-adds
-#: (``sum_a S(a)^2``, ``S(a)`` the free rows nonzero at joint action ``a``; SciPy's sparse
-#: product runs at about 1e8 per second).
-DENSE_FLOPS = 5e7
+#: (``sum_a S(a)^2``, ``S(a)`` the free rows nonzero at joint action ``a``; the Numba
+#: accumulation runs at a few 1e8 per second).
+DENSE_FLOPS = 1e8
+
+
+@njit(cache=True)
+def _outer_gains(flat_payoffs, strides, sizes, ptr, dev, sigma, cutoff, ce, out):  # pragma: no cover - compiled
+    """``out[S, S] += sum_a sigma(a) v(a) v(a)^T`` (upper triangle), ``v(a)`` the gains at
+    joint action ``a`` of the rows grouped in ``ptr [N, A_max + 1]`` by (player,
+    recommendation) (one group per player for CCE), ``dev [S]`` their deviations; joint
+    actions with ``sigma(a) <= cutoff`` are skipped."""
+    n_players = strides.size
+    vals = np.empty(out.shape[0])
+    idx = np.empty(out.shape[0], dtype=np.int64)
+    for a in range(sigma.size):
+        w = sigma[a]
+        if w <= cutoff:
+            continue
+        cnt = 0
+        for p in range(n_players):
+            ap = (a // strides[p]) % sizes[p]
+            g = ap if ce else 0
+            here = flat_payoffs[p, a]
+            for i in range(ptr[p, g], ptr[p, g + 1]):
+                vals[cnt] = flat_payoffs[p, a + (dev[i] - ap) * strides[p]] - here
+                idx[cnt] = i
+                cnt += 1
+        for k1 in range(cnt):
+            wv = w * vals[k1]
+            if wv == 0.0:
+                continue
+            i1 = idx[k1]
+            for k2 in range(k1, cnt):
+                out[i1, idx[k2]] += wv * vals[k2]
 
 
 class MatrixFreeGame:
@@ -199,19 +231,51 @@ class MatrixFreeGame:
         return sp.csr_matrix((np.concatenate(vals), np.concatenate(cols), indptr),
                              shape=(indptr.size - 1, self.num_joint))
 
-    def hessian_rows(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``H[rows][:, rows]`` dense ``[S, S]``: ``A_S diag(sigma) A_S^T - mean_S mean_S^T``
-        plus ``curv_p`` within each player (one sparse product, ``sum_a S(a)^2`` flops
-        where ``S(a)`` is the number of ``rows`` nonzero at ``a``)."""
+    def hessian_rows(self, sigma: np.ndarray, mean: np.ndarray, curv: np.ndarray, rows: np.ndarray,
+                     cutoff: float = 0.0) -> np.ndarray:
+        """``H[rows][:, rows]`` dense ``[S, S]`` (``rows`` sorted): ``A_S diag(sigma) A_S^T
+        - mean_S mean_S^T`` plus ``curv_p`` within each player, accumulated per joint
+        action (``sum_a S(a)^2`` multiply-adds, ``S(a)`` the rows nonzero at ``a``).
+        Joint actions with ``sigma(a) <= cutoff * max(sigma)`` are left out (a
+        preconditioner may drop them: on a face most of the joint is below 1e-12)."""
         rows = np.asarray(rows, dtype=np.int64)
-        m = self.gain_rows(rows)
-        h = (m @ m.multiply(np.asarray(sigma).reshape(1, -1)).T.tocsr()).toarray()
+        pl = self.player[rows]
+        local = rows - self.offsets[pl]
+        if self.concept == "ce":
+            dev, rec = np.divmod(self._offdiag_all()[rows], np.asarray(self.shape)[pl])
+        else:
+            dev, rec = local, np.zeros_like(local)
+        order = np.lexsort((dev, rec, pl))  # grouped by (player, recommendation)
+        groups = max(self.shape) if self.concept == "ce" else 1
+        counts = np.zeros((self.num_players, groups), dtype=np.int64)
+        np.add.at(counts, (pl, rec), 1)
+        ptr = np.concatenate([[0], np.cumsum(counts)])[:-1].reshape(self.num_players, groups)
+        ptr = np.concatenate([ptr, ptr[:, -1:] + counts[:, -1:]], axis=1)
+        strides = np.array([math.prod(self.shape[p + 1:]) for p in range(self.num_players)], dtype=np.int64)
+        h = np.zeros((rows.size, rows.size))
+        flat_sigma = np.ascontiguousarray(sigma, dtype=np.float64).ravel()
+        _outer_gains(self._flat_payoffs(), strides, np.asarray(self.shape, dtype=np.int64), ptr,
+                     np.ascontiguousarray(dev[order]), flat_sigma, cutoff * flat_sigma.max(initial=0.0),
+                     self.concept == "ce", h)
+        h = np.triu(h) + np.triu(h, 1).T
+        inv = np.empty_like(order)
+        inv[order] = np.arange(order.size)
+        h = h[np.ix_(inv, inv)]
         ms = mean[rows]
         h -= np.outer(ms, ms)
         if np.any(curv):
-            pl = self.player[rows]
             h += np.where(pl[:, None] == pl[None, :], curv[pl][:, None], 0.0)
         return h
+
+    def _flat_payoffs(self) -> np.ndarray:
+        """``[N, |A|]`` the payoffs in the joint's own (C) order (kept after the first call)."""
+        if getattr(self, "_flat", None) is None:
+            self._flat = np.stack([np.ascontiguousarray(self._back(g, p)).ravel() for p, g in enumerate(self.payoffs)])
+        return self._flat
+
+    def _offdiag_all(self) -> np.ndarray:
+        """``[K]`` (CE) each row's position ``dev * A_p + rec`` in its player's ``[dev, rec]``."""
+        return np.concatenate(self._offdiag)
 
     def dense_hessian_ok(self, rows: np.ndarray, max_rows: int) -> bool:
         """Whether ``hessian_rows(rows)`` is within ``max_rows``, ``DENSE_NNZ`` and

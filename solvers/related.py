@@ -33,12 +33,12 @@ and without the CVXPY stage (facial reduction only first, when the previous solv
 it); a run not optimal by then is restarted cold, so a warm start costs at most that
 capped run more than a cold solve. Hard-constraint CEs instead go on with the
 facial-reduction LP from where the watched run stopped (what a cold run does after
-``FACE_AFTER`` iterations), and are restarted cold only if that is not optimal. ``Solution.info["warm_start"]`` says what happened:
-``"related"``, ``"related→face"`` (hard constraints: the watched run was not optimal, and
-the facial-reduction LP a cold run would take after ``FACE_AFTER`` iterations ran from
-where it stopped, then the restricted solve), ``"related→cold-restart"`` or
-``"related→cold"`` (no candidate beat the cold start's loss); ``info["warm_candidate"]``
-the chosen ``(units, t, c)``.
+``FACE_AFTER`` iterations), and are restarted cold only if that is not optimal. On the
+matrix-free route (``newton_cg``, no LP) the cap is ``MF_WATCH_FACTOR`` times the previous
+Newton iterations, and a run short of it goes on from its duals. ``info["warm_start"]``:
+``"related"``, ``"related→face"`` (the LP from where the watched run stopped),
+``"related→continued"`` (matrix-free, on from the watched run), ``"related→cold-restart"``
+or ``"related→cold"`` (no candidate beat ``L(0)``); ``info["warm_candidate"]``: ``(units, t, c)``.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ __all__ = [
     "RESTART",
     "FACE",
     "COLD",
+    "CONTINUED",
     "LABELS",
 ]
 
@@ -80,10 +81,17 @@ WARM = "related"
 RESTART = "related→cold-restart"
 FACE = "related→face"
 COLD = "related→cold"
+CONTINUED = "related→continued"
 #: Every ``Solution.info["warm_start"]`` value of a related warm start.
-LABELS = (WARM, FACE, RESTART, COLD)
+LABELS = (WARM, FACE, RESTART, COLD, CONTINUED)
 #: Least iteration cap of the watched warm run.
 WATCH_MIN = 20
+#: Matrix-free route (``newton_cg``): the watched run's cap is this many times the
+#: previous solve's Newton iterations (FISTA not counted); a run not optimal by then goes
+#: on from its duals (``CONTINUED``), not from zero: on the 21x66 evaluation-game CE the
+#: warm run needs 19-30 Newton iterations (cold: 300 FISTA and 15 Newton), and restarting
+#: it cold cost twice a cold solve (benchmarks/results/related_suite.md).
+MF_WATCH_FACTOR = 3
 #: Shrink factors ``t`` of the carried duals and weights ``c`` of the new rows, tried in
 #: order while the loss decreases (duals at a face optimum are large, and carried to a
 #: grown game they put large logits on new joint actions: a strong shrink is often best).
@@ -314,34 +322,15 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     norm = normalise(payoffs)
     sel = as_selection(selection, **selection_params)
     params = resolve_selection(sel, norm)
-    from solvers.gains import gain_layout
-
-    layout = gain_layout(shape, concept)
-    num_players = payoffs.shape[0]
-    flat = np.ascontiguousarray(norm.payoffs.reshape(num_players, -1))
-    values = np.empty(layout.rows.shape)
-    kn.gain_values_one(flat, layout.slot_player, layout.dev, values)
-    scale_rows = norm.scale[layout.player]
-    base = np.ascontiguousarray(params.base_logits, dtype=np.float64)
+    loss, expected, row_player = _dual_loss(norm, concept, params)
+    scale_rows = norm.scale[row_player]
     eps_hat = np.ascontiguousarray(params.eps_hat, dtype=np.float64)
-    eps_plus = np.ascontiguousarray(params.eps_plus, dtype=np.float64)
-    rho = float(params.rho)
-    lg = np.empty(layout.rows.shape[0])
-    ssum = np.empty(num_players)
-    eps = np.empty(num_players)
-
-    def loss(alpha: np.ndarray) -> float:
-        return float(kn.loss_only_one(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho,
-                                      alpha, lg, ssum, eps))
-
-    num = layout.num_constraints
+    num = row_player.size
     carried_rows, _ = _row_maps(maps, tuple(previous.joint.shape), concept)
     new_rows = np.ones(num, dtype=bool)
     new_rows[carried_rows] = False
-    sigma = extend_joint(start, shape, maps).reshape(-1)
-    mean = np.empty(num)
-    kn.expected_gains_one(layout.rows, values, sigma, mean)
-    push = np.where(new_rows, np.maximum(mean - eps_hat[layout.player], 0.0), 0.0)
+    mean = expected(extend_joint(start, shape, maps).reshape(-1))
+    push = np.where(new_rows, np.maximum(mean - eps_hat[row_player], 0.0), 0.0)
     cold_loss = loss(np.zeros(num))
     # Coordinate search (units, then t, then c): each candidate costs one loss evaluation.
     carried = {units: map_duals(start, shape, concept, maps, units=units, new_scale=norm.scale) / scale_rows
@@ -366,9 +355,59 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     best = (value, alpha, units, t, c)
     value, alpha, units, t, c = best
     info = {"units": units, "t": t, "c": c, "loss": value, "cold_loss": cold_loss, "evaluations": len(tried) + 1,
-            "hard": bool(math.isinf(rho)),
+            "hard": bool(math.isinf(float(params.rho))),
             "carried": int(carried_rows.size), "seconds": time.perf_counter() - t0}
     return (None if alpha is None else alpha * scale_rows), info
+
+
+def _dual_loss(norm, concept: str, params) -> tuple:
+    """``(loss(alpha), expected_gains(sigma_flat), row player [K])`` of the normalised
+    game's dual: on the gain layout (Numba), or matrix-free (``solvers.newton_cg``'s
+    passes, no layout built) where ``solve``'s auto policy goes matrix-free: building
+    the 21x66 evaluation-game CE layout cost more than the whole warm start."""
+    shape = tuple(norm.payoffs.shape[1:])
+    base = np.ascontiguousarray(params.base_logits, dtype=np.float64)
+    eps_hat = np.ascontiguousarray(params.eps_hat, dtype=np.float64)
+    eps_plus = np.ascontiguousarray(params.eps_plus, dtype=np.float64)
+    rho = float(params.rho)
+    if policy.auto_matrix_free(shape, concept):
+        from threadpoolctl import threadpool_limits
+
+        from solvers.matrix_free import MatrixFreeGame
+        from solvers.newton_cg import _Dual
+
+        dual = _Dual(MatrixFreeGame(norm.payoffs, concept), base, eps_hat, eps_plus, rho)
+
+        def mf_loss(alpha: np.ndarray) -> float:
+            with threadpool_limits(limits=1, user_api="blas"):  # as newton_cg: narrow GEMMs
+                return float(dual.loss(alpha)[0])
+
+        def mf_expected(sigma: np.ndarray) -> np.ndarray:
+            with threadpool_limits(limits=1, user_api="blas"):
+                return dual.game.expected_gains(sigma.reshape(shape))
+
+        return mf_loss, mf_expected, dual.player
+    from solvers.gains import gain_layout
+
+    layout = gain_layout(shape, concept)
+    num_players = len(shape)
+    flat = np.ascontiguousarray(norm.payoffs.reshape(num_players, -1))
+    values = np.empty(layout.rows.shape)
+    kn.gain_values_one(flat, layout.slot_player, layout.dev, values)
+    lg = np.empty(layout.rows.shape[0])
+    ssum = np.empty(num_players)
+    eps = np.empty(num_players)
+
+    def loss(alpha: np.ndarray) -> float:
+        return float(kn.loss_only_one(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho,
+                                      alpha, lg, ssum, eps))
+
+    def expected(sigma: np.ndarray) -> np.ndarray:
+        mean = np.empty(layout.num_constraints)
+        kn.expected_gains_one(layout.rows, values, sigma, mean)
+        return mean
+
+    return loss, expected, layout.player
 
 
 def _watch_cap(previous: Solution, max_iter: int | None, hard_ce: bool = False) -> int:
@@ -438,6 +477,9 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     if duals is None:
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, info, extra_time=time.perf_counter() - t0)
+    if _matrix_free_route(game, concept, face, kwargs):
+        return _solve_matrix_free(solve_fn, game, concept, selection, start, duals, info, t0, max_iter=max_iter,
+                                  face=face, polish=polish, **kwargs)
     warm_face = _warm_face(start.solution, info, face)
     hard_ce = concept == "ce" and info["hard"] and face != "never"
     cap = _watch_cap(start.solution, max_iter, hard_ce)
@@ -466,6 +508,36 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     spent = time.perf_counter() - t0
     sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
     return _mark(sol, RESTART, info, extra_iterations=warm.iterations, extra_time=spent)
+
+
+def _matrix_free_route(game: object, concept: str, face: str, kwargs: dict) -> bool:
+    """Whether ``solve`` runs ``newton_cg`` on ``game`` (``method`` "newton-cg", or "auto"
+    where the policy goes matrix-free)."""
+    method = kwargs.get("method", "auto")
+    if method == "newton-cg":
+        return True
+    return method == "auto" and policy.auto_matrix_free(tuple(as_game(game).shape[1:]), concept, face)
+
+
+def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, start: RelatedStart,
+                       duals: np.ndarray, info: dict, t0: float, *, max_iter: int | None, face: str, polish: bool,
+                       **kwargs: object) -> Solution:
+    """The watched warm run on the matrix-free route: ``newton_cg`` from ``duals`` within
+    ``MF_WATCH_FACTOR`` times the previous Newton iterations, then on from its duals."""
+    prev = start.solution
+    prev_cold = int(prev.info.get("cold_iterations", prev.iterations))
+    newton = max(int(prev.iterations) - int(prev.info.get("first_order_iterations") or 0), 1)
+    cap = max(WATCH_MIN, MF_WATCH_FACTOR * newton) if max_iter is None else min(max(WATCH_MIN, MF_WATCH_FACTOR * newton), max_iter)
+    warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=face, polish=False, **kwargs)
+    if warm.status is Status.OPTIMAL or (max_iter is not None and cap >= max_iter):
+        timings = {**warm.timings, "total": time.perf_counter() - t0}
+        return _mark(warm, WARM, info, cold_iterations=prev_cold, timings=timings)
+    ahead = solve_fn(game, concept, selection, duals0=np.maximum(warm.duals, 0.0), max_iter=max_iter, face=face,
+                     polish=polish, **kwargs)
+    spent = time.perf_counter() - t0
+    timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
+    ahead = dataclasses.replace(ahead, iterations=ahead.iterations + warm.iterations)
+    return _mark(ahead, CONTINUED, info, cold_iterations=prev_cold, timings=timings)
 
 
 #: ``solvers.solve`` keyword arguments that are not selection parameters.

@@ -245,3 +245,32 @@ def test_openspiel_auto_warm_start_is_related_for_ce_only():
         assert meta["warm_start"] == expected and meta["certified"]
         cold, _ = hos.meta_solver(name, warm_start="cold")(game, [np.ones(n) for n in game.shape[1:]])
         np.testing.assert_allclose(dist, cold, atol=JOINT_TOL)
+
+
+def _eval_pair(seed):
+    from solvers.evaluation_game import evaluation_game
+
+    scores = np.random.default_rng(seed).normal(size=(6, 9))
+    scores[5:] += 1.0
+    return evaluation_game(scores[:5, :8], "ptp"), evaluation_game(scores, "ptp")
+
+
+def test_matrix_free_warm_run_goes_on_from_its_duals(monkeypatch):
+    """On the newton-cg route a watched run short of its cap goes on from its own duals
+    (not from zero, and not to the layout's facial reduction)."""
+    old, new = _eval_pair(3)
+    prev = solve(old, "ce", method="newton-cg")
+    cold = solve(new, "ce", method="newton-cg")
+    warm = solve(new, "ce", method="newton-cg", duals0=prev)
+    assert warm.info["warm_start"] in (rel.WARM, rel.CONTINUED) and warm.method == "newton-cg"
+    monkeypatch.setattr(rel, "WATCH_MIN", 1)
+    monkeypatch.setattr(rel, "MF_WATCH_FACTOR", 0)
+    short = solve(new, "ce", method="newton-cg", duals0=prev)
+    assert short.info["warm_start"] == rel.CONTINUED
+    assert short.status is Status.OPTIMAL and short.method == "newton-cg"
+    assert short.timings["warm_attempt"] > 0 and short.iterations > 1
+    for sol in (warm, short):
+        np.testing.assert_allclose(sol.joint, cold.joint, atol=JOINT_TOL)
+    # A user cap at or below the watch cap is the whole budget: the status says so.
+    capped = solve(new, "ce", method="newton-cg", duals0=prev, max_iter=1)
+    assert capped.status is Status.MAX_ITER and capped.info["warm_start"] == rel.WARM
