@@ -68,19 +68,22 @@ def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tupl
     previous = solvers.solve(old, concept, method=method)
     rows = []
     for rep in range(reps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         cold = solvers.solve(new, concept, method=method)
-        t_cold = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_cold, c_cold = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         warm = solvers.solve(new, concept, method=method, duals0=previous)
-        t_warm = time.perf_counter() - t0
+        t_warm, c_warm = time.perf_counter() - t0, time.process_time() - c0
         if rep == 0:
             continue
         rows.append(dict(
             concept=concept, method=method, game=f"{agents[0]}x{tasks[0]} -> {agents[1]}x{tasks[1]}",
             old_tasks="renormalised" if renormalise else "unchanged", old_payoff_change=changed,
-            cold_s=t_cold, warm_s=t_warm, speedup=t_cold / t_warm, cold_iter=cold.iterations,
-            warm_iter=warm.iterations, cold_method=cold.method, warm_method=warm.method,
+            cold_s=t_cold, warm_s=t_warm, speedup=t_cold / t_warm, cold_cpu_s=c_cold, warm_cpu_s=c_warm,
+            cpu_speedup=c_cold / c_warm, cold_iter=cold.iterations, warm_iter=warm.iterations,
+            cold_fista=cold.info.get("first_order_iterations", ""), warm_fista=warm.info.get("first_order_iterations", ""),
+            cold_cg=cold.info.get("cg_iterations", ""), warm_cg=warm.info.get("cg_iterations", ""),
+            cold_method=cold.method, warm_method=warm.method,
             warm_start=warm.info["warm_start"], candidate=str(warm.info["warm_candidate"]),
             joint_diff=float(np.abs(warm.joint - cold.joint).max()), warm_status=warm.status.value,
             cold_status=cold.status.value,
@@ -123,14 +126,16 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
     for rep in range(reps + 1):
         solvers_ = {m: hos.meta_solver("hn_mece", warm_start=m) for m in JPSRO_MODES}
         spent = dict.fromkeys(JPSRO_MODES, 0.0)
+        cpu = dict.fromkeys(JPSRO_MODES, 0.0)
         last = {}
         for i, (game, repeats, ignore) in enumerate(seen):
             order = JPSRO_MODES if i % 2 == 0 else JPSRO_MODES[::-1]
             for mode in order:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 _, meta = solvers_[mode](game, repeats, ignore)
                 elapsed = time.perf_counter() - t0
                 spent[mode] += elapsed
+                cpu[mode] += time.process_time() - c0
                 last[mode] = meta
                 if rep == reps:
                     per_game.append(dict(
@@ -146,6 +151,9 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
         row.update({f"{m}_final_gap": last[m]["normalised_gap"] for m in JPSRO_MODES})
         row["related_speedup"] = spent["cold"] / spent["related"]
         row["auto_speedup"] = spent["cold"] / spent["auto"]
+        row.update({f"{m}_cpu_s": cpu[m] for m in JPSRO_MODES})
+        row["related_cpu_speedup"] = cpu["cold"] / cpu["related"]
+        row["auto_cpu_speedup"] = cpu["cold"] / cpu["auto"]
         totals.append(row)
     return per_game, totals
 
@@ -162,7 +170,8 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True) -> dict:
     text = "# Warm starts from a related game (solvers.related)\n\n"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text += (f"2-core CPU, load average at the end ({load}): warm and cold interleaved, one warm-up "
-             "repetition discarded.\n\n")
+             "repetition discarded. `*_s`: wall seconds; `*_cpu_s`: this process's CPU seconds "
+             "(steadier than wall time on a loaded machine; the solvers run one BLAS thread).\n\n")
     text += "## Evaluation game (players task, agent, agent)\n\n" + markdown_table(evaluation)
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n" + markdown_table(totals)

@@ -43,6 +43,7 @@ or ``"related→cold"`` (no candidate beat ``L(0)``); ``info["warm_candidate"]``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -50,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from solvers import kernels as kn
 from solvers import policy
@@ -92,6 +94,9 @@ WATCH_MIN = 20
 #: warm run needs 19-30 Newton iterations (cold: 300 FISTA and 15 Newton), and restarting
 #: it cold cost twice a cold solve (benchmarks/results/related_suite.md).
 MF_WATCH_FACTOR = 3
+#: ``warm_duals`` goes matrix-free from this many joint actions (the layout: 1.3 ms against
+#: 6 ms at 8^3; 52 ms against 10 ms on the 21x66 evaluation-game CCE).
+MF_LOSS_JOINT = 10_000
 #: Shrink factors ``t`` of the carried duals and weights ``c`` of the new rows, tried in
 #: order while the loss decreases (duals at a face optimum are large, and carried to a
 #: grown game they put large logits on new joint actions: a strong shrink is often best).
@@ -322,7 +327,16 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     norm = normalise(payoffs)
     sel = as_selection(selection, **selection_params)
     params = resolve_selection(sel, norm)
-    loss, expected, row_player = _dual_loss(norm, concept, params)
+    mf = math.prod(shape) >= MF_LOSS_JOINT or policy.auto_matrix_free(shape, concept)
+    with threadpool_limits(limits=1, user_api="blas") if mf else contextlib.nullcontext():  # as newton_cg
+        return _warm_duals(start, maps, norm, concept, params, t0, mf)
+
+
+def _warm_duals(start: RelatedStart, maps: tuple[np.ndarray, ...], norm, concept: str, params,
+                t0: float, mf: bool) -> tuple[np.ndarray | None, dict]:
+    previous = start.solution
+    shape = tuple(norm.payoffs.shape[1:])
+    loss, expected, row_player = _dual_loss(norm, concept, params, mf)
     scale_rows = norm.scale[row_player]
     eps_hat = np.ascontiguousarray(params.eps_hat, dtype=np.float64)
     num = row_player.size
@@ -360,52 +374,35 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
     return (None if alpha is None else alpha * scale_rows), info
 
 
-def _dual_loss(norm, concept: str, params) -> tuple:
+def _dual_loss(norm, concept: str, params, mf: bool) -> tuple:
     """``(loss(alpha), expected_gains(sigma_flat), row player [K])`` of the normalised
-    game's dual: on the gain layout (Numba), or matrix-free (``solvers.newton_cg``'s
-    passes, no layout built) where ``solve``'s auto policy goes matrix-free: building
-    the 21x66 evaluation-game CE layout cost more than the whole warm start."""
+    game's dual: on the gain layout (Numba), or with ``mf`` matrix-free
+    (``solvers.newton_cg``'s passes, no layout built; ``MF_LOSS_JOINT``)."""
     shape = tuple(norm.payoffs.shape[1:])
-    base = np.ascontiguousarray(params.base_logits, dtype=np.float64)
-    eps_hat = np.ascontiguousarray(params.eps_hat, dtype=np.float64)
-    eps_plus = np.ascontiguousarray(params.eps_plus, dtype=np.float64)
+    base, eps_hat, eps_plus = (np.ascontiguousarray(x, dtype=np.float64)
+                               for x in (params.base_logits, params.eps_hat, params.eps_plus))
     rho = float(params.rho)
-    if policy.auto_matrix_free(shape, concept):
-        from threadpoolctl import threadpool_limits
-
+    if mf:
         from solvers.matrix_free import MatrixFreeGame
         from solvers.newton_cg import _Dual
 
         dual = _Dual(MatrixFreeGame(norm.payoffs, concept), base, eps_hat, eps_plus, rho)
-
-        def mf_loss(alpha: np.ndarray) -> float:
-            with threadpool_limits(limits=1, user_api="blas"):  # as newton_cg: narrow GEMMs
-                return float(dual.loss(alpha)[0])
-
-        def mf_expected(sigma: np.ndarray) -> np.ndarray:
-            with threadpool_limits(limits=1, user_api="blas"):
-                return dual.game.expected_gains(sigma.reshape(shape))
-
-        return mf_loss, mf_expected, dual.player
+        return (lambda alpha: float(dual.loss(alpha)[0]),
+                lambda sigma: dual.game.expected_gains(sigma.reshape(shape)), dual.player)
     from solvers.gains import gain_layout
 
-    layout = gain_layout(shape, concept)
-    num_players = len(shape)
-    flat = np.ascontiguousarray(norm.payoffs.reshape(num_players, -1))
+    layout, n = gain_layout(shape, concept), len(shape)
     values = np.empty(layout.rows.shape)
-    kn.gain_values_one(flat, layout.slot_player, layout.dev, values)
-    lg = np.empty(layout.rows.shape[0])
-    ssum = np.empty(num_players)
-    eps = np.empty(num_players)
+    kn.gain_values_one(np.ascontiguousarray(norm.payoffs.reshape(n, -1)), layout.slot_player, layout.dev, values)
+    lg, ssum, eps, mean = np.empty(layout.rows.shape[0]), np.empty(n), np.empty(n), np.empty(layout.num_constraints)
 
     def loss(alpha: np.ndarray) -> float:
         return float(kn.loss_only_one(layout.rows, values, layout.player, base, eps_hat, eps_plus, rho,
                                       alpha, lg, ssum, eps))
 
     def expected(sigma: np.ndarray) -> np.ndarray:
-        mean = np.empty(layout.num_constraints)
         kn.expected_gains_one(layout.rows, values, sigma, mean)
-        return mean
+        return mean.copy()
 
     return loss, expected, layout.player
 
@@ -416,11 +413,9 @@ def _watch_cap(previous: Solution, max_iter: int | None, hard_ce: bool = False) 
     ``FACE_AFTER`` (after which a cold run of a hard-constraint problem takes the
     facial-reduction LP); ``hard_ce``: half ``FACE_AFTER`` (the watched run then goes on
     with the LP as a cold run would, see ``solve_related``)."""
-    FACE_AFTER = policy.DEFAULT_POLICY.face_after
-
-    cap = min(max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations))), FACE_AFTER)
-    if hard_ce:
-        cap = FACE_AFTER  # the count after which a cold run takes the LP
+    face_after = policy.DEFAULT_POLICY.face_after
+    cap = min(max(WATCH_MIN, int(previous.info.get("cold_iterations", previous.iterations))), face_after)
+    cap = face_after if hard_ce else cap  # hard CE: the count after which a cold run takes the LP
     cap = -(-cap // 2)  # a pass short of tolerance is followed by a second one
     return cap if max_iter is None else min(cap, max_iter)
 
@@ -527,7 +522,8 @@ def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, 
     prev = start.solution
     prev_cold = int(prev.info.get("cold_iterations", prev.iterations))
     newton = max(int(prev.iterations) - int(prev.info.get("first_order_iterations") or 0), 1)
-    cap = max(WATCH_MIN, MF_WATCH_FACTOR * newton) if max_iter is None else min(max(WATCH_MIN, MF_WATCH_FACTOR * newton), max_iter)
+    cap = max(WATCH_MIN, MF_WATCH_FACTOR * newton)
+    cap = cap if max_iter is None else min(cap, max_iter)
     warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=face, polish=False, **kwargs)
     if warm.status is Status.OPTIMAL or (max_iter is not None and cap >= max_iter):
         timings = {**warm.timings, "total": time.perf_counter() - t0}
