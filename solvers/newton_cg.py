@@ -62,8 +62,8 @@ class NewtonCGOptions(NamedTuple):
         ``DENSE_FLOPS``) the preconditioner is the Cholesky factor of the free block
         ``H_FF + lam I``, formed from the sparse gains of the free rows
         (``MatrixFreeGame.hessian_rows``) and kept across iterations; 0: block-Jacobi
-        always. On the 21x66 evaluation-game CE it cut the CG iterations 1271 -> ~200
-        (cold) and 1814 -> ~300 (warm), benchmarks/results/related_suite.md.
+        always. On the 21x66 evaluation-game CE it cut the CG iterations 1271 -> 134
+        (cold) and 1814 -> 132 (warm), benchmarks/results/related_suite.md.
       dense_refresh_cg: the dense factor's Hessian is formed afresh after a CG solve
         that took more than this many iterations (or when more than a tenth of the
         free rows are new); in between only the masked block is factored again.
@@ -232,6 +232,8 @@ class _DensePreconditioner:
     """
 
     LAM_REFACTOR = 10.0
+    #: ``H_SS`` is formed afresh where more than this fraction of ``S`` are new free rows.
+    OUTSIDE = 0.1
     #: ... or where more than this fraction of the factored rows changed sides (0.05 took
     #: twice the CG iterations on the 21x66 evaluation-game CE, a refactor costs ~5 CG's).
     KEEP_CHANGE = 0.0
@@ -466,7 +468,7 @@ def _newton_cg(game: MatrixFreeGame, base: np.ndarray, eps_hat: np.ndarray, eps_
         mask = (~active).astype(np.float64)
         curv = dual.curvature(st)
         lam = mult * pgn + 1e-12
-        if dense is not None and (last_cg > opt.dense_refresh_cg or dense.outside(mask) > 0.1 * dense.rows.size):
+        if dense is not None and (last_cg > opt.dense_refresh_cg or dense.outside(mask) > dense.OUTSIDE * dense.rows.size):
             dense = None
         if dense is None and game.dense_hessian_ok(np.flatnonzero(mask), opt.dense_rows):
             dense = _DensePreconditioner(game, st, curv, mask)
