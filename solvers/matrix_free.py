@@ -46,6 +46,10 @@ DENSE_NNZ = 10_000_000
 #: (``sum_a S(a)^2``, ``S(a)`` the free rows nonzero at joint action ``a``; the Numba
 #: accumulation runs at a few 1e8 per second).
 DENSE_FLOPS = 1e8
+#: ... and its Cholesky factor (``S^3 / 3`` flops, formed again whenever the free set
+#: changes) costs at most this many Hessian-vector products (``4 |A| sum_p A_p`` flops):
+#: 725 free rows of the 21x66 evaluation-game CE factor in ~10 ms, ~5 products.
+DENSE_FACTOR_HVPS = 30
 
 
 @njit(cache=True)
@@ -278,10 +282,12 @@ class MatrixFreeGame:
         return np.concatenate(self._offdiag)
 
     def dense_hessian_ok(self, rows: np.ndarray, max_rows: int) -> bool:
-        """Whether ``hessian_rows(rows)`` is within ``max_rows``, ``DENSE_NNZ`` and
-        ``DENSE_FLOPS`` (counted exactly from the rows' players and recommendations)."""
+        """Whether ``hessian_rows(rows)`` is within ``max_rows``, ``DENSE_FACTOR_HVPS``,
+        ``DENSE_NNZ`` and ``DENSE_FLOPS`` (counted from the rows' recommendations)."""
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0 or rows.size > max_rows:
+            return False
+        if rows.size ** 3 / 3.0 > DENSE_FACTOR_HVPS * 4.0 * self.num_joint * sum(self.shape):
             return False
         pl = self.player[rows]
         if self.concept == "cce":
