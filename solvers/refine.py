@@ -24,7 +24,7 @@ from solvers import kernels as kn
 from solvers import policy as pol
 from solvers.checks import FACE_MODES, check_method
 from solvers.dual import DualProblem
-from solvers.face import Face, lift_duals, minimal_face
+from solvers.face import Face, lift_duals, support_face
 from solvers.gains import GainLayout, check_concept, gain_layout
 from solvers.gradient import GradientOptions, gradient_batch
 from solvers.newton import (
@@ -310,7 +310,7 @@ def refine_batch(
         for b in idx:
             problem = _problem_of(layout, values, full_base, eps_hat, eps_plus, rho, free, int(b))
             try:
-                fc = minimal_face(problem)
+                fc = support_face(problem)
             except RuntimeError:  # HiGHS failed: go on without the face (polish may finish)
                 continue
             faces[int(b)] = fc
