@@ -103,3 +103,31 @@ def test_refine_batch_face_joints_match_minimal_face_path():
         # The lifted duals are non-negative and give the same joint on the full problem.
         assert np.all(res.alpha[b] >= 0)
         np.testing.assert_allclose(joint_from_duals(problem, res.alpha[b]), ref.joint[0], atol=1e-7)
+
+
+def test_face_stage_restarts_games_the_stalled_duals_leave():
+    # tests/test_api.py's 4x5 game 2: on the support face, Newton from the duals stalled
+    # after face_after iterations reaches the 1,000 cap; the restart from zero converges.
+    game = np.random.default_rng(2).normal(size=(2, 4, 5))
+    norm = normalise_batch(game[None])
+    params = resolve_selection(Selection.me(), normalise(game))
+    res = refine_batch(norm.payoffs, "ce", params, polish=False)
+    assert res.face[0] and res.status[0].value == "optimal"
+    assert res.iterations[0] < 1000
+    ref = refine_batch(norm.payoffs, "ce", params, polish=False, face="always")
+    np.testing.assert_allclose(res.joint, ref.joint, atol=1e-9)
+
+
+def test_face_retries_stay_certified(monkeypatch):
+    import solvers.refine as refine_module
+
+    games = np.stack(_face_games(4, (6, 6)))
+    norm = normalise_batch(games)
+    params = resolve_selection(Selection.me(), normalise(games[0]))
+    base = refine_batch(norm.payoffs, "ce", params, polish=False)
+    monkeypatch.setattr(refine_module, "FACE_RETRIES", 1)
+    retried = refine_batch(norm.payoffs, "ce", params, polish=False)
+    assert all(s.value == "optimal" for s in retried.status)
+    assert np.all(retried.violation <= 1e-8) and np.all(np.abs(retried.duality_gap) <= 1e-8)
+    # Certified to the same tolerance; the joints agree to what a 1e-8 gap allows.
+    np.testing.assert_allclose(retried.joint, base.joint, atol=1e-4)
