@@ -635,7 +635,7 @@ def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypat
         raise AssertionError("the facial-reduction LP ran")
 
     monkeypatch.setattr(face_stage, "minimal_face_auto", no_lp)
-    monkeypatch.setattr(LIBRARY_FACE, "minimal_face", no_lp)
+    monkeypatch.setattr(LIBRARY_FACE, "support_face", no_lp)
     sol = FaceSolver(reuse=keeper.face)(game, "ce", selection, face="always")
     assert sol.status is Status.OPTIMAL and sol.method == "face+newton"
     assert np.abs(sol.joint - reference.joint).max() <= 1e-8
@@ -651,14 +651,15 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
     support[np.argmax(reference.joint.reshape(-1))] = False
     stale = true_face._replace(support=support)
     calls = []
-    real_lp = LIBRARY_FACE.minimal_face
 
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real_lp(*args, **kwargs)
+    def counted(real_lp):
+        def run(*args, **kwargs):
+            calls.append(1)
+            return real_lp(*args, **kwargs)
+        return run
 
-    monkeypatch.setattr(LIBRARY_FACE, "minimal_face", counted)
-    monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
+    monkeypatch.setattr(LIBRARY_FACE, "support_face", counted(LIBRARY_FACE.support_face))
+    monkeypatch.setattr(face_stage, "minimal_face_auto", counted(face_stage.minimal_face_auto))
     sol = FaceSolver(reuse=stale)(game, "ce", "me", face="always")
     assert calls  # the stale face was not trusted: an LP ran
     assert sol.status is Status.OPTIMAL
@@ -675,7 +676,7 @@ def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch):
         return real_lp(*args, **kwargs)
 
     monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
-    monkeypatch.setattr(LIBRARY_FACE, "minimal_face", counted)
+    monkeypatch.setattr(LIBRARY_FACE, "support_face", counted)
     dist, meta = hos.meta_solver("hn_mece", warm_start="cold")(game, repeats)
     assert meta["sparsified"] and meta["certified"]
     assert len(calls) == 1  # the dense solve's LP only; its re-solves run on that face
