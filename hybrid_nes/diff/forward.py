@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hybrid_nes.diff import face_cert
 from hybrid_nes.diff.face import face_lp, face_moves
 from hybrid_nes.diff.linalg import free_hessian, psd_inverse
 from hybrid_nes.diff.status import (
@@ -50,6 +51,7 @@ from hybrid_nes.diff.status import (
 )
 from solvers import kernels as kn
 from solvers import policy as solver_policy
+from solvers.face import Face
 from solvers.gains import gain_layout
 from solvers.game import CONSTANT_ULPS
 from solvers.newton import OPTIMAL, NewtonOptions, newton_batch, options_array, solve_single
@@ -76,6 +78,7 @@ class _Plan(NamedTuple):
     first_opts: np.ndarray  # Newton options of that path's first pass
     face_options: NewtonOptions  # Newton on a face
     noise: np.ndarray  # [N, |A|] the face-change direction (unit norm)
+    structure: face_cert.Structure
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,7 +94,8 @@ def plan(cfg: Config) -> _Plan:
     noise = np.random.default_rng(0).standard_normal((num_players,) + cfg.shape).reshape(num_players, -1)
     noise /= max(float(np.linalg.norm(noise)), 1e-300)
     return _Plan(layout, fast, options_array(NewtonOptions(tol=cfg.tol, max_iter=first_cap)),
-                 NewtonOptions(tol=cfg.tol, max_iter=cap), noise)
+                 NewtonOptions(tol=cfg.tol, max_iter=cap), noise,
+                 face_cert.structure(layout.rows, layout.dev, layout.slot_player, num))
 
 
 def dense_adjoint(cfg: Config) -> bool:
@@ -117,6 +121,7 @@ class _Found(NamedTuple):
     alpha: np.ndarray
     face: object  # solvers.face.Face or None (interior)
     basis: object  # HiGHS basis of the face LP, or None
+    guessed: bool = False  # face from face_cert.guess: _finish must certify it (slater_ok)
 
 
 def _refine(cfg: Config, flat, base, eps_hat, eps_plus, alpha0, method: str, face: str):
@@ -145,7 +150,7 @@ def _on_face(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, face
     return status, joint, alpha
 
 
-def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus) -> _Found:
+def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, use_guess: bool) -> _Found:
     layout = pl.layout
     eps_rows = eps_hat[layout.player]
     status = None
@@ -167,6 +172,10 @@ def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus) ->
         return _Found(NOT_OPTIMAL, joint, alpha, None, None)
     if not cfg.hard or (not on_face and joint.min() >= FACE_MASS):
         return _Found(OK, joint, alpha, None, None)
+    if use_guess and not on_face and not np.any(eps_hat):
+        found = _guessed(cfg, pl, flat, values, base, eps_hat, eps_plus, joint, alpha)
+        if found is not None:
+            return found
     try:
         face, basis = face_lp(layout.rows, values, eps_rows)
     except RuntimeError:
@@ -185,24 +194,56 @@ def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus) ->
     return _Found(OK, joint, alpha, face, basis)
 
 
-def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found: _Found, out: np.ndarray) -> None:
-    """Writes the packed result of one game into ``out: [packed_size]``."""
+def _guessed(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, joint, alpha) -> _Found | None:
+    """The face guessed from Newton's iterate (``face_cert``), its support certified and
+    Newton run on it; None where the guess or its certificate fails (the LP decides)."""
+    layout = pl.layout
+    num = layout.num_constraints
+    st = pl.structure
+    guessed = face_cert.guess(layout.rows, st, joint, FACE_MASS)
+    if guessed is None:  # no face in sight: _finish's Slater point must show it
+        everything = Face(np.ones(joint.shape[0], dtype=bool), np.zeros(num, dtype=bool), np.zeros(num), True,
+                          "guessed", 0.0)
+        return _Found(OK, joint, alpha, everything, None, True)
+    support, equalities = guessed
+    cert = face_cert.certificate_ok(layout.rows, values, layout.slot_player, len(cfg.shape), st, support, equalities,
+                                    alpha, _eta(cfg, flat))
+    if cert is None:
+        return None
+    face = Face(support, equalities, cert, True, "guessed", 0.0)
+    restricted = np.where(support, base, -np.inf)
+    res = newton_batch(layout.rows, values[None], layout.player, restricted[None], eps_hat[None], eps_plus[None],
+                       np.array([cfg.rho]), equalities[None], np.zeros((1, num)), pl.face_options, parallel=False)
+    if int(res.status[0]) != OPTIMAL:
+        return None
+    return _Found(OK, res.joint[0].reshape(-1), res.alpha[0].copy(), face, None, True)
+
+
+def _eta(cfg: Config, flat: np.ndarray) -> float:
+    """2-norm of the face-change check's payoff perturbation (normalised units)."""
+    return cfg.face_tol * float(np.linalg.norm(flat))
+
+
+def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found: _Found, out: np.ndarray) -> bool:
+    """Writes the packed result of one game into ``out: [packed_size]``; False (``out``
+    unspecified) where a guessed face fails its certificate (``face_cert.slater_ok``)."""
     layout = pl.layout
     num_joint, num = layout.rows.shape[0], layout.num_constraints
+    out[:] = 0.0
     out[:num_joint] = found.joint
     out[num_joint:num_joint + num] = found.alpha
     out[num_joint + 2 * num:2 * num_joint + 2 * num] = 1.0  # support
     status = found.status
     if status != OK:
         out[-1] = status
-        return
+        return not found.guessed
     equalities = np.zeros(num, dtype=bool)
     support = None
     if found.face is not None:
         support, equalities = found.face.support, found.face.equalities
         out[num_joint + 2 * num:2 * num_joint + 2 * num] = support
-        if cfg.face_tol > 0:
-            step = cfg.face_tol * float(np.linalg.norm(flat)) * pl.noise
+        if cfg.face_tol > 0 and not found.guessed:
+            step = _eta(cfg, flat) * pl.noise
             moved = np.empty_like(values)
 
             def values_of(sign: float) -> np.ndarray:
@@ -219,7 +260,7 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
     kn.softmax_one(lg, recomputed)
     if np.max(np.abs(recomputed - found.joint)) > max(1e3 * cfg.tol, 1e-8):
         out[-1] = INCONSISTENT
-        return
+        return not found.guessed
     if cfg.hard:
         eps_now = eps_hat
     else:
@@ -235,19 +276,34 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
     out[num_joint + num:num_joint + 2 * num] = free
     if status == OK and np.any(~free & ~inactive):
         status = DEGENERATE_ACTIVE_SET
+    if found.guessed and status != OK:
+        return False
     out[-1] = status
-    start = 2 * num_joint + 2 * num
-    if dense_adjoint(cfg) and not np.any(free):
-        out[start] = 1.0  # nothing free: the adjoint is 0
-    elif dense_adjoint(cfg):
+    # Rows that touch no joint of the face have a zero block in H: their duals are
+    # unidentified and their derivative is 0 (the minimum-norm solution), so the block
+    # inverted is F less those rows.
+    solved = free
+    if support is not None:
+        touched = np.bincount(layout.rows[pl.structure.touch & support[:, None]], minlength=num) > 0
+        solved = free & touched
+    inv = None
+    if np.any(solved) and (dense_adjoint(cfg) or found.guessed):
         hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho, flat, found.joint,
-                            found.alpha, eps_hat, eps_plus, free)
+                            found.alpha, eps_hat, eps_plus, solved)
         inv = psd_inverse(hess)
-        if inv is not None:
-            out[start] = 1.0
-            adj = out[start + 1:start + 1 + num * num].reshape(num, num)
-            idx = np.flatnonzero(free)
-            adj[np.ix_(idx, idx)] = -inv
+    if found.guessed:
+        if inv is None or not face_cert.slater_ok(layout.rows, values, pl.structure, support, equalities, found.joint,
+                                                  solved, -inv, _eta(cfg, flat)):
+            return False
+    start = 2 * num_joint + 2 * num
+    if dense_adjoint(cfg) and not np.any(solved):
+        out[start] = 1.0  # nothing free: the adjoint is 0
+    elif dense_adjoint(cfg) and inv is not None:
+        out[start] = 1.0
+        adj = out[start + 1:start + 1 + num * num].reshape(num, num)
+        idx = np.flatnonzero(solved)
+        adj[np.ix_(idx, idx)] = -inv
+    return True
 
 
 def forward(cfg: Config, dtype, inputs) -> np.ndarray:
@@ -285,6 +341,7 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
         if not np.all(np.isfinite(scale)):
             raise ValueError("hybrid_nes.diff.solve: payoffs overflow float64 when normalised")
         kn.gain_values_one(flat, pl.layout.slot_player, pl.layout.dev, values)
-        found = _solve_one(cfg, pl, flat, values, bases[b], eps_hats[b], eps_pluses[b])
-        _finish(cfg, pl, flat, values, bases[b], eps_hats[b], eps_pluses[b], found, out[b])
+        args = (cfg, pl, flat, values, bases[b], eps_hats[b], eps_pluses[b])
+        if not _finish(*args, _solve_one(*args, use_guess=True), out[b]):
+            _finish(*args, _solve_one(*args, use_guess=False), out[b])  # the LPs decide
     return out.reshape(batch_shape + (out.shape[1],)).astype(dtype, copy=False)
