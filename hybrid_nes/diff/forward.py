@@ -212,8 +212,11 @@ def _guessed(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, join
         return None
     face = Face(support, equalities, cert, True, "guessed", 0.0)
     restricted = np.where(support, base, -np.inf)
+    # From Newton's duals less the equality rows (which touch no joint of the face): on
+    # the face they are the face optimum up to the mass Newton left off it.
+    start = np.where(equalities, 0.0, alpha)[None]
     res = newton_batch(layout.rows, values[None], layout.player, restricted[None], eps_hat[None], eps_plus[None],
-                       np.array([cfg.rho]), equalities[None], np.zeros((1, num)), pl.face_options, parallel=False)
+                       np.array([cfg.rho]), equalities[None], start, pl.face_options, parallel=False)
     if int(res.status[0]) != OPTIMAL:
         return None
     return _Found(OK, res.joint[0].reshape(-1), res.alpha[0].copy(), face, None, True)
@@ -292,8 +295,11 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
                             found.alpha, eps_hat, eps_plus, solved)
         inv = psd_inverse(hess)
     if found.guessed:
-        if inv is None or not face_cert.slater_ok(layout.rows, values, pl.structure, support, equalities, found.joint,
-                                                  solved, -inv, _eta(cfg, flat)):
+        if np.any(solved) and inv is None:
+            return False
+        neg_inv = -inv if inv is not None else np.zeros((0, 0))
+        if not face_cert.slater_ok(layout.rows, values, pl.structure, support, equalities, found.joint, solved,
+                                   neg_inv, _eta(cfg, flat)):
             return False
     start = 2 * num_joint + 2 * num
     if dense_adjoint(cfg) and not np.any(solved):
