@@ -17,8 +17,8 @@ and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / so
 the solve. The timed calls are interleaved (every function on every game in turn, then
 the next repeat), so a change in the machine's load hits all of them alike.
 
-``--baseline REF`` also times the single-module ``hybrid_nes/diff.py`` of git revision
-``REF`` (e.g. the version before a change) in the same run: ``base_forward_ms``,
+``--baseline REF`` also times ``hybrid_nes.diff`` of git revision ``REF`` (e.g. the
+version before a change) in the same run, on the same games: ``base_forward_ms``,
 ``base_grad_ms``, ``base_grad/solve``.
 
 cvxpylayers is not installed (no network access to install it here), so there is no
@@ -30,7 +30,7 @@ comparison with it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import platform
 import subprocess
@@ -45,19 +45,32 @@ from benchmarks.results import markdown_table, write_json_atomic
 from solvers.atomic import write_text_atomic
 
 CELLS: tuple[tuple[str, tuple[int, ...]], ...] = (("ce", (8, 8)), ("ce", (32, 32)), ("cce", (8, 8)))
+#: Games in the vmapped batch of a cell (``--quick``: a quarter); 0: no batch column (32x32
+#: CE: 64 solves and gradients per repeat take minutes on the shared CPU).
+BATCH = {"8x8": 64, "32x32": 0}
 
 
 def load_baseline(ref: str):
-    """The module ``hybrid_nes/diff.py`` at git revision ``ref``, imported as ``diff_baseline``."""
-    source = subprocess.run(["git", "show", f"{ref}:hybrid_nes/diff.py"], check=True, capture_output=True,
-                            text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "diff_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("diff_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["diff_baseline"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """``hybrid_nes.diff`` at git revision ``ref`` (the package ``hybrid_nes/diff/``, or the
+    single module ``hybrid_nes/diff.py`` of older revisions), imported as ``diff_baseline``
+    (it uses this tree's ``solvers``)."""
+    root = Path(tempfile.mkdtemp())
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "hybrid_nes/diff/"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    if not files:
+        files = ["hybrid_nes/diff.py"]
+    for name in files:
+        source = subprocess.run(["git", "show", f"{ref}:{name}"], check=True, capture_output=True, text=True).stdout
+        source = source.replace("from hybrid_nes.diff import", "from diff_baseline import")
+        source = source.replace("hybrid_nes.diff.", "diff_baseline.")
+        target = root / name.replace("hybrid_nes/diff", "diff_baseline", 1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("diff_baseline")
+    finally:
+        sys.path.remove(str(root))
 
 
 def _interleaved(fns: dict, games: int, repeats: int) -> dict:
@@ -70,6 +83,44 @@ def _interleaved(fns: dict, games: int, repeats: int) -> dict:
                 fn(g)
                 times[name][g].append(time.perf_counter() - t0)
     return {name: [float(np.median(t)) for t in per] for name, per in times.items()}
+
+
+def measure_batch(concept: str, shape: tuple[int, ...], batch: int, repeats: int) -> dict:
+    """Per-game times of ``jit(vmap(value_and_grad))`` over ``batch`` games (one callback for
+    the batch) against ``solvers.solve`` on each of the same games, interleaved."""
+    import jax
+    import jax.numpy as jnp
+
+    import solvers
+    from hybrid_nes import diff
+
+    jax.config.update("jax_enable_x64", True)
+    v = jnp.asarray(np.random.default_rng(123).standard_normal(shape))
+    games = np.stack([np.random.default_rng(1000 + s).standard_normal((len(shape),) + shape) for s in range(batch)])
+    gj = jnp.asarray(games)
+    val_grad = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda g: jnp.sum(diff.solve(g, concept, on_degenerate="nan").joint * v))))
+    fwd = jax.jit(jax.vmap(lambda g: diff.solve(g, concept).joint))
+
+    def solve_all():
+        for g in games:
+            solvers.solve(g, concept)
+
+    fns = {"solve": solve_all, "vforward": lambda: fwd(gj).block_until_ready(),
+           "vgrad": lambda: jax.block_until_ready(val_grad(gj))}
+    for fn in fns.values():
+        fn()
+    status = np.asarray(jax.vmap(lambda g: diff.solve(g, concept).status)(gj))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    per = {name: float(np.median(t)) / batch for name, t in times.items()}
+    return {"batch": batch, "batch_differentiable": int(np.sum(status == 0)),
+            "batch_solve_ms": 1e3 * per["solve"], "batch_forward_ms": 1e3 * per["vforward"],
+            "batch_grad_ms": 1e3 * per["vgrad"], "batch_grad/solve": per["vgrad"] / per["solve"]}
 
 
 def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, baseline=None) -> dict:
@@ -189,6 +240,8 @@ def render(data: dict) -> str:
     num_games = results[0]["games"]
     repeats = data.get("repeats", 3 if quick else 7)
     baseline = data.get("baseline")
+    batch_cols = ["concept", "shape", "batch", "batch_differentiable", "batch_solve_ms", "batch_forward_ms",
+                  "batch_grad_ms", "batch/single_grad", "batch_grad/solve"]
     cols = ["concept", "shape", "games", "on_face", "differentiable", "median_free_rows", "solve_ms",
             "forward_ms", "grad_ms", "jvp_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward",
             "jvp/solve"]
@@ -225,11 +278,24 @@ def render(data: dict) -> str:
         markdown_table([{k: r[k] for k in split_cols} for r in results], split_cols),
         "",
     ]
+    batched = [r for r in results if r.get("batch")]
+    if batched:
+        lines += [
+            "## Batched: `jax.vmap` over a batch of games (one callback per batch)",
+            "",
+            "`batch_*_ms`: per game, `jit(vmap(diff.solve))` (forward) and `jit(vmap(value_and_grad))` "
+            "(grad) over `batch` random games (seeds 1000+), against `solvers.solve` on each of the same "
+            "games in turn; `batch/single_grad`: the per-game batched gradient over the single-game one "
+            "of the table above (other games). The batch amortises the `pure_callback` floor.",
+            "",
+            markdown_table([{k: r[k] for k in batch_cols} for r in batched], batch_cols),
+            "",
+        ]
     if baseline:
         lines += [
             f"## Side by side with `{baseline}` (same run, same games)",
             "",
-            f"`base_*`: `hybrid_nes/diff.py` at `{baseline}`; `grad_speedup = base_grad / grad`.",
+            f"`base_*`: `hybrid_nes.diff` at `{baseline}`; `grad_speedup = base_grad / grad`.",
             "",
             markdown_table([{k: r[k] for k in base_cols} for r in results], base_cols),
             "",
@@ -241,7 +307,14 @@ def render(data: dict) -> str:
 def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseline: str | None = None) -> dict:
     num_games, repeats = (2, 3) if quick else (5, 7)
     base = load_baseline(baseline) if baseline else None
-    results = [measure(c, s, num_games, repeats, base) for c, s in CELLS]
+    results = []
+    for concept, shape in CELLS:
+        row = measure(concept, shape, num_games, repeats, base)
+        batch = BATCH["x".join(map(str, shape))] // (4 if quick else 1)
+        if batch:
+            row.update(measure_batch(concept, shape, batch, repeats))
+            row["batch/single_grad"] = row["batch_grad_ms"] / row["grad_ms"]
+        results.append(row)
     data = {"suite": "diff_suite", "quick": quick, "repeats": repeats, "machine": platform.platform(),
             "processor": platform.processor(), "baseline": baseline, "cells": results,
             "cvxpylayers": "not installed (not installable offline here): no comparison"}

@@ -35,7 +35,7 @@ import numpy as np
 
 from solvers import kernels as kn
 
-__all__ = ["Structure", "certificate_ok", "guess", "slater_ok", "structure"]
+__all__ = ["Structure", "certificate_ok", "guess", "off_block", "slater_ok", "structure"]
 
 #: A margin must beat the perturbation bound (itself an upper bound) by this factor.
 SAFETY = 1.0
@@ -106,6 +106,16 @@ def guess(rows: np.ndarray, st: Structure, joint: np.ndarray, mass: float) -> tu
     if not off.any():
         return None
     return ~off, eq
+
+
+def off_block(rows: np.ndarray, values: np.ndarray, support: np.ndarray, equalities: np.ndarray) -> np.ndarray:
+    """``M[equalities, ~support]`` dense ``[|E|, |off|]`` (the covering LP's data)."""
+    off = ~support
+    num = equalities.shape[0]
+    dense = np.zeros((num, int(off.sum())))
+    cols = np.broadcast_to(np.arange(dense.shape[1])[:, None], (dense.shape[1], rows.shape[1]))
+    np.add.at(dense, (rows[off], cols), values[off])
+    return dense[equalities]
 
 
 def certificate_ok(rows: np.ndarray, values: np.ndarray, slot_player: np.ndarray, num_players: int,

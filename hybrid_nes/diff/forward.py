@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hybrid_nes.diff import face_cert
-from hybrid_nes.diff.face import face_lp, face_moves
+from hybrid_nes.diff.face import cover_lp, face_lp, face_moves
 from hybrid_nes.diff.linalg import free_hessian, psd_inverse
 from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
@@ -150,7 +150,7 @@ def _on_face(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, face
     return status, joint, alpha
 
 
-def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, use_guess: bool) -> _Found:
+def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, guess: str | None) -> _Found:
     layout = pl.layout
     eps_rows = eps_hat[layout.player]
     status = None
@@ -172,8 +172,8 @@ def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, us
         return _Found(NOT_OPTIMAL, joint, alpha, None, None)
     if not cfg.hard or (not on_face and joint.min() >= FACE_MASS):
         return _Found(OK, joint, alpha, None, None)
-    if use_guess and not on_face and not np.any(eps_hat):
-        found = _guessed(cfg, pl, flat, values, base, eps_hat, eps_plus, joint, alpha)
+    if guess is not None and not on_face and not np.any(eps_hat):
+        found = _guessed(cfg, pl, flat, values, base, eps_hat, eps_plus, joint, alpha, guess == "warm")
         if found is not None:
             return found
     try:
@@ -194,9 +194,11 @@ def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, us
     return _Found(OK, joint, alpha, face, basis)
 
 
-def _guessed(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, joint, alpha) -> _Found | None:
+def _guessed(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, joint, alpha, warm: bool
+             ) -> _Found | None:
     """The face guessed from Newton's iterate (``face_cert``), its support certified and
-    Newton run on it; None where the guess or its certificate fails (the LP decides)."""
+    Newton run on it (from Newton's duals if ``warm``, else from 0); None where the guess or
+    its certificate fails (the LP decides)."""
     layout = pl.layout
     num = layout.num_constraints
     st = pl.structure
@@ -206,15 +208,24 @@ def _guessed(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, join
                           "guessed", 0.0)
         return _Found(OK, joint, alpha, everything, None, True)
     support, equalities = guessed
+    eta = _eta(cfg, flat)
     cert = face_cert.certificate_ok(layout.rows, values, layout.slot_player, len(cfg.shape), st, support, equalities,
-                                    alpha, _eta(cfg, flat))
-    if cert is None:
-        return None
+                                    alpha, eta)
+    if cert is None:  # Newton's duals are not a certificate: the small covering LP
+        cover = cover_lp(face_cert.off_block(layout.rows, values, support, equalities))
+        if cover is None:
+            return None
+        full = np.zeros(num)
+        full[equalities] = cover
+        cert = face_cert.certificate_ok(layout.rows, values, layout.slot_player, len(cfg.shape), st, support,
+                                        equalities, full, eta)
+        if cert is None:
+            return None
     face = Face(support, equalities, cert, True, "guessed", 0.0)
     restricted = np.where(support, base, -np.inf)
     # From Newton's duals less the equality rows (which touch no joint of the face): on
     # the face they are the face optimum up to the mass Newton left off it.
-    start = np.where(equalities, 0.0, alpha)[None]
+    start = np.where(equalities, 0.0, alpha)[None] if warm else np.zeros((1, num))
     res = newton_batch(layout.rows, values[None], layout.player, restricted[None], eps_hat[None], eps_plus[None],
                        np.array([cfg.rho]), equalities[None], start, pl.face_options, parallel=False)
     if int(res.status[0]) != OPTIMAL:
@@ -348,6 +359,9 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
             raise ValueError("hybrid_nes.diff.solve: payoffs overflow float64 when normalised")
         kn.gain_values_one(flat, pl.layout.slot_player, pl.layout.dev, values)
         args = (cfg, pl, flat, values, bases[b], eps_hats[b], eps_pluses[b])
-        if not _finish(*args, _solve_one(*args, use_guess=True), out[b]):
-            _finish(*args, _solve_one(*args, use_guess=False), out[b])  # the LPs decide
+        # A guessed face (face_cert), else the LPs: a face with implicit equalities among
+        # the rows that touch it (a singular H_FF there, or a tight row with zero dual).
+        for guess in ("warm", None):
+            if _finish(*args, _solve_one(*args, guess=guess), out[b]):
+                break
     return out.reshape(batch_shape + (out.shape[1],)).astype(dtype, copy=False)

@@ -32,6 +32,7 @@ from hybrid_nes.diff.status import (
     FACE_CHANGE,
     OK,
     ON_DEGENERATE,
+    SKIP,
     STATUS_MESSAGES,
     Config,
     DegenerateEquilibriumError,
@@ -70,6 +71,8 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
     out = np.zeros((num_games, num))
     for b in range(num_games):
         code = int(status[b])
+        if code == SKIP:
+            continue
         one_sided = modes[b] == "one_sided" and code in (DEGENERATE_ACTIVE_SET, FACE_CHANGE)
         if code != OK and not one_sided:
             if modes[b] != "nan":
@@ -107,9 +110,12 @@ def _adjoint(cfg: Config, adjoint, gn, sigma, alpha, free, rhs, eps_hat, eps_plu
     else:
         flag, matrix = adjoint
         fast = flag & (status == OK)
+        # Under vmap the cond is a select and both branches run: the callback skips the
+        # games the product serves.
+        slow_status = jnp.where(fast, jnp.int32(SKIP), status)
         out = jax.lax.cond(
             fast, lambda r: matrix @ r,
-            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, status, mode), rhs)
+            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, slow_status, mode), rhs)
     return jnp.where(free, out, 0.0)
 
 
