@@ -15,7 +15,9 @@ games per cell, median wall times (warm: compiled, Numba cache loaded) of
 and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / solve``,
 ``grad / forward`` and ``jvp / solve``. The target of issue 24 is a gradient within 2x of
 the solve. The timed calls are interleaved (every function on every game in turn, then
-the next repeat), so a change in the machine's load hits all of them alike.
+the next repeat), so a change in the machine's load hits all of them alike. For the 8x8
+cells, ``jit(vmap(value_and_grad))`` over a batch of 64 games is also timed per game against
+``solvers.solve`` on each of them (``measure_batch``: the batch amortises the callback floor).
 
 ``--baseline REF`` also times ``hybrid_nes.diff`` of git revision ``REF`` (e.g. the
 version before a change) in the same run, on the same games: ``base_forward_ms``,
@@ -216,13 +218,27 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   single-threaded Numba Hessian (`solvers.kernels.hessian_one`), Cholesky and Cholesky
   inverse (`hybrid_nes/diff/linalg.py`); the eigendecomposition is the last resort.
 - Newton may certify an 8x8 ME-CE on a face without facial reduction (masses of 1e-77, its
-  duals drifting), as `solvers.solve` does; the implicit step needs the face, so the forward
-  runs the facial-reduction LP there (one cold HiGHS LP, ~2-10 ms with the load), Newton on
-  the face, and the face-change check (two more LPs, warm-started from the first LP's basis:
-  ~6x cheaper than cold at 8x8 CE). `solvers.solve` runs no LP on these games, so on a face
-  the gradient costs several times the solve. Warm-starting the first LP from another game's
-  basis did not help (0.8-4x the cold time at 8x8 CE); dual simplex beat primal simplex and
-  IPM 2-8x.
+  duals drifting), as `solvers.solve` does; the implicit step needs the face. At `435ced4`
+  the forward ran the facial-reduction LP there (one cold HiGHS LP, ~2-10 ms with the load),
+  Newton on the face, and the face-change check (two more LPs, warm-started from the first
+  LP's basis: ~6x cheaper than cold at 8x8 CE): 3 of the 5 8x8 CE games here, grad/solve
+  23.8. Warm-starting the first LP from another game's basis did not help (0.8-4x the cold
+  time at 8x8 CE); dual simplex beat primal simplex and IPM 2-8x.
+- The faces of random games are those of iterated dominance (whole actions off the support,
+  the equality rows touching no joint of the face): on 8x8 CE seeds 0-39, 31 games on a
+  face, every one with no implicit equality among the rows touching it. `face_cert`
+  certifies such a face without an LP (support: Newton's duals on the equality rows, or a
+  covering LP of a few dozen variables; no more support and no hidden equality: a Slater
+  point from the face optimum and `-H_AA^-1`), with margins against every payoff
+  perturbation of 2-norm `face_tol ||G||`, a uniform version of the two-LP check. On those
+  seeds 30 of 31 face games were certified (6x6 CE seeds 0-29: 26 of 26), with outputs
+  identical to the LP path; on 8x8 CE seeds 1000-1063 a few games whose face has implicit
+  equalities among its rows (a 2x2 matching-pennies core) still take the LPs (~10-20 ms).
+- 8x8 CCE: the forward's NumPy body is about the solve (`solvers.solve` also validates and
+  builds a `Solution`); the rest of the gradient is the `pure_callback` floor (~0.2-0.7 ms
+  on the loaded CPU, about the solve itself) and the XLA part. A single game's gradient
+  cannot reach 2x the solve while the floor alone is ~1x; the batched columns show the
+  floor amortised over `jax.vmap`.
 - `pure_callback` converts every input and output array of a callback separately: the
   forward packs its 4 inputs and 5 outputs into one each (an empty callback with 5 outputs
   took ~0.4 ms against ~0.2 ms with 1). Up to `DENSE_ADJOINT_MAX` duals the forward also
@@ -257,8 +273,9 @@ def render(data: dict) -> str:
         "within one run less).",
         "",
         "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (the solver through "
-        "`pure_callback`, free-set classification, face LPs on a face: the facial-reduction LP and the "
-        "two perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
+        "`pure_callback`, free-set classification; on a face, the face certified from Newton's iterate "
+        "(`hybrid_nes.diff.face_cert`), or where it cannot be the facial-reduction LP and the two "
+        "perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
         "function of the joint (forward + implicit backward); `jvp`: `jit(diff.jvp)` along a random "
         "direction; `backward = grad - forward`.",
         "- Target (issue 24): gradient within 2x of the solve.",
@@ -269,8 +286,8 @@ def render(data: dict) -> str:
         "## Where the forward's time goes",
         "",
         "`body`: the forward callback's NumPy body alone (`hybrid_nes.diff.forward.forward`: the solve, "
-        "and on a face the facial-reduction LP, Newton on the face and the two warm-started face-change "
-        "LPs, then the classification and, up to `DENSE_ADJOINT_MAX` duals, `-H_FF^-1`); "
+        "and on a face its certificate and Newton on the face (or the LPs), then the classification and, "
+        "up to `DENSE_ADJOINT_MAX` duals, `-H_FF^-1`); "
         "`callback_floor`: `jit` of an empty `pure_callback` with the same input and output sizes "
         "(JAX's dispatch and the conversion of the callback's arrays). `forward ~ body + callback_floor` "
         "(+ the small XLA part: normalisation, selection, marginals).",

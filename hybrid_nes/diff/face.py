@@ -7,7 +7,8 @@ the values of ``M'`` change between games of one (shape, concept), so the sparsi
 pattern, costs and bounds are built once per layout. The perturbed LPs of the face-change
 check start from the optimal basis of the unperturbed one: where the face does not move
 that basis stays optimal and HiGHS only refactorises it. A warm start changes the path
-HiGHS takes, not the optimum it certifies.
+HiGHS takes, not the optimum it certifies. ``cover_lp`` is the small LP of
+``face_cert``'s certificate.
 """
 
 from __future__ import annotations

@@ -7,23 +7,29 @@ Per game (normalised units, DESIGN §5):
    gains, Newton, certificate in one call) where ``solvers.solve`` takes it, else, or when
    that is short of ``tol``, ``solvers.refine.refine_batch`` (first-order pass, facial
    reduction, CVXPY polish).
-2. Hard constraints with a joint action below ``FACE_MASS``: the facial-reduction LP
-   (``hybrid_nes.diff.face``) and, on a proper face, projected Newton on the face (its
+2. Hard constraints with a joint action below ``FACE_MASS`` and ``eps_hat = 0``: the face
+   guessed from Newton's iterate and certified without an LP (``face_cert``: a
+   certificate that the joints off it carry no mass, Newton on the face from Newton's own
+   duals, and a Slater point of the face; both with margins against every payoff
+   perturbation of relative size ``face_tol``, so no face-change LPs either). Newton may
+   certify a face optimum without facial reduction, its duals drifting towards infinity;
+   the implicit step needs the face.
+3. Where that does not apply or a test fails (a face with implicit equalities among the
+   rows that touch it, ``eps_hat != 0``, a margin below ``face_tol``): the
+   facial-reduction LP (``hybrid_nes.diff.face``), projected Newton on a proper face (its
    implicit equalities sign-free, exact zeros off its support; ``refine_batch`` with
-   ``face="always"`` where Newton is short of ``tol``). Newton may certify a face optimum
-   without facial reduction, its duals drifting towards infinity; the implicit step
-   needs the face.
-3. On a face, the face-change check: the LP again for the payoffs moved by +/- a
-   fixed random direction of relative size ``face_tol``, warm-started from the first LP's
-   basis.
+   ``face="always"`` where Newton is short of ``tol``), and the face-change check: the LP
+   again for the payoffs moved by +/- a fixed random direction of relative size
+   ``face_tol``, warm-started from the first LP's basis.
 4. The duals must reproduce the joint (``INCONSISTENT`` otherwise), and the free rows
    ``F`` (implicit equalities, duals above ``degenerate_tol``) are those held at equality;
    a row with dual and slack both within ``degenerate_tol`` is ``DEGENERATE_ACTIVE_SET``.
 
 5. Up to ``DENSE_ADJOINT_MAX`` duals, where the free block ``H_FF`` of the dual Hessian
    is well conditioned: ``-H_FF^{-1}``, so that the derivative is a product in JAX and
-   needs no second callback (a singular block, on faces, is solved in the derivative's
-   own callback, ``implicit``).
+   needs no second callback (a singular block is solved in the derivative's own
+   callback, ``implicit``). Free rows that touch no joint of the face (zero rows of
+   ``H``) are left out of the block: their derivative is 0, the minimum-norm solution.
 
 The result of a batch is one packed float array ``[..., packed_size]`` (joint, duals,
 free, support, [flag, -H_FF^{-1} as ``[K, K]``], status): ``pure_callback`` converts each
