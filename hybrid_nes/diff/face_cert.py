@@ -35,7 +35,7 @@ import numpy as np
 
 from solvers import kernels as kn
 
-__all__ = ["Structure", "certificate_ok", "guess", "off_block", "slater_ok", "structure"]
+__all__ = ["Structure", "certificate_ok", "guess", "off_block", "slater_ok", "structure", "touched"]
 
 #: A margin must beat the perturbation bound (itself an upper bound) by this factor.
 SAFETY = 1.0
@@ -50,6 +50,8 @@ class Structure(NamedTuple):
 
     touch: np.ndarray  # [|A|, c] bool: the slot's gain is not identically 0 (dev != a)
     touch_count: np.ndarray  # [K] slots of each row that touch a joint
+    touched_row: np.ndarray  # [T] the row of each touching slot (row-major over [|A|, c])
+    touched_joint: np.ndarray  # [T] its joint
     row_factor: np.ndarray  # [K] sqrt(m_dev) + sqrt(m_src): row coefficient bound factor
     col_factor: np.ndarray  # [|A|] sqrt(m_dev) of each joint's slots
 
@@ -75,7 +77,7 @@ def _structure(rows_key: bytes, dev_key: bytes, sp_key: bytes, num_joint: int, w
     m_dev = _max_multiplicity(target, r, num)
     m_src = _max_multiplicity(a, r, num)
     col = _max_multiplicity(target, a, num_joint)
-    return Structure(touch, touch_count, np.sqrt(m_dev) + np.sqrt(m_src), np.sqrt(col))
+    return Structure(touch, touch_count, r, a.copy(), np.sqrt(m_dev) + np.sqrt(m_src), np.sqrt(col))
 
 
 def structure(rows: np.ndarray, dev: np.ndarray, slot_player: np.ndarray, num: int) -> Structure:
@@ -87,7 +89,7 @@ def structure(rows: np.ndarray, dev: np.ndarray, slot_player: np.ndarray, num: i
 
 def _equalities(rows: np.ndarray, st: Structure, off: np.ndarray) -> np.ndarray:
     """``[K]`` the rows all of whose touching slots lie on joints in ``off``."""
-    inside = np.bincount(rows[st.touch & off[:, None]], minlength=st.touch_count.shape[0])
+    inside = np.bincount(st.touched_row, weights=off[st.touched_joint], minlength=st.touch_count.shape[0])
     return inside == st.touch_count  # rows touching nothing (identically 0) included
 
 
@@ -106,6 +108,11 @@ def guess(rows: np.ndarray, st: Structure, joint: np.ndarray, mass: float) -> tu
     if not off.any():
         return None
     return ~off, eq
+
+
+def touched(st: Structure, mask: np.ndarray) -> np.ndarray:
+    """``[K]`` the rows with a touching slot on a joint in ``mask [|A|]``."""
+    return np.bincount(st.touched_row, weights=mask[st.touched_joint], minlength=st.touch_count.shape[0]) > 0
 
 
 def off_block(rows: np.ndarray, values: np.ndarray, support: np.ndarray, equalities: np.ndarray) -> np.ndarray:
@@ -169,15 +176,13 @@ def slater_ok(rows: np.ndarray, values: np.ndarray, st: Structure, support: np.n
     rest = ~equalities
     shrink = mw > 0  # d_a < 0: x_a > 0 needs tau < 1 / max(mw)
     cap = 0.95 / float(mw[shrink].max()) if shrink.any() else 1.0
-    rows_touched = rows[st.touch]
     size = ROUNDING * max(1.0, float(sigma.max()))
     for tau in cap * TAU_FRACTIONS:  # the active rows' margin grows with tau, the others' shrinks
         x = sigma + tau * step
         if np.any(x[support] <= 0.0) or np.any(x[~support] != 0.0):
             continue
         kn.expected_gains_one(rows, values, x, mx)  # M x, evaluated
-        x_sq = np.bincount(rows_touched, weights=np.broadcast_to((x * x)[:, None], rows.shape)[st.touch],
-                           minlength=num)
+        x_sq = np.bincount(st.touched_row, weights=(x * x)[st.touched_joint], minlength=num)
         bound = eta * st.row_factor[rest] * np.sqrt(x_sq[rest])
         if np.all(-mx[rest] > SAFETY * bound + size):
             return True

@@ -304,8 +304,7 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
     # inverted is F less those rows.
     solved = free
     if support is not None:
-        touched = np.bincount(layout.rows[pl.structure.touch & support[:, None]], minlength=num) > 0
-        solved = free & touched
+        solved = free & face_cert.touched(pl.structure, support)
     inv = None
     if np.any(solved) and (dense_adjoint(cfg) or found.guessed):
         hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho, flat, found.joint,

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hybrid_nes.diff.face_cert import structure
+from hybrid_nes.diff.face_cert import structure, touched
 from hybrid_nes.diff.linalg import free_hessian, psd_solve
 from hybrid_nes.diff.problem import sigma_and_gradient
 from hybrid_nes.diff.status import (
@@ -69,7 +69,7 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
         raise ValueError("the cotangent (or tangent) of hybrid_nes.diff's output contains NaN or inf")
     gn = gn.reshape(num_games, num_players, num_joint)
     free = free > 0.5
-    touch = structure(layout.rows, layout.dev, layout.slot_player, num).touch
+    st = structure(layout.rows, layout.dev, layout.slot_player, num)
     out = np.zeros((num_games, num))
     for b in range(num_games):
         code = int(status[b])
@@ -84,7 +84,7 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
             continue
         # Rows that touch no joint of the face (sigma = 0 on all their joints) have zero
         # rows in H: their part of the minimum-norm solution is 0 (as in the forward).
-        keep = free[b] & (np.bincount(layout.rows[touch & (sigma[b] > 0.0)[:, None]], minlength=num) > 0)
+        keep = free[b] & touched(st, sigma[b] > 0.0)
         if not np.any(keep):
             continue
         hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho,
