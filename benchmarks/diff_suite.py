@@ -239,6 +239,11 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   on the loaded CPU, about the solve itself) and the XLA part. A single game's gradient
   cannot reach 2x the solve while the floor alone is ~1x; the batched columns show the
   floor amortised over `jax.vmap`.
+- Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
+  (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
+  bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
+  2.84 (base 2.67), batched 8x8 CE 3.16 and 8x8 CCE 2.47. 32x32 CE and 8x8 CCE run the same
+  code as the base: their base/new differences are noise.
 - `pure_callback` converts every input and output array of a callback separately: the
   forward packs its 4 inputs and 5 outputs into one each (an empty callback with 5 outputs
   took ~0.4 ms against ~0.2 ms with 1). Up to `DENSE_ADJOINT_MAX` duals the forward also
