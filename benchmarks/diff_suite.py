@@ -15,10 +15,12 @@ games per cell, median wall times (warm: compiled, Numba cache loaded) of
 and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / solve``,
 ``grad / forward`` and ``jvp / solve``. The target of issue 24 is a gradient within 2x of
 the solve. The timed calls are interleaved (every function on every game in turn, then
-the next repeat), so a change in the machine's load hits all of them alike.
+the next repeat), so a change in the machine's load hits all of them alike. For the 8x8
+cells, ``jit(vmap(value_and_grad))`` over a batch of 64 games is also timed per game against
+``solvers.solve`` on each of them (``measure_batch``: the batch amortises the callback floor).
 
-``--baseline REF`` also times the single-module ``hybrid_nes/diff.py`` of git revision
-``REF`` (e.g. the version before a change) in the same run: ``base_forward_ms``,
+``--baseline REF`` also times ``hybrid_nes.diff`` of git revision ``REF`` (e.g. the
+version before a change) in the same run, on the same games: ``base_forward_ms``,
 ``base_grad_ms``, ``base_grad/solve``.
 
 cvxpylayers is not installed (no network access to install it here), so there is no
@@ -30,7 +32,7 @@ comparison with it.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import platform
 import subprocess
@@ -45,19 +47,32 @@ from benchmarks.results import markdown_table, write_json_atomic
 from solvers.atomic import write_text_atomic
 
 CELLS: tuple[tuple[str, tuple[int, ...]], ...] = (("ce", (8, 8)), ("ce", (32, 32)), ("cce", (8, 8)))
+#: Games in the vmapped batch of a cell (``--quick``: a quarter); 0: no batch column (32x32
+#: CE: 64 solves and gradients per repeat take minutes on the shared CPU).
+BATCH = {"8x8": 64, "32x32": 0}
 
 
 def load_baseline(ref: str):
-    """The module ``hybrid_nes/diff.py`` at git revision ``ref``, imported as ``diff_baseline``."""
-    source = subprocess.run(["git", "show", f"{ref}:hybrid_nes/diff.py"], check=True, capture_output=True,
-                            text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "diff_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("diff_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["diff_baseline"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """``hybrid_nes.diff`` at git revision ``ref`` (the package ``hybrid_nes/diff/``, or the
+    single module ``hybrid_nes/diff.py`` of older revisions), imported as ``diff_baseline``
+    (it uses this tree's ``solvers``)."""
+    root = Path(tempfile.mkdtemp())
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "hybrid_nes/diff/"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    if not files:
+        files = ["hybrid_nes/diff.py"]
+    for name in files:
+        source = subprocess.run(["git", "show", f"{ref}:{name}"], check=True, capture_output=True, text=True).stdout
+        source = source.replace("from hybrid_nes.diff import", "from diff_baseline import")
+        source = source.replace("hybrid_nes.diff.", "diff_baseline.")
+        target = root / name.replace("hybrid_nes/diff", "diff_baseline", 1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("diff_baseline")
+    finally:
+        sys.path.remove(str(root))
 
 
 def _interleaved(fns: dict, games: int, repeats: int) -> dict:
@@ -70,6 +85,44 @@ def _interleaved(fns: dict, games: int, repeats: int) -> dict:
                 fn(g)
                 times[name][g].append(time.perf_counter() - t0)
     return {name: [float(np.median(t)) for t in per] for name, per in times.items()}
+
+
+def measure_batch(concept: str, shape: tuple[int, ...], batch: int, repeats: int) -> dict:
+    """Per-game times of ``jit(vmap(value_and_grad))`` over ``batch`` games (one callback for
+    the batch) against ``solvers.solve`` on each of the same games, interleaved."""
+    import jax
+    import jax.numpy as jnp
+
+    import solvers
+    from hybrid_nes import diff
+
+    jax.config.update("jax_enable_x64", True)
+    v = jnp.asarray(np.random.default_rng(123).standard_normal(shape))
+    games = np.stack([np.random.default_rng(1000 + s).standard_normal((len(shape),) + shape) for s in range(batch)])
+    gj = jnp.asarray(games)
+    val_grad = jax.jit(jax.vmap(jax.value_and_grad(
+        lambda g: jnp.sum(diff.solve(g, concept, on_degenerate="nan").joint * v))))
+    fwd = jax.jit(jax.vmap(lambda g: diff.solve(g, concept).joint))
+
+    def solve_all():
+        for g in games:
+            solvers.solve(g, concept)
+
+    fns = {"solve": solve_all, "vforward": lambda: fwd(gj).block_until_ready(),
+           "vgrad": lambda: jax.block_until_ready(val_grad(gj))}
+    for fn in fns.values():
+        fn()
+    status = np.asarray(jax.vmap(lambda g: diff.solve(g, concept).status)(gj))
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    per = {name: float(np.median(t)) / batch for name, t in times.items()}
+    return {"batch": batch, "batch_differentiable": int(np.sum(status == 0)),
+            "batch_solve_ms": 1e3 * per["solve"], "batch_forward_ms": 1e3 * per["vforward"],
+            "batch_grad_ms": 1e3 * per["vgrad"], "batch_grad/solve": per["vgrad"] / per["solve"]}
 
 
 def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, baseline=None) -> dict:
@@ -165,13 +218,32 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   single-threaded Numba Hessian (`solvers.kernels.hessian_one`), Cholesky and Cholesky
   inverse (`hybrid_nes/diff/linalg.py`); the eigendecomposition is the last resort.
 - Newton may certify an 8x8 ME-CE on a face without facial reduction (masses of 1e-77, its
-  duals drifting), as `solvers.solve` does; the implicit step needs the face, so the forward
-  runs the facial-reduction LP there (one cold HiGHS LP, ~2-10 ms with the load), Newton on
-  the face, and the face-change check (two more LPs, warm-started from the first LP's basis:
-  ~6x cheaper than cold at 8x8 CE). `solvers.solve` runs no LP on these games, so on a face
-  the gradient costs several times the solve. Warm-starting the first LP from another game's
-  basis did not help (0.8-4x the cold time at 8x8 CE); dual simplex beat primal simplex and
-  IPM 2-8x.
+  duals drifting), as `solvers.solve` does; the implicit step needs the face. At `435ced4`
+  the forward ran the facial-reduction LP there (one cold HiGHS LP, ~2-10 ms with the load),
+  Newton on the face, and the face-change check (two more LPs, warm-started from the first
+  LP's basis: ~6x cheaper than cold at 8x8 CE): 3 of the 5 8x8 CE games here, grad/solve
+  23.8. Warm-starting the first LP from another game's basis did not help (0.8-4x the cold
+  time at 8x8 CE); dual simplex beat primal simplex and IPM 2-8x.
+- The faces of random games are those of iterated dominance (whole actions off the support,
+  the equality rows touching no joint of the face): on 8x8 CE seeds 0-39, 31 games on a
+  face, every one with no implicit equality among the rows touching it. `face_cert`
+  certifies such a face without an LP (support: Newton's duals on the equality rows, or a
+  covering LP of a few dozen variables; no more support and no hidden equality: a Slater
+  point from the face optimum and `-H_AA^-1`), with margins against every payoff
+  perturbation of 2-norm `face_tol ||G||`, a uniform version of the two-LP check. On those
+  seeds 30 of 31 face games were certified (6x6 CE seeds 0-29: 26 of 26), with outputs
+  identical to the LP path; on 8x8 CE seeds 1000-1063 a few games whose face has implicit
+  equalities among its rows (a 2x2 matching-pennies core) still take the LPs (~10-20 ms).
+- 8x8 CCE: the forward's NumPy body is about the solve (`solvers.solve` also validates and
+  builds a `Solution`); the rest of the gradient is the `pure_callback` floor (~0.2-0.7 ms
+  on the loaded CPU, about the solve itself) and the XLA part. A single game's gradient
+  cannot reach 2x the solve while the floor alone is ~1x; the batched columns show the
+  floor amortised over `jax.vmap`.
+- Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
+  (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
+  bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
+  2.84 (base 2.67), batched 8x8 CE 3.16 and 8x8 CCE 2.47. 32x32 CE and 8x8 CCE run the same
+  code as the base: their base/new differences are noise.
 - `pure_callback` converts every input and output array of a callback separately: the
   forward packs its 4 inputs and 5 outputs into one each (an empty callback with 5 outputs
   took ~0.4 ms against ~0.2 ms with 1). Up to `DENSE_ADJOINT_MAX` duals the forward also
@@ -189,6 +261,8 @@ def render(data: dict) -> str:
     num_games = results[0]["games"]
     repeats = data.get("repeats", 3 if quick else 7)
     baseline = data.get("baseline")
+    batch_cols = ["concept", "shape", "batch", "batch_differentiable", "batch_solve_ms", "batch_forward_ms",
+                  "batch_grad_ms", "batch/single_grad", "batch_grad/solve"]
     cols = ["concept", "shape", "games", "on_face", "differentiable", "median_free_rows", "solve_ms",
             "forward_ms", "grad_ms", "jvp_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward",
             "jvp/solve"]
@@ -204,8 +278,9 @@ def render(data: dict) -> str:
         "within one run less).",
         "",
         "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (the solver through "
-        "`pure_callback`, free-set classification, face LPs on a face: the facial-reduction LP and the "
-        "two perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
+        "`pure_callback`, free-set classification; on a face, the face certified from Newton's iterate "
+        "(`hybrid_nes.diff.face_cert`), or where it cannot be the facial-reduction LP and the two "
+        "perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
         "function of the joint (forward + implicit backward); `jvp`: `jit(diff.jvp)` along a random "
         "direction; `backward = grad - forward`.",
         "- Target (issue 24): gradient within 2x of the solve.",
@@ -216,8 +291,8 @@ def render(data: dict) -> str:
         "## Where the forward's time goes",
         "",
         "`body`: the forward callback's NumPy body alone (`hybrid_nes.diff.forward.forward`: the solve, "
-        "and on a face the facial-reduction LP, Newton on the face and the two warm-started face-change "
-        "LPs, then the classification and, up to `DENSE_ADJOINT_MAX` duals, `-H_FF^-1`); "
+        "and on a face its certificate and Newton on the face (or the LPs), then the classification and, "
+        "up to `DENSE_ADJOINT_MAX` duals, `-H_FF^-1`); "
         "`callback_floor`: `jit` of an empty `pure_callback` with the same input and output sizes "
         "(JAX's dispatch and the conversion of the callback's arrays). `forward ~ body + callback_floor` "
         "(+ the small XLA part: normalisation, selection, marginals).",
@@ -225,11 +300,24 @@ def render(data: dict) -> str:
         markdown_table([{k: r[k] for k in split_cols} for r in results], split_cols),
         "",
     ]
+    batched = [r for r in results if r.get("batch")]
+    if batched:
+        lines += [
+            "## Batched: `jax.vmap` over a batch of games (one callback per batch)",
+            "",
+            "`batch_*_ms`: per game, `jit(vmap(diff.solve))` (forward) and `jit(vmap(value_and_grad))` "
+            "(grad) over `batch` random games (seeds 1000+), against `solvers.solve` on each of the same "
+            "games in turn; `batch/single_grad`: the per-game batched gradient over the single-game one "
+            "of the table above (other games). The batch amortises the `pure_callback` floor.",
+            "",
+            markdown_table([{k: r[k] for k in batch_cols} for r in batched], batch_cols),
+            "",
+        ]
     if baseline:
         lines += [
             f"## Side by side with `{baseline}` (same run, same games)",
             "",
-            f"`base_*`: `hybrid_nes/diff.py` at `{baseline}`; `grad_speedup = base_grad / grad`.",
+            f"`base_*`: `hybrid_nes.diff` at `{baseline}`; `grad_speedup = base_grad / grad`.",
             "",
             markdown_table([{k: r[k] for k in base_cols} for r in results], base_cols),
             "",
@@ -241,7 +329,14 @@ def render(data: dict) -> str:
 def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), baseline: str | None = None) -> dict:
     num_games, repeats = (2, 3) if quick else (5, 7)
     base = load_baseline(baseline) if baseline else None
-    results = [measure(c, s, num_games, repeats, base) for c, s in CELLS]
+    results = []
+    for concept, shape in CELLS:
+        row = measure(concept, shape, num_games, repeats, base)
+        batch = BATCH["x".join(map(str, shape))] // (4 if quick else 1)
+        if batch:
+            row.update(measure_batch(concept, shape, batch, repeats))
+            row["batch/single_grad"] = row["batch_grad_ms"] / row["grad_ms"]
+        results.append(row)
     data = {"suite": "diff_suite", "quick": quick, "repeats": repeats, "machine": platform.platform(),
             "processor": platform.processor(), "baseline": baseline, "cells": results,
             "cvxpylayers": "not installed (not installable offline here): no comparison"}

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import solvers
 from hybrid_nes import diff
+from hybrid_nes.diff import forward
 
 FD_STEP = 1e-5
 FD_TOL = 1e-12  # the exact solver's tolerance for the finite differences
@@ -94,6 +95,32 @@ def test_ce_8x8_on_a_face_payoff_gradient():
     assert np.all(np.asarray(out.joint)[~support] == 0.0)
     grad = _check_payoff_gradient(g, "ce")
     np.testing.assert_allclose(grad.reshape(2, -1).sum(axis=1), 0.0, atol=1e-9)
+
+
+def test_face_certified_without_an_lp_matches_the_lp_path(monkeypatch):
+    g = jnp.asarray(_game(0, (8, 8)))  # on a face: two of player 0's actions never played
+    lps = []
+    real_lp, real_solve_one = forward.face_lp, forward._solve_one
+    monkeypatch.setattr(forward, "face_lp", lambda *a, **k: lps.append(1) or real_lp(*a, **k))
+    certified = diff.solve(g, "ce")
+    assert lps == [], "the face is certified from Newton's iterate (hybrid_nes.diff.face_cert), no LP"
+    monkeypatch.setattr(forward, "_solve_one", lambda *a, guess: real_solve_one(*a, guess=None))
+    by_lp = diff.solve(g, "ce")
+    assert lps, "the LP path ran"
+    assert int(certified.status) == int(by_lp.status) == 0
+    np.testing.assert_array_equal(np.asarray(certified.support), np.asarray(by_lp.support))
+    np.testing.assert_array_equal(np.asarray(certified.free), np.asarray(by_lp.free))
+    np.testing.assert_allclose(np.asarray(certified.joint), np.asarray(by_lp.joint), atol=1e-12)
+
+
+def test_face_change_within_face_tol_is_reported():
+    g = _game(2, (8, 8))
+    g[0, 7] = g[0, 6] - 1e-9  # player 0's action 7 dominated by a margin far below face_tol
+    out = diff.solve(jnp.asarray(g), "ce")
+    assert int(out.status) == diff.FACE_CHANGE
+    g[0, 7] = g[0, 6] - 1e-3  # the same face, dominated by a clear margin
+    out = diff.solve(jnp.asarray(g), "ce")
+    assert int(out.status) == 0 and np.asarray(out.support).sum() < 64
 
 
 def test_ce_3_player_4x4x4_payoff_gradient():
@@ -184,12 +211,15 @@ def test_jit_and_vmap_agree_with_grad():
     def loss(pay):
         return jnp.sum(diff.solve(pay, "ce").joint * v)
 
-    plain = np.stack([np.asarray(jax.grad(loss)(games[i])) for i in range(3)])
+    # One eager gradient (each eager call re-traces: ~2 s), the jitted one on every game,
+    # and the eager vmap (its own code path in diff.api): plain == jit == vmap.
+    plain = np.asarray(jax.grad(loss)(games[1]))
     assert np.abs(plain).max() > 1e-3
-    jitted = np.asarray(jax.jit(jax.grad(loss))(games[1]))
+    grad_jit = jax.jit(jax.grad(loss))
+    jitted = np.stack([np.asarray(grad_jit(games[i])) for i in range(3)])
     batched = np.asarray(jax.vmap(jax.grad(loss))(games))
-    np.testing.assert_allclose(jitted, plain[1], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(batched, plain, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(jitted[1], plain, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(batched, jitted, rtol=1e-9, atol=1e-12)
 
 
 def test_float32_mode_runs_and_is_close():

@@ -33,7 +33,9 @@ _OPTIONS_DOC = """
       degenerate_tol: a row with dual and constraint slack both below it (normalised
         units) makes the point degenerate.
       face_tol: on a face of the simplex, the relative size of the payoff perturbation
-        that must leave the minimal face unchanged (0 skips the check: two LPs).
+        that must leave the minimal face unchanged: every perturbation of that size
+        where the certificate margins of ``face_cert`` show it, else the two LPs of a
+        fixed random direction +/- (0 skips the check).
       on_degenerate: what the derivative does where ``status`` is not 0: "raise"
         (``DegenerateEquilibriumError``), "nan" (NaN derivatives), or "one_sided" (an
         explicit opt-in for optimisation loops that cross active-set or face changes: at a

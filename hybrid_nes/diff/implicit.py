@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_nes.diff.face_cert import structure, touched
 from hybrid_nes.diff.linalg import free_hessian, psd_solve
 from hybrid_nes.diff.problem import sigma_and_gradient
 from hybrid_nes.diff.status import (
@@ -32,6 +33,7 @@ from hybrid_nes.diff.status import (
     FACE_CHANGE,
     OK,
     ON_DEGENERATE,
+    SKIP,
     STATUS_MESSAGES,
     Config,
     DegenerateEquilibriumError,
@@ -67,9 +69,12 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
         raise ValueError("the cotangent (or tangent) of hybrid_nes.diff's output contains NaN or inf")
     gn = gn.reshape(num_games, num_players, num_joint)
     free = free > 0.5
+    st = structure(layout.rows, layout.dev, layout.slot_player, num)
     out = np.zeros((num_games, num))
     for b in range(num_games):
         code = int(status[b])
+        if code == SKIP:
+            continue
         one_sided = modes[b] == "one_sided" and code in (DEGENERATE_ACTIVE_SET, FACE_CHANGE)
         if code != OK and not one_sided:
             if modes[b] != "nan":
@@ -77,7 +82,9 @@ def kkt_solve_np(cfg: Config, packed) -> np.ndarray:
                     f"no gradient at this equilibrium (status {code}): {STATUS_MESSAGES[code]}")
             out[b] = np.nan
             continue
-        keep = free[b]
+        # Rows that touch no joint of the face (sigma = 0 on all their joints) have zero
+        # rows in H: their part of the minimum-norm solution is 0 (as in the forward).
+        keep = free[b] & touched(st, sigma[b] > 0.0)
         if not np.any(keep):
             continue
         hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho,
@@ -107,9 +114,12 @@ def _adjoint(cfg: Config, adjoint, gn, sigma, alpha, free, rhs, eps_hat, eps_plu
     else:
         flag, matrix = adjoint
         fast = flag & (status == OK)
+        # Under vmap the cond is a select and both branches run: the callback skips the
+        # games the product serves.
+        slow_status = jnp.where(fast, jnp.int32(SKIP), status)
         out = jax.lax.cond(
             fast, lambda r: matrix @ r,
-            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, status, mode), rhs)
+            lambda r: _linear_solve(cfg, gn, sigma, alpha, free, r, eps_hat, eps_plus, slow_status, mode), rhs)
     return jnp.where(free, out, 0.0)
 
 

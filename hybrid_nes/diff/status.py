@@ -19,6 +19,7 @@ __all__ = [
     "NOT_OPTIMAL",
     "OK",
     "ON_DEGENERATE",
+    "SKIP",
     "STATUS_MESSAGES",
     "DegenerateEquilibriumError",
     "DiffSolution",
@@ -40,6 +41,8 @@ INFEASIBLE = 4
 INCONSISTENT = 5
 #: Internal: a non-finite cotangent or tangent reached the linear solve.
 BAD_COTANGENT = -1
+#: Internal: the linear solve's callback skips this game (the dense adjoint serves it).
+SKIP = -2
 
 #: ``DiffSolution.status`` codes and what they mean.
 STATUS_MESSAGES: dict[int, str] = {
