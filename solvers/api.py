@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from solvers import memory, related, units
+from solvers import memory, related, small, units
 from solvers.checks import (
     FACE_MODES,
     METHODS,
@@ -35,6 +35,7 @@ from solvers.game import (
     as_game,
     as_game_batch,
     as_game_fast,
+    is_float64_game,
     normalise_batch,
     normalise_fast,
 )
@@ -162,6 +163,14 @@ def solve(
         return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
                                      face=face, polish=polish, memory_budget=memory_budget, **selection_params)
     t_start = time.perf_counter()
+    if (duals0 is None and symmetry is None and memory_budget is None and not selection_params
+            and is_float64_game(game)):
+        # A small game: the cached plan and one compiled call (solvers.small).
+        fast = small.plan(game.shape[1:], concept, selection, method, tol, max_iter, face, polish)
+        if fast is not None:
+            sol = small.solve_compiled(game, fast, t_start)
+            if sol is not None:
+                return sol
     payoffs = as_game_fast(game)
     concept, sel, method, tol, max_iter, face = check_options(
         concept, selection, selection_params, method, tol, max_iter, face
@@ -295,10 +304,15 @@ def normalised_batch(
         if method == "newton":
             check_newton_memory(method, shape, concept, num_games, num_games > 1, memory_budget)
         layout = gain_layout(shape, concept)
-        params = resolve_batch(selection, norm)
+        # Newton alone on a small game: each game as solve() runs it (solvers.small).
+        fast = small.plan(shape, concept, selection, method, tol, max_iter, face, polish)
         timings = {"validate": (time.perf_counter() - t_start) / num_games}
-        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face, polish=polish,
-                           memory_budget=memory_budget)
+        res = None if fast is None else small.solve_batch_compiled(norm, fast, alpha0, memory_budget)
+        if res is None:
+            params = resolve_batch(selection, norm)
+            timings = {"validate": (time.perf_counter() - t_start) / num_games}
+            res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face,
+                               polish=polish, memory_budget=memory_budget)
         timings.update({k: v / num_games for k, v in res.timings.items()})
         return SolutionBatch.from_result(res, norm.scale, layout.player, concept, selection,
                                          _stage_timings(timings, extra), info)
