@@ -303,6 +303,7 @@ def normalised_batch(
     if not per_game:
         if method == "newton":
             check_newton_memory(method, shape, concept, num_games, num_games > 1, memory_budget)
+        check_game_memory("layout", shape, concept, num_games, memory_budget)
         layout = gain_layout(shape, concept)
         # Newton alone on a small game: each game as solve() runs it (solvers.small).
         fast = small.plan(shape, concept, selection, method, tol, max_iter, face, polish)
@@ -320,6 +321,7 @@ def normalised_batch(
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
     matrix_free = selection.objective != "gini" and (method == "newton-cg" or (
         method == "auto" and auto_matrix_free(shape, concept, face)))
+    check_game_memory(solve_route(selection.objective, method, matrix_free), shape, concept, 1, memory_budget)
     player = constraint_player(shape, concept) if matrix_free else gain_layout(shape, concept).player
     sols = []
     for b in range(num_games):
@@ -403,7 +405,7 @@ def solve_batch(
             check_newton_memory(method, tuple(gshape[1:]), concept, len(idx), len(idx) > 1, memory_budget)
         # Large games take solve's matrix-free route, game by game (no gain layout built).
         per_game = method == "auto" and auto_matrix_free(tuple(gshape[1:]), concept, face)
-        check_game_memory("newton-cg" if per_game else "layout", tuple(gshape[1:]), concept,
+        check_game_memory(solve_route(sel.objective, method, per_game), tuple(gshape[1:]), concept,
                           1 if per_game else len(idx), memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
         norm = normalise_batch(batch)

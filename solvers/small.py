@@ -13,11 +13,11 @@ converting units, building the ``Solution``) decides its speed. Here:
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
-  kernel's joint reductions. A game Newton leaves short of ``tol`` goes on through the
+  joint's sum and minimum, taken by a compiled reduction of the returned joint. A game Newton leaves short of ``tol`` goes on through the
   stages (``solvers.single.after_newton``) from where Newton stopped, as in ``solve``.
 
 The results are bit-identical to ``solve``'s general path (the same kernels in the same
-order). Measurements: benchmarks/results/solvers_suite_overhead.md.
+order), but for the marginals (summed in joint order here: equal to rounding). Measurements: benchmarks/results/solvers_suite_overhead.md.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from solvers.units import one_solution
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
-_NUM_STATS = 9
+_NUM_STATS = 7
 #: Plans kept (a plan is a few arrays of the game's size; a new key past this clears them).
 _MAX_PLANS = 256
 
@@ -131,7 +131,7 @@ def plan(shape: tuple[int, ...], concept: object, selection: object, method: obj
             and (type(selection) is str or isinstance(selection, Selection))):
         return None
     policy = pol.DEFAULT_POLICY
-    key = (shape, concept, selection, method, tol, max_iter, face, polish, id(policy))
+    key = (shape, concept, selection, method, tol, max_iter, face, polish, id(policy), memory.UNCHECKED_BYTES)
     try:
         return _PLANS[key]
     except KeyError:
@@ -154,8 +154,8 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     normalised gaps and eps, marginals, stats). Returns 0, or -1 where ``raw`` has a NaN or
     inf, -2 where the normalisation overflows (the caller's general path raises).
 
-    stats = (iterations, status, violation, kkt, duality gap, loss, joint sum
-    (compensated), joint min, 1.0 where the payoff-unit duals are all finite).
+    stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
+    payoff-unit duals are all finite).
     """
     num_players, num_joint = raw.shape
     num = player.shape[0]
@@ -198,20 +198,8 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     marg = buf[o:o + actions.sum()]
     o += marg.shape[0]
     marg[:] = 0.0
-    # Kahan-Neumaier sum and min of the joint (the honesty rule's reductions).
-    total = 0.0
-    comp = 0.0
-    low = np.inf
     for a in range(num_joint):
         v = joint[a]
-        t = total + v
-        if abs(total) >= abs(v):
-            comp += (total - t) + v
-        else:
-            comp += (v - t) + total
-        total = t
-        if not v >= low:
-            low = v
         rest = a
         start = marg.shape[0]
         for p in range(num_players - 1, -1, -1):
@@ -220,10 +208,29 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
             rest //= actions[p]
     for i in range(6):
         buf[o + i] = stats[i]
-    buf[o + 6] = total + comp
-    buf[o + 7] = low
-    buf[o + 8] = finite
+    buf[o + 6] = finite
     return 0
+
+
+@njit(cache=True)
+def _screen(joint):
+    """``(sum, min)`` of ``joint: [|A|]``, the sum compensated (Kahan-Neumaier): the honesty
+    rule's reductions (``solvers.solution.JointScreen``), taken from the array the
+    ``Solution`` holds, after the solve."""
+    total = 0.0
+    comp = 0.0
+    low = np.inf
+    for a in range(joint.shape[0]):
+        v = joint[a]
+        t = total + v
+        if abs(total) >= abs(v):
+            comp += (total - t) + v
+        else:
+            comp += (v - t) + total
+        total = t
+        if not v >= low:  # NaN is taken as the minimum
+            low = v
+    return total + comp, low
 
 
 def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution | None:
@@ -243,7 +250,7 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
         return None
     t1 = time.perf_counter()
     c = cuts
-    its, status, viol, kkt, dgap, loss, total, low, finite = buf[c[11]:].tolist()
+    its, status, viol, kkt, dgap, loss, finite = buf[c[11]:].tolist()
     scale = buf[c[1]:c[2]]
     timings = {"validate": t0 - t_start, "refine": t1 - t0}
     if status != OPTIMAL or not finite:
@@ -267,9 +274,11 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
         margins.append(buf[cut:cut + n])
         cut += n
     gap_values = gaps.tolist()
+    joint = buf[c[4]:c[5]]
+    total, low = _screen(joint)
     timings["total"] = time.perf_counter() - t_start
     return build_solution(dict(
-        joint=buf[c[4]:c[5]].reshape(small.shape), marginals=tuple(margins), duals=buf[c[5]:c[6]],
+        joint=joint.reshape(small.shape), marginals=tuple(margins), duals=buf[c[5]:c[6]],
         eps=buf[c[7]:c[8]], gap=max(gap_values) if all(map(math.isfinite, gap_values)) else float(gaps.max()),
         gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
         timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
