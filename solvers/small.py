@@ -13,7 +13,8 @@ converting units, building the ``Solution``) decides its speed. Here:
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
-  joint's sum and minimum, taken by a compiled reduction of the returned joint. A game Newton leaves short of ``tol`` goes on through the
+  joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
+  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on through the
   stages (``solvers.single.after_newton``) from where Newton stopped, as in ``solve``.
 
 The results are bit-identical to ``solve``'s general path (the same kernels in the same
@@ -213,10 +214,11 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
 
 
 @njit(cache=True)
-def _screen(joint):
-    """``(sum, min)`` of ``joint: [|A|]``, the sum compensated (Kahan-Neumaier): the honesty
-    rule's reductions (``solvers.solution.JointScreen``), taken from the array the
-    ``Solution`` holds, after the solve."""
+def _screen(joint, gaps, eps):
+    """The honesty rule's reductions (``solvers.solution.JointScreen``) of the arrays the
+    ``Solution`` holds, taken after the solve: the joint's sum (compensated,
+    Kahan-Neumaier) and minimum (NaN counts as the minimum), and whether ``gaps`` and
+    ``eps`` are finite."""
     total = 0.0
     comp = 0.0
     low = np.inf
@@ -228,9 +230,14 @@ def _screen(joint):
         else:
             comp += (v - t) + total
         total = t
-        if not v >= low:  # NaN is taken as the minimum
+        if not v >= low:
             low = v
-    return total + comp, low
+    gaps_finite = True
+    eps_finite = True
+    for p in range(gaps.shape[0]):
+        gaps_finite = gaps_finite and math.isfinite(gaps[p])
+        eps_finite = eps_finite and math.isfinite(eps[p])
+    return total + comp, low, gaps_finite, eps_finite
 
 
 def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution | None:
@@ -273,17 +280,16 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
     for n in small.shape:
         margins.append(buf[cut:cut + n])
         cut += n
-    gap_values = gaps.tolist()
-    joint = buf[c[4]:c[5]]
-    total, low = _screen(joint)
+    joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
+    screen = JointScreen(*_screen(joint, gaps, eps))
     timings["total"] = time.perf_counter() - t_start
     return build_solution(dict(
         joint=joint.reshape(small.shape), marginals=tuple(margins), duals=buf[c[5]:c[6]],
-        eps=buf[c[7]:c[8]], gap=max(gap_values) if all(map(math.isfinite, gap_values)) else float(gaps.max()),
+        eps=eps, gap=max(gaps.tolist()) if screen.gaps_finite else float(gaps.max()),
         gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
         timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
         selection=small.selection, method=Stage.NEWTON.value, info={"violation": viol, "kkt": kkt, "face": False},
-    ), JointScreen(total, low))
+    ), screen)
 
 
 @njit(cache=True)

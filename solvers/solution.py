@@ -208,11 +208,14 @@ def optimality_defect(sol: Solution) -> str | None:
 
 
 class JointScreen(NamedTuple):
-    """The reductions of a joint the honesty rule reads: ``total`` (its sum) and ``low``
-    (its smallest entry); NaN and inf entries make ``total`` non-finite."""
+    """The reductions the honesty rule reads: ``total`` (the joint's sum; NaN and inf
+    entries make it non-finite) and ``low`` (its smallest entry); ``gaps_finite`` and
+    ``eps_finite``: every entry of ``gaps`` / ``eps`` is finite (None: the rule checks)."""
 
     total: float
     low: float
+    gaps_finite: bool | None = None
+    eps_finite: bool | None = None
 
 
 def joint_screen(joint: np.ndarray) -> JointScreen:
@@ -233,14 +236,14 @@ def defect_of(joint: np.ndarray, gap: float, gaps: np.ndarray, eps: np.ndarray, 
 def defect_rule(screen: JointScreen, gap: float, gaps: np.ndarray, eps: np.ndarray, duality_gap: float,
                 objective: float) -> str | None:
     """``defect_of`` with the joint's reductions given (``screen``)."""
-    total, low = screen
+    total, low, gaps_finite, eps_finite = screen
     if not abs(total - 1.0) <= JOINT_SUM_TOL:  # NaN and inf entries land here too
         return f"joint sums to {total!r}, not 1 (within {JOINT_SUM_TOL:g})"
     if not low >= 0.0:
         return f"joint has a negative entry {low!r}"
-    if not (math.isfinite(gap) and _all_finite(gaps)):
+    if not (math.isfinite(gap) and (_all_finite(gaps) if gaps_finite is None else gaps_finite)):
         return f"gap is not finite (gaps {gaps!r}); payoff-unit gaps overflow float64"
-    if not _all_finite(eps):
+    if not (_all_finite(eps) if eps_finite is None else eps_finite):
         return f"eps is not finite ({eps!r}); payoff-unit eps overflows float64"
     if not math.isfinite(duality_gap) or duality_gap < 0.0:
         return f"duality gap {duality_gap!r} is not a finite non-negative number"
