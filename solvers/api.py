@@ -157,11 +157,6 @@ def solve(
         (``solvers.policy.check_game_memory``), or ``method="newton"`` whose dense
         ``[K, K]`` buffers exceed the memory budget.
     """
-    if related.is_related(duals0):
-        if symmetry is not None:
-            raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
-        return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
-                                     face=face, polish=polish, memory_budget=memory_budget, **selection_params)
     t_start = time.perf_counter()
     if (duals0 is None and symmetry is None and memory_budget is None and not selection_params
             and is_float64_game(game)):
@@ -171,6 +166,11 @@ def solve(
             sol = small.solve_compiled(game, fast, t_start)
             if sol is not None:
                 return sol
+    if related.is_related(duals0):
+        if symmetry is not None:
+            raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
+        return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
+                                     face=face, polish=polish, memory_budget=memory_budget, **selection_params)
     payoffs = as_game_fast(game)
     concept, sel, method, tol, max_iter, face = check_options(
         concept, selection, selection_params, method, tol, max_iter, face

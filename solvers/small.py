@@ -24,7 +24,6 @@ order), but for the marginals (summed in joint order here: equal to rounding). M
 from __future__ import annotations
 
 import math
-import os
 import time
 from types import MappingProxyType
 from typing import NamedTuple
@@ -244,7 +243,7 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
     """``solve(game)`` on the plan ``small`` (``game``: a float64 array of its shape); None
     where the game needs the general path (a NaN or inf, normalisation overflow: that path
     raises; an explicit memory budget in the environment, read here on every call)."""
-    if os.environ.get(memory.ENV_VAR, "").strip():
+    if memory.env_budget_set():
         return None
     players, num_joint, num = small.sizes
     layout, params, cuts = small.layout, small.params, small.cuts
@@ -333,7 +332,7 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     from where it stopped (``solvers.single.after_newton``'s stages). None where the
     general path decides (an explicit memory budget; Newton's buffers for the games held
     at once beyond ``UNCHECKED_BYTES``)."""
-    if memory_budget is not None or os.environ.get(memory.ENV_VAR, "").strip():
+    if memory_budget is not None or memory.env_budget_set():
         return None
     t_start = time.perf_counter()
     num_games = norm.payoffs.shape[0]

@@ -53,6 +53,21 @@ def test_budget_sources(monkeypatch):
         memory.memory_budget()
 
 
+def test_env_budget_set_follows_the_environment(monkeypatch):
+    monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    assert not memory.env_budget_set()
+    monkeypatch.setenv(memory.ENV_VAR, "  ")
+    assert not memory.env_budget_set()
+    monkeypatch.setenv(memory.ENV_VAR, "2G")
+    assert memory.env_budget_set()
+    import os
+
+    os.environ[memory.ENV_VAR] = "1M"
+    assert memory.env_budget_set()
+    del os.environ[memory.ENV_VAR]
+    assert not memory.env_budget_set()
+
+
 def test_available_memory_is_positive():
     assert memory.available_memory() > 0
 
