@@ -105,3 +105,11 @@ def test_solve_batch_fast_path_matches_the_general_batch(monkeypatch, options):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
     warm = solvers.solve_batch(games, duals0=fast.duals, **options)
     assert np.all(warm.iterations <= fast.iterations)
+
+
+def test_unusual_arrays_give_the_general_paths_answer(monkeypatch):
+    base = np.random.default_rng(5).standard_normal((2, 6, 10))
+    readonly = base[:, :, ::2].copy()
+    readonly.flags.writeable = False
+    for game in (readonly, base[:, :, ::2], np.asfortranarray(base), base.astype(">f8")):
+        _assert_same(solvers.solve(game), _general(monkeypatch, solvers.solve, game))
