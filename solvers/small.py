@@ -60,7 +60,9 @@ class SmallPlan(NamedTuple):
       shape: action counts; layout: the ``GainLayout``; params: the resolved selection
       (game-independent); opts: the ``NewtonOptions`` array of the first Newton pass;
       sizes: ``(N, |A|, K)``; actions: ``[N]`` int64 action counts; cuts: offsets of the
-      parts of the kernel's buffer; policy: the ``SolverPolicy`` the decisions used.
+      parts of the kernel's buffer; policy: the ``SolverPolicy`` the decisions used;
+      kernel_args: the arguments of ``_solve_small`` after the game's two; margin_cuts:
+      each player's marginal's ``(start, stop)`` in the buffer.
     """
 
     concept: str
@@ -78,9 +80,12 @@ class SmallPlan(NamedTuple):
     actions: np.ndarray
     cuts: tuple[int, ...]
     policy: pol.SolverPolicy
+    kernel_args: tuple
+    margin_cuts: tuple[tuple[int, int], ...]
 
 
 _PLANS: dict[tuple, SmallPlan | None] = {}
+_NEWTON = Stage.NEWTON.value
 
 
 def _build(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -114,9 +119,14 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
     sizes = (players * num_joint, players, players, num, num_joint, num, players, players, players, players,
              sum(shape), _NUM_STATS)
     cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
-    return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params,
-                     _newton_opts(float(tol), int(first_cap)), (players, num_joint, num),
-                     np.array(shape, dtype=np.int64), cuts, policy)
+    opts = _newton_opts(float(tol), int(first_cap))
+    actions = np.array(shape, dtype=np.int64)
+    ends = tuple(int(c) for c in np.cumsum((cuts[10],) + shape))
+    return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params, opts,
+                     (players, num_joint, num), actions, cuts, policy,
+                     (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
+                      params.eps_plus, float(params.rho), opts, actions),
+                     tuple(zip(ends[:-1], ends[1:], strict=True)))
 
 
 def plan(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -245,17 +255,13 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
     raises; an explicit memory budget in the environment, read here on every call)."""
     if memory.env_budget_set():
         return None
-    players, num_joint, num = small.sizes
-    layout, params, cuts = small.layout, small.params, small.cuts
-    buf = np.empty(cuts[-1])
+    players, num_joint, _ = small.sizes
+    c = small.cuts
+    buf = np.empty(c[-1])
     t0 = time.perf_counter()
-    code = _solve_small(game.reshape(players, num_joint), _TINY_NORM, layout.rows, layout.slot_player, layout.dev,
-                        layout.player, params.base_logits, params.eps_hat, params.eps_plus, float(params.rho),
-                        small.opts, small.actions, buf)
-    if code != 0:
+    if _solve_small(game.reshape(players, num_joint), _TINY_NORM, *small.kernel_args, buf) != 0:
         return None
     t1 = time.perf_counter()
-    c = cuts
     its, status, viol, kkt, dgap, loss, finite = buf[c[11]:].tolist()
     scale = buf[c[1]:c[2]]
     timings = {"validate": t0 - t_start, "refine": t1 - t0}
@@ -270,24 +276,20 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
                              np.array([int(its)]), (Status.OPTIMAL,), ((Stage.NEWTON,),), np.zeros(1, dtype=bool),
                              timings)
         else:
-            res = after_newton(norm, small.concept, params, alpha.copy(), int(its), small.tol, small.max_iter,
+            res = after_newton(norm, small.concept, small.params, alpha.copy(), int(its), small.tol, small.max_iter,
                                small.face, small.polish, None, small.policy, timings, t_start)
-        return one_solution(res, scale, layout.player, small.concept, small.selection, res.timings)
+        return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
     gaps = buf[c[6]:c[7]]
-    cut = c[10]
-    margins = []
-    for n in small.shape:
-        margins.append(buf[cut:cut + n])
-        cut += n
     joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
     screen = JointScreen(*_screen(joint, gaps, eps))
     timings["total"] = time.perf_counter() - t_start
     return build_solution(dict(
-        joint=joint.reshape(small.shape), marginals=tuple(margins), duals=buf[c[5]:c[6]],
+        joint=joint.reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
+        duals=buf[c[5]:c[6]],
         eps=eps, gap=max(gaps.tolist()) if screen.gaps_finite else float(gaps.max()),
         gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
         timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
-        selection=small.selection, method=Stage.NEWTON.value, info={"violation": viol, "kkt": kkt, "face": False},
+        selection=small.selection, method=_NEWTON, info={"violation": viol, "kkt": kkt, "face": False},
     ), screen)
 
 
