@@ -16,6 +16,9 @@ converting units, building the ``Solution``) decides its speed. Here:
   joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
   reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on through the
   stages (``solvers.single.after_newton``) from where Newton stopped, as in ``solve``.
+- ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
+  ``normalised_batch``): gains, Newton and certificate fused per game, in parallel over
+  games; games short of ``tol`` after that pass are solved again by ``refine_batch``.
 
 The results are bit-identical to ``solve``'s general path (the same kernels in the same
 order), but for the marginals (summed in joint order here: equal to rounding). Measurements: benchmarks/results/solvers_suite_overhead.md.
@@ -330,8 +333,9 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     """``refine_batch``'s result for games ``norm: [B, N, A1..AN]`` (normalised, of the plan's
     shape) where the plan is Newton alone: each game as ``solve`` runs it (gains, Newton and
     certificate in one compiled pass per game, in parallel over games, no ``[B, |A|, c]``
-    gains array); the games Newton leaves short of ``tol`` go on through ``refine_batch``
-    from where it stopped (``solvers.single.after_newton``'s stages). None where the
+    gains array); the few games that first Newton pass leaves short of ``tol`` are solved
+    again from their start by ``refine_batch`` (its whole pass plan: the face, restarts,
+    polish), so every game's result is the general path's, bit for bit. None where the
     general path decides (an explicit memory budget; Newton's buffers for the games held
     at once beyond ``UNCHECKED_BYTES``)."""
     if memory_budget is not None or memory.env_budget_set():
@@ -348,6 +352,7 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     alpha = np.zeros((num_games, num)) if alpha0 is None else np.array(alpha0, dtype=np.float64)
     if alpha.shape != (num_games, num) or not np.all(np.isfinite(alpha)):
         return None  # refine_batch says what is wrong
+    start = None if alpha0 is None else alpha.copy()
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, players))
     eps = np.empty((num_games, players))
@@ -370,16 +375,17 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
                         stats[:, 3].copy(), dgap, stats[:, 5] - dgap, iterations, (), (), face, timings, None)
     rest = np.flatnonzero(~optimal)
     if rest.size:
-        hard = math.isinf(params.rho)
-        sub = refine_batch(norm.payoffs[rest], small.concept, params, alpha[rest], "newton", small.tol,
-                           small.max_iter, face="always" if hard and small.face == "auto" else "never",
-                           polish=small.polish, parallel=threads, policy=small.policy)
-        for name in ("joint", "alpha", "eps", "gaps", "violation", "kkt", "duality_gap", "objective", "face"):
+        # Solved again from their start by the general path (its pass plan: retries, the
+        # face, restarts), so that every game's result is the general path's.
+        sub = refine_batch(norm.payoffs[rest], small.concept, params, None if alpha0 is None else start[rest],
+                           small.method, small.tol, small.max_iter, face=small.face, polish=small.polish,
+                           parallel=threads, policy=small.policy)
+        for name in ("joint", "alpha", "eps", "gaps", "violation", "kkt", "duality_gap", "objective", "face",
+                     "iterations"):
             getattr(result, name)[rest] = getattr(sub, name)
-        iterations[rest] += sub.iterations
         for j, b in enumerate(rest.tolist()):
             statuses[b] = sub.status[j]
-            stages[b] = (Stage.NEWTON,) + sub.stages[j]
+            stages[b] = sub.stages[j]
         for key, value in sub.timings.items():
             if key != "total":
                 timings[key] = timings.get(key, 0.0) + value
