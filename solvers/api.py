@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from solvers import memory, related, units
+from solvers import memory, related, small, units
 from solvers.checks import (
     FACE_MODES,
     METHODS,
@@ -35,6 +35,7 @@ from solvers.game import (
     as_game,
     as_game_batch,
     as_game_fast,
+    is_float64_game,
     normalise_batch,
     normalise_fast,
 )
@@ -156,12 +157,20 @@ def solve(
         (``solvers.policy.check_game_memory``), or ``method="newton"`` whose dense
         ``[K, K]`` buffers exceed the memory budget.
     """
+    t_start = time.perf_counter()
+    if (duals0 is None and symmetry is None and memory_budget is None and not selection_params
+            and is_float64_game(game)):
+        # A small game: the cached plan and one compiled call (solvers.small).
+        fast = small.plan(game.shape[1:], concept, selection, method, tol, max_iter, face, polish)
+        if fast is not None:
+            sol = small.solve_compiled(game, fast, t_start)
+            if sol is not None:
+                return sol
     if related.is_related(duals0):
         if symmetry is not None:
             raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")
         return related.solve_related(solve, game, concept, selection, duals0, tol=tol, max_iter=max_iter, method=method,
                                      face=face, polish=polish, memory_budget=memory_budget, **selection_params)
-    t_start = time.perf_counter()
     payoffs = as_game_fast(game)
     concept, sel, method, tol, max_iter, face = check_options(
         concept, selection, selection_params, method, tol, max_iter, face
@@ -294,11 +303,17 @@ def normalised_batch(
     if not per_game:
         if method == "newton":
             check_newton_memory(method, shape, concept, num_games, num_games > 1, memory_budget)
+        check_game_memory("layout", shape, concept, num_games, memory_budget)
         layout = gain_layout(shape, concept)
-        params = resolve_batch(selection, norm)
+        # Newton alone on a small game: each game as solve() runs it (solvers.small).
+        fast = small.plan(shape, concept, selection, method, tol, max_iter, face, polish)
         timings = {"validate": (time.perf_counter() - t_start) / num_games}
-        res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face, polish=polish,
-                           memory_budget=memory_budget)
+        res = None if fast is None else small.solve_batch_compiled(norm, fast, alpha0, memory_budget)
+        if res is None:
+            params = resolve_batch(selection, norm)
+            timings = {"validate": (time.perf_counter() - t_start) / num_games}
+            res = refine_batch(norm.payoffs, concept, params, alpha0, method, tol, max_iter, face=face,
+                               polish=polish, memory_budget=memory_budget)
         timings.update({k: v / num_games for k, v in res.timings.items()})
         return SolutionBatch.from_result(res, norm.scale, layout.player, concept, selection,
                                          _stage_timings(timings, extra), info)
@@ -306,6 +321,7 @@ def normalised_batch(
         check_newton_memory(method, shape, concept, 1, False, memory_budget)
     matrix_free = selection.objective != "gini" and (method == "newton-cg" or (
         method == "auto" and auto_matrix_free(shape, concept, face)))
+    check_game_memory(solve_route(selection.objective, method, matrix_free), shape, concept, 1, memory_budget)
     player = constraint_player(shape, concept) if matrix_free else gain_layout(shape, concept).player
     sols = []
     for b in range(num_games):
@@ -389,7 +405,7 @@ def solve_batch(
             check_newton_memory(method, tuple(gshape[1:]), concept, len(idx), len(idx) > 1, memory_budget)
         # Large games take solve's matrix-free route, game by game (no gain layout built).
         per_game = method == "auto" and auto_matrix_free(tuple(gshape[1:]), concept, face)
-        check_game_memory("newton-cg" if per_game else "layout", tuple(gshape[1:]), concept,
+        check_game_memory(solve_route(sel.objective, method, per_game), tuple(gshape[1:]), concept,
                           1 if per_game else len(idx), memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
         norm = normalise_batch(batch)

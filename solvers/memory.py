@@ -37,6 +37,7 @@ __all__ = [
     "UNCHECKED_BYTES",
     "available_memory",
     "concurrent_games",
+    "env_budget_set",
     "format_bytes",
     "game_limit",
     "game_too_large_error",
@@ -60,6 +61,27 @@ FALLBACK_AVAILABLE = 4 * 2**30
 #: (argument or environment variable) is always applied.
 UNCHECKED_BYTES = 64 * 2**20
 
+
+
+def env_budget_set() -> bool:
+    """True when ``HYBRID_NES_MEMORY_BUDGET`` is set to a non-blank value, read on every call.
+
+    Reads ``os.environ``'s own mapping (``_data``, which ``os.environ[...] = ...``,
+    ``putenv`` through it and ``monkeypatch.setenv`` update) where CPython has it:
+    ``os.environ.get`` costs ~1.7 us on a loaded 2-core machine, a third of a small game's
+    Python work in ``solve`` (benchmarks/results/solvers_suite_overhead.md), against ~50 ns.
+    """
+    if _ENV_DATA is not None:
+        value = _ENV_DATA.get(_ENV_KEY)
+        return value is not None and bool(value.strip())
+    return bool(os.environ.get(ENV_VAR, "").strip())
+
+
+try:  # CPython's os._Environ internals; any other mapping takes os.environ.get
+    _ENV_DATA = os.environ._data if isinstance(os.environ._data, dict) else None  # type: ignore[attr-defined]
+    _ENV_KEY = os.environ.encodekey(ENV_VAR)  # type: ignore[attr-defined]
+except AttributeError:
+    _ENV_DATA = None
 
 
 class GameTooLargeError(MemoryError):
@@ -134,7 +156,7 @@ def newton_fits(need: int, budget: object = None) -> bool:
     """True when ``need`` bytes of Newton buffers fit in ``memory_budget(budget)``
     (without reading the available memory for ``need <= UNCHECKED_BYTES`` and no explicit
     budget)."""
-    if budget is None and need <= UNCHECKED_BYTES and not os.environ.get(ENV_VAR, "").strip():
+    if budget is None and need <= UNCHECKED_BYTES and not env_budget_set():
         return True
     return need <= memory_budget(budget)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from typing import NamedTuple
 
 from solvers import memory
@@ -231,7 +230,7 @@ def check_game_memory(route: str, shape: tuple[int, ...], concept: str, num_game
     ``budget``), before anything of their size is allocated. Reads the available memory
     only for solves above ``memory.UNCHECKED_BYTES``."""
     need = solve_bytes(shape if type(shape) is tuple else tuple(shape), concept, route) * max(1, num_games)
-    if need <= memory.UNCHECKED_BYTES and budget is None and memory.ENV_VAR not in os.environ:
+    if need <= memory.UNCHECKED_BYTES and budget is None and not memory.env_budget_set():
         return  # the common small solve: no budget to parse, no /proc/meminfo to read
     limit = memory.game_limit(need, budget)
     if limit is None or need <= limit:

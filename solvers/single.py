@@ -27,7 +27,7 @@ from solvers.selection import SelectionParams
 from solvers.solution import Status
 from solvers.symmetry import check_selection_symmetry
 
-__all__ = ["refine_one"]
+__all__ = ["after_newton", "refine_one"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -119,8 +119,6 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
     newton_alone = method == "newton" or (
         method == "auto" and not pol.auto_first_pass(concept, num_players, num, hard, policy)
     )
-    prefix: tuple[str, ...] = ()
-    done = 0
     if (newton_alone and num <= policy.newton_max_duals and not (hard and face == "always")
             and pol.newton_plan(shape, concept, budget=memory_budget).fits):
         # Fast path: gains, Newton and certificate in one compiled call.
@@ -143,10 +141,29 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
                 timings,
             )
         # Not optimal: the same problem through the stages, from where Newton stopped.
-        prefix, done = (Stage.NEWTON,), int(stats[0])
-        alpha0 = alpha
-        method = "newton"
-        face = "always" if hard and face == "auto" else "never"
+        return after_newton(norm, concept, params, alpha, int(stats[0]), tol, max_iter, face, polish,
+                            memory_budget, policy, timings, t_start)
+    return _stages(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
+                   timings, t_start, (), 0)
+
+
+def after_newton(norm: NormalisedGame, concept: str, params: SelectionParams, alpha: np.ndarray, done: int,
+                 tol: float, max_iter: int | None, face: str, polish: bool, memory_budget: object,
+                 policy: pol.SolverPolicy, timings: dict[str, float], t_start: float) -> DualResult:
+    """The stages after a compiled Newton pass of ``done`` iterations that fell short of
+    ``tol`` at ``alpha: [K]``: Newton again through ``refine_batch`` (facial reduction
+    first on hard constraints with ``face="auto"``, the CVXPY finish)."""
+    hard = math.isinf(params.rho)
+    return _stages(norm, concept, params, alpha, "newton", tol, max_iter,
+                   "always" if hard and face == "auto" else "never", polish, memory_budget, policy, timings,
+                   t_start, (Stage.NEWTON,), done)
+
+
+def _stages(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None, method: str,
+            tol: float, max_iter: int | None, face: str, polish: bool, memory_budget: object,
+            policy: pol.SolverPolicy, timings: dict[str, float], t_start: float, prefix: tuple[str, ...],
+            done: int) -> DualResult:
+    """One game through ``refine_batch``; ``prefix``, ``done``: stages and iterations before."""
     res = refine_batch(norm.payoffs[None], concept, params, None if alpha0 is None else alpha0[None], method, tol,
                        max_iter, face=face, polish=polish, parallel=False, memory_budget=memory_budget,
                        policy=policy)

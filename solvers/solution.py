@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,8 +18,11 @@ __all__ = [
     "DUALITY_GAP_ROUNDING",
     "Status",
     "Solution",
+    "JointScreen",
     "build_solution",
     "defect_of",
+    "defect_rule",
+    "joint_screen",
     "optimality_defect",
     "stack_solutions",
 ]
@@ -123,15 +127,7 @@ class Solution:
         if type(self.timings) is not MappingProxyType:
             object.__setattr__(self, "timings", MappingProxyType(dict(self.timings)))
         object.__setattr__(self, "info", MappingProxyType(info))
-        dgap = self.duality_gap
-        if dgap < 0.0 and dgap >= -DUALITY_GAP_ROUNDING * max(1.0, abs(self.objective)):
-            info["duality_gap_raw"] = dgap
-            object.__setattr__(self, "duality_gap", 0.0)
-        if self.status is Status.OPTIMAL:
-            reason = optimality_defect(self)
-            if reason is not None:
-                info["status_reason"] = reason
-                object.__setattr__(self, "status", Status.INACCURATE)
+        _seal(self, info, None)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -162,14 +158,38 @@ class Solution:
         )
 
 
-def build_solution(fields: dict[str, object]) -> Solution:
-    """``Solution(**fields)`` for the converters (``solvers.units``): the same checks and
-    read-only mappings (``__post_init__``), without the frozen dataclass ``__init__``'s
-    per-field ``object.__setattr__`` (a measurable share of a small game's ``solve``).
-    ``fields`` names every field; it is taken over, not copied."""
+def _seal(sol: Solution, info: dict[str, object], screen: JointScreen | None) -> None:
+    """The duality-gap rounding and the status honesty rule of ``Solution`` (``info``: the
+    dict behind ``sol.info``; ``screen``: the joint's reductions, None to compute them)."""
+    dgap = sol.duality_gap
+    if dgap < 0.0 and dgap >= -DUALITY_GAP_ROUNDING * max(1.0, abs(sol.objective)):
+        info["duality_gap_raw"] = dgap
+        object.__setattr__(sol, "duality_gap", 0.0)
+    if sol.status is Status.OPTIMAL:
+        if screen is None:
+            screen = joint_screen(sol.joint)
+        reason = defect_rule(screen, sol.gap, sol.gaps, sol.eps, sol.duality_gap, sol.objective)
+        if reason is not None:
+            info["status_reason"] = reason
+            object.__setattr__(sol, "status", Status.INACCURATE)
+
+
+def build_solution(fields: dict[str, object], screen: JointScreen | None = None) -> Solution:
+    """``Solution(**fields)`` for the converters (``solvers.units``, ``solvers.small``): the
+    same checks and read-only mappings (``__post_init__``), without the frozen dataclass
+    ``__init__``'s per-field ``object.__setattr__`` (a measurable share of a small game's
+    ``solve``). ``fields`` names every field; it is taken over, not copied: with ``screen``
+    (the joint's reductions, computed by the caller's compiled kernel) ``info`` must be a
+    fresh dict and ``timings`` a ``MappingProxyType``, wrapped as they are. The honesty
+    rule (``defect_rule``) runs either way."""
     sol = object.__new__(Solution)
     sol.__dict__.update(fields)
-    sol.__post_init__()
+    if screen is None:
+        sol.__post_init__()
+        return sol
+    info = fields["info"]
+    sol.__dict__["info"] = MappingProxyType(info)  # type: ignore[arg-type]
+    _seal(sol, info, screen)  # type: ignore[arg-type]
     return sol
 
 
@@ -187,22 +207,43 @@ def optimality_defect(sol: Solution) -> str | None:
     return defect_of(sol.joint, sol.gap, sol.gaps, sol.eps, sol.duality_gap, sol.objective)
 
 
+class JointScreen(NamedTuple):
+    """The reductions the honesty rule reads: ``total`` (the joint's sum; NaN and inf
+    entries make it non-finite) and ``low`` (its smallest entry); ``gaps_finite`` and
+    ``eps_finite``: every entry of ``gaps`` / ``eps`` is finite (None: the rule checks)."""
+
+    total: float
+    low: float
+    gaps_finite: bool | None = None
+    eps_finite: bool | None = None
+
+
+def joint_screen(joint: np.ndarray) -> JointScreen:
+    """``JointScreen`` of ``joint`` (``math.fsum`` on small joints)."""
+    if joint.size <= _SMALL:  # Python floats beat NumPy's reductions on small arrays
+        values = joint.ravel().tolist()
+        return JointScreen(math.fsum(values), min(values))
+    return JointScreen(float(joint.sum()), float(joint.min()))
+
+
 def defect_of(joint: np.ndarray, gap: float, gaps: np.ndarray, eps: np.ndarray, duality_gap: float,
               objective: float) -> str | None:
     """``optimality_defect`` of a solution's parts (``duality_gap`` after the rounding
     ``Solution`` applies): the one rule, also for ``solvers.solution_batch``."""
-    if joint.size <= _SMALL:  # Python floats beat NumPy's reductions on small arrays
-        values = joint.ravel().tolist()
-        total, low = math.fsum(values), min(values)
-    else:
-        total, low = float(joint.sum()), float(joint.min())
+    return defect_rule(joint_screen(joint), gap, gaps, eps, duality_gap, objective)
+
+
+def defect_rule(screen: JointScreen, gap: float, gaps: np.ndarray, eps: np.ndarray, duality_gap: float,
+                objective: float) -> str | None:
+    """``defect_of`` with the joint's reductions given (``screen``)."""
+    total, low, gaps_finite, eps_finite = screen
     if not abs(total - 1.0) <= JOINT_SUM_TOL:  # NaN and inf entries land here too
         return f"joint sums to {total!r}, not 1 (within {JOINT_SUM_TOL:g})"
     if not low >= 0.0:
         return f"joint has a negative entry {low!r}"
-    if not (math.isfinite(gap) and _all_finite(gaps)):
+    if not (math.isfinite(gap) and (_all_finite(gaps) if gaps_finite is None else gaps_finite)):
         return f"gap is not finite (gaps {gaps!r}); payoff-unit gaps overflow float64"
-    if not _all_finite(eps):
+    if not (_all_finite(eps) if eps_finite is None else eps_finite):
         return f"eps is not finite ({eps!r}); payoff-unit eps overflows float64"
     if not math.isfinite(duality_gap) or duality_gap < 0.0:
         return f"duality gap {duality_gap!r} is not a finite non-negative number"

@@ -25,6 +25,7 @@ from solvers import api as solvers_api
 from solvers import game as solvers_game
 from solvers import kernels as solvers_kernels
 from solvers import single as solvers_single
+from solvers import small as solvers_small
 from solvers.dual import certificate, dual_problem
 from solvers.game import CONSTANT_ULPS, normalise_batch
 from solvers.selection import Selection, resolve_selection
@@ -335,7 +336,21 @@ def test_guard_catches_a_bad_joint_through_solve_and_solve_exact(monkeypatch):
         joint, gaps, eps, stats = real(*args)
         return _corrupt(joint), gaps, eps, stats
 
+    real_small = solvers_small._solve_small
+
+    def bad_solve_small(*args):
+        code = real_small(*args)
+        # The joint's place in the buffer (solvers.small._solve_small): after the
+        # normalised payoffs [N, |A|], scale and offset [N] and alpha [K].
+        (num_players, num_joint), num = args[0].shape, args[5].shape[0]
+        args[-1][num_players * num_joint + 2 * num_players + num] = np.nan
+        return code
+
     monkeypatch.setattr(solvers_single, "solve_single", bad_solve_single)
+    monkeypatch.setattr(solvers_small, "_solve_small", bad_solve_small)
+    sol = solvers.solve(CHICKEN, "ce")
+    assert sol.status is Status.INACCURATE and "sums to" in sol.info["status_reason"]
+    monkeypatch.setattr(solvers_small, "plan", lambda *a: None)  # the general path
     sol = solvers.solve(CHICKEN, "ce")
     assert sol.status is Status.INACCURATE and "sums to" in sol.info["status_reason"]
     from hybrid_nes import solve_exact
@@ -353,7 +368,19 @@ def test_guard_catches_a_bad_joint_through_solve_batch(monkeypatch):
         joint[0] = _corrupt(joint[0])
         return joint, gaps, eps, stats
 
+    def bad_batch(real_batch):
+        def run(*args):
+            real_batch(*args)
+            args[11][0] = _corrupt(args[11][0])  # joint [B, |A|] of solvers.small._batch_*
+        return run
+
     monkeypatch.setattr(kernels, "certify", bad_certify)
+    monkeypatch.setattr(solvers_small, "_batch_serial", bad_batch(solvers_small._batch_serial))
+    monkeypatch.setattr(solvers_small, "_batch_parallel", bad_batch(solvers_small._batch_parallel))
+    sols = solvers.solve_batch(np.stack([CHICKEN, PD, CHICKEN * 3]), "ce")
+    assert sols[0].status is Status.INACCURATE and "sums to" in sols[0].info["status_reason"]
+    assert sols[1].ok and sols[2].ok
+    monkeypatch.setattr(solvers_small, "plan", lambda *a: None)  # the general path
     sols = solvers.solve_batch(np.stack([CHICKEN, PD, CHICKEN * 3]), "ce")
     assert sols[0].status is Status.INACCURATE and "sums to" in sols[0].info["status_reason"]
     assert sols[1].ok and sols[2].ok

@@ -53,6 +53,21 @@ def test_budget_sources(monkeypatch):
         memory.memory_budget()
 
 
+def test_env_budget_set_follows_the_environment(monkeypatch):
+    monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    assert not memory.env_budget_set()
+    monkeypatch.setenv(memory.ENV_VAR, "  ")
+    assert not memory.env_budget_set()
+    monkeypatch.setenv(memory.ENV_VAR, "2G")
+    assert memory.env_budget_set()
+    import os
+
+    os.environ[memory.ENV_VAR] = "1M"
+    assert memory.env_budget_set()
+    del os.environ[memory.ENV_VAR]
+    assert not memory.env_budget_set()
+
+
 def test_available_memory_is_positive():
     assert memory.available_memory() > 0
 
@@ -271,6 +286,28 @@ def test_game_too_large_for_memory_is_refused_before_allocating(monkeypatch, met
     monkeypatch.setattr("solvers.symmetry.swap_violation", lambda *a: (_ for _ in ()).throw(AssertionError("swap")))
     with pytest.raises(memory.GameTooLargeError):  # before the symmetry check's [N, A1..AN] swaps
         solve(game, "ce", method=method, symmetry="auto")
+
+
+def test_normalised_batch_checks_the_memory_of_its_route(monkeypatch):
+    # The normalised-units entry (the NES pipeline's) checks a game's memory on the route
+    # it takes, as solve does: the CVXPY models' estimate, not the gain layout's.
+    from solvers import single
+    from solvers.game import normalise_batch
+
+    monkeypatch.delenv(memory.ENV_VAR, raising=False)
+    shape = (12, 12)
+    layout_need = api.solve_bytes(shape, "ce", "layout")
+    cvxpy_need = api.solve_bytes(shape, "ce", "cvxpy")
+    assert cvxpy_need > 2 * layout_need
+    monkeypatch.setattr(memory, "UNCHECKED_BYTES", 0)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2 * layout_need)
+    monkeypatch.setattr(single, "_reference", lambda *a: (_ for _ in ()).throw(AssertionError("solved")))
+    norm = normalise_batch(_game(3, shape)[None])
+    with pytest.raises(memory.GameTooLargeError, match="for method='cvxpy'"):
+        api.normalised_batch(norm, "ce", Selection.me(), method="cvxpy", per_game=True)
+    with pytest.raises(memory.GameTooLargeError, match="for method='cvxpy'"):
+        solve_batch(_game(3, shape)[None], "ce", method="cvxpy")
+    api.check_game_memory("layout", shape, "ce")  # the gain-layout route of the same game fits
 
 
 def test_game_memory_estimates_and_overrides(monkeypatch):

@@ -1,0 +1,397 @@
+"""``solve``'s fast path for a small game: one compiled call, a cached plan.
+
+A ``solve(game)`` of a few dozen joint actions costs microseconds of arithmetic, so the
+per-call Python work (checking the options, the memory and route decisions, normalising,
+converting units, building the ``Solution``) decides its speed. Here:
+
+- ``plan`` caches, per (shape, options), the checked options and the decisions
+  ``solve`` would take (route, memory checks, ``newton_plan``, Newton alone, the resolved
+  selection). Only decisions that are pure functions of the key are cached: games whose
+  layout or Newton buffers exceed ``solvers.memory.UNCHECKED_BYTES`` (where the available
+  memory is read), an explicit memory budget (argument, or ``HYBRID_NES_MEMORY_BUDGET``,
+  read on every call) and game-dependent selections take ``solve``'s general path.
+- ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
+  payoff-unit conversions in one Numba call writing into one buffer, and returns the
+  ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
+  joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
+  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on through the
+  stages (``solvers.single.after_newton``) from where Newton stopped, as in ``solve``.
+- ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
+  ``normalised_batch``): gains, Newton and certificate fused per game, in parallel over
+  games; games short of ``tol`` after that pass are solved again by ``refine_batch``.
+
+The results are bit-identical to ``solve``'s general path (the same kernels in the same
+order), but for the marginals (summed in joint order here: equal to rounding). Measurements: benchmarks/results/solvers_suite_overhead.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from types import MappingProxyType
+from typing import NamedTuple
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+from solvers import kernels as kn
+from solvers import memory
+from solvers import policy as pol
+from solvers.checks import check_options, check_polish
+from solvers.gains import GainLayout, gain_layout, layout_bytes, num_constraints
+from solvers.game import _TINY_NORM, NormalisedGame
+from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, small_batch, solve_single
+from solvers.refine import DualResult, Stage, refine_batch
+from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
+from solvers.single import _newton_opts, after_newton
+from solvers.solution import JointScreen, Solution, Status, build_solution
+from solvers.units import one_solution
+
+__all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
+
+#: Entries of the kernel's statistics block (see ``_solve_small``).
+_NUM_STATS = 7
+#: Plans kept (a plan is a few arrays of the game's size; a new key past this clears them).
+_MAX_PLANS = 256
+
+
+class SmallPlan(NamedTuple):
+    """The checked options and cached decisions of ``solve`` on one (shape, options).
+
+    Attributes:
+      concept, selection, method, tol, max_iter, face, polish: as ``check_options``.
+      shape: action counts; layout: the ``GainLayout``; params: the resolved selection
+      (game-independent); opts: the ``NewtonOptions`` array of the first Newton pass;
+      sizes: ``(N, |A|, K)``; actions: ``[N]`` int64 action counts; cuts: offsets of the
+      parts of the kernel's buffer; policy: the ``SolverPolicy`` the decisions used;
+      kernel_args: the arguments of ``_solve_small`` after the game's two; margin_cuts:
+      each player's marginal's ``(start, stop)`` in the buffer.
+    """
+
+    concept: str
+    selection: Selection
+    method: str
+    tol: float
+    max_iter: int | None
+    face: str
+    polish: bool
+    shape: tuple[int, ...]
+    layout: GainLayout
+    params: SelectionParams
+    opts: np.ndarray
+    sizes: tuple[int, int, int]
+    actions: np.ndarray
+    cuts: tuple[int, ...]
+    policy: pol.SolverPolicy
+    kernel_args: tuple
+    margin_cuts: tuple[tuple[int, int], ...]
+
+
+_PLANS: dict[tuple, SmallPlan | None] = {}
+_NEWTON = Stage.NEWTON.value
+
+
+def _build(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
+           max_iter: object, face: object, polish: object, policy: pol.SolverPolicy) -> SmallPlan | None:
+    """The plan of ``solve`` on ``shape`` (None: not the fast path); raises as ``solve``."""
+    concept, sel, method, tol, max_iter, face = check_options(concept, selection, {}, method, tol, max_iter, face)
+    polish = check_polish(polish)
+    if sel.objective == "gini" or method not in ("auto", "newton") or not game_independent(sel):
+        return None
+    num = num_constraints(shape, concept)
+    num_joint = math.prod(shape)
+    limit = min(memory.UNCHECKED_BYTES, policy.unchecked_bytes)
+    # Sizes where every memory decision is taken without reading the available memory.
+    if (layout_bytes(shape, concept) > min(limit, policy.matrix_free_layout_bytes)
+            or pol.solve_bytes(shape, concept, "layout") > limit
+            or memory.newton_bytes(num, num_joint, concept == "cce") > limit):
+        return None
+    if pol.auto_matrix_free(shape, concept, face, policy) or num > policy.newton_max_duals:
+        return None
+    layout = gain_layout(shape, concept)
+    zeros = np.zeros((len(shape),) + shape)
+    params = resolve_cached(sel, NormalisedGame(zeros, np.ones(len(shape)), np.zeros(len(shape))))
+    hard = math.isinf(params.rho)
+    if method == "auto" and pol.auto_first_pass(concept, len(shape), num, hard, policy):
+        return None
+    if hard and face == "always":
+        return None
+    cap = max_iter if max_iter is not None else policy.newton_max_iter
+    first_cap = min(cap, policy.face_after) if hard and face == "auto" else cap
+    players = len(shape)
+    sizes = (players * num_joint, players, players, num, num_joint, num, players, players, players, players,
+             sum(shape), _NUM_STATS)
+    cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
+    opts = _newton_opts(float(tol), int(first_cap))
+    actions = np.array(shape, dtype=np.int64)
+    ends = tuple(int(c) for c in np.cumsum((cuts[10],) + shape))
+    return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params, opts,
+                     (players, num_joint, num), actions, cuts, policy,
+                     (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
+                      params.eps_plus, float(params.rho), opts, actions),
+                     tuple(zip(ends[:-1], ends[1:], strict=True)))
+
+
+def plan(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
+         max_iter: object, face: object, polish: object) -> SmallPlan | None:
+    """The cached ``SmallPlan`` of ``solve`` on ``shape`` (of a game ``is_float64_game``
+    accepts) with these unchecked options, or None where ``solve`` takes its general path
+    (which also raises for bad options). Options are cached only with exact types (``str``,
+    ``float``, ``int`` or None, ``bool``, a preset name or a ``Selection``) and only once
+    checked, so a value ``check_options`` refuses is refused on every call."""
+    if not (type(concept) is str and type(method) is str and type(face) is str and type(tol) is float
+            and (max_iter is None or type(max_iter) is int) and type(polish) is bool
+            and (type(selection) is str or isinstance(selection, Selection))):
+        return None
+    policy = pol.DEFAULT_POLICY
+    key = (shape, concept, selection, method, tol, max_iter, face, polish, id(policy), memory.UNCHECKED_BYTES)
+    try:
+        return _PLANS[key]
+    except KeyError:
+        pass
+    try:
+        found = _build(shape, concept, selection, method, tol, max_iter, face, polish, policy)
+    except (TypeError, ValueError):
+        return None  # the general path raises, in its order of checks
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = found
+    return found
+
+
+@njit(cache=True)
+def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions, buf):
+    """Normalisation (``kernels.normalise_one``), ``newton.solve_single`` and the payoff-unit
+    conversions of one game ``raw: [N, |A|]`` into ``buf`` (parts as ``SmallPlan.cuts``:
+    normalised payoffs, scale, offset, alpha, joint, duals, gaps, eps (payoff units),
+    normalised gaps and eps, marginals, stats). Returns 0, or -1 where ``raw`` has a NaN or
+    inf, -2 where the normalisation overflows (the caller's general path raises).
+
+    stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
+    payoff-unit duals are all finite).
+    """
+    num_players, num_joint = raw.shape
+    num = player.shape[0]
+    for p in range(num_players):
+        for a in range(num_joint):
+            if not math.isfinite(raw[p, a]):
+                return -1
+    flat, scale, offset = kn.normalise_one(raw, tiny_rel)
+    for p in range(num_players):
+        if not math.isfinite(scale[p]):
+            return -2
+    o = 0
+    norm = buf[o:o + num_players * num_joint].reshape((num_players, num_joint))
+    o += num_players * num_joint
+    norm[:, :] = flat
+    buf[o:o + num_players] = scale
+    o += num_players
+    buf[o:o + num_players] = offset
+    o += num_players
+    alpha = buf[o:o + num]
+    o += num
+    alpha[:] = 0.0
+    joint, gaps, epsp, stats = solve_single(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho,
+                                            alpha, opts)
+    buf[o:o + num_joint] = joint
+    o += num_joint
+    finite = 1.0
+    for k in range(num):
+        d = alpha[k] * scale[player[k]]
+        buf[o + k] = d
+        if not math.isfinite(d):
+            finite = 0.0
+    o += num
+    for p in range(num_players):
+        buf[o + p] = gaps[p] / scale[p]
+        buf[o + num_players + p] = epsp[p] / scale[p]
+        buf[o + 2 * num_players + p] = gaps[p]
+        buf[o + 3 * num_players + p] = epsp[p]
+    o += 4 * num_players
+    marg = buf[o:o + actions.sum()]
+    o += marg.shape[0]
+    marg[:] = 0.0
+    for a in range(num_joint):
+        v = joint[a]
+        rest = a
+        start = marg.shape[0]
+        for p in range(num_players - 1, -1, -1):
+            start -= actions[p]
+            marg[start + rest % actions[p]] += v
+            rest //= actions[p]
+    for i in range(6):
+        buf[o + i] = stats[i]
+    buf[o + 6] = finite
+    return 0
+
+
+@njit(cache=True)
+def _screen(joint, gaps, eps):
+    """The honesty rule's reductions (``solvers.solution.JointScreen``) of the arrays the
+    ``Solution`` holds, taken after the solve: the joint's sum (compensated,
+    Kahan-Neumaier) and minimum (NaN counts as the minimum), and whether ``gaps`` and
+    ``eps`` are finite."""
+    total = 0.0
+    comp = 0.0
+    low = np.inf
+    for a in range(joint.shape[0]):
+        v = joint[a]
+        t = total + v
+        if abs(total) >= abs(v):
+            comp += (total - t) + v
+        else:
+            comp += (v - t) + total
+        total = t
+        if not v >= low:
+            low = v
+    gaps_finite = True
+    eps_finite = True
+    for p in range(gaps.shape[0]):
+        gaps_finite = gaps_finite and math.isfinite(gaps[p])
+        eps_finite = eps_finite and math.isfinite(eps[p])
+    return total + comp, low, gaps_finite, eps_finite
+
+
+def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution | None:
+    """``solve(game)`` on the plan ``small`` (``game``: a float64 array of its shape); None
+    where the game needs the general path (a NaN or inf, normalisation overflow: that path
+    raises; an explicit memory budget in the environment, read here on every call)."""
+    if memory.env_budget_set():
+        return None
+    players, num_joint, _ = small.sizes
+    c = small.cuts
+    buf = np.empty(c[-1])
+    t0 = time.perf_counter()
+    if _solve_small(game.reshape(players, num_joint), _TINY_NORM, *small.kernel_args, buf) != 0:
+        return None
+    t1 = time.perf_counter()
+    its, status, viol, kkt, dgap, loss, finite = buf[c[11]:].tolist()
+    scale = buf[c[1]:c[2]]
+    timings = {"validate": t0 - t_start, "refine": t1 - t0}
+    if status != OPTIMAL or not finite:
+        alpha, joint = buf[c[3]:c[4]], buf[c[4]:c[5]]
+        norm = NormalisedGame(buf[:c[1]].reshape((players,) + small.shape), scale, buf[c[2]:c[3]])
+        if status == OPTIMAL:  # duals overflow in payoff units: the general converter says so
+            timings["total"] = time.perf_counter() - t_start
+            stats = buf[c[11]:]
+            res = DualResult(joint.reshape((1,) + small.shape), alpha[None], buf[None, c[9]:c[10]],
+                             buf[None, c[8]:c[9]], stats[2:3], stats[3:4], stats[4:5], stats[5:6] - stats[4:5],
+                             np.array([int(its)]), (Status.OPTIMAL,), ((Stage.NEWTON,),), np.zeros(1, dtype=bool),
+                             timings)
+        else:
+            res = after_newton(norm, small.concept, small.params, alpha.copy(), int(its), small.tol, small.max_iter,
+                               small.face, small.polish, None, small.policy, timings, t_start)
+        return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
+    gaps = buf[c[6]:c[7]]
+    joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
+    screen = JointScreen(*_screen(joint, gaps, eps))
+    timings["total"] = time.perf_counter() - t_start
+    return build_solution(dict(
+        joint=joint.reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
+        duals=buf[c[5]:c[6]],
+        eps=eps, gap=max(gaps.tolist()) if screen.gaps_finite else float(gaps.max()),
+        gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
+        timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
+        selection=small.selection, method=_NEWTON, info={"violation": viol, "kkt": kkt, "face": False},
+    ), screen)
+
+
+@njit(cache=True)
+def _batch_range(lo, hi, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, alpha, joint,
+                 gaps, eps, stats):
+    """Games ``lo..hi-1`` of ``_batch_serial``."""
+    for b in range(lo, hi):
+        jb, gb, eb, sb = solve_single(rows, slot_player, dev, player, flat[b], base, eps_hat, eps_plus, rho,
+                                      alpha[b], opts)
+        joint[b] = jb
+        gaps[b] = gb
+        eps[b] = eb
+        stats[b] = sb
+
+
+@njit(cache=True)
+def _batch_serial(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, alpha, joint, gaps, eps,
+                  stats):
+    """``newton.solve_single`` of each game ``flat[b]: [N, |A|]`` (normalised), ``alpha[b]``
+    the start, overwritten; outputs ``joint [B, |A|]``, ``gaps, eps [B, N]``, ``stats [B, 6]``."""
+    _batch_range(0, flat.shape[0], flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, alpha,
+                 joint, gaps, eps, stats)
+
+
+@njit(cache=True, parallel=True)
+def _batch_parallel(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, alpha, joint, gaps,
+                    eps, stats, chunks):
+    """``_batch_serial`` over ``chunks`` chunks of games on all threads."""
+    num_games = flat.shape[0]
+    for c in prange(chunks):
+        _batch_range(c * num_games // chunks, (c + 1) * num_games // chunks, flat, rows, slot_player, dev, player,
+                     base, eps_hat, eps_plus, rho, opts, alpha, joint, gaps, eps, stats)
+
+
+def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndarray | None,
+                         memory_budget: object) -> DualResult | None:
+    """``refine_batch``'s result for games ``norm: [B, N, A1..AN]`` (normalised, of the plan's
+    shape) where the plan is Newton alone: each game as ``solve`` runs it (gains, Newton and
+    certificate in one compiled pass per game, in parallel over games, no ``[B, |A|, c]``
+    gains array); the few games that first Newton pass leaves short of ``tol`` are solved
+    again from their start by ``refine_batch`` (its whole pass plan: the face, restarts,
+    polish), so every game's result is the general path's, bit for bit. None where the
+    general path decides (an explicit memory budget; Newton's buffers for the games held
+    at once beyond ``UNCHECKED_BYTES``)."""
+    if memory_budget is not None or memory.env_budget_set():
+        return None
+    t_start = time.perf_counter()
+    num_games = norm.payoffs.shape[0]
+    players, num_joint, num = small.sizes
+    threads = num_games > 1 and not small_batch((num_games, num_joint, small.layout.rows.shape[1]), num)
+    concurrent = memory.concurrent_games(num_games, threads)
+    if memory.newton_bytes(num, num_joint, small.concept == "cce") * concurrent > memory.UNCHECKED_BYTES:
+        return None
+    layout, params = small.layout, small.params
+    flat = np.ascontiguousarray(norm.payoffs, dtype=np.float64).reshape(num_games, players, num_joint)
+    alpha = np.zeros((num_games, num)) if alpha0 is None else np.array(alpha0, dtype=np.float64)
+    if alpha.shape != (num_games, num) or not np.all(np.isfinite(alpha)):
+        return None  # refine_batch says what is wrong
+    start = None if alpha0 is None else alpha.copy()
+    joint = np.empty((num_games, num_joint))
+    gaps = np.empty((num_games, players))
+    eps = np.empty((num_games, players))
+    stats = np.empty((num_games, 6))
+    args = (flat, layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
+            params.eps_plus, float(params.rho), small.opts, alpha, joint, gaps, eps, stats)
+    t0 = time.perf_counter()
+    if threads:
+        _batch_parallel(*args, min(num_games, CHUNKS_PER_THREAD * get_num_threads()))
+    else:
+        _batch_serial(*args)
+    timings = {"gains": t0 - t_start, "refine": time.perf_counter() - t0}
+    iterations = stats[:, 0].astype(np.int64)
+    optimal = stats[:, 1] == OPTIMAL
+    statuses = [Status.OPTIMAL] * num_games
+    stages = [(Stage.NEWTON,)] * num_games
+    face = np.zeros(num_games, dtype=bool)
+    dgap = stats[:, 4].copy()
+    result = DualResult(joint.reshape((num_games,) + small.shape), alpha, eps, gaps, stats[:, 2].copy(),
+                        stats[:, 3].copy(), dgap, stats[:, 5] - dgap, iterations, (), (), face, timings, None)
+    rest = np.flatnonzero(~optimal)
+    if rest.size:
+        # Solved again from their start by the general path (its pass plan: retries, the
+        # face, restarts), so that every game's result is the general path's.
+        sub = refine_batch(norm.payoffs[rest], small.concept, params, None if alpha0 is None else start[rest],
+                           small.method, small.tol, small.max_iter, face=small.face, polish=small.polish,
+                           parallel=threads, policy=small.policy)
+        for name in ("joint", "alpha", "eps", "gaps", "violation", "kkt", "duality_gap", "objective", "face",
+                     "iterations"):
+            getattr(result, name)[rest] = getattr(sub, name)
+        for j, b in enumerate(rest.tolist()):
+            statuses[b] = sub.status[j]
+            stages[b] = sub.stages[j]
+        for key, value in sub.timings.items():
+            if key != "total":
+                timings[key] = timings.get(key, 0.0) + value
+        restricted = alpha.copy()
+        restricted[rest] = sub.restricted_alpha
+    else:
+        restricted = alpha
+    timings["total"] = time.perf_counter() - t_start
+    return result._replace(status=tuple(statuses), stages=tuple(stages), restricted_alpha=restricted)
