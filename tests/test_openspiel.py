@@ -716,6 +716,24 @@ def test_grown_face_maps_the_previous_face_and_shrinks_the_lp(kuhn3_ce_10, monke
     assert np.abs(sol.joint - reference.joint).max() <= 1e-8
 
 
+def test_grown_face_lifts_new_joints_the_mapped_certificate_pushes_below_zero(kuhn3_ce_10, monkeypatch):
+    game, _ = kuhn3_ce_10
+    old_problem, old_scale = _me_problem(game[:, :8, :8, :8])
+    problem, scale = _me_problem(game[:, :9, :9, :9])
+    repairs = []
+    real = face_stage._repaired
+
+    def watched(*args, **kwargs):
+        repairs.append(real(*args, **kwargs))
+        return repairs[-1]
+
+    monkeypatch.setattr(face_stage, "_repaired", watched)
+    fc = grown_face(problem, "ce", (9, 9, 9), scale, KnownFace(minimal_face(old_problem), (8, 8, 8), old_scale))
+    assert len(repairs) == 1 and repairs[0] is not None  # some new joints needed the new rows
+    assert fc is not None and face_certified(problem, fc)
+    assert np.array_equal(fc.support, minimal_face(problem).support)
+
+
 def test_grown_face_of_another_game_is_not_trusted(kuhn3_ce_10):
     game, _ = kuhn3_ce_10
     other = game[:, :9, :9, :9].copy()
