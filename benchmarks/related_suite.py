@@ -10,13 +10,14 @@ pair of timings is taken back to back, and a warm-up repetition is discarded):
   (``hn_mece``), solved in sequence by meta-solvers with ``warm_start`` "cold",
   "previous", "related" and "auto" (total meta-solve time and final gaps).
 
-Run: ``python -m benchmarks.related_suite [--quick]``; writes ``related_suite.json`` and
+Run: ``python -m benchmarks.related_suite [--quick] [--jpsro-only]``; writes ``related_suite.json`` and
 ``related_suite.md`` into ``out_dir``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -149,7 +150,7 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
                     per_game.append(dict(
                         shape="x".join(map(str, game.shape[1:])), mode=mode, ms=1e3 * elapsed,
                         start=meta["warm_start"], related=meta.get("related_start") or "",
-                        method=meta["method"], iterations=meta["iterations"],
+                        face=meta.get("face_source") or "", method=meta["method"], iterations=meta["iterations"],
                         normalised_gap=meta["normalised_gap"], certified=meta["certified"],
                     ))
         if rep == 0:
@@ -175,12 +176,18 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
     return per_game, totals
 
 
-def run(quick: bool, out_dir: Path, jpsro: bool = True) -> dict:
-    """Runs the suite; writes ``related_suite.json`` and ``.md`` atomically into ``out_dir``."""
+def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True) -> dict:
+    """Runs the suite; writes ``related_suite.json`` and ``.md`` atomically into ``out_dir``
+    (``evaluation=False``: the evaluation rows of the ``related_suite.json`` already there)."""
     out = Path(out_dir)
-    evaluation = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
-    if not quick:
-        evaluation += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
+    fresh = evaluation
+    if evaluation:
+        evaluation = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
+        if not quick:
+            evaluation += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
+    else:
+        previous = out / "related_suite.json"
+        evaluation = json.loads(previous.read_text())["evaluation"] if previous.exists() else []
     per_game, totals = run_jpsro(5 if quick else 10) if jpsro else ([], [])
     data = {"evaluation": evaluation, "jpsro_per_game": per_game, "jpsro_totals": totals}
     write_json_atomic(out / "related_suite.json", data)
@@ -189,7 +196,10 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True) -> dict:
     text += (f"2-core CPU, load average at the end ({load}): warm and cold interleaved, one warm-up "
              "repetition discarded. `*_s`: wall seconds; `*_cpu_s`: this process's CPU seconds "
              "(steadier than wall time on a loaded machine; the solvers run one BLAS thread).\n\n")
-    text += "## Evaluation game (players task, agent, agent)\n\n" + markdown_table(evaluation)
+    text += "## Evaluation game (players task, agent, agent)\n\n"
+    if not fresh:
+        text += "(From the previous run of the suite: this one ran the JPSRO section only.)\n\n"
+    text += markdown_table(evaluation) if evaluation else "(not run)\n"
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n" + markdown_table(totals)
         text += "\n### Per meta-game (last run)\n\n" + markdown_table(per_game)
@@ -207,8 +217,10 @@ def main(argv: list[str] | None = None, *, quick: bool | None = None,
     parser.add_argument("--quick", action="store_true", help="CCE evaluation game only, 5 JPSRO iterations")
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--no-jpsro", action="store_true")
+    parser.add_argument("--jpsro-only", action="store_true",
+                        help="JPSRO section only (keeps the evaluation rows of the existing results)")
     args = parser.parse_args(argv)
-    return run(args.quick, Path(args.out_dir), jpsro=not args.no_jpsro)
+    return run(args.quick, Path(args.out_dir), jpsro=not args.no_jpsro, evaluation=not args.jpsro_only)
 
 
 if __name__ == "__main__":

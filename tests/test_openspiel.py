@@ -13,7 +13,7 @@ import solvers
 import solvers.api
 from hybrid_nes.integrations import _face_stage as face_stage
 from hybrid_nes.integrations import openspiel as hos
-from hybrid_nes.integrations._face_stage import FaceSolver
+from hybrid_nes.integrations._face_stage import FaceSolver, KnownFace, grown_face
 from solvers import Selection, Solution, Status
 from solvers.dual import dual_problem
 from solvers.face import PRESOLVE_MIN_JOINTS, face_certified, minimal_face, minimal_face_auto
@@ -620,7 +620,8 @@ def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10, monkeypatc
     assert np.all(sol.duals >= 0) and np.all(np.isfinite(sol.info["restricted_duals"]))
     lp = _lp_face(game)
     assert np.array_equal(keeper.face.support, lp.support)
-    assert np.array_equal(keeper.face.equalities, lp.equalities)
+    norm = solvers.normalise(game)
+    assert face_certified(dual_problem(norm, "ce", resolve_selection(Selection.me(), norm)), keeper.face)
 
 
 def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypatch):
@@ -634,7 +635,7 @@ def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypat
     def no_lp(*args, **kwargs):
         raise AssertionError("the facial-reduction LP ran")
 
-    monkeypatch.setattr(face_stage, "minimal_face_auto", no_lp)
+    monkeypatch.setattr(face_stage, "support_face", no_lp)
     monkeypatch.setattr(LIBRARY_FACE, "support_face", no_lp)
     sol = FaceSolver(reuse=keeper.face)(game, "ce", selection, face="always")
     assert sol.status is Status.OPTIMAL and sol.method == "face+newton"
@@ -659,7 +660,7 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
         return run
 
     monkeypatch.setattr(LIBRARY_FACE, "support_face", counted(LIBRARY_FACE.support_face))
-    monkeypatch.setattr(face_stage, "minimal_face_auto", counted(face_stage.minimal_face_auto))
+    monkeypatch.setattr(face_stage, "support_face", counted(face_stage.support_face))
     sol = FaceSolver(reuse=stale)(game, "ce", "me", face="always")
     assert calls  # the stale face was not trusted: an LP ran
     assert sol.status is Status.OPTIMAL
@@ -669,19 +670,83 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
 def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch):
     game, repeats = kuhn3_ce_10
     calls = []
-    real_lp = face_stage.minimal_face_auto
+    real_lp = face_stage.support_face
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real_lp(*args, **kwargs)
 
-    monkeypatch.setattr(face_stage, "minimal_face_auto", counted)
+    monkeypatch.setattr(face_stage, "support_face", counted)
     monkeypatch.setattr(LIBRARY_FACE, "support_face", counted)
     dist, meta = hos.meta_solver("hn_mece", warm_start="cold")(game, repeats)
     assert meta["sparsified"] and meta["certified"]
     assert len(calls) == 1  # the dense solve's LP only; its re-solves run on that face
     assert meta["solution"].method == "face+newton"
     assert _returned_normalised_gap(game, dist, "ce") <= hos.meta_solver("hn_mece").options.tol
+
+
+def _me_problem(game: np.ndarray):
+    norm = solvers.normalise(game)
+    return dual_problem(norm, "ce", resolve_selection(Selection.me(), norm)), norm.scale
+
+
+def test_grown_face_maps_the_previous_face_and_shrinks_the_lp(kuhn3_ce_10, monkeypatch):
+    game, _ = kuhn3_ce_10
+    old = game[:, :9, :9, :9]  # JPSRO's previous meta-game: the new policies come last
+    old_problem, old_scale = _me_problem(old)
+    known = KnownFace(minimal_face(old_problem), (9, 9, 9), old_scale)
+    problem, scale = _me_problem(game)
+    sizes = []
+    real_lp = face_stage.support_face
+
+    def sized(sub, *args, **kwargs):
+        sizes.append(sub.rows.shape[0])
+        return real_lp(sub, *args, **kwargs)
+
+    monkeypatch.setattr(face_stage, "support_face", sized)
+    fc = grown_face(problem, "ce", (10, 10, 10), scale, known)
+    assert fc is not None and face_certified(problem, fc)
+    assert len(sizes) == 1  # one LP, on the smaller problem
+    assert sizes[0] < 0.8 * game[0].size  # the LP ran on the joints the mapped certificate left
+    assert np.array_equal(fc.support, minimal_face(problem).support)
+    # The meta-game solved on it: same joint as the library, the face from the mapping.
+    reference = solvers.solve(game, "ce", "me")
+    sol = FaceSolver(grown=known)(game, "ce", "me", face="always")
+    assert sol.status is Status.OPTIMAL and sol.info["face_source"] == "grown"
+    assert np.abs(sol.joint - reference.joint).max() <= 1e-8
+
+
+def test_grown_face_lifts_new_joints_the_mapped_certificate_pushes_below_zero(kuhn3_ce_10, monkeypatch):
+    game, _ = kuhn3_ce_10
+    old_problem, old_scale = _me_problem(game[:, :8, :8, :8])
+    problem, scale = _me_problem(game[:, :9, :9, :9])
+    repairs = []
+    real = face_stage._repaired
+
+    def watched(*args, **kwargs):
+        repairs.append(real(*args, **kwargs))
+        return repairs[-1]
+
+    monkeypatch.setattr(face_stage, "_repaired", watched)
+    fc = grown_face(problem, "ce", (9, 9, 9), scale, KnownFace(minimal_face(old_problem), (8, 8, 8), old_scale))
+    assert len(repairs) == 1 and repairs[0] is not None  # some new joints needed the new rows
+    assert fc is not None and face_certified(problem, fc)
+    assert np.array_equal(fc.support, minimal_face(problem).support)
+
+
+def test_grown_face_of_another_game_is_not_trusted(kuhn3_ce_10):
+    game, _ = kuhn3_ce_10
+    other = game[:, :9, :9, :9].copy()
+    other[0] = np.random.default_rng(0).permutation(other[0].reshape(-1)).reshape(other[0].shape)
+    other_problem, other_scale = _me_problem(other)
+    known = KnownFace(minimal_face(other_problem), (9, 9, 9), other_scale)
+    problem, scale = _me_problem(game)
+    fc = grown_face(problem, "ce", (10, 10, 10), scale, known)
+    assert fc is None or face_certified(problem, fc)
+    reference = solvers.solve(game, "ce", "me")
+    sol = FaceSolver(grown=known)(game, "ce", "me", face="always")
+    assert sol.status is Status.OPTIMAL
+    assert np.abs(sol.joint - reference.joint).max() <= 1e-8
 
 
 def test_presolved_face_lp_finds_the_same_face(kuhn3_ce_10):

@@ -29,11 +29,10 @@ Warm starts. JPSRO's meta-game grows by appending policies, so with
 ``warm_start="related"`` the previous solve's ``Solution`` is passed as ``duals0``:
 ``solvers.related`` maps its duals onto the grown game, scales them by the dual loss and
 watches the run (cold restart when it does not pay). ``warm_start="previous"`` pads the
-previous duals (payoff units: they stay meaningful because old payoff entries do not
-change) with zeros for the new deviations and passes them as plain duals. A
-``WarmStartHook`` (e.g. a neural equilibrium solver) may replace or refine them. The
-default ("auto") is "related" for CEs after a meta-game that needed facial reduction and
-a cold start otherwise, and for CCEs (``AUTO_WARM_START``).
+previous duals (payoff units: old payoff entries do not change) with zeros for the new
+deviations. A ``WarmStartHook`` (e.g. a neural equilibrium solver) may replace them. The
+default ("auto") is "related" for CEs after a meta-game that needed facial reduction (its
+face, mapped, also shrinks the next face LP), else and for CCEs cold (``AUTO_WARM_START``).
 
 JPSRO's clean-up. JPSRO zeroes meta-distribution entries below 1e-8. Entropy-selected
 joints can spread exponentially small mass over many joint actions, so for ME/MRE/MW the
@@ -42,16 +41,14 @@ clean-up would cost more than ``tol`` (``MetaSolverOptions.sparsify``): the dist
 JPSRO actually uses stays an exact (C)CE. The returned distribution is certified itself,
 not only the solve it came from: its gap is recomputed (``meta["gap"]``,
 ``meta["normalised_gap"]``) and kept within ``tol`` (a re-solve that would leave it
-above is repeated on a smaller support or not used). ``meta["jpsro_gap"]`` reports the
-gap after JPSRO's clean-up.
-
+above is repeated on a smaller support or not used); ``meta["jpsro_gap"]``: after it.
 Only ``register()`` needs OpenSpiel itself; the meta-solvers take plain arrays.
 
 Layout: this module holds the options, the stateful ``JPSROMetaSolver`` and the OpenSpiel
-glue; ``_meta_game`` the array helpers (repeats, grown games, gains and gaps from
-``solvers.gains``) and ``_certified`` the solve with its fallback, the certificate of the
-returned distribution and the clean-up re-solves (on the dense solve's face, kept by
-``_face_stage.FaceSolver``). The public names are re-exported here.
+glue; ``_meta_game`` the array helpers, ``_certified`` the solve with its fallback, the
+certificate of the returned distribution and the clean-up re-solves (on the dense solve's
+face, kept by ``_face_stage.FaceSolver``, which also maps the previous meta-game's face
+after a related start). The public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -69,7 +66,7 @@ import solvers
 from hybrid_nes.integrations import _certified as cf
 from hybrid_nes.integrations import _meta_game as mg
 from hybrid_nes.integrations._certified import reusable_duals
-from hybrid_nes.integrations._face_stage import FaceSolver
+from hybrid_nes.integrations._face_stage import FaceSolver, KnownFace
 from hybrid_nes.integrations._meta_game import (
     clean_joint,
     drop_below,
@@ -257,6 +254,7 @@ class _Record(NamedTuple):
     meta: dict
     solution: Solution | None = None  # the optimal dense solve of problem_game (no fallback)
     plain_duals: bool = False  # solution's duals are finite, from plain dual stages only
+    face: KnownFace | None = None  # the minimal face the solve found (the next one's ``grown``)
 
 
 def _selection(options: MetaSolverOptions, base: np.ndarray | None, previous: _Record | None, game: np.ndarray) -> Selection:
@@ -324,8 +322,8 @@ class JPSROMetaSolver:
           (the same in the meta-game's normalised units, the units of ``tol``),
           ``cce_gap``, ``gaps`` ``[N]``, ``duality_gap``, ``status`` (str; "optimal"
           only when certified), ``certified`` (the solve was optimal and ``dist``'s own
-          gap is within ``tol`` of its ``eps``), ``fallback``, ``warm_start``,
-          ``iterations``, ``method``, ``timings`` (seconds), ``solution`` (the
+          gap is within ``tol`` of its ``eps``), ``fallback``, ``warm_start``, ``face_source``
+          ("lp", "reused", "grown" or None), ``iterations``, ``method``, ``timings``, ``solution`` (the
           ``solvers.Solution`` that ``dist`` comes from: the sparsified re-solve when
           ``sparsified``) and ``dense_solution`` (the first solve).
         """
@@ -410,7 +408,8 @@ def _solve_meta_game(
     duals0, source = _initial_duals(options, problem_game, selection, previous)
 
     solve_start = time.perf_counter()
-    face_solver = FaceSolver(face_max_iter=options.max_iter) if not expanded else None  # keeps the face
+    grown = previous.face if source == "related" and previous is not None else None  # shrinks its face LP
+    face_solver = FaceSolver(face_max_iter=options.max_iter, grown=grown) if not expanded else None  # keeps the face
     solution, fallback, fast_status, error = cf.certified_solve(options, problem_game, selection, duals0,
                                                                 face_solver)
     solve_time = time.perf_counter() - solve_start
@@ -461,11 +460,12 @@ def _solve_meta_game(
         ),
     )
     meta["related_start"] = solution.info.get("warm_start") if source == "related" else None
+    meta["face_source"] = solution.info.get("face_source")
     if solution.status is not Status.OPTIMAL or fallback:
         return _Record(key, problem_game, game, dist, meta)
     # Padded duals ("previous") only from a plain dual solve (``reusable_duals``).
     plain = reusable_duals(solution.method) and bool(np.all(np.isfinite(solution.duals)))
-    return _Record(key, problem_game, game, dist, meta, solution, plain)
+    return _Record(key, problem_game, game, dist, meta, solution, plain, face_solver.known if face is not None else None)
 
 
 def nes_warm_start(model: Any) -> WarmStartHook:
