@@ -67,6 +67,7 @@ __all__ = [
     "has_related",
     "resolve_action_map",
     "map_duals",
+    "row_maps",
     "extend_joint",
     "warm_duals",
     "solve_related",
@@ -210,8 +211,9 @@ def _check_concept(previous: Solution, concept: str | None) -> str:
     return concept
 
 
-def _row_maps(maps: tuple[np.ndarray, ...], old_shape: tuple[int, ...], concept: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(new_rows, old_rows)``: flat indices of the rows that carry over."""
+def row_maps(maps: tuple[np.ndarray, ...], old_shape: tuple[int, ...], concept: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(new_rows, old_rows)``: flat indices of the constraint rows that carry over from
+    a game of ``old_shape`` under the action ``maps`` (``resolve_action_map``)."""
     new_idx, old_idx = [], []
     new_off = old_off = 0
     for m, n_old in zip(maps, old_shape, strict=True):
@@ -271,7 +273,7 @@ def map_duals(previous: Solution, new_shape: Sequence[int], concept: str | None 
         duals = duals / np.asarray(previous.scale, dtype=np.float64)[old_player]
     elif units != "payoff":
         raise ValueError(f"units must be 'payoff' or 'normalised', got {units!r}")
-    new_rows, old_rows = _row_maps(maps, old_shape, concept)
+    new_rows, old_rows = row_maps(maps, old_shape, concept)
     out = np.zeros(num_constraints(new_shape, concept))
     out[new_rows] = duals[old_rows]
     if units == "normalised":
@@ -340,7 +342,7 @@ def _warm_duals(start: RelatedStart, maps: tuple[np.ndarray, ...], norm, concept
     scale_rows = norm.scale[row_player]
     eps_hat = np.ascontiguousarray(params.eps_hat, dtype=np.float64)
     num = row_player.size
-    carried_rows, _ = _row_maps(maps, tuple(previous.joint.shape), concept)
+    carried_rows, _ = row_maps(maps, tuple(previous.joint.shape), concept)
     new_rows = np.ones(num, dtype=bool)
     new_rows[carried_rows] = False
     mean = expected(extend_joint(start, shape, maps).reshape(-1))

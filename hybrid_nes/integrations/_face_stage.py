@@ -284,7 +284,7 @@ def grown_face(problem: DualProblem, concept: str, shape: tuple[int, ...], scale
             or old_y.shape != (num_constraints(known.shape, concept),)):
         return None
     maps = related.resolve_action_map(known.shape, shape)
-    new_rows, old_rows = related._row_maps(maps, known.shape, concept)
+    new_rows, old_rows = related.row_maps(maps, known.shape, concept)
     old_player = constraint_player(known.shape, concept)
     ratio = np.asarray(scale, dtype=np.float64)[problem.player[new_rows]] / np.asarray(
         known.scale, dtype=np.float64)[old_player[old_rows]]
