@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import solvers
-from solvers import api
+from solvers import api, policy, small
 from solvers import kernels as kn
 from solvers.dual import dual_problem
 from solvers.evaluation_game import evaluation_game
@@ -229,7 +229,11 @@ def test_auto_finishes_a_face_on_the_gain_layout(monkeypatch):
     capped = solvers.solve(payoffs, "ce", "me", method="newton-cg", max_iter=5)
     assert capped.status == "max_iter"
     ref = solvers.solve(payoffs, "ce", "me", method="newton")
-    monkeypatch.setattr(api, "auto_matrix_free", lambda *args, **kwargs: True)
+    always = lambda *args, **kwargs: True  # noqa: E731
+    monkeypatch.setattr(api, "auto_matrix_free", always)
+    # The small-game fast path decides from solvers.policy and caches its plans.
+    monkeypatch.setattr(policy, "auto_matrix_free", always)
+    monkeypatch.setattr(small, "_PLANS", {})
     sol = solvers.solve(payoffs, "ce", "me", max_iter=5)
     assert sol.method.startswith("newton-cg+") and sol.status == "optimal"
     np.testing.assert_allclose(sol.joint, ref.joint, rtol=0, atol=1e-8)
