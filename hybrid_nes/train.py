@@ -102,6 +102,12 @@ class TrainConfig:
       families: training games from a mixture of ``hybrid_nes.families`` (``(family,
         weight)`` pairs, e.g. ``families.TRAIN_MIXTURE``) for steps and BatchNorm
         calibration; None (default) samples the L2-invariant sphere only.
+      freeze_statistics: fine-tuning with BatchNorm frozen: every layer normalises with
+        the BatchNorm statistics that ``init_from`` (a weight file) ships for the step's
+        shape, in training as at inference, and the run ships those statistics unchanged
+        (no re-calibration). A mixture then cannot move the statistics that random games
+        are normalised with; re-calibrating a network on a mixture costs random 8x8 games
+        2.6x their solver gap (``benchmarks/results/nes_suite.finetune.md``).
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -123,6 +129,7 @@ class TrainConfig:
     init_from: str | None = None
     gap_weight: float = 0.0
     families: tuple[tuple[str, float], ...] | None = None
+    freeze_statistics: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", check_mixture(self.families))
@@ -153,6 +160,8 @@ class TrainConfig:
             raise ValueError(f"gap_weight must be a finite number >= 0, got {self.gap_weight!r}")
         if self.init_from is not None:
             object.__setattr__(self, "init_from", os.fspath(self.init_from))
+        if self.freeze_statistics and self.init_from is None:
+            raise ValueError("freeze_statistics needs init_from: a weight file whose statistics to keep")
 
     @property
     def concept(self) -> str:
@@ -256,6 +265,19 @@ def initial_state(config: TrainConfig) -> tuple[TrainState, dict | None]:
     return TrainState(params, state.bn_state, make_optimizer(config).init(params), 0), note
 
 
+def frozen_statistics(config: TrainConfig) -> dict[tuple[int, ...], hk.State] | None:
+    """The BatchNorm statistics per shape that ``init_from`` ships, when ``freeze_statistics``
+    (every training shape must have them, else ``CheckpointError``); None otherwise."""
+    if not config.freeze_statistics:
+        return None
+    stats = ckpt_lib.load(config.init_from).stats
+    missing = [s for s in config.shapes if s not in stats]
+    if missing:
+        raise ckpt_lib.CheckpointError(
+            f"freeze_statistics: init_from {config.init_from!r} ships no statistics for shapes {missing}")
+    return {s: jax.tree_util.tree_map(jnp.asarray, t) for s, t in stats.items()}
+
+
 def shape_for_step(config: TrainConfig, step: int) -> tuple[int, ...]:
     """The game shape of ``step``: a function of ``(seed, step)`` only (resume-safe)."""
     if len(config.shapes) == 1:
@@ -269,7 +291,8 @@ def _step_key(config: TrainConfig) -> TrainConfig:
     """``config`` with the fields the compiled step does not read set to defaults."""
     return dataclasses.replace(
         config, steps=1, learning_rate=1.0, warmup_steps=0, final_lr_factor=1.0, eval_every=1,
-        eval_games=1, eval_shapes=None, checkpoint_every=1, shape_weights=None, init_from=None,
+        eval_games=1, eval_shapes=None, checkpoint_every=1, shape_weights=None,
+        init_from=config.init_from if config.freeze_statistics else None,  # the frozen statistics
     )
 
 
@@ -289,9 +312,13 @@ def _make_train_step(config: TrainConfig) -> Callable:
     opt = make_optimizer(config)
     concept = config.concept
     data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+    frozen = frozen_statistics(config)
 
     def loss_fn(params, bn_state, games, sel):
-        duals, new_state = net.apply(params, bn_state, None, games, sel, True)
+        if frozen is None:
+            duals, new_state = net.apply(params, bn_state, None, games, sel, True)
+        else:  # inference-mode normalisation: the function that ships is the one trained
+            duals, new_state = net.apply(params, frozen[games.shape[2:]], None, games, sel, False)[0], bn_state
         metrics = batch_dual_metrics(games, sel, duals, concept)  # one pass: loss, gap and joint
         loss, gap = metrics.loss.mean(), metrics.gap.mean()
         # with no weight the gap is only reported, so autodiff never goes through it
@@ -443,11 +470,12 @@ def train(
         return compiled.get(shape) or (lambda *args: jitted(*args, shape))
 
     vals = {s: validation_set(config, s) for s in (config.eval_shapes or config.shapes)}
+    frozen = frozen_statistics(config) or {}
 
     def record(step: int, wall: float) -> dict:
         entry = {"step": step, "wall_time_s": wall}
         for s, val in vals.items():
-            for k, v in evaluate(config, state.params, None, val).items():
+            for k, v in evaluate(config, state.params, frozen.get(s), val).items():
                 entry[f"{ckpt_lib.shape_key(s)}/{k}"] = v
         history.append(entry)
         with open(out_dir / "log.jsonl", "a") as handle:
@@ -460,8 +488,8 @@ def train(
         record(0, 0.0)
     if time_budget is not None and fresh:
         t_eval = time.perf_counter()
-        for val in vals.values():
-            evaluate(config, state.params, None, val)
+        for s, val in vals.items():
+            evaluate(config, state.params, frozen.get(s), val)
         t_eval = time.perf_counter() - t_eval
         spent = time.perf_counter() - t_start
         # about 13 evaluations and checkpoints follow; keep 5% for the rest
@@ -525,7 +553,8 @@ def train(
         bar.close()
     if calibrate and step == config.steps:
         write_weights(out_dir / "weights.npz", config, state.params, history, wall0 + time.perf_counter() - start,
-                      extra_meta={"parent": parent} if parent else None)
+                      shapes=list(frozen) or None, extra_meta={"parent": parent} if parent else None,
+                      stats=frozen or None)
     return state, history
 
 
@@ -548,4 +577,6 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike,
     parent = ck.meta.get("parent")
     meta = {"num_parameters": count_parameters(state.params), "step": int(state.step),
             **({"parent": parent} if parent else {}), **(extra_meta or {})}
-    return write_weights(out, config, state.params, history, wall, shapes=shapes or config.shapes, extra_meta=meta)
+    frozen = frozen_statistics(config)
+    return write_weights(out, config, state.params, history, wall, shapes=shapes or (list(frozen) if frozen else config.shapes),
+                         extra_meta=meta, stats=frozen)

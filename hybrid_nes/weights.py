@@ -27,11 +27,17 @@ __all__ = ["write_weights"]
 
 
 def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Params, history: list, wall: float,
-                  shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None) -> Path:
-    """Writes shippable weights: float32 parameters + calibrated statistics per shape."""
+                  shapes: Sequence[Sequence[int]] | None = None, extra_meta: dict | None = None,
+                  stats: dict | None = None) -> Path:
+    """Writes shippable weights: float32 parameters + calibrated statistics per shape.
+
+    ``stats`` (``{shape: BatchNorm state}``, e.g. frozen ones: ``TrainConfig.freeze_statistics``)
+    ships those for the shapes it has instead of calibrating them.
+    """
     shapes = [check_shape(s) for s in (shapes or config.shapes)]
     calibration = SHIPPED_CALIBRATION
-    stats = {s: calibrate_statistics(config, params, s, calibration) for s in shapes}
+    given = stats or {}
+    stats = {s: given[s] if s in given else calibrate_statistics(config, params, s, calibration) for s in shapes}
     meta = {
         "kind": "weights",
         "config": config.to_dict(),
@@ -40,7 +46,7 @@ def write_weights(path: str | os.PathLike, config: TrainConfig, params: hk.Param
         "history": history,
         "jax_version": jax.__version__,
         **(extra_meta or {}),
-        "calibration": calibration._asdict(),
+        "calibration": {**calibration._asdict(), **({"frozen_from": config.init_from} if given else {})},
     }
     params32 = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
     stats32 = {s: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), t) for s, t in stats.items()}

@@ -83,3 +83,28 @@ def test_cli_export_turns_a_checkpoint_into_weights_and_recalibrates_weights(par
         np.testing.assert_allclose(got, want, rtol=1e-6)
     assert cli_main(["export", str(tmp_path / "missing.npz"), str(tmp_path / "x.npz")]) == 2
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_frozen_statistics_fine_tune_ships_the_parents_statistics(parent_run, tmp_path):
+    out, parent = parent_run
+    parent_file = ckpt_lib.load(out / "weights.npz")
+    config = dataclasses.replace(BASE, seed=5, learning_rate=1e-2, init_from=str(out / "weights.npz"),
+                                 freeze_statistics=True, families=(("random", 1.0), ("zero_sum", 1.0)))
+    state, history = train(config, tmp_path, progress=False)
+    shipped = ckpt_lib.load(tmp_path / "weights.npz")
+    assert set(shipped.stats) == set(parent_file.stats)
+    for shape in parent_file.stats:  # unchanged, not re-calibrated on the mixture
+        for got, want in zip(_leaves(shipped.stats[shape]), _leaves(parent_file.stats[shape]), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert shipped.meta["calibration"]["frozen_from"].endswith("weights.npz")
+    assert not all(np.allclose(a, b) for a, b in zip(_leaves(state.params), _leaves(parent.params), strict=True))
+    assert np.isfinite(history[-1]["3x3/solver_gap"])
+
+
+def test_frozen_statistics_need_a_parent_with_them(parent_run):
+    with pytest.raises(ValueError, match="freeze_statistics needs init_from"):
+        dataclasses.replace(BASE, freeze_statistics=True)
+    out, _ = parent_run
+    config = dataclasses.replace(BASE, shapes=((4, 4),), init_from=str(out / "weights.npz"), freeze_statistics=True)
+    with pytest.raises(ckpt_lib.CheckpointError, match="no statistics"):
+        train(config, out / "bad", progress=False)
