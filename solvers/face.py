@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import highspy
 import numpy as np
@@ -38,7 +38,7 @@ from solvers.dual import DualProblem, restrict
 __all__ = [
     "Face", "FACE_THRESHOLD", "LIFT_MARGIN", "PRESOLVE_MIN_JOINTS", "minimal_face", "minimal_face_auto",
     "support_face",
-    "face_certified", "polytope_face", "restrict_to_face", "lift_duals",
+    "face_certified", "polytope_face", "restrict_to_face", "lift_duals", "run_highs",
 ]
 
 #: ``t_a`` / ``s_k`` are 0 or 1 at a vertex optimum; the midpoint separates them.
@@ -110,6 +110,17 @@ def _highs() -> highspy.Highs:
         highs.setOptionValue("presolve", "off")
         _HIGHS_LOCAL.highs = highs
     return highs
+
+
+def run_highs(highs: highspy.Highs, what: str) -> tuple[str, Any, float]:
+    """Run the model passed to ``highs``: ``(status name, solution, run time in s)``;
+    RuntimeError naming ``what`` unless optimal."""
+    highs.run()
+    status = highs.getModelStatus()
+    name = highs.modelStatusToString(status)
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"HiGHS failed on {what}: {name}")
+    return name, highs.getSolution(), float(highs.getRunTime())
 
 
 def _homogenised_columns(problem: DualProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,15 +263,9 @@ def _face_lp(
                     int(highspy.ObjSense.kMinimize), 0.0, cost, np.zeros(num_cols), upper,
                     np.full(num_rows, -highspy.kHighsInf), np.zeros(num_rows), start[:-1], index, value,
                     np.zeros(num_cols, dtype=np.int32))
-    highs.run()
-    status = highs.getModelStatus()
-    status_name = highs.modelStatusToString(status)
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS failed on the facial-reduction LP: {status_name}")
-    solution = highs.getSolution()
+    status_name, solution, lp_time = run_highs(highs, "the facial-reduction LP")
     col = np.asarray(solution.col_value)
     row_dual = np.asarray(solution.row_dual)
-    lp_time = float(highs.getRunTime())
     t = col[num_joint : 2 * num_joint]
     s = col[2 * num_joint :]
     support = t > FACE_THRESHOLD
@@ -292,16 +297,10 @@ def _support_lp(columns: tuple[np.ndarray, np.ndarray, np.ndarray], num_joint: i
                     np.concatenate([np.ones(num_joint), np.full(num_joint, highspy.kHighsInf)]),
                     np.full(num, -highspy.kHighsInf), np.zeros(num), start[:-1], index, value,
                     np.zeros(num_cols, dtype=np.int32))
-    highs.run()
-    status = highs.getModelStatus()
-    status_name = highs.modelStatusToString(status)
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS failed on the support LP: {status_name}")
-    solution = highs.getSolution()
+    status_name, solution, lp_time = run_highs(highs, "the support LP")
     support = np.asarray(solution.col_value)[:num_joint] > FACE_THRESHOLD
     cert = np.maximum(-np.asarray(solution.row_dual), 0.0)
-    return Face(support, np.zeros(num, dtype=bool), cert, bool(support.any()), status_name,
-                float(highs.getRunTime()))
+    return Face(support, np.zeros(num, dtype=bool), cert, bool(support.any()), status_name, lp_time)
 
 
 def face_certified(problem: DualProblem, face: Face, slack: float = CERTIFICATE_SLACK) -> bool:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import highspy
 import numpy as np
 
-from solvers.face import FACE_THRESHOLD, Face
+from solvers.face import FACE_THRESHOLD, Face, run_highs
 
 __all__ = ["cover_lp", "face_lp", "face_moves"]
 
@@ -117,16 +117,10 @@ def _run(lp: highspy.HighsLp, num_joint: int, num: int, basis, time_limit: float
     highs.passModel(lp)
     if basis is not None:
         highs.setBasis(basis)
-    highs.run()
-    status = highs.getModelStatus()
-    name = highs.modelStatusToString(status)
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS failed on the facial-reduction LP: {name}")
-    sol = highs.getSolution()
+    name, sol, lp_time = run_highs(highs, "the facial-reduction LP")
     col = np.asarray(sol.col_value)
     cert = np.maximum(-np.asarray(sol.row_dual)[num_joint:], 0.0)
     support = col[num_joint:2 * num_joint] > FACE_THRESHOLD
-    lp_time = float(highs.getRunTime())
     if not support.any():
         face = Face(support, np.ones(num, dtype=bool), cert, False, name, lp_time)
     else:
