@@ -8,7 +8,9 @@ compare on a loaded machine).
 
 Modes: ``single`` (``solvers.solve`` on [2, 8, 8] N(0, 1) games, ME-CCE, 2,000 calls a
 repeat), ``batch-cce`` (``solvers.solve_batch`` on 4,096 such games), ``batch-ce``
-(512 games, ME-CE). Every result is checked "optimal".
+(512 games, ME-CE), ``kernel-cce`` / ``kernel-ce`` (the compiled part of ``solve`` alone,
+``solvers.small._solve_small`` replayed on the arguments of 256 8x8 games: the Newton
+kernel's own cost). Every result is checked "optimal".
 
     python benchmarks/overhead_ab.py --base /work/wt/base8d --tree . single batch-cce
 
@@ -40,6 +42,19 @@ if mode == "single":
             sol = solvers.solve(games[i % 64], "cce", "me")
         out.append(((time.perf_counter() - t) / n * 1e6, (time.thread_time() - c) / n * 1e6))
     assert sol.status == "optimal"
+elif mode.startswith("kernel"):
+    import solvers.small as sm
+    games = rng.standard_normal((n, 2, 8, 8))
+    calls, real = [], sm._solve_small
+    sm._solve_small = lambda *a: calls.append(a) or real(*a)
+    for g in games:
+        assert solvers.solve(g, mode.split("-")[1], "me").status == "optimal"
+    sm._solve_small = real
+    for _ in range(reps):
+        c = time.thread_time()
+        for a in calls:
+            real(*a)
+        out.append((0.0, (time.thread_time() - c) / n * 1e6))
 else:
     concept = mode.split("-")[1]
     games = rng.standard_normal((n, 2, 8, 8))
@@ -51,7 +66,8 @@ else:
     assert all(str(s.status) == "optimal" for s in batch)
 print(json.dumps(out))
 '''
-ARGS = {"single": ("2000", "5"), "batch-cce": ("4096", "3"), "batch-ce": ("512", "2")}
+ARGS = {"single": ("2000", "5"), "batch-cce": ("4096", "3"), "batch-ce": ("512", "2"),
+        "kernel-cce": ("256", "20"), "kernel-ce": ("256", "5")}
 
 
 def main() -> None:
@@ -76,7 +92,9 @@ def main() -> None:
         for name, runs in found.items():
             wall = [w for w, _ in runs]
             cpu = min(c for _, c in runs)
-            if mode == "single":
+            if mode.startswith("kernel"):
+                print(f"{mode:9s} {name:4s} CPU {cpu:6.1f} us/game (compiled solve alone)")
+            elif mode == "single":
                 print(f"{mode:9s} {name:4s} wall best {min(wall):8.1f} us/call  CPU {cpu:6.1f} us/call")
             else:
                 print(f"{mode:9s} {name:4s} wall best {max(wall):8.0f} games/s  CPU {cpu:6.1f} us/game")

@@ -27,6 +27,14 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
+from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes)
+    evaluate_at,
+    evaluate_exps,
+    gains_identity_one,
+    logits_identity_one,
+    loss_at,
+    projected_step_one,
+)
 
 __all__ = [
     "OPTIMAL",
@@ -166,69 +174,6 @@ def cholesky_solve(mat, lam, rhs, low, out):
 
 
 @njit(cache=True)
-def projected_step_one(alpha, direction, t, free, grad, out):
-    """``out = max(alpha + t direction, 0)`` (sign-free rows unclipped); returns ``grad . (out - alpha)``."""
-    dec = 0.0
-    for k in range(alpha.shape[0]):
-        v = alpha[k] + t * direction[k]
-        if not free[k] and v < 0.0:
-            v = 0.0
-        out[k] = v
-        dec += grad[k] * (v - alpha[k])
-    return dec
-
-
-@njit(cache=True)
-def logits_identity_one(vt, base, alpha, out):
-    """``kernels.logits_one`` on the identity layout from the transposed gains
-    ``vt: [K, |A|]``: the same sums in the same order (bit-identical), vectorised over joints."""
-    out[:] = base
-    for j in range(vt.shape[0]):
-        aj = alpha[j]
-        for a in range(out.shape[0]):
-            out[a] -= aj * vt[j, a]
-
-
-@njit(cache=True)
-def gains_identity_one(values, sigma, out):
-    """``kernels.expected_gains_one`` on the identity layout (bit-identical, vectorised over rows)."""
-    out[:] = 0.0
-    for a in range(values.shape[0]):
-        s = sigma[a]
-        if s == 0.0:
-            continue
-        for j in range(out.shape[0]):
-            out[j] += s * values[a, j]
-
-
-@njit(cache=True)
-def loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ssum, eps):
-    """``kernels.loss_only_one``, through the identity-layout kernels when ``dense``."""
-    if dense:
-        logits_identity_one(vt, base, alpha, lg)
-    else:
-        kn.logits_one(rows, values, base, alpha, lg)
-    kn.player_sums_one(alpha, player, ssum)
-    return kn.log_partition_one(lg) + kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
-
-
-@njit(cache=True)
-def evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, sigma, mean, ssum, eps, grad):
-    """``kernels.evaluate_logits_one`` (``lg`` holds the logits at ``alpha``), through the
-    identity-layout kernels when ``dense``."""
-    lse = kn.softmax_one(lg, sigma)
-    if dense:
-        gains_identity_one(values, sigma, mean)
-    else:
-        kn.expected_gains_one(rows, values, sigma, mean)
-    kn.player_sums_one(alpha, player, ssum)
-    penalty = kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
-    for k in range(grad.shape[0]):
-        grad[k] = eps[player[k]] - mean[k]
-    return lse + penalty
-
-
-@njit(cache=True)
 def newton_workspace(num, num_joint, num_players, block, dense):
     """Scratch of ``newton_core`` for games of ``K = num`` duals (allocated once per thread).
 
@@ -238,7 +183,8 @@ def newton_workspace(num, num_joint, num_players, block, dense):
     ``[K, |A|]`` on the identity (CCE) layout.
     """
     f = np.empty
-    vecs = (f(num_joint), f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num), f(num))
+    vecs = (f(num_joint), f(num_joint), f(num_joint), f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num),
+            f(num))
     small = (f(num_players), f(num_players), f(num_players), f(num_players), f(num_players), f(num_players))
     ints = (f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64))
     cols = block if dense else 0
@@ -276,7 +222,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
     num = alpha.shape[0]
     num_joint = base.shape[0]
     vecs, small, ints, zero_row, val, mats = ws
-    lg, lgp, mean, grad, rhs, sol, direction, trial, probe = vecs
+    lg, lgp, ex, exp_, mean, grad, rhs, sol, direction, trial, probe = vecs
     ssum, eps, gaps, curv, tss, teps = small
     pos, idx, keep, loc = ints
     hess_flat, low_flat, cols, wcols, vt = mats
@@ -397,10 +343,14 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         slack = 1e-15 * (1.0 + abs(loss))
         t = 1.0
         accepted = False
+        acc = 0.0
+        best = loss
         while t >= min_step:
             dec = projected_step_one(alpha, direction, t, free, grad, trial)
-            lt = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, tss, teps)
+            lt, acc = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, trial, lg, ex, tss,
+                              teps)
             if lt <= loss + armijo * dec + slack:
+                best = lt
                 accepted = True
                 break
             t *= backtrack
@@ -415,24 +365,30 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             # along a direction of exponential decay, and longer steps get there in far
             # fewer iterations. Keep doubling while it pays. (Skipped while convergence
             # is fast, where it would only cost a loss evaluation.) Probes write their
-            # logits into lgp; an accepted probe swaps it with lg.
+            # logits into lgp (exponentials into exp_); an accepted probe swaps them with lg, ex.
             best = lt
             tt = expand
             while tt <= max_expand:
                 dec2 = projected_step_one(alpha, direction, tt, free, grad, probe)
-                l2 = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, probe, lgp, tss, teps)
+                l2, acc2 = loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, probe, lgp, exp_,
+                                   tss, teps)
                 if l2 < best - slack and l2 <= loss + armijo * dec2:
                     best = l2
                     for k in range(num):
                         trial[k] = probe[k]
                     lg, lgp = lgp, lg
+                    ex, exp_ = exp_, ex
+                    acc = acc2
                     tt *= expand
                 else:
                     break
         for k in range(num):
             alpha[k] = trial[k]
-        # lg holds the logits of the accepted point.
-        loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
+        # ex and acc hold the exponentials of the accepted point (bit-identical to a fresh
+        # softmax of its logits), best its loss.
+        evaluate_exps(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, ex, acc, joint, mean, ssum, eps,
+                      grad)
+        loss = best
         if t == 1.0:
             mult = max(mult * 0.1, damping_min)
         else:
