@@ -2,7 +2,8 @@
 
 Each step draws one game shape (seeded by ``(seed, step)``, so a resumed run makes the
 same draws as an uninterrupted one), samples a batch of games and selection parameters
-inside jit, and takes an Adam step (adaptive gradient clipping, warm-up + cosine
+in their own jitted function (the family mixture compiles once per shape, not into
+every gradient step), and takes an Adam step (adaptive gradient clipping, warm-up + cosine
 schedule) on ``mean_b L(alpha_theta(G_b))``. Evaluation uses a fixed validation set per
 shape with exact reference optima. Device-agnostic: nothing here names a device.
 
@@ -30,6 +31,7 @@ import numpy as np
 import optax
 
 from hybrid_nes import checkpoint as ckpt_lib
+from hybrid_nes import train_sampler
 from hybrid_nes.calibration import (  # re-exported: train's public names before calibration.py
     FIRST_USE_CALIBRATION,
     SHIPPED_CALIBRATION,
@@ -38,7 +40,7 @@ from hybrid_nes.calibration import (  # re-exported: train's public names before
     calibration_plan,
     pool_statistics,
 )
-from hybrid_nes.families import check_mixture, sample_training_batch
+from hybrid_nes.families import check_mixture
 from hybrid_nes.loss import batch_dual_metrics
 from hybrid_nes.network import NetworkConfig, make_network
 from hybrid_nes.sampling import TRAIN_PRESETS, check_shape, sample_batch
@@ -53,6 +55,8 @@ __all__ = [
     "init_state",
     "initial_state",
     "make_train_step",
+    "make_sampler",
+    "make_update",
     "shape_for_step",
     "Calibration",
     "calibration_plan",
@@ -299,19 +303,29 @@ def _step_key(config: TrainConfig) -> TrainConfig:
 def make_train_step(config: TrainConfig) -> Callable:
     """``step(params, bn_state, opt_state, step, lr, shape) -> (params, bn_state, opt_state, loss, gap)``.
 
-    Jitted with ``shape`` static: one compilation per game shape. Cached on the fields
-    the step reads (not ``steps`` or the schedule), so a resumed or re-budgeted run in
-    the same process reuses the compiled steps.
+    Samples the step's games (``make_sampler``) and takes the gradient step
+    (``make_update``): two jitted functions, each compiled once per game shape. Cached
+    on the fields the step reads (not ``steps`` or the schedule), so a resumed or
+    re-budgeted run in the same process reuses the compiled steps.
     """
     return _make_train_step(_step_key(config))
 
 
+def make_sampler(config: TrainConfig) -> Callable:
+    """``sample(step, shape) -> (games, sel)``, jitted apart from the step (``train_sampler``)."""
+    return train_sampler.make_sampler(_step_key(config))
+
+
+def make_update(config: TrainConfig) -> Callable:
+    """``update(params, bn_state, opt_state, games, sel, lr) -> (params, bn_state, opt_state, loss, gap)``, jitted."""
+    return _make_update(_step_key(config))
+
+
 @functools.lru_cache(maxsize=8)
-def _make_train_step(config: TrainConfig) -> Callable:
+def _make_update(config: TrainConfig) -> Callable:
     net = make_network(config.network)
     opt = make_optimizer(config)
     concept = config.concept
-    data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
     frozen = frozen_statistics(config)
 
     def loss_fn(params, bn_state, games, sel):
@@ -325,32 +339,35 @@ def _make_train_step(config: TrainConfig) -> Callable:
         objective = loss + config.gap_weight * gap if config.gap_weight else loss
         return objective, (new_state, loss, gap)
 
-    def step_fn(params, bn_state, opt_state, step, lr, shape):
-        key = jax.random.fold_in(data_key, step)
-        games, sel = sample_training_batch(key, config.batch_for(shape), shape, config.presets, config.families)
+    def update(params, bn_state, opt_state, games, sel, lr):
         (_, (new_state, loss, gap)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, bn_state, games, sel)
         direction, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: -lr * u, direction))
         return params, new_state, opt_state, loss, gap
 
-    return jax.jit(step_fn, static_argnums=5)
+    return jax.jit(update)
+
+
+@functools.lru_cache(maxsize=8)
+def _make_train_step(config: TrainConfig) -> Callable:
+    sample, update = train_sampler.make_sampler(config), _make_update(config)
+
+    def step_fn(params, bn_state, opt_state, step, lr, shape):
+        games, sel = sample(step, tuple(shape))
+        return update(params, bn_state, opt_state, games, sel, lr)
+
+    return step_fn
 
 
 def compile_steps(config: TrainConfig, state: TrainState, shapes: Sequence[Sequence[int]],
                   workers: int | None = None) -> dict[tuple[int, ...], Callable]:
-    """Ahead-of-time compiles the train step of every shape, in parallel threads.
+    """Ahead-of-time compiles the sampler and update of every shape, in parallel threads.
 
     Returns ``{shape: compiled}``, each called as ``compiled(params, bn_state, opt_state,
     step, lr)`` with ``step`` an int32 and ``lr`` a float32 scalar.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    jitted = make_train_step(config)
-    args = (state.params, state.bn_state, state.opt_state, np.int32(0), np.float32(0.0))
-    shapes = [check_shape(s) for s in shapes]
-    with ThreadPoolExecutor(max_workers=workers or min(len(shapes), os.cpu_count() or 1)) as pool:
-        compiled = list(pool.map(lambda s: jitted.lower(*args, s).compile(), shapes))
-    return dict(zip(shapes, compiled, strict=True))
+    return train_sampler.compile_sampled_steps(make_sampler(config), make_update(config),
+                                               (state.params, state.bn_state, state.opt_state), shapes, workers)
 
 
 def budget_steps(config: TrainConfig, seconds: float, step_time: dict[tuple[int, ...], float]) -> int:

@@ -12,6 +12,8 @@ from hybrid_nes.network import NetworkConfig
 from hybrid_nes.train import (
     TrainConfig,
     budget_steps,
+    compile_steps,
+    init_state,
     learning_rate_schedule,
     make_train_step,
     restore,
@@ -33,6 +35,24 @@ def test_compiled_step_does_not_depend_on_steps_or_schedule():
     other = dataclasses.replace(config, steps=999, learning_rate=1e-2, warmup_steps=5, eval_every=7)
     assert make_train_step(config) is make_train_step(other)
     assert make_train_step(config) is not make_train_step(dataclasses.replace(config, seed=1))
+
+
+def test_ahead_of_time_steps_take_the_jitted_step():
+    from hybrid_nes.families import TRAIN_MIXTURE
+
+    config = TrainConfig(network=TINY, shapes=((2, 2), (3, 2)), batch_size=16, families=TRAIN_MIXTURE)
+    state = init_state(config)
+    args = (state.params, state.bn_state, state.opt_state)
+    compiled = compile_steps(config, state, config.shapes)
+    assert set(compiled) == {(2, 2), (3, 2)}
+    for shape, fn in compiled.items():
+        for step in (0, 3):
+            got = fn(*args, np.int32(step), np.float32(1e-2))
+            want = make_train_step(config)(*args, np.int32(step), np.float32(1e-2), shape)
+            np.testing.assert_allclose(float(got[3]), float(want[3]), rtol=1e-6)
+            np.testing.assert_allclose(float(got[4]), float(want[4]), rtol=1e-6)
+    loss = [float(compiled[(2, 2)](*args, np.int32(s), np.float32(0.0))[3]) for s in (0, 1)]
+    assert loss[0] != loss[1]  # each step draws its own games
 
 
 def test_schedule_warms_up_then_decays_to_the_final_factor():

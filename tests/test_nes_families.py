@@ -194,3 +194,19 @@ def test_a_train_step_on_the_mixture_is_finite():
     state = init_state(config)
     out = make_train_step(config)(state.params, state.bn_state, state.opt_state, np.int32(0), np.float32(1e-3), (2, 2))
     assert np.isfinite(float(out[3])) and np.isfinite(float(out[4]))
+
+
+def test_the_training_data_stream_is_a_function_of_seed_and_step():
+    """The sampler jitted apart from the step draws ``fold_in(fold_in(PRNGKey(seed), 2), step)``."""
+    from hybrid_nes.network import NetworkConfig
+    from hybrid_nes.train import TrainConfig, make_sampler
+
+    config = TrainConfig(network=NetworkConfig(payoff_channels=(8,), dual_channels=8, dual_layers=(8,)),
+                         shapes=((2, 3),), batch_size=16, families=TRAIN_MIXTURE, seed=5)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(5), 2), 7)
+    want = jax.jit(lambda k: sample_training_batch(k, 16, (2, 3), config.presets, TRAIN_MIXTURE))(key)
+    got = make_sampler(config)(np.int32(7), (2, 3))
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = make_sampler(config)(np.int32(8), (2, 3))
+    assert not np.array_equal(np.asarray(other[0]), np.asarray(got[0]))
