@@ -40,18 +40,20 @@ def test_compiled_step_does_not_depend_on_steps_or_schedule():
 def test_ahead_of_time_steps_take_the_jitted_step():
     from hybrid_nes.families import TRAIN_MIXTURE
 
-    config = TrainConfig(network=TINY, shapes=((2, 2), (3, 2)), batch_size=16, families=TRAIN_MIXTURE)
+    # One shape: compiling the mixture sampler costs ~20 s a shape on the 2-core CPU; two
+    # shapes through compile_steps are covered by test_time_budgeted_run_records_the_steps_it_chose.
+    config = TrainConfig(network=TINY, shapes=((3, 2),), batch_size=16, families=TRAIN_MIXTURE)
     state = init_state(config)
     args = (state.params, state.bn_state, state.opt_state)
     compiled = compile_steps(config, state, config.shapes)
-    assert set(compiled) == {(2, 2), (3, 2)}
+    assert set(compiled) == {(3, 2)}
     for shape, fn in compiled.items():
         for step in (0, 3):
             got = fn(*args, np.int32(step), np.float32(1e-2))
             want = make_train_step(config)(*args, np.int32(step), np.float32(1e-2), shape)
             np.testing.assert_allclose(float(got[3]), float(want[3]), rtol=1e-6)
             np.testing.assert_allclose(float(got[4]), float(want[4]), rtol=1e-6)
-    loss = [float(compiled[(2, 2)](*args, np.int32(s), np.float32(0.0))[3]) for s in (0, 1)]
+    loss = [float(compiled[(3, 2)](*args, np.int32(s), np.float32(0.0))[3]) for s in (0, 1)]
     assert loss[0] != loss[1]  # each step draws its own games
 
 
