@@ -35,7 +35,8 @@ capped run more than a cold solve. Hard-constraint CEs instead go on with the
 facial-reduction LP from where the watched run stopped (what a cold run does after
 ``FACE_AFTER`` iterations), and are restarted cold only if that is not optimal. On the
 matrix-free route (``newton_cg``, no LP) the cap is ``MF_WATCH_FACTOR`` times the previous
-Newton iterations, and a run short of it goes on from its duals. ``info["warm_start"]``:
+Newton iterations, and a run short of it goes on from its duals (Newton alone: no second
+FISTA pass), then cold. ``info["warm_start"]``:
 ``"related"``, ``"related→face"`` (the LP from where the watched run stopped),
 ``"related→continued"`` (matrix-free, on from the watched run), ``"related→cold-restart"``
 or ``"related→cold"`` (no candidate beat ``L(0)``); ``info["warm_candidate"]``: ``(units, t, c)``.
@@ -520,7 +521,8 @@ def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, 
                        duals: np.ndarray, info: dict, t0: float, *, max_iter: int | None, face: str, polish: bool,
                        **kwargs: object) -> Solution:
     """The watched warm run on the matrix-free route: ``newton_cg`` from ``duals`` within
-    ``MF_WATCH_FACTOR`` times the previous Newton iterations, then on from its duals."""
+    ``MF_WATCH_FACTOR`` times the previous Newton iterations (its FISTA pass is as long as
+    that cap), then Newton alone on from its duals (``_newton_cg_from``), then cold."""
     prev = start.solution
     prev_cold = int(prev.info.get("cold_iterations", prev.iterations))
     newton = max(int(prev.iterations) - int(prev.info.get("first_order_iterations") or 0), 1)
@@ -530,12 +532,36 @@ def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, 
     if warm.status is Status.OPTIMAL or (max_iter is not None and cap >= max_iter):
         timings = {**warm.timings, "total": time.perf_counter() - t0}
         return _mark(warm, WARM, info, cold_iterations=prev_cold, timings=timings)
-    ahead = solve_fn(game, concept, selection, duals0=np.maximum(warm.duals, 0.0), max_iter=max_iter, face=face,
-                     polish=polish, **kwargs)
+    ahead = _newton_cg_from(game, concept, selection, np.maximum(warm.duals, 0.0), max_iter, kwargs)
+    if ahead.status is Status.OPTIMAL:
+        spent = time.perf_counter() - t0
+        timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
+        ahead = dataclasses.replace(ahead, iterations=ahead.iterations + warm.iterations)
+        return _mark(ahead, CONTINUED, info, cold_iterations=prev_cold, timings=timings)
     spent = time.perf_counter() - t0
-    timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
-    ahead = dataclasses.replace(ahead, iterations=ahead.iterations + warm.iterations)
-    return _mark(ahead, CONTINUED, info, cold_iterations=prev_cold, timings=timings)
+    sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
+    return _mark(sol, RESTART, info, extra_iterations=warm.iterations + ahead.iterations, extra_time=spent)
+
+
+def _newton_cg_from(game: object, concept: str, selection: object, duals: np.ndarray, max_iter: int | None,
+                    kwargs: dict) -> Solution:
+    """``newton_cg`` (``solvers.single._matrix_free``) from ``duals [K]`` (payoff units) of a
+    watched run, Newton alone (no FISTA pass: the watched run has had it) within
+    ``max_iter`` (None: ``NewtonCGOptions``' cap); ``kwargs``: ``solve_related``'s (inputs already checked by that run)."""
+    from solvers import units
+    from solvers.single import _matrix_free
+
+    t_start = time.perf_counter()
+    payoffs = as_game(game)
+    norm = normalise(payoffs)
+    sel = as_selection(selection, **{k: v for k, v in kwargs.items() if k not in _SOLVE_KEYS})
+    params = resolve_selection(sel, norm)
+    player = constraint_player(tuple(payoffs.shape[1:]), concept)
+    alpha0 = np.ascontiguousarray(duals / norm.scale[player])
+    timings = {"validate": time.perf_counter() - t_start}
+    res = _matrix_free(norm, concept, params, alpha0, float(kwargs.get("tol", 1e-8)), max_iter, timings, t_start,
+                       first_order_iter=0)
+    return units.one_solution(res, norm.scale, player, concept, sel, res.timings)
 
 
 #: ``solvers.solve`` keyword arguments that are not selection parameters.

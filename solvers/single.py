@@ -54,10 +54,12 @@ def _one(joint, alpha, eps, gaps, violation, kkt, dgap, objective, iterations, s
 
 def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None,
                  tol: float, max_iter: int | None, timings: dict[str, float], t_start: float,
-                 symmetry: tuple[tuple[int, ...], ...] = ()) -> DualResult:
+                 symmetry: tuple[tuple[int, ...], ...] = (), first_order_iter: int | None = None) -> DualResult:
     """``solvers.newton_cg`` (no gain layout, facial reduction nor polish); with ``symmetry``
     groups on the symmetric subspace (``solvers.matrix_free.TiedGame``: shared duals), the
-    certificate on the full problem."""
+    certificate on the full problem. ``first_order_iter``: FISTA iterations before Newton
+    (None: ``NewtonCGOptions``' default, at most ``max_iter``; ``solvers.related`` passes 0
+    to go on from a watched warm run's duals)."""
     from solvers.matrix_free import MatrixFreeGame, TiedGame
     from solvers.newton_cg import NewtonCGOptions, newton_cg
 
@@ -67,6 +69,8 @@ def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, al
                                  tuple(norm.payoffs.shape[1:]))
     game = TiedGame(norm.payoffs, concept, symmetry) if symmetry else MatrixFreeGame(norm.payoffs, concept)
     options = NewtonCGOptions(tol=tol) if max_iter is None else NewtonCGOptions(tol=tol, max_iter=max_iter)
+    if first_order_iter is not None:
+        options = options._replace(first_order_iter=first_order_iter)
     timings["gains"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = newton_cg(game, params.base_logits, params.eps_hat, params.eps_plus, float(params.rho), alpha0, options)
