@@ -100,6 +100,12 @@ class MatrixFreeGame:
         self.player = constraint_player(self.shape, self.concept)
         sizes = [n if self.concept == "cce" else n * (n - 1) for n in self.shape]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # Axis orders of _front / _back (np.moveaxis normalises its axes on every call: a
+        # tenth of a warm 21x66 evaluation-game CE solve).
+        axes = [tuple([p] + [q for q in range(self.num_players) if q != p]) for p in range(self.num_players)]
+        self._to_front = axes
+        self._to_back = [tuple(np.argsort(a).tolist()) for a in axes]
+        self._rest = [self.shape[p:p + 1] + self.shape[:p] + self.shape[p + 1:] for p in range(self.num_players)]
         self.payoffs = [np.ascontiguousarray(self._front(payoffs[p], p)) for p in range(self.num_players)]
         # CE: flat positions of the off-diagonal entries of a [dev, rec] matrix, in the
         # row-major order of ``solvers.gains`` (dev-major, rec ascending, rec != dev).
@@ -108,12 +114,11 @@ class MatrixFreeGame:
     # -- layout helpers ------------------------------------------------------------------
     def _front(self, x: np.ndarray, p: int) -> np.ndarray:
         """``x`` (the joint shape) with player p's axis first, as ``[A_p, R]``."""
-        return np.moveaxis(x.reshape(self.shape), p, 0).reshape(self.shape[p], -1)
+        return x.reshape(self.shape).transpose(self._to_front[p]).reshape(self.shape[p], -1)
 
     def _back(self, y: np.ndarray, p: int) -> np.ndarray:
         """Inverse of ``_front`` (a view in the joint shape)."""
-        rest = self.shape[:p] + self.shape[p + 1 :]
-        return np.moveaxis(y.reshape((self.shape[p],) + rest), 0, p)
+        return y.reshape(self._rest[p]).transpose(self._to_back[p])
 
     def block(self, vec: np.ndarray, p: int) -> np.ndarray:
         """Player p's part of a flat ``[K]`` vector: ``[A_p]`` (CCE) or ``[A_p, A_p]``
@@ -261,7 +266,8 @@ class MatrixFreeGame:
         _outer_gains(self._flat_payoffs(), strides, np.asarray(self.shape, dtype=np.int64), ptr,
                      np.ascontiguousarray(dev[order]), flat_sigma, cutoff * flat_sigma.max(initial=0.0),
                      self.concept == "ce", h)
-        h = np.triu(h) + np.triu(h, 1).T
+        h += h.T  # the upper triangle mirrored (np.triu twice: 6x the time at S = 760)
+        h[np.diag_indices(rows.size)] *= 0.5
         inv = np.empty_like(order)
         inv[order] = np.arange(order.size)
         h = h[np.ix_(inv, inv)]

@@ -263,13 +263,18 @@ class _DensePreconditioner:
             self.keep, self.lam = keep, lam
             self.sub = self.rows[keep]
             hs = self.h[np.ix_(keep, keep)]
-            shift = lam + 1e-10 * max(float(np.diag(hs).max(initial=0.0)), 1e-300)
+            diag = np.diag_indices(hs.shape[0])
+            base = hs[diag].copy()
+            shift = lam + 1e-10 * max(float(base.max(initial=0.0)), 1e-300)
             self.factor = None
             for _ in range(8):
+                hs[diag] = base + shift
                 try:
-                    self.factor = sl.cho_factor(hs + shift * np.eye(hs.shape[0]), lower=True, check_finite=False)
+                    # hs.T: the same symmetric matrix in Fortran order, factored in place.
+                    self.factor = sl.cho_factor(hs.T, lower=True, overwrite_a=True, check_finite=False)
                     break
                 except np.linalg.LinAlgError:
+                    hs = self.h[np.ix_(keep, keep)]  # spoilt by the failed factorisation
                     shift *= 100.0
         # Between factorisations the factored rows that left the free set see zero
         # residuals and are masked out (a principal block of an SPD inverse: still SPD).
