@@ -10,7 +10,10 @@ pair of timings is taken back to back, and a warm-up repetition is discarded):
   (``hn_mece``), solved in sequence by meta-solvers with ``warm_start`` "cold",
   "previous", "related" and "auto" (total meta-solve time and final gaps).
 
-Run: ``python -m benchmarks.related_suite [--quick] [--jpsro-only]``; writes ``related_suite.json`` and
+A third table bounds what better start duals could buy on the grown game
+(``run_ceiling``: starts from the new game's own optimal duals).
+
+Run: ``python -m benchmarks.related_suite [--quick] [--jpsro-only | --no-jpsro]``; writes ``related_suite.json`` and
 ``related_suite.md`` into ``out_dir``.
 """
 
@@ -29,7 +32,7 @@ import numpy as np
 import solvers
 from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
 
-__all__ = ["evaluation_game", "run_evaluation", "run_jpsro", "main"]
+__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_jpsro", "main"]
 
 KUHN3 = "kuhn_poker(players=3)"
 JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related", "auto")
@@ -50,22 +53,27 @@ def evaluation_game(scores: np.ndarray, reference: np.ndarray | None = None) -> 
     return np.stack([np.abs(diff), diff, -diff])
 
 
+def _grown(agents: tuple[int, int], tasks: tuple[int, int], seed: int,
+           renormalise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(old, new)`` evaluation games of ``run_evaluation``."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(agents[1], tasks[1])) + rng.normal(size=(agents[1], 1))
+    scores[agents[0]:] += NEW_AGENT_SHIFT
+    old = evaluation_game(scores[: agents[0], : tasks[0]])
+    if renormalise:
+        return old, evaluation_game(scores)
+    reference = scores.copy()
+    reference[:, : tasks[0]] = np.concatenate([scores[: agents[0], : tasks[0]]] * 2)[: agents[1]]
+    return old, evaluation_game(scores, reference)
+
+
 def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tuple[int, int] = (60, 66),
                    reps: int = 2, seed: int = 0, method: str = "auto", renormalise: bool = True) -> list[dict[str, Any]]:
     """Cold vs warm (``duals0=previous``) on the grown evaluation game, ``reps`` pairs after
     one warm-up pair. ``renormalise``: the grown game's old tasks are normalised over all
     agents (old payoff entries change where the new agent widens a task's range); False:
     old tasks keep the old agents' normalisation (old entries unchanged)."""
-    rng = np.random.default_rng(seed)
-    scores = rng.normal(size=(agents[1], tasks[1])) + rng.normal(size=(agents[1], 1))
-    scores[agents[0]:] += NEW_AGENT_SHIFT
-    old = evaluation_game(scores[: agents[0], : tasks[0]])
-    if renormalise:
-        new = evaluation_game(scores)
-    else:
-        reference = scores.copy()
-        reference[:, : tasks[0]] = np.concatenate([scores[: agents[0], : tasks[0]]] * 2)[: agents[1]]
-        new = evaluation_game(scores, reference)
+    old, new = _grown(agents, tasks, seed, renormalise)
     changed = float(np.abs(new[:, : tasks[0], : agents[0], : agents[0]] - old).max())
     previous = solvers.solve(old, concept, method=method)
     rows = []
@@ -90,6 +98,64 @@ def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tupl
             joint_diff=float(np.abs(warm.joint - cold.joint).max()), warm_status=warm.status.value,
             cold_status=cold.status.value,
         ))
+    return rows
+
+
+def _from_start(game: np.ndarray, concept: str, duals: np.ndarray | None,
+                first_order: int | None) -> tuple[int, Any, str, np.ndarray]:
+    """``(iterations, FISTA iterations, status, joint)`` of the ME solve of ``game`` from
+    ``duals`` (payoff units): ``solvers.solve`` (``first_order`` None), or ``newton_cg``
+    with that many FISTA iterations first."""
+    if first_order is None:
+        sol = solvers.solve(game, concept, duals0=duals)
+        return sol.iterations, sol.info.get("first_order_iterations", ""), sol.status.value, sol.joint
+    from solvers.matrix_free import MatrixFreeGame
+    from solvers.newton_cg import NewtonCGOptions, newton_cg
+
+    norm = solvers.normalise(game)
+    params = solvers.resolve_selection(solvers.as_selection("me"), norm)
+    mf = MatrixFreeGame(norm.payoffs, concept)
+    alpha0 = None if duals is None else duals / norm.scale[mf.player]
+    res = newton_cg(mf, params.base_logits, params.eps_hat, params.eps_plus, float(params.rho), alpha0,
+                    NewtonCGOptions(first_order_iter=first_order))
+    status = "optimal" if res.status == 0 else f"code {res.status}"
+    return res.iterations, res.first_order_iterations, status, np.asarray(res.joint).reshape(game.shape[1:])
+
+
+def run_ceiling(concept: str, agents: tuple[int, int] = (20, 21), tasks: tuple[int, int] = (60, 66), seed: int = 0,
+                renormalise: bool = True, reps: int = 2,
+                first_order: tuple[int | None, ...] = (None,)) -> list[dict[str, Any]]:
+    """What better start duals could buy on the grown evaluation game: iterations and
+    seconds from zero, from ``warm_duals``' related start, from the new game's own optimal
+    duals (``star``) scaled by 0.9, and from the carried duals with ``star``'s values on
+    the new rows (plain duals, no watch and no candidate search). ``first_order``: None
+    (``solvers.solve``) and/or FISTA counts before ``newton_cg``. Least time of ``reps``."""
+    from solvers import related as rel
+
+    old, new = _grown(agents, tasks, seed, renormalise)
+    previous = solvers.solve(old, concept)
+    reference = solvers.solve(new, concept)
+    star = reference.duals
+    shape = new.shape[1:]
+    carried_rows, _ = rel.row_maps(rel.resolve_action_map(previous.joint.shape, shape), previous.joint.shape, concept)
+    fresh = np.ones(star.size, dtype=bool)
+    fresh[carried_rows] = False
+    warm, info = rel.warm_duals(previous, new, concept)
+    carried = rel.map_duals(previous, shape, concept, units=info["units"], new_scale=solvers.normalise(new).scale)
+    starts = {"cold": None, "related start (warm_duals)": warm, "0.9 x own optimum": 0.9 * star,
+              "carried + own optimum on new rows": np.where(fresh, star, carried)}
+    rows = []
+    for fo in first_order:
+        for name, duals in starts.items():
+            best = (math.inf, math.inf)
+            for _ in range(reps):
+                t0, c0 = time.perf_counter(), time.process_time()
+                iterations, fista, status, joint = _from_start(new, concept, duals, fo)
+                best = min(best, (time.perf_counter() - t0, time.process_time() - c0))
+            rows.append(dict(concept=concept, old_tasks="renormalised" if renormalise else "unchanged",
+                             solver="solve" if fo is None else f"newton_cg, first_order_iter={fo}", start=name,
+                             s=best[0], cpu_s=best[1], iterations=iterations, fista=fista, status=status,
+                             joint_diff=float(np.abs(joint - reference.joint).max())))
     return rows
 
 
@@ -178,31 +244,44 @@ def run_jpsro(iterations: int = 10, reps: int = 2) -> tuple[list[dict[str, Any]]
 
 def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True) -> dict:
     """Runs the suite; writes ``related_suite.json`` and ``.md`` atomically into ``out_dir``
-    (``evaluation=False``: the evaluation rows of the ``related_suite.json`` already there)."""
+    (``evaluation=False`` / ``jpsro=False``: that section's rows of the
+    ``related_suite.json`` already there)."""
     out = Path(out_dir)
-    fresh = evaluation
+    previous_file = out / "related_suite.json"
+    previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
+    ceiling: list[dict[str, Any]] = previous.get("ceiling", [])
     if evaluation:
-        evaluation = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
+        rows = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
         if not quick:
-            evaluation += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
+            rows += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
+            ceiling = run_ceiling("cce") + run_ceiling("ce", reps=1, first_order=(None, 36, 0))
     else:
-        previous = out / "related_suite.json"
-        evaluation = json.loads(previous.read_text())["evaluation"] if previous.exists() else []
-    per_game, totals = run_jpsro(5 if quick else 10) if jpsro else ([], [])
-    data = {"evaluation": evaluation, "jpsro_per_game": per_game, "jpsro_totals": totals}
-    write_json_atomic(out / "related_suite.json", data)
+        rows = previous.get("evaluation", [])
+    if jpsro:
+        per_game, totals = run_jpsro(5 if quick else 10)
+    else:
+        per_game, totals = previous.get("jpsro_per_game", []), previous.get("jpsro_totals", [])
+    data = {"evaluation": rows, "ceiling": ceiling, "jpsro_per_game": per_game, "jpsro_totals": totals}
+    write_json_atomic(previous_file, data)
     text = "# Warm starts from a related game (solvers.related)\n\n"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text += (f"2-core CPU, load average at the end ({load}): warm and cold interleaved, one warm-up "
              "repetition discarded. `*_s`: wall seconds; `*_cpu_s`: this process's CPU seconds "
              "(steadier than wall time on a loaded machine; the solvers run one BLAS thread).\n\n")
     text += "## Evaluation game (players task, agent, agent)\n\n"
-    if not fresh:
+    if not evaluation:
         text += "(From the previous run of the suite: this one ran the JPSRO section only.)\n\n"
-    text += markdown_table(evaluation) if evaluation else "(not run)\n"
+    text += markdown_table(rows) if rows else "(not run)\n"
+    if ceiling:
+        text += ("\n### What better start duals could buy (same grown game, plain `duals0` arrays)\n\n"
+                 "Least time of the repetitions; `0.9 x own optimum` and `carried + own optimum on new rows` "
+                 "use the new game's own optimal duals, which no warm start has: they bound what better "
+                 "values for the mapped and the new rows could gain.\n\n" + markdown_table(ceiling))
     if totals:
-        text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n" + markdown_table(totals)
-        text += "\n### Per meta-game (last run)\n\n" + markdown_table(per_game)
+        text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n"
+        if not jpsro:
+            text += "(From the previous run of the suite: this one ran the evaluation sections only.)\n\n"
+        text += markdown_table(totals) + "\n### Per meta-game (last run)\n\n" + markdown_table(per_game)
     write_text_atomic(out / "related_suite.md", text)
     print(text)
     return data
@@ -216,7 +295,8 @@ def main(argv: list[str] | None = None, *, quick: bool | None = None,
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CCE evaluation game only, 5 JPSRO iterations")
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--no-jpsro", action="store_true")
+    parser.add_argument("--no-jpsro", action="store_true",
+                        help="evaluation sections only (keeps the JPSRO rows of the existing results)")
     parser.add_argument("--jpsro-only", action="store_true",
                         help="JPSRO section only (keeps the evaluation rows of the existing results)")
     args = parser.parse_args(argv)
