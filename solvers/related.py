@@ -36,10 +36,10 @@ facial-reduction LP from where the watched run stopped (what a cold run does aft
 ``FACE_AFTER`` iterations), and are restarted cold only if that is not optimal. On the
 matrix-free route (``newton_cg``, no LP) the cap is ``MF_WATCH_FACTOR`` times the previous
 Newton iterations, and a run short of it goes on from its duals (Newton alone: no second
-FISTA pass), then cold. ``info["warm_start"]``:
-``"related"``, ``"related→face"`` (the LP from where the watched run stopped),
-``"related→continued"`` (matrix-free, on from the watched run), ``"related→cold-restart"``
-or ``"related→cold"`` (no candidate beat ``L(0)``); ``info["warm_candidate"]``: ``(units, t, c)``.
+FISTA pass), then cold. ``info["warm_start"]``: ``"related"``, ``"related→face"`` (the LP
+from where the watched run stopped), ``"related→continued"`` (matrix-free, on from the
+watched run), ``"related→cold-restart"`` or ``"related→cold"`` (no candidate beat ``L(0)``);
+``info["warm_candidate"]``: ``(units, t, c)``.
 """
 
 from __future__ import annotations
@@ -62,23 +62,9 @@ from solvers.selection import as_selection, resolve_selection
 from solvers.solution import Solution, Status
 
 __all__ = [
-    "RelatedStart",
-    "related",
-    "is_related",
-    "has_related",
-    "resolve_action_map",
-    "map_duals",
-    "row_maps",
-    "extend_joint",
-    "warm_duals",
-    "solve_related",
-    "solve_batch_related",
-    "WARM",
-    "RESTART",
-    "FACE",
-    "COLD",
-    "CONTINUED",
-    "LABELS",
+    "RelatedStart", "related", "is_related", "has_related", "resolve_action_map", "map_duals", "row_maps",
+    "extend_joint", "warm_duals", "solve_related", "solve_batch_related", "WARM", "RESTART", "FACE", "COLD",
+    "CONTINUED", "LABELS",
 ]
 
 WARM = "related"
@@ -88,20 +74,16 @@ COLD = "related→cold"
 CONTINUED = "related→continued"
 #: Every ``Solution.info["warm_start"]`` value of a related warm start.
 LABELS = (WARM, FACE, RESTART, COLD, CONTINUED)
-#: Least iteration cap of the watched warm run.
-WATCH_MIN = 20
-#: Matrix-free route (``newton_cg``): the watched run's cap is this many times the
-#: previous solve's Newton iterations (FISTA not counted); a run not optimal by then goes
-#: on from its duals (``CONTINUED``), not from zero: on the 21x66 evaluation-game CE the
-#: warm run needs 19-30 Newton iterations (cold: 300 FISTA and 15 Newton), and restarting
-#: it cold cost twice a cold solve (benchmarks/results/related_suite.md).
+WATCH_MIN = 20  #: least iteration cap of the watched warm run
+#: Matrix-free route: the watched run's cap (and FISTA pass) is this many times the previous
+#: solve's Newton iterations; one short of it goes on from its duals (``CONTINUED``): a cold
+#: restart cost twice a cold solve on the 21x66 evaluation-game CE (results/related_suite.md).
 MF_WATCH_FACTOR = 3
 #: ``warm_duals`` goes matrix-free from this many joint actions (the layout: 1.3 ms against
 #: 6 ms at 8^3; 52 ms against 10 ms on the 21x66 evaluation-game CCE).
 MF_LOSS_JOINT = 10_000
-#: Shrink factors ``t`` of the carried duals and weights ``c`` of the new rows, tried in
-#: order while the loss decreases (duals at a face optimum are large, and carried to a
-#: grown game they put large logits on new joint actions: a strong shrink is often best).
+#: Shrink factors ``t`` of the carried duals and weights ``c`` of the new rows, tried in order
+#: while the loss decreases (large face duals put large logits on new joint actions).
 SHRINK = (1.0, 0.5, 0.25, 0.125, 1 / 16, 1 / 32, 1 / 64, 1 / 128, 1 / 256)
 NEW_ROW_WEIGHTS = (0.0, 0.5, 2.0, 8.0, 32.0)
 
@@ -204,9 +186,7 @@ def resolve_action_map(old_shape: Sequence[int], new_shape: Sequence[int],
 
 
 def _check_concept(previous: Solution, concept: str | None) -> str:
-    if concept is None:
-        return previous.concept
-    concept = check_concept(concept)
+    concept = previous.concept if concept is None else check_concept(concept)
     if concept != previous.concept:
         raise ValueError(f"the previous solution is a {previous.concept.upper()}; its duals do not warm-start a {concept.upper()}")
     return concept
@@ -369,11 +349,9 @@ def _warm_duals(start: RelatedStart, maps: tuple[np.ndarray, ...], norm, concept
     c = _descend(lambda v: candidate(units, t, v), NEW_ROW_WEIGHTS) if np.any(push > 0) else 0.0
     value = candidate(units, t, c)
     alpha = np.ascontiguousarray(t * carried[units] + c * push) if value < cold_loss else None
-    best = (value, alpha, units, t, c)
-    value, alpha, units, t, c = best
     info = {"units": units, "t": t, "c": c, "loss": value, "cold_loss": cold_loss, "evaluations": len(tried) + 1,
-            "hard": bool(math.isinf(float(params.rho))),
-            "carried": int(carried_rows.size), "seconds": time.perf_counter() - t0}
+            "hard": bool(math.isinf(float(params.rho))), "carried": int(carried_rows.size),
+            "seconds": time.perf_counter() - t0}
     return (None if alpha is None else alpha * scale_rows), info
 
 
@@ -484,9 +462,8 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     if warm_face == "always":
         # One restricted pass after the LP, against a cold run's FACE_AFTER iterations,
         # the same LP and its own restricted pass.
-        FACE_AFTER = policy.DEFAULT_POLICY.face_after
-
-        cap = max(3 * FACE_AFTER, prev_cold) if max_iter is None else min(max(3 * FACE_AFTER, prev_cold), max_iter)
+        cap = max(3 * policy.DEFAULT_POLICY.face_after, prev_cold)
+        cap = cap if max_iter is None else min(cap, max_iter)
     warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=warm_face, polish=False, **kwargs)
     if warm.status is Status.OPTIMAL:
         timings = {**warm.timings, "total": time.perf_counter() - t0}
@@ -533,33 +510,28 @@ def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, 
         timings = {**warm.timings, "total": time.perf_counter() - t0}
         return _mark(warm, WARM, info, cold_iterations=prev_cold, timings=timings)
     ahead = _newton_cg_from(game, concept, selection, np.maximum(warm.duals, 0.0), max_iter, kwargs)
+    spent = time.perf_counter() - t0
     if ahead.status is Status.OPTIMAL:
-        spent = time.perf_counter() - t0
         timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
         ahead = dataclasses.replace(ahead, iterations=ahead.iterations + warm.iterations)
         return _mark(ahead, CONTINUED, info, cold_iterations=prev_cold, timings=timings)
-    spent = time.perf_counter() - t0
     sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
     return _mark(sol, RESTART, info, extra_iterations=warm.iterations + ahead.iterations, extra_time=spent)
 
 
 def _newton_cg_from(game: object, concept: str, selection: object, duals: np.ndarray, max_iter: int | None,
                     kwargs: dict) -> Solution:
-    """``newton_cg`` (``solvers.single._matrix_free``) from ``duals [K]`` (payoff units) of a
-    watched run, Newton alone (no FISTA pass: the watched run has had it) within
-    ``max_iter`` (None: ``NewtonCGOptions``' cap); ``kwargs``: ``solve_related``'s (inputs already checked by that run)."""
+    """``solvers.single._matrix_free`` from a watched run's ``duals [K]`` (payoff units),
+    Newton alone (that run had the FISTA pass); ``kwargs``: ``solve_related``'s, checked."""
     from solvers import units
     from solvers.single import _matrix_free
 
     t_start = time.perf_counter()
-    payoffs = as_game(game)
-    norm = normalise(payoffs)
+    norm = normalise(as_game(game))
     sel = as_selection(selection, **{k: v for k, v in kwargs.items() if k not in _SOLVE_KEYS})
-    params = resolve_selection(sel, norm)
-    player = constraint_player(tuple(payoffs.shape[1:]), concept)
-    alpha0 = np.ascontiguousarray(duals / norm.scale[player])
-    timings = {"validate": time.perf_counter() - t_start}
-    res = _matrix_free(norm, concept, params, alpha0, float(kwargs.get("tol", 1e-8)), max_iter, timings, t_start,
+    player = constraint_player(tuple(norm.payoffs.shape[1:]), concept)
+    res = _matrix_free(norm, concept, resolve_selection(sel, norm), np.ascontiguousarray(duals / norm.scale[player]),
+                       float(kwargs.get("tol", 1e-8)), max_iter, {"validate": time.perf_counter() - t_start}, t_start,
                        first_order_iter=0)
     return units.one_solution(res, norm.scale, player, concept, sel, res.timings)
 

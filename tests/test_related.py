@@ -269,6 +269,7 @@ def test_matrix_free_warm_run_goes_on_from_its_duals(monkeypatch):
     assert short.info["warm_start"] == rel.CONTINUED
     assert short.status is Status.OPTIMAL and short.method == "newton-cg"
     assert short.timings["warm_attempt"] > 0 and short.iterations > 1
+    assert short.info["first_order_iterations"] == 0  # Newton alone on from the watched run
     for sol in (warm, short):
         np.testing.assert_allclose(sol.joint, cold.joint, atol=JOINT_TOL)
     # A user cap at or below the watch cap is the whole budget: the status says so.
