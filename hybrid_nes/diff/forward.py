@@ -396,6 +396,9 @@ def _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, al
                    safety, rounding, fractions, out):
     """``_finish`` from the classification on, compiled (``out`` holds joint and duals)."""
     num_joint, num = rows.shape[0], alpha.shape[0]
+    out[:] = 0.0
+    out[:num_joint] = joint
+    out[num_joint:num_joint + num] = alpha
     for a in range(num_joint):
         out[2 * num + num_joint + a] = 1.0 if support[a] else 0.0
     free = np.empty(num, dtype=np.bool_)
@@ -438,11 +441,11 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
     unspecified) where a guessed face fails its certificate (``face_cert.slater_ok``)."""
     layout = pl.layout
     num_joint, num = layout.rows.shape[0], layout.num_constraints
-    out[:] = 0.0
-    out[:num_joint] = found.joint
-    out[num_joint:num_joint + num] = found.alpha
     status = found.status
     if status != OK:
+        out[:] = 0.0
+        out[:num_joint] = found.joint
+        out[num_joint:num_joint + num] = found.alpha
         out[num_joint + 2 * num:2 * num_joint + 2 * num] = 1.0  # support
         out[-1] = status
         return not found.guessed
@@ -491,9 +494,9 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
     num_games = int(np.prod(batch_shape)) if batch_shape else 1
     inputs = inputs.reshape(num_games, -1)
     cut = num_players * num_joint
-    if not np.all(np.isfinite(inputs[:, :cut])):
-        raise ValueError("hybrid_nes.diff.solve: payoffs contain NaN or inf")
-    if not np.all(np.isfinite(inputs[:, cut:cut + num_joint + num_players])):
+    if not np.isfinite(inputs[:, :cut + num_joint + num_players]).all():
+        if not np.isfinite(inputs[:, :cut]).all():
+            raise ValueError("hybrid_nes.diff.solve: payoffs contain NaN or inf")
         raise ValueError("hybrid_nes.diff.solve: selection parameters (target, welfare, mu, eps_hat) "
                          "contain NaN or inf")
     flats = inputs[:, :cut].reshape(num_games, num_players, num_joint)
@@ -504,7 +507,7 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
     values = np.empty(pl.layout.rows.shape)
     for b in range(num_games):
         flat, scale, _ = kn.normalise_one(np.ascontiguousarray(flats[b]), _TINY)
-        if not np.all(np.isfinite(scale)):
+        if not kn.all_finite(scale):
             raise ValueError("hybrid_nes.diff.solve: payoffs overflow float64 when normalised")
         kn.gain_values_one(flat, pl.layout.slot_player, pl.layout.dev, values)
         args = (cfg, pl, flat, values, bases[b], eps_hats[b], eps_pluses[b])
