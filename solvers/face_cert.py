@@ -45,7 +45,7 @@ from solvers import kernels as kn
 from solvers.face import _highs
 
 __all__ = [
-    "ROUNDING", "SAFETY", "TAU_FRACTIONS", "Structure", "certificate_kernel", "certificate_ok", "cover_lp", "guess",
+    "ROUNDING", "SAFETY", "TAU_FRACTIONS", "TAU_MULTIPLES", "Structure", "certificate_kernel", "certificate_ok", "cover_lp", "guess",
     "guess_kernel", "off_block", "slater_kernel", "slater_ok", "structure", "touched",
 ]
 
@@ -53,6 +53,9 @@ __all__ = [
 SAFETY = 1.0
 #: Step sizes tried for the Slater point, as fractions of the largest that keeps ``x > 0``.
 TAU_FRACTIONS = np.array([1.0, 0.5, 0.25, 0.125, 0.0625])
+#: Then multiplicative steps ``x = sigma exp(tau M^T w)``, ``tau`` these multiples of that
+#: largest additive step (8x8 CE seeds 13 and 1003 need 4x).
+TAU_MULTIPLES = np.array([2.0, 4.0, 8.0, 16.0])
 #: ... and exceed this absolute amount (rounding of ``M x`` and ``M^T y``, normalised units).
 ROUNDING = 1e-12
 
@@ -244,7 +247,7 @@ def certificate_ok(rows: np.ndarray, values: np.ndarray, st: Structure, support:
 
 @njit(cache=True)
 def slater_kernel(rows, values, touched_row, touched_joint, row_factor, support, equalities, sigma, active,
-                  neg_inverse, eta, safety, rounding, fractions):
+                  neg_inverse, eta, safety, rounding, fractions, multiples):
     """``slater_ok`` compiled."""
     num_joint, width = rows.shape
     num = active.shape[0]
@@ -275,25 +278,43 @@ def slater_kernel(rows, values, touched_row, touched_joint, row_factor, support,
     x_sq = np.empty(num)
     for f in range(fractions.shape[0]):
         tau = cap * fractions[f]  # the active rows' margin grows with tau, the others' shrink
-        ok = True
         for a in range(num_joint):
             x[a] = sigma[a] + tau * (-sigma[a] * mw[a])  # d = diag(sigma) M^T w, zero off the support
-            if (support[a] and x[a] <= 0.0) or (not support[a] and x[a] != 0.0):
-                ok = False
-        if not ok:
-            continue
-        kn.expected_gains_one(rows, values, x, mx)  # M x, evaluated
-        x_sq[:] = 0.0
-        for t in range(touched_row.shape[0]):
-            xa = x[touched_joint[t]]
-            x_sq[touched_row[t]] += xa * xa
-        for k in range(num):
-            if not equalities[k] and not -mx[k] > safety * eta * row_factor[k] * math.sqrt(x_sq[k]) + size:
-                ok = False
-                break
-        if ok:
+        if _slater_margins(rows, values, touched_row, touched_joint, row_factor, support, equalities, x, eta, safety,
+                           size, mx, x_sq):
+            return True
+    # The same direction as a multiplicative step, x = sigma exp(tau M^T w) (the ME joint at
+    # the duals alpha - tau w, up to scale): positive on the support for every tau, so the
+    # active rows' margins may grow past the cap of the additive step.
+    for f in range(multiples.shape[0]):
+        tau = cap * multiples[f]
+        top = 1.0
+        for a in range(num_joint):
+            x[a] = sigma[a] * math.exp(-tau * mw[a])
+            top = max(top, x[a])
+        if _slater_margins(rows, values, touched_row, touched_joint, row_factor, support, equalities, x, eta, safety,
+                           rounding * top, mx, x_sq):
             return True
     return False
+
+
+@njit(cache=True)
+def _slater_margins(rows, values, touched_row, touched_joint, row_factor, support, equalities, x, eta, safety, size,
+                    mx, x_sq):
+    """True when ``x`` is a Slater point of the face with margins beyond every perturbation
+    of 2-norm ``eta`` (and ``size``); ``mx, x_sq: [K]`` scratch."""
+    for a in range(x.shape[0]):
+        if (support[a] and not x[a] > 0.0) or (not support[a] and x[a] != 0.0):
+            return False
+    kn.expected_gains_one(rows, values, x, mx)  # M x, evaluated
+    x_sq[:] = 0.0
+    for t in range(touched_row.shape[0]):
+        xa = x[touched_joint[t]]
+        x_sq[touched_row[t]] += xa * xa
+    for k in range(mx.shape[0]):
+        if not equalities[k] and not -mx[k] > safety * eta * row_factor[k] * math.sqrt(x_sq[k]) + size:
+            return False
+    return True
 
 
 def slater_ok(rows: np.ndarray, values: np.ndarray, st: Structure, support: np.ndarray, equalities: np.ndarray,
@@ -308,7 +329,8 @@ def slater_ok(rows: np.ndarray, values: np.ndarray, st: Structure, support: np.n
       neg_inverse: ``[|active|, |active|]`` ``-H_AA^{-1}``.
     """
     return bool(slater_kernel(rows, values, st.touched_row, st.touched_joint, st.row_factor, support, equalities,
-                               sigma, active, neg_inverse, float(eta), SAFETY, ROUNDING, TAU_FRACTIONS))
+                               sigma, active, neg_inverse, float(eta), SAFETY, ROUNDING, TAU_FRACTIONS,
+                               TAU_MULTIPLES))
 
 
 def cover_lp(block: np.ndarray, time_limit: float = 1.0) -> np.ndarray | None:

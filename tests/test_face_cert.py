@@ -168,3 +168,15 @@ def test_touched_and_structure_match_the_dense_matrix(face_game):
     kn.gain_values_one(rng.standard_normal(g.flat.shape), g.layout.slot_player, g.layout.dev, values)
     np.add.at(dense, (g.layout.rows, np.arange(dense.shape[1])[:, None]), values)
     np.testing.assert_array_equal(face_cert.touched(g.st, mask), np.any(dense[:, mask] != 0, axis=1))
+
+
+def test_multiplicative_slater_step_certifies_where_the_additive_one_stops(monkeypatch):
+    g = _Game(_payoffs(13))  # seed 13: the additive step's cap leaves margins at 0.6x the bound
+    support, equalities = face_cert.guess(g.layout.rows, g.st, g.joint, MASS)
+    np.testing.assert_array_equal(support, g.lp.support)
+    np.testing.assert_array_equal(equalities, g.lp.equalities)
+    joint, active, neg_inv = _face_optimum(g, support, equalities)
+    args = (g.layout.rows, g.values, g.st, support, equalities, joint, active, neg_inv, g.eta)
+    assert face_cert.slater_ok(*args)
+    monkeypatch.setattr(face_cert, "TAU_MULTIPLES", face_cert.TAU_MULTIPLES[:0])
+    assert not face_cert.slater_ok(*args)

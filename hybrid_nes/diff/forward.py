@@ -393,7 +393,7 @@ def _classify(rows, values, player, base, support, equalities, alpha, joint, eps
 @numba.njit(cache=True)
 def _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, support, equalities, on_face,
                    guessed, status, dense, dtol, consistency, min_pivot, touched_row, touched_joint, row_factor, eta,
-                   safety, rounding, fractions, out):
+                   safety, rounding, fractions, multiples, out):
     """``_finish`` from the classification on, compiled (``out`` holds joint and duals)."""
     num_joint, num = rows.shape[0], alpha.shape[0]
     out[:] = 0.0
@@ -423,7 +423,7 @@ def _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, al
         if n > 0 and not inverted:
             return False
         if not face_cert.slater_kernel(rows, values, touched_row, touched_joint, row_factor, support, equalities,
-                                       joint, solved, -inv, eta, safety, rounding, fractions):
+                                       joint, solved, -inv, eta, safety, rounding, fractions, multiples):
             return False
     start = 2 * num_joint + 2 * num
     if dense and (n == 0 or inverted):
@@ -472,7 +472,7 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
                           found.alpha, support, equalities, found.face is not None, found.guessed, status, pl.dense,
                           float(cfg.degenerate_tol), max(1e3 * cfg.tol, 1e-8), CHOLESKY_MIN_PIVOT, st.touched_row,
                           st.touched_joint, st.row_factor, eta, face_cert.SAFETY, face_cert.ROUNDING,
-                          face_cert.TAU_FRACTIONS, out)
+                          face_cert.TAU_FRACTIONS, face_cert.TAU_MULTIPLES, out)
 
 
 def forward(cfg: Config, dtype, inputs) -> np.ndarray:
