@@ -41,8 +41,8 @@ Not differentiable here: Max Gini ("mg", a QP without this dual), ``rho``/``eps_
 (static), and higher-order derivatives (the linear solve is NumPy).
 
 Modules: ``api`` (entries), ``checks`` (validation), ``problem`` (JAX maps), ``forward``
-(the solve callback), ``face_cert`` (a face certified from Newton's iterate without an LP),
-``face`` (the facial-reduction LP with warm starts, the LP fallback), ``implicit``
+(the solve callback; a face is certified from Newton's iterate without an LP by
+``solvers.face_cert``), ``face`` (the facial-reduction LP with warm starts, the LP fallback), ``implicit``
 (the KKT solve, VJP and JVP), ``status`` (outputs and codes).
 """
 

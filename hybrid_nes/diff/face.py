@@ -7,8 +7,8 @@ the values of ``M'`` change between games of one (shape, concept), so the sparsi
 pattern, costs and bounds are built once per layout. The perturbed LPs of the face-change
 check start from the optimal basis of the unperturbed one: where the face does not move
 that basis stays optimal and HiGHS only refactorises it. A warm start changes the path
-HiGHS takes, not the optimum it certifies. ``cover_lp`` is the small LP of
-``face_cert``'s certificate.
+HiGHS takes, not the optimum it certifies. (The LP-free certificate that usually makes
+these LPs unnecessary is ``solvers.face_cert``.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from solvers.face import FACE_THRESHOLD, Face, run_highs
 
-__all__ = ["cover_lp", "face_lp", "face_moves"]
+__all__ = ["face_lp", "face_moves"]
 
 _LOCAL = threading.local()
 
@@ -157,32 +157,3 @@ def face_moves(rows: np.ndarray, values_of, eps_rows: np.ndarray, face: Face, ba
             return True
     return False
 
-
-def cover_lp(block: np.ndarray, time_limit: float = 1.0) -> np.ndarray | None:
-    """``y >= 0`` of least sum with ``block^T y >= 1`` (``block: [R, J]`` dense), or None.
-
-    The certificate LP of ``face_cert`` where Newton's duals are not one: ``R`` rows that
-    touch no joint of a guessed face, ``J`` the joints off it (a few dozen each at 8x8).
-    """
-    num_rows, num_joints = block.shape
-    lp = highspy.HighsLp()
-    lp.num_col_ = num_rows
-    lp.num_row_ = num_joints
-    lp.col_cost_ = np.ones(num_rows)
-    lp.col_lower_ = np.zeros(num_rows)
-    lp.col_upper_ = np.full(num_rows, highspy.kHighsInf)
-    lp.row_lower_ = np.ones(num_joints)
-    lp.row_upper_ = np.full(num_joints, highspy.kHighsInf)
-    csc = np.ascontiguousarray(block)  # column r of the LP matrix is row r of block
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.arange(0, num_rows * num_joints + 1, num_joints, dtype=np.int32)
-    lp.a_matrix_.index_ = np.tile(np.arange(num_joints, dtype=np.int32), num_rows)
-    lp.a_matrix_.value_ = csc.reshape(-1)
-    highs = _highs()
-    highs.clearSolver()
-    highs.setOptionValue("time_limit", float(time_limit))
-    highs.passModel(lp)
-    highs.run()
-    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
-    return np.maximum(np.asarray(highs.getSolution().col_value), 0.0)

@@ -8,7 +8,7 @@ Per game (normalised units, DESIGN §5):
    that is short of ``tol``, ``solvers.refine.refine_batch`` (first-order pass, facial
    reduction, CVXPY polish).
 2. Hard constraints with a joint action below ``FACE_MASS`` and ``eps_hat = 0``: the face
-   guessed from Newton's iterate and certified without an LP (``face_cert``: a
+   guessed from Newton's iterate and certified without an LP (``solvers.face_cert``: a
    certificate that the joints off it carry no mass, Newton on the face from Newton's own
    duals, and a Slater point of the face; both with margins against every payoff
    perturbation of relative size ``face_tol``, so no face-change LPs either). Newton may
@@ -31,6 +31,11 @@ Per game (normalised units, DESIGN §5):
    callback, ``implicit``). Free rows that touch no joint of the face (zero rows of
    ``H``) are left out of the block: their derivative is 0, the minimum-norm solution.
 
+Steps 2, 4 and 5 run as compiled kernels (``_guess_face``, ``_finish_kernel``): on the
+loaded CPU their NumPy versions cost about the solve itself on 8x8 CE face games. The
+solver's answer (step 1) is computed once per game and shared by both tries (guessed
+face, then the LPs).
+
 The result of a batch is one packed float array ``[..., packed_size]`` (joint, duals,
 free, support, [flag, -H_FF^{-1} as ``[K, K]``], status): ``pure_callback`` converts each
 input and output array separately (``benchmarks/results/diff_suite.md``).
@@ -39,13 +44,14 @@ input and output array separately (``benchmarks/results/diff_suite.md``).
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
-from hybrid_nes.diff import face_cert
-from hybrid_nes.diff.face import cover_lp, face_lp, face_moves
-from hybrid_nes.diff.linalg import free_hessian, psd_inverse
+from hybrid_nes.diff.face import face_lp, face_moves
+from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT, _inverse_kernel
 from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
     FACE_CHANGE,
@@ -55,12 +61,13 @@ from hybrid_nes.diff.status import (
     OK,
     Config,
 )
+from solvers import face_cert
 from solvers import kernels as kn
 from solvers import policy as solver_policy
 from solvers.face import Face
 from solvers.gains import gain_layout
 from solvers.game import CONSTANT_ULPS
-from solvers.newton import OPTIMAL, NewtonOptions, newton_batch, options_array, solve_single
+from solvers.newton import OPTIMAL, NewtonOptions, newton_one, options_array, solve_single
 from solvers.policy import auto_first_pass, newton_plan
 from solvers.refine import refine_batch
 from solvers.selection import SelectionParams
@@ -83,8 +90,12 @@ class _Plan(NamedTuple):
     fast: bool  # solvers.solve's compiled single-game path applies
     first_opts: np.ndarray  # Newton options of that path's first pass
     face_options: NewtonOptions  # Newton on a face
+    face_opts: np.ndarray  # the same as an options array (solvers.newton.options_array)
     noise: np.ndarray  # [N, |A|] the face-change direction (unit norm)
     structure: face_cert.Structure
+    sizes: tuple[int, ...]  # packed_sizes
+    dense: bool  # dense_adjoint
+    everything: tuple[np.ndarray, np.ndarray]  # (support, equalities) of no face: all joints, no rows
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,9 +110,11 @@ def plan(cfg: Config) -> _Plan:
     first_cap = min(cap, pol.face_after) if cfg.hard else cap
     noise = np.random.default_rng(0).standard_normal((num_players,) + cfg.shape).reshape(num_players, -1)
     noise /= max(float(np.linalg.norm(noise)), 1e-300)
-    return _Plan(layout, fast, options_array(NewtonOptions(tol=cfg.tol, max_iter=first_cap)),
-                 NewtonOptions(tol=cfg.tol, max_iter=cap), noise,
-                 face_cert.structure(layout.rows, layout.dev, layout.slot_player, num))
+    face_options = NewtonOptions(tol=cfg.tol, max_iter=cap)
+    return _Plan(layout, fast, options_array(NewtonOptions(tol=cfg.tol, max_iter=first_cap)), face_options,
+                 options_array(face_options), noise, face_cert.structure(layout.rows, layout.dev, layout.slot_player, num),
+                 packed_sizes(cfg), dense_adjoint(cfg),
+                 (np.ones(layout.rows.shape[0], dtype=bool), np.zeros(num, dtype=bool)))
 
 
 def dense_adjoint(cfg: Config) -> bool:
@@ -130,6 +143,15 @@ class _Found(NamedTuple):
     guessed: bool = False  # face from face_cert.guess: _finish must certify it (slater_ok)
 
 
+class _First(NamedTuple):
+    """The solver's answer before any face work (``_first``), shared by both tries."""
+
+    status: Status
+    joint: np.ndarray
+    alpha: np.ndarray
+    on_face: bool
+
+
 def _refine(cfg: Config, flat, base, eps_hat, eps_plus, alpha0, method: str, face: str):
     num_players = flat.shape[0]
     params = SelectionParams(base[None], eps_hat[None], eps_plus[None], float(cfg.rho), "entropy")
@@ -141,37 +163,65 @@ def _refine(cfg: Config, flat, base, eps_hat, eps_plus, alpha0, method: str, fac
     return res.status[0], res.joint[0].reshape(-1), alpha.copy(), bool(res.face[0])
 
 
+@numba.njit(cache=True)
+def _face_newton(rows, values, player, base, eps_hat, eps_plus, rho, support, equalities, start, opts, joint, alpha):
+    """Projected Newton restricted to ``support`` (zero elsewhere), ``equalities``
+    sign-free, from ``start``: writes ``joint [|A|]``, ``alpha [K]``; True when optimal.
+    ``opts``: ``solvers.newton.options_array``."""
+    restricted = np.empty(base.shape[0])
+    for a in range(base.shape[0]):
+        restricted[a] = base[a] if support[a] else -np.inf
+    alpha[:] = start
+    out = newton_one(rows, values, player, restricted, eps_hat, eps_plus, rho, equalities, alpha, opts[0],
+                     int(opts[1]), opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8], opts[9], opts[10],
+                     opts[11], int(opts[12]), joint)
+    return int(out[1]) == OPTIMAL
+
+
+def _newton_on(cfg: Config, pl: _Plan, values, base, eps_hat, eps_plus, support, equalities, start):
+    """``(optimal, joint, alpha)`` of ``_face_newton`` on one game."""
+    layout = pl.layout
+    joint = np.empty(layout.rows.shape[0])
+    alpha = np.empty(layout.num_constraints)
+    optimal = _face_newton(layout.rows, values, layout.player, base, eps_hat, eps_plus, float(cfg.rho), support,
+                           equalities, start, pl.face_opts, joint, alpha)
+    return optimal, joint, alpha
+
+
 def _on_face(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, face) -> tuple[object, np.ndarray,
                                                                                            np.ndarray]:
     """Projected Newton restricted to ``face`` from zero duals; ``refine_batch`` if short."""
-    layout = pl.layout
-    num = layout.num_constraints
-    restricted = np.where(face.support, base, -np.inf)
-    res = newton_batch(layout.rows, values[None], layout.player, restricted[None], eps_hat[None], eps_plus[None],
-                       np.array([cfg.rho]), face.equalities[None], np.zeros((1, num)), pl.face_options,
-                       parallel=False)
-    if int(res.status[0]) == OPTIMAL:
-        return Status.OPTIMAL, res.joint[0].reshape(-1), res.alpha[0].copy()
+    optimal, joint, alpha = _newton_on(cfg, pl, values, base, eps_hat, eps_plus, face.support, face.equalities,
+                                       np.zeros(pl.layout.num_constraints))
+    if optimal:
+        return Status.OPTIMAL, joint, alpha
     status, joint, alpha, _ = _refine(cfg, flat, base, eps_hat, eps_plus, None, "auto", "always")
     return status, joint, alpha
 
 
-def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, guess: str | None) -> _Found:
+def _first(cfg: Config, pl: _Plan, flat, base, eps_hat, eps_plus) -> _First:
+    """The solver of ``solvers.solve``: its compiled Newton, ``refine_batch`` where short."""
     layout = pl.layout
-    eps_rows = eps_hat[layout.player]
-    status = None
-    on_face = False
     if pl.fast:
         alpha = np.zeros(layout.num_constraints)
         joint, _, _, stats = solve_single(layout.rows, layout.slot_player, layout.dev, layout.player, flat, base,
                                           eps_hat, eps_plus, float(cfg.rho), alpha, pl.first_opts)
         if int(stats[1]) == OPTIMAL:
-            status = Status.OPTIMAL
-        else:  # as solvers.solve: Newton on, with facial reduction first for hard constraints
-            status, joint, alpha, on_face = _refine(cfg, flat, base, eps_hat, eps_plus, alpha[None], "newton",
-                                                    "always" if cfg.hard else "never")
-    else:
-        status, joint, alpha, on_face = _refine(cfg, flat, base, eps_hat, eps_plus, None, "auto", "auto")
+            return _First(Status.OPTIMAL, joint, alpha, False)
+        # as solvers.solve: Newton on, with facial reduction first for hard constraints
+        return _First(*_refine(cfg, flat, base, eps_hat, eps_plus, alpha[None], "newton",
+                               "always" if cfg.hard else "never"))
+    return _First(*_refine(cfg, flat, base, eps_hat, eps_plus, None, "auto", "auto"))
+
+
+def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, first: _First | None = None, *,
+               guess: str | None) -> _Found:
+    """The forward's solve of one game: ``first`` (``_first``, computed here if None),
+    then on a face the guessed face (``guess``: ``"warm"``) or the LPs (None)."""
+    layout = pl.layout
+    if first is None:
+        first = _first(cfg, pl, flat, base, eps_hat, eps_plus)
+    status, joint, alpha, on_face = first
     if status is Status.INFEASIBLE:
         return _Found(INFEASIBLE, joint, alpha, None, None)
     if status is not Status.OPTIMAL:
@@ -179,11 +229,11 @@ def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, gu
     if not cfg.hard or (not on_face and joint.min() >= FACE_MASS):
         return _Found(OK, joint, alpha, None, None)
     if guess is not None and not on_face and not np.any(eps_hat):
-        found = _guessed(cfg, pl, flat, values, base, eps_hat, eps_plus, joint, alpha, guess == "warm")
+        found = _guessed(cfg, pl, values, base, eps_hat, eps_plus, joint, alpha, _eta(cfg, flat), guess == "warm")
         if found is not None:
             return found
     try:
-        face, basis = face_lp(layout.rows, values, eps_rows)
+        face, basis = face_lp(layout.rows, values, eps_hat[layout.player])
     except RuntimeError:
         return _Found(NOT_OPTIMAL, joint, alpha, None, None)
     if not face.feasible:
@@ -200,70 +250,213 @@ def _solve_one(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, gu
     return _Found(OK, joint, alpha, face, basis)
 
 
-def _guessed(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, joint, alpha, warm: bool
+#: ``_guess_face`` outcomes.
+_NO_FACE, _CERTIFIED, _COVER, _NOT_OPTIMAL = range(4)
+
+
+@numba.njit(cache=True)
+def _guess_face(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, touch, touched_row, touched_joint,
+                touch_count, slot_player, num_players, col_factor, mass, eta, safety, rounding, warm, opts, support,
+                equalities, cert, face_joint, face_alpha):
+    """``face_cert``'s guess and certificate from Newton's iterate, then Newton on the face,
+    compiled: writes ``support``, ``equalities``, ``cert`` and the face optimum; returns
+    ``_NO_FACE`` (no joint left off), ``_COVER`` (Newton's duals are not a certificate),
+    ``_NOT_OPTIMAL`` (Newton on the face fell short) or ``_CERTIFIED``."""
+    if not face_cert.guess_kernel(rows, touch, touched_row, touched_joint, touch_count, joint, mass, support,
+                                  equalities):
+        return _NO_FACE
+    for a in range(support.shape[0]):
+        support[a] = not support[a]
+    if not face_cert.certificate_kernel(rows, values, slot_player, num_players, col_factor, support, equalities,
+                                        alpha, eta, safety, rounding, cert):
+        return _COVER
+    # From Newton's duals less the equality rows (which touch no joint of the face): on
+    # the face they are the face optimum up to the mass Newton left off it.
+    start = np.zeros(alpha.shape[0])
+    if warm:
+        for k in range(alpha.shape[0]):
+            start[k] = 0.0 if equalities[k] else alpha[k]
+    if not _face_newton(rows, values, player, base, eps_hat, eps_plus, rho, support, equalities, start, opts,
+                        face_joint, face_alpha):
+        return _NOT_OPTIMAL
+    return _CERTIFIED
+
+
+def _guessed(cfg: Config, pl: _Plan, values, base, eps_hat, eps_plus, joint, alpha, eta: float, warm: bool
              ) -> _Found | None:
     """The face guessed from Newton's iterate (``face_cert``), its support certified and
     Newton run on it (from Newton's duals if ``warm``, else from 0); None where the guess or
     its certificate fails (the LP decides)."""
     layout = pl.layout
-    num = layout.num_constraints
+    num_joint, num = layout.rows.shape[0], layout.num_constraints
     st = pl.structure
-    guessed = face_cert.guess(layout.rows, st, joint, FACE_MASS)
-    if guessed is None:  # no face in sight: _finish's Slater point must show it
-        everything = Face(np.ones(joint.shape[0], dtype=bool), np.zeros(num, dtype=bool), np.zeros(num), True,
+    support = np.empty(num_joint, dtype=bool)
+    equalities = np.empty(num, dtype=bool)
+    cert = np.empty(num)
+    face_joint = np.empty(num_joint)
+    face_alpha = np.empty(num)
+    code = _guess_face(layout.rows, values, layout.player, base, eps_hat, eps_plus, float(cfg.rho), joint, alpha,
+                       st.touch, st.touched_row, st.touched_joint, st.touch_count, st.slot_player, st.num_players,
+                       st.col_factor, FACE_MASS, eta, face_cert.SAFETY, face_cert.ROUNDING, warm, pl.face_opts,
+                       support, equalities, cert, face_joint, face_alpha)
+    if code == _NO_FACE:  # no face in sight: _finish's Slater point must show it
+        everything = Face(np.ones(num_joint, dtype=bool), np.zeros(num, dtype=bool), np.zeros(num), True,
                           "guessed", 0.0)
         return _Found(OK, joint, alpha, everything, None, True)
-    support, equalities = guessed
-    eta = _eta(cfg, flat)
-    cert = face_cert.certificate_ok(layout.rows, values, layout.slot_player, len(cfg.shape), st, support, equalities,
-                                    alpha, eta)
-    if cert is None:  # Newton's duals are not a certificate: the small covering LP
-        cover = cover_lp(face_cert.off_block(layout.rows, values, support, equalities))
+    if code == _COVER:  # Newton's duals are not a certificate: the small covering LP
+        cover = face_cert.cover_lp(face_cert.off_block(layout.rows, values, support, equalities))
         if cover is None:
             return None
         full = np.zeros(num)
         full[equalities] = cover
-        cert = face_cert.certificate_ok(layout.rows, values, layout.slot_player, len(cfg.shape), st, support,
-                                        equalities, full, eta)
+        cert = face_cert.certificate_ok(layout.rows, values, st, support, equalities, full, eta)
         if cert is None:
             return None
-    face = Face(support, equalities, cert, True, "guessed", 0.0)
-    restricted = np.where(support, base, -np.inf)
-    # From Newton's duals less the equality rows (which touch no joint of the face): on
-    # the face they are the face optimum up to the mass Newton left off it.
-    start = np.where(equalities, 0.0, alpha)[None] if warm else np.zeros((1, num))
-    res = newton_batch(layout.rows, values[None], layout.player, restricted[None], eps_hat[None], eps_plus[None],
-                       np.array([cfg.rho]), equalities[None], start, pl.face_options, parallel=False)
-    if int(res.status[0]) != OPTIMAL:
+        start = np.where(equalities, 0.0, alpha) if warm else np.zeros(num)
+        optimal, face_joint, face_alpha = _newton_on(cfg, pl, values, base, eps_hat, eps_plus, support, equalities,
+                                                     start)
+        code = _CERTIFIED if optimal else _NOT_OPTIMAL
+    if code == _NOT_OPTIMAL:
         return None
-    return _Found(OK, res.joint[0].reshape(-1), res.alpha[0].copy(), face, None, True)
+    return _Found(OK, face_joint, face_alpha, Face(support, equalities, cert, True, "guessed", 0.0), None, True)
 
 
 def _eta(cfg: Config, flat: np.ndarray) -> float:
     """2-norm of the face-change check's payoff perturbation (normalised units)."""
-    return cfg.face_tol * float(np.linalg.norm(flat))
+    v = flat.reshape(-1)
+    return cfg.face_tol * math.sqrt(float(v @ v))  # np.linalg.norm's formula, less its overhead
 
 
-def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found: _Found, out: np.ndarray) -> bool:
+@numba.njit(cache=True)
+def _classify(rows, values, player, base, support, equalities, alpha, joint, eps_hat, eps_plus, rho, dtol,
+              consistency, touched_row, touched_joint, on_face, with_hessian, free, solved):
+    """The forward's checks on one game, compiled: writes the free rows ``free [K]`` and the
+    rows of the block to invert ``solved [K]`` (``free``, on a face less the rows that touch
+    no joint of ``support``); returns ``(consistent, degenerate, H_solved)``.
+
+    ``consistent``: ``sigma(alpha)`` (restricted to ``support``) reproduces ``joint`` within
+    ``consistency``; ``degenerate``: some row is neither free nor strictly slack
+    (``DEGENERATE_ACTIVE_SET``); ``H_solved``: the dual Hessian block on ``solved`` (as
+    ``linalg.free_hessian``; ``[0, 0]`` unless ``with_hessian``).
+    """
+    num_joint, width = rows.shape
+    num = alpha.shape[0]
+    num_players = eps_hat.shape[0]
+    restricted = np.empty(num_joint)
+    for a in range(num_joint):
+        restricted[a] = base[a] if support[a] else -np.inf
+    lg = np.empty(num_joint)
+    kn.logits_one(rows, values, restricted, alpha, lg)
+    recomputed = np.empty(num_joint)
+    kn.softmax_one(lg, recomputed)
+    for a in range(num_joint):
+        if abs(recomputed[a] - joint[a]) > consistency:
+            return False, False, np.zeros((0, 0))
+    ssum = np.zeros(num_players)
+    for k in range(num):
+        ssum[player[k]] += alpha[k]
+    expected = np.empty(num)
+    kn.expected_gains_one(rows, values, joint, expected)
+    degenerate = False
+    for k in range(num):
+        p = player[k]
+        eps_now = eps_hat[p] if rho == np.inf else eps_plus[p] - (eps_plus[p] - eps_hat[p]) * math.exp(-ssum[p] / rho)
+        slack = eps_now - expected[k]
+        active = not equalities[k] and alpha[k] > dtol
+        inactive = not equalities[k] and alpha[k] <= dtol and slack > dtol
+        free[k] = equalities[k] or active
+        if not free[k] and not inactive:
+            degenerate = True
+    # Rows that touch no joint of the face have a zero block in H: their duals are
+    # unidentified and their derivative is 0 (the minimum-norm solution).
+    reach = np.full(num, not on_face)
+    for t in range(touched_row.shape[0]):
+        if on_face and support[touched_joint[t]]:
+            reach[touched_row[t]] = True
+    pos = np.full(num, -1, dtype=np.int64)
+    count = 0
+    for k in range(num):
+        solved[k] = free[k] and reach[k]
+        if solved[k]:
+            pos[k] = count
+            count += 1
+    if not with_hessian or count == 0:
+        return True, degenerate, np.zeros((0, 0))
+    curv = np.empty(num_players)
+    kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
+    hess = np.empty((count, count))
+    kn.hessian_one(rows, values, player, joint, expected, curv, pos, hess, np.empty(count, dtype=np.int64),
+                   np.empty(width, dtype=np.int64), np.empty(width))
+    return True, degenerate, hess
+
+
+@numba.njit(cache=True)
+def _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, support, equalities, on_face,
+                   guessed, status, dense, dtol, consistency, min_pivot, touched_row, touched_joint, row_factor, eta,
+                   safety, rounding, fractions, multiples, out):
+    """``_finish`` from the classification on, compiled (``out`` holds joint and duals)."""
+    num_joint, num = rows.shape[0], alpha.shape[0]
+    out[:] = 0.0
+    out[:num_joint] = joint
+    out[num_joint:num_joint + num] = alpha
+    for a in range(num_joint):
+        out[2 * num + num_joint + a] = 1.0 if support[a] else 0.0
+    free = np.empty(num, dtype=np.bool_)
+    solved = np.empty(num, dtype=np.bool_)
+    consistent, degenerate, hess = _classify(rows, values, player, base, support, equalities, alpha, joint, eps_hat,
+                                             eps_plus, rho, dtol, consistency, touched_row, touched_joint, on_face,
+                                             dense or guessed, free, solved)
+    if not consistent:
+        out[-1] = INCONSISTENT
+        return not guessed
+    for k in range(num):
+        out[num_joint + num + k] = 1.0 if free[k] else 0.0
+    if status == OK and degenerate:
+        status = DEGENERATE_ACTIVE_SET
+    if guessed and status != OK:
+        return False
+    out[-1] = status
+    n = hess.shape[0]
+    inv = np.empty((n, n))
+    inverted = n > 0 and _inverse_kernel(hess, min_pivot, inv)
+    if guessed:
+        if n > 0 and not inverted:
+            return False
+        if not face_cert.slater_kernel(rows, values, touched_row, touched_joint, row_factor, support, equalities,
+                                       joint, solved, -inv, eta, safety, rounding, fractions, multiples):
+            return False
+    start = 2 * num_joint + 2 * num
+    if dense and (n == 0 or inverted):
+        out[start] = 1.0  # with nothing free the adjoint is 0
+        idx = np.flatnonzero(solved)
+        for i in range(n):
+            for j in range(n):
+                out[start + 1 + idx[i] * num + idx[j]] = -inv[i, j]
+    return True
+
+
+def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found: _Found, out: np.ndarray,
+            eta: float | None = None) -> bool:
     """Writes the packed result of one game into ``out: [packed_size]``; False (``out``
     unspecified) where a guessed face fails its certificate (``face_cert.slater_ok``)."""
     layout = pl.layout
     num_joint, num = layout.rows.shape[0], layout.num_constraints
-    out[:] = 0.0
-    out[:num_joint] = found.joint
-    out[num_joint:num_joint + num] = found.alpha
-    out[num_joint + 2 * num:2 * num_joint + 2 * num] = 1.0  # support
     status = found.status
     if status != OK:
+        out[:] = 0.0
+        out[:num_joint] = found.joint
+        out[num_joint:num_joint + num] = found.alpha
+        out[num_joint + 2 * num:2 * num_joint + 2 * num] = 1.0  # support
         out[-1] = status
         return not found.guessed
-    equalities = np.zeros(num, dtype=bool)
-    support = None
-    if found.face is not None:
+    if eta is None:
+        eta = _eta(cfg, flat)
+    if found.face is None:
+        support, equalities = pl.everything
+    else:
         support, equalities = found.face.support, found.face.equalities
-        out[num_joint + 2 * num:2 * num_joint + 2 * num] = support
         if cfg.face_tol > 0 and not found.guessed:
-            step = _eta(cfg, flat) * pl.noise
+            step = eta * pl.noise
             moved = np.empty_like(values)
 
             def values_of(sign: float) -> np.ndarray:
@@ -272,60 +465,14 @@ def _finish(cfg: Config, pl: _Plan, flat, values, base, eps_hat, eps_plus, found
 
             if face_moves(layout.rows, values_of, eps_hat[layout.player], found.face, found.basis):
                 status = FACE_CHANGE
-    # The duals must reproduce the joint (the KKT point the implicit step linearises).
-    lg = np.empty(num_joint)
-    kn.logits_one(layout.rows, values, base if support is None else np.where(support, base, -np.inf), found.alpha,
-                  lg)
-    recomputed = np.empty(num_joint)
-    kn.softmax_one(lg, recomputed)
-    if np.max(np.abs(recomputed - found.joint)) > max(1e3 * cfg.tol, 1e-8):
-        out[-1] = INCONSISTENT
-        return not found.guessed
-    if cfg.hard:
-        eps_now = eps_hat
-    else:
-        s = np.bincount(layout.player, weights=found.alpha, minlength=eps_hat.shape[0])
-        eps_now = eps_plus - (eps_plus - eps_hat) * np.exp(-s / cfg.rho)
-    expected = np.empty(num)
-    kn.expected_gains_one(layout.rows, values, found.joint, expected)
-    slack = eps_now[layout.player] - expected
-    dtol = cfg.degenerate_tol
-    active = ~equalities & (found.alpha > dtol)
-    inactive = ~equalities & (found.alpha <= dtol) & (slack > dtol)
-    free = equalities | active
-    out[num_joint + num:num_joint + 2 * num] = free
-    if status == OK and np.any(~free & ~inactive):
-        status = DEGENERATE_ACTIVE_SET
-    if found.guessed and status != OK:
-        return False
-    out[-1] = status
-    # Rows that touch no joint of the face have a zero block in H: their duals are
-    # unidentified and their derivative is 0 (the minimum-norm solution), so the block
-    # inverted is F less those rows.
-    solved = free
-    if support is not None:
-        solved = free & face_cert.touched(pl.structure, support)
-    inv = None
-    if np.any(solved) and (dense_adjoint(cfg) or found.guessed):
-        hess = free_hessian(layout.rows, layout.slot_player, layout.dev, layout.player, cfg.rho, flat, found.joint,
-                            found.alpha, eps_hat, eps_plus, solved)
-        inv = psd_inverse(hess)
-    if found.guessed:
-        if np.any(solved) and inv is None:
-            return False
-        neg_inv = -inv if inv is not None else np.zeros((0, 0))
-        if not face_cert.slater_ok(layout.rows, values, pl.structure, support, equalities, found.joint, solved,
-                                   neg_inv, _eta(cfg, flat)):
-            return False
-    start = 2 * num_joint + 2 * num
-    if dense_adjoint(cfg) and not np.any(solved):
-        out[start] = 1.0  # nothing free: the adjoint is 0
-    elif dense_adjoint(cfg) and inv is not None:
-        out[start] = 1.0
-        adj = out[start + 1:start + 1 + num * num].reshape(num, num)
-        idx = np.flatnonzero(solved)
-        adj[np.ix_(idx, idx)] = -inv
-    return True
+    st = pl.structure
+    # The duals must reproduce the joint (the KKT point the implicit step linearises), and
+    # the free rows F are those held at equality.
+    return _finish_kernel(layout.rows, values, layout.player, base, eps_hat, eps_plus, float(cfg.rho), found.joint,
+                          found.alpha, support, equalities, found.face is not None, found.guessed, status, pl.dense,
+                          float(cfg.degenerate_tol), max(1e3 * cfg.tol, 1e-8), CHOLESKY_MIN_PIVOT, st.touched_row,
+                          st.touched_joint, st.row_factor, eta, face_cert.SAFETY, face_cert.ROUNDING,
+                          face_cert.TAU_FRACTIONS, face_cert.TAU_MULTIPLES, out)
 
 
 def forward(cfg: Config, dtype, inputs) -> np.ndarray:
@@ -347,26 +494,28 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
     num_games = int(np.prod(batch_shape)) if batch_shape else 1
     inputs = inputs.reshape(num_games, -1)
     cut = num_players * num_joint
-    if not np.all(np.isfinite(inputs[:, :cut])):
-        raise ValueError("hybrid_nes.diff.solve: payoffs contain NaN or inf")
-    if not np.all(np.isfinite(inputs[:, cut:cut + num_joint + num_players])):
+    if not np.isfinite(inputs[:, :cut + num_joint + num_players]).all():
+        if not np.isfinite(inputs[:, :cut]).all():
+            raise ValueError("hybrid_nes.diff.solve: payoffs contain NaN or inf")
         raise ValueError("hybrid_nes.diff.solve: selection parameters (target, welfare, mu, eps_hat) "
                          "contain NaN or inf")
     flats = inputs[:, :cut].reshape(num_games, num_players, num_joint)
     bases = np.ascontiguousarray(inputs[:, cut:cut + num_joint])
     eps_hats = np.ascontiguousarray(inputs[:, cut + num_joint:cut + num_joint + num_players])
     eps_pluses = np.ascontiguousarray(inputs[:, cut + num_joint + num_players:])
-    out = np.zeros((num_games, packed_size(cfg)))
+    out = np.zeros((num_games, sum(pl.sizes)))
     values = np.empty(pl.layout.rows.shape)
     for b in range(num_games):
         flat, scale, _ = kn.normalise_one(np.ascontiguousarray(flats[b]), _TINY)
-        if not np.all(np.isfinite(scale)):
+        if not kn.all_finite(scale):
             raise ValueError("hybrid_nes.diff.solve: payoffs overflow float64 when normalised")
         kn.gain_values_one(flat, pl.layout.slot_player, pl.layout.dev, values)
         args = (cfg, pl, flat, values, bases[b], eps_hats[b], eps_pluses[b])
+        first = _first(cfg, pl, flat, bases[b], eps_hats[b], eps_pluses[b])
+        eta = _eta(cfg, flat)
         # A guessed face (face_cert), else the LPs: a face with implicit equalities among
         # the rows that touch it (a singular H_FF there, or a tight row with zero dual).
         for guess in ("warm", None):
-            if _finish(*args, _solve_one(*args, guess=guess), out[b]):
+            if _finish(*args, _solve_one(*args, first, guess=guess), out[b], eta):
                 break
     return out.reshape(batch_shape + (out.shape[1],)).astype(dtype, copy=False)

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hybrid_nes.diff.face_cert import structure, touched
 from hybrid_nes.diff.linalg import free_hessian, psd_solve
 from hybrid_nes.diff.problem import sigma_and_gradient
 from hybrid_nes.diff.status import (
@@ -38,6 +37,7 @@ from hybrid_nes.diff.status import (
     Config,
     DegenerateEquilibriumError,
 )
+from solvers.face_cert import structure, touched
 from solvers.gains import gain_layout
 
 __all__ = ["implicit", "kkt_solve_np", "pack", "tangent"]
