@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_nes.diff import fast_forward, ffi
 from hybrid_nes.diff.checks import check_tangent, prepare
 from hybrid_nes.diff.forward import dense_adjoint, forward, packed_size, packed_sizes
 from hybrid_nes.diff.implicit import implicit, tangent
@@ -54,10 +55,20 @@ def _forward_call(cfg: Config, payoffs: jax.Array, theta: Theta):
     stop = jax.lax.stop_gradient
     # One input and one output: pure_callback converts each array separately.
     inputs = stop(jnp.concatenate([payoffs.reshape(-1), theta.base, theta.eps_hat, theta.eps_plus]))
-    packed = jax.pure_callback(
-        functools.partial(forward, cfg, np.dtype(dtype)), jax.ShapeDtypeStruct((packed_size(cfg),), dtype),
-        inputs, vmap_method="broadcast_all",
-    )
+
+    def by_callback(x):
+        return jax.pure_callback(
+            functools.partial(forward, cfg, np.dtype(dtype)), jax.ShapeDtypeStruct((packed_size(cfg),), dtype),
+            x, vmap_method="broadcast_all",
+        )
+
+    if fast_forward.applies(cfg) and ffi.available():
+        # Interior games by the compiled kernel inside XLA (no callback); the callback
+        # only where a game of the batch is not interior (ok is one scalar under vmap).
+        fast, ok = ffi.call(cfg, inputs)
+        packed = jax.lax.cond(ok, lambda x: fast, by_callback, inputs)
+    else:
+        packed = by_callback(inputs)
     cuts = np.cumsum((0,) + packed_sizes(cfg))
     sigma, alpha, free, support, flag, adj, status = (
         packed[..., a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True))
