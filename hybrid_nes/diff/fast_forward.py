@@ -106,7 +106,7 @@ def _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, 
         for a in range(num_joint):
             if not math.isfinite(raw[p, a]):
                 return False
-        if not (math.isfinite(eps_hat[p]) and math.isfinite(eps_plus[p])):
+        if not math.isfinite(eps_hat[p]):  # eps_plus is inf for hard constraints
             return False
     for a in range(num_joint):
         if not math.isfinite(base[a]):

@@ -26,9 +26,9 @@ from __future__ import annotations
 import functools
 import logging
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -155,8 +155,14 @@ def call(cfg, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(packed [P], ok bool [])`` of one game's ``inputs [n]`` (``forward.forward``'s
     layout) by the compiled kernel; under ``jax.vmap`` one FFI call for the whole batch
     and ``ok`` for all its games. ``packed`` is unspecified where ``ok`` is False."""
+    _register()
     packed, ok = _batched(cfg)(inputs[None])
     return packed[0], ok != 0
+
+
+@functools.cache
+def _register() -> None:
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_compiled().ctypes), platform="cpu", api_version=1)
 
 
 @functools.cache
@@ -164,14 +170,15 @@ def available() -> bool:
     """Whether the FFI kernel is registered and reproduces ``fast_forward.interior_np``
     on a probe game (checked once; False, with the reason logged, on any failure)."""
     try:
-        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_compiled().ctypes), platform="cpu", api_version=1)
+        _register()
         from hybrid_nes.diff.status import Config
 
         cfg = Config("cce", (2, 2), float("inf"), 1e-10, None, 1e-7, 1e-6)
         game = np.array([[2.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 2.0]])  # battle of the sexes: interior
         inputs = np.concatenate([game.reshape(-1), np.full(4, -np.log(4.0)), np.zeros(4)])
         dtype = jnp.asarray(0.0).dtype
-        packed, ok = jax.jit(functools.partial(call, cfg))(jnp.asarray(inputs, dtype))
+        with jax.ensure_compile_time_eval():  # called while tracing diff.solve: run it now
+            packed, ok = jax.jit(functools.partial(call, cfg))(np.asarray(inputs, dtype))
         want, want_ok = ff.interior_np(cfg, inputs)
         if not (bool(ok) and want_ok) or not np.allclose(np.asarray(packed, np.float64), want, rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"probe mismatch: ok {bool(ok)} vs {want_ok}")
