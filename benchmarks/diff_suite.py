@@ -247,11 +247,16 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   seeds 30 of 31 face games were certified (6x6 CE seeds 0-29: 26 of 26), with outputs
   identical to the LP path; on 8x8 CE seeds 1000-1063 a few games whose face has implicit
   equalities among its rows (a 2x2 matching-pennies core) still take the LPs (~10-20 ms).
-- 8x8 CCE: the forward's NumPy body is about the solve (`solvers.solve` also validates and
-  builds a `Solution`); the rest of the gradient is the `pure_callback` floor (~0.2-0.7 ms
-  on the loaded CPU, about the solve itself) and the XLA part. A single game's gradient
-  cannot reach 2x the solve while the floor alone is ~1x; the batched columns show the
-  floor amortised over `jax.vmap`.
+- 8x8 CCE at `1118dad`: the forward's NumPy body was about the solve (`solvers.solve` also
+  validates and builds a `Solution`) and the rest of the gradient the `pure_callback` floor
+  (~0.2-0.7 ms on the loaded CPU, about the solve itself): grad/solve 2.9. Since then
+  interior games run one Numba kernel (`hybrid_nes.diff.fast_forward`) inside XLA as a
+  typed-FFI custom call (`hybrid_nes.diff.ffi`: a Numba `cfunc` reading XLA's
+  `XLA_FFI_CallFrame`); its floor, `ffi - kernel`, is a few microseconds (an XLA FFI call
+  with the legacy untyped API cost ~7 us on the quiet machine; XLA:CPU logs that it will be
+  removed, hence the typed API). Games it does not serve (faces, Newton short of `tol`,
+  degenerate rows, singular `H_FF`) take `pure_callback` as before, after the kernel's
+  failed try: one extra compiled solve on 8x8 CE face games.
 - Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
   (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
   bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
