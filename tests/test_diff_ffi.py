@@ -130,6 +130,14 @@ def test_jit_grad_and_vmap_agree_with_the_callback_path(callbacks, monkeypatch):
     np.testing.assert_allclose(np.asarray(grads), np.asarray(want), rtol=1e-12, atol=1e-14)
 
 
+def test_nested_vmap_is_one_ffi_call(callbacks):
+    games = jnp.asarray(np.stack([_game(s, (8, 8)) for s in (0, 1, 3, 4)]).reshape((2, 2, 2, 8, 8)))
+    joints = jax.jit(jax.vmap(jax.vmap(lambda p: diff.solve(p, "cce").joint)))(games)
+    assert callbacks == [], "vmap of vmap: the batch flattened into one FFI call"
+    np.testing.assert_allclose(np.asarray(joints[1, 0]), np.asarray(diff.solve(games[1, 0], "cce").joint),
+                               rtol=0, atol=1e-12)
+
+
 def test_vmap_with_a_face_game_runs_the_callback_once_for_the_batch(callbacks):
     shape = FACE[1]
     games = jnp.asarray(np.stack([_game(s, shape) for s in (2, FACE[2])]))  # interior, face
