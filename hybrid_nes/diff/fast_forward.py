@@ -177,10 +177,10 @@ def _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, 
 
 
 @njit(cache=True)
-def interior_batch(words, inputs, out):
+def interior_batch(words, inputs, out, ok):
     """Every game of ``inputs [B, input size]`` (``forward.forward``'s packed inputs) into
-    ``out [B, packed_size]``; True where every game is interior (it stops at the first that
-    is not: the caller then runs the callback on the batch).
+    ``out [B, packed_size]``, ``ok [B]`` (int32) 1 where the game is interior (``out[b]``
+    unspecified where 0: the caller runs the callback on those games).
 
     ``words``: ``plan_bytes`` viewed as int64 (the scalars bit-cast back to float64)."""
     num_players, num_joint, width, num = words[0], words[1], words[2], words[3]
@@ -202,18 +202,18 @@ def interior_batch(words, inputs, out):
         base = inputs[b, cut:cut + num_joint]
         eps_hat = inputs[b, cut + num_joint:cut + num_joint + num_players]
         eps_plus = inputs[b, cut + num_joint + num_players:cut + num_joint + 2 * num_players]
-        if not _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, rho, tol, dtol, opts, hard,
-                             dense, out[b]):
-            return False
-    return True
+        served = _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, rho, tol, dtol, opts,
+                               hard, dense, out[b])
+        ok[b] = 1 if served else 0
 
 
-def interior_np(cfg: Config, inputs) -> tuple[np.ndarray, bool]:
-    """``(packed [..., packed_size] float64, all interior)`` of ``inputs [..., input size]``
-    (as ``forward.forward``; NumPy, for tests and the FFI's fallback checks)."""
+def interior_np(cfg: Config, inputs) -> tuple[np.ndarray, np.ndarray]:
+    """``(packed [..., packed_size] float64, interior [...] bool)`` of ``inputs [..., input
+    size]`` (as ``forward.forward``; NumPy, for tests and the FFI's probe)."""
     inputs = np.asarray(inputs, dtype=np.float64)
     batch_shape = inputs.shape[:-1]
     flat = np.ascontiguousarray(inputs.reshape(-1, inputs.shape[-1]))
     out = np.zeros((flat.shape[0], packed_size(cfg)))
-    ok = bool(interior_batch(plan_bytes(cfg).view(np.int64), flat, out))
-    return out.reshape(batch_shape + (out.shape[1],)), ok
+    ok = np.zeros(flat.shape[0], dtype=np.int32)
+    interior_batch(plan_bytes(cfg).view(np.int64), flat, out, ok)
+    return out.reshape(batch_shape + (out.shape[1],)), (ok != 0).reshape(batch_shape)

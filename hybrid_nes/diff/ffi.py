@@ -17,7 +17,7 @@ few microseconds of overhead. The handler parses the C structs of
 The call takes the float inputs ``[B, n]`` (float64 or float32, as ``jax_enable_x64``) and
 the kernel's ``plan_bytes`` (a uint8 constant), and returns ``packed [B, P]`` (same float
 type; float32 is converted to float64 for the kernel and back, as the callback does) and
-``ok`` (int32 scalar: every game interior). ``available()`` probes the whole bridge once
+``ok [B]`` (int32: the game is interior). ``available()`` probes the whole bridge once
 against the NumPy kernel; on any failure the caller keeps to ``pure_callback``.
 """
 
@@ -92,8 +92,6 @@ def _handler(frame_ptr):  # pragma: no cover - compiled (_compiled); runs inside
     rets = _words(frame[14], 2)
     x_buf, plan_buf = _words(args[0], 6), _words(args[1], 6)
     out_buf, ok_buf = _words(rets[0], 6), _words(rets[1], 6)
-    ok = carray(_as_pointer(ok_buf[3]), (1,), dtype=np.int32)
-    ok[0] = 0
     x_dtype = carray(_as_pointer(args[0]), (6,), dtype=np.int32)[4]
     out_dtype = carray(_as_pointer(rets[0]), (6,), dtype=np.int32)[4]
     if x_dtype != out_dtype or x_buf[4] != 2 or out_buf[4] != 2:
@@ -102,17 +100,19 @@ def _handler(frame_ptr):  # pragma: no cover - compiled (_compiled); runs inside
     num_games, n_in, n_out = x_dims[0], x_dims[1], out_dims[1]
     plan_len = _words(plan_buf[5], 1)[0]
     words = carray(_as_pointer(plan_buf[3]), (plan_len // 8,), dtype=np.int64)
-    if words[6] != n_in or words[7] != n_out or out_dims[0] != num_games:
+    if words[6] != n_in or words[7] != n_out or out_dims[0] != num_games or ok_buf[4] != 1:
         return _null()
+    ok = carray(_as_pointer(ok_buf[3]), (num_games,), dtype=np.int32)
+    ok[:] = 0
     if x_dtype == _F64:
         x = carray(_as_pointer(x_buf[3]), (num_games, n_in), dtype=np.float64)
         out = carray(_as_pointer(out_buf[3]), (num_games, n_out), dtype=np.float64)
-        ok[0] = 1 if ff.interior_batch(words, x, out) else 0
+        ff.interior_batch(words, x, out, ok)
     elif x_dtype == _F32:
         x32 = carray(_as_pointer(x_buf[3]), (num_games, n_in), dtype=np.float32)
         out32 = carray(_as_pointer(out_buf[3]), (num_games, n_out), dtype=np.float32)
         out = np.zeros((num_games, n_out))
-        ok[0] = 1 if ff.interior_batch(words, x32.astype(np.float64), out) else 0
+        ff.interior_batch(words, x32.astype(np.float64), out, ok)
         for b in range(num_games):
             for i in range(n_out):
                 out32[b, i] = np.float32(out[b, i])
@@ -126,38 +126,42 @@ def _compiled():
 
 
 def _ffi_call(cfg, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(packed [B, P], ok int32 [])`` of ``x [B, n]`` by the FFI kernel."""
-    shapes = (jax.ShapeDtypeStruct((x.shape[0], ff.packed_size(cfg)), x.dtype), jax.ShapeDtypeStruct((), jnp.int32))
+    """``(packed [B, P], ok int32 [B])`` of ``x [B, n]`` by the FFI kernel."""
+    shapes = (jax.ShapeDtypeStruct((x.shape[0], ff.packed_size(cfg)), x.dtype),
+              jax.ShapeDtypeStruct((x.shape[0],), jnp.int32))
     return jax.ffi.ffi_call(TARGET, shapes)(x, jnp.asarray(ff.plan_bytes(cfg)))
 
 
 @functools.lru_cache(maxsize=64)
 def _batched(cfg):
-    """``x [B, n] -> (packed [B, P], ok [])`` whose ``jax.vmap`` is one call on the
-    flattened batch with ``ok`` unbatched (every game of the batch interior), so a
+    """``x [B, n] -> (packed [B, P], ok [B], all_ok [])`` whose ``jax.vmap`` is one call on
+    the flattened batch with ``all_ok`` unbatched (every game of the batch interior), so a
     ``lax.cond`` on it stays a cond (the callback is skipped) under ``vmap``."""
 
     @jax.custom_batching.custom_vmap
     def interior(x):
-        return _ffi_call(cfg, x)
+        packed, ok = _ffi_call(cfg, x)
+        return packed, ok, jnp.all(ok != 0)
 
     @interior.def_vmap
     def _rule(axis_size, in_batched, x):
         if not in_batched[0]:
-            return interior(x), (False, False)
-        packed, ok = interior(x.reshape((-1, x.shape[-1])))
-        return (packed.reshape((axis_size,) + x.shape[1:-1] + packed.shape[-1:]), ok), (True, False)
+            return interior(x), (False, False, False)
+        packed, ok, all_ok = interior(x.reshape((-1, x.shape[-1])))
+        lead = (axis_size,) + x.shape[1:-1]
+        return (packed.reshape(lead + packed.shape[-1:]), ok.reshape(lead), all_ok), (True, True, False)
 
     return interior
 
 
-def call(cfg, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(packed [P], ok bool [])`` of one game's ``inputs [n]`` (``forward.forward``'s
-    layout) by the compiled kernel; under ``jax.vmap`` one FFI call for the whole batch
-    and ``ok`` for all its games. ``packed`` is unspecified where ``ok`` is False."""
+def call(cfg, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(packed [P], ok bool [], all_ok bool [])`` of one game's ``inputs [n]``
+    (``forward.forward``'s layout) by the compiled kernel: ``ok`` where the game is interior
+    (``packed`` is unspecified where it is not). Under ``jax.vmap``: one FFI call for the
+    whole batch, ``ok`` per game and ``all_ok`` unbatched, for all its games."""
     _register()
-    packed, ok = _batched(cfg)(inputs[None])
-    return packed[0], ok != 0
+    packed, ok, all_ok = _batched(cfg)(inputs[None])
+    return packed[0], ok[0] != 0, all_ok
 
 
 @functools.cache
@@ -178,7 +182,7 @@ def available() -> bool:
         inputs = np.concatenate([game.reshape(-1), np.full(4, -np.log(4.0)), np.zeros(4)])
         dtype = jnp.asarray(0.0).dtype
         with jax.ensure_compile_time_eval():  # called while tracing diff.solve: run it now
-            packed, ok = jax.jit(functools.partial(call, cfg))(np.asarray(inputs, dtype))
+            packed, ok, _ = jax.jit(functools.partial(call, cfg))(np.asarray(inputs, dtype))
         want, want_ok = ff.interior_np(cfg, inputs)
         if not (bool(ok) and want_ok) or not np.allclose(np.asarray(packed, np.float64), want, rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"probe mismatch: ok {bool(ok)} vs {want_ok}")
