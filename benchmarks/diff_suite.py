@@ -256,7 +256,12 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   with the legacy untyped API cost ~7 us on the quiet machine; XLA:CPU logs that it will be
   removed, hence the typed API). Games it does not serve (faces, Newton short of `tol`,
   degenerate rows, singular `H_FF`) take `pure_callback` as before, after the kernel's
-  failed try: one extra compiled solve on 8x8 CE face games.
+  failed try: one extra compiled solve on 8x8 CE face games. On the 64 batched 8x8 CE games
+  (seeds 1000+: 10 interior, 54 on a face, Newton converged on all in 6-30 iterations, so a
+  lower iteration cap cannot tell them apart) `jit(vmap(diff.solve))` took 6.04 ms/game
+  (CPU 3.00) against 5.20 (CPU 2.60) with the FFI off, same run, load ~8: the failed tries
+  cost more than the 10 interior games save. Handing the kernel's Newton result to the
+  callback's first pass (`forward._solve_one`) would remove that solve.
 - Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
   (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
   bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
@@ -327,13 +332,13 @@ def render(data: dict) -> str:
     batched = [r for r in results if r.get("batch")]
     if batched:
         lines += [
-            "## Batched: `jax.vmap` over a batch of games (one callback per batch)",
+            "## Batched: `jax.vmap` over a batch of games (one FFI call, at most one callback per batch)",
             "",
             "`batch_*_ms`: per game, `jit(vmap(diff.solve))` (forward) and `jit(vmap(value_and_grad))` "
             "(grad) over `batch` random games (seeds 1000+), against `solvers.solve` on each of the same "
             "games in turn; `batch/single_grad`: the per-game batched gradient over the single-game one "
             "of the table above (other games). One FFI call serves the batch; if any game of it is not "
-            "interior, one `pure_callback` recomputes the whole batch (and amortises its floor).",
+            "interior, one `pure_callback` runs on those games (and amortises its floor).",
             "",
             markdown_table([{k: r[k] for k in batch_cols} for r in batched], batch_cols),
             "",
