@@ -17,8 +17,13 @@ few microseconds of overhead. The handler parses the C structs of
 The call takes the float inputs ``[B, n]`` (float64 or float32, as ``jax_enable_x64``) and
 the kernel's ``plan_bytes`` (a uint8 constant), and returns ``packed [B, P]`` (same float
 type; float32 is converted to float64 for the kernel and back, as the callback does) and
-``ok [B]`` (int32: the game is interior). ``available()`` probes the whole bridge once
-against the NumPy kernel; on any failure the caller keeps to ``pure_callback``.
+``ok [B]`` (int32: the game is interior). A call it does not recognise (argument count,
+dtypes, sizes) leaves ``ok`` 0, so the callback serves it. ``available()`` compiles,
+registers and probes the whole bridge once, on the first trace of ``diff.solve`` (not at
+import: the cold Numba compile took ~55 s on the loaded CPU, ~1.6 s from Numba's on-disk
+cache), against the NumPy kernel; on any failure the caller keeps to ``pure_callback``.
+Numba's cache of the handler is keyed on this file only: after editing the kernels it
+calls, clear the ``*.nbi``/``*.nbc`` files (as for every cached Numba caller here).
 """
 
 from __future__ import annotations
