@@ -11,6 +11,9 @@ games per cell, median wall times (warm: compiled, Numba cache loaded) of
 - ``jvp``: ``jax.jit(diff.jvp)`` along a random payoff direction (forward + one KKT solve);
 - ``body``: the forward callback's NumPy body alone, and ``callback_floor``: an empty
   ``pure_callback`` of the same sizes under ``jit`` (where the forward's time goes);
+- ``kernel``: the interior forward kernel alone (``fast_forward.interior_np``, called from
+  NumPy), and ``ffi``: ``jit`` of the same kernel as an XLA FFI call (``diff.ffi.call``), where
+  the kernel applies (the compiled single-game Newton's configurations; interior games);
 
 and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / solve``,
 ``grad / forward`` and ``jvp / solve``. The target of issue 24 is a gradient within 2x of
@@ -131,6 +134,7 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
 
     import solvers
     from hybrid_nes import diff
+    from hybrid_nes.diff import fast_forward, ffi
     from hybrid_nes.diff.checks import prepare
     from hybrid_nes.diff.forward import forward, packed_size
     from hybrid_nes.diff.problem import resolve
@@ -158,6 +162,9 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
     empty = jax.jit(lambda x: jax.pure_callback(lambda a: np.zeros(a.shape[:-1] + (size,)),
                                                 jax.ShapeDtypeStruct((size,), x.dtype), x))
     f64 = np.dtype(np.float64)
+    fast = fast_forward.applies(cfg) and ffi.available()
+    interior = [fast and fast_forward.interior_np(cfg, x)[1] for x in inputs]
+    ffi_fwd = jax.jit(lambda x: ffi.call(cfg, x)[0]) if fast else None
     fns = {
         "solve": lambda i: solvers.solve(games[i], concept),
         "body": lambda i: forward(cfg, f64, inputs[i]),
@@ -166,6 +173,9 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
         "grad": lambda i: jax.block_until_ready(val_grad(gjs[i])),
         "jvp": lambda i: tangent(gjs[i], dirs[i]).block_until_ready(),
     }
+    if fast:
+        fns["kernel"] = lambda i: fast_forward.interior_np(cfg, inputs[i])
+        fns["ffi"] = lambda i: ffi_fwd(inputs[i]).block_until_ready()
     if baseline is not None:
         base_fwd = jax.jit(lambda g: baseline.solve(g, concept).joint)
         base_grad = jax.jit(jax.value_and_grad(
@@ -178,7 +188,7 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
             fn(i)  # compile, load caches
         out = diff.solve(gjs[i], concept)
         rows.append({"seed": i, "status": int(out.status), "face": not bool(np.all(np.asarray(out.support))),
-                     "free": int(np.asarray(out.free).sum())})
+                     "free": int(np.asarray(out.free).sum()), "interior": bool(interior[i])})
     if baseline is not None:
         for i in range(num_games):
             g_new = np.asarray(val_grad(gjs[i])[1])
@@ -198,6 +208,9 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
         "jvp_ms": 1e3 * med["jvp"], "body_ms": 1e3 * med["body"], "callback_floor_ms": 1e3 * med["callback_floor"],
         "backward_ms": 1e3 * backward_s, "backward/solve": backward_s / solve_s,
         "grad/solve": grad_s / solve_s, "grad/forward": grad_s / fwd_s, "jvp/solve": med["jvp"] / solve_s,
+        "interior": sum(r["interior"] for r in rows),
+        "kernel_ms": 1e3 * med["kernel"] if fast else float("nan"),
+        "ffi_ms": 1e3 * med["ffi"] if fast else float("nan"),
         "per_game": rows,
     }
     if baseline is not None:
@@ -234,11 +247,21 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   seeds 30 of 31 face games were certified (6x6 CE seeds 0-29: 26 of 26), with outputs
   identical to the LP path; on 8x8 CE seeds 1000-1063 a few games whose face has implicit
   equalities among its rows (a 2x2 matching-pennies core) still take the LPs (~10-20 ms).
-- 8x8 CCE: the forward's NumPy body is about the solve (`solvers.solve` also validates and
-  builds a `Solution`); the rest of the gradient is the `pure_callback` floor (~0.2-0.7 ms
-  on the loaded CPU, about the solve itself) and the XLA part. A single game's gradient
-  cannot reach 2x the solve while the floor alone is ~1x; the batched columns show the
-  floor amortised over `jax.vmap`.
+- 8x8 CCE at `1118dad`: the forward's NumPy body was about the solve (`solvers.solve` also
+  validates and builds a `Solution`) and the rest of the gradient the `pure_callback` floor
+  (~0.2-0.7 ms on the loaded CPU, about the solve itself): grad/solve 2.9. Since then
+  interior games run one Numba kernel (`hybrid_nes.diff.fast_forward`) inside XLA as a
+  typed-FFI custom call (`hybrid_nes.diff.ffi`: a Numba `cfunc` reading XLA's
+  `XLA_FFI_CallFrame`); its floor, `ffi - kernel`, is a few microseconds (an XLA FFI call
+  with the legacy untyped API cost ~7 us on the quiet machine; XLA:CPU logs that it will be
+  removed, hence the typed API). Games it does not serve (faces, Newton short of `tol`,
+  degenerate rows, singular `H_FF`) take `pure_callback` as before, after the kernel's
+  failed try: one extra compiled solve on 8x8 CE face games. On the 64 batched 8x8 CE games
+  (seeds 1000+: 10 interior, 54 on a face, Newton converged on all in 6-30 iterations, so a
+  lower iteration cap cannot tell them apart) `jit(vmap(diff.solve))` took 6.04 ms/game
+  (CPU 3.00) against 5.20 (CPU 2.60) with the FFI off, same run, load ~8: the failed tries
+  cost more than the 10 interior games save. Handing the kernel's Newton result to the
+  callback's first pass (`forward._solve_one`) would remove that solve.
 - Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
   (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
   bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
@@ -263,10 +286,11 @@ def render(data: dict) -> str:
     baseline = data.get("baseline")
     batch_cols = ["concept", "shape", "batch", "batch_differentiable", "batch_solve_ms", "batch_forward_ms",
                   "batch_grad_ms", "batch/single_grad", "batch_grad/solve"]
-    cols = ["concept", "shape", "games", "on_face", "differentiable", "median_free_rows", "solve_ms",
+    cols = ["concept", "shape", "games", "on_face", "interior", "differentiable", "median_free_rows", "solve_ms",
             "forward_ms", "grad_ms", "jvp_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward",
             "jvp/solve"]
-    split_cols = ["concept", "shape", "solve_ms", "body_ms", "callback_floor_ms", "forward_ms", "grad_ms"]
+    split_cols = ["concept", "shape", "interior", "solve_ms", "body_ms", "callback_floor_ms", "kernel_ms", "ffi_ms",
+                  "forward_ms", "grad_ms"]
     base_cols = ["concept", "shape", "solve_ms", "base_forward_ms", "base_grad_ms", "base_grad/solve",
                  "forward_ms", "grad_ms", "grad/solve", "grad_speedup"]
     lines = [
@@ -277,8 +301,9 @@ def render(data: dict) -> str:
         "float64; shared 2-core CPU (loaded: absolute times vary several-fold between runs, the ratios "
         "within one run less).",
         "",
-        "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (the solver through "
-        "`pure_callback`, free-set classification; on a face, the face certified from Newton's iterate "
+        "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (`interior` games: one "
+        "compiled kernel inside XLA through the typed FFI, `hybrid_nes.diff.ffi`; the others: the "
+        "solver through `pure_callback`, free-set classification; on a face, the face certified from Newton's iterate "
         "(`hybrid_nes.diff.face_cert`), or where it cannot be the facial-reduction LP and the two "
         "perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
         "function of the joint (forward + implicit backward); `jvp`: `jit(diff.jvp)` along a random "
@@ -295,7 +320,11 @@ def render(data: dict) -> str:
         "up to `DENSE_ADJOINT_MAX` duals, `-H_FF^-1`); "
         "`callback_floor`: `jit` of an empty `pure_callback` with the same input and output sizes "
         "(JAX's dispatch and the conversion of the callback's arrays). `forward ~ body + callback_floor` "
-        "(+ the small XLA part: normalisation, selection, marginals).",
+        "(+ the small XLA part: normalisation, selection, marginals) for games the kernel does not "
+        "serve. `kernel`: the interior kernel (`hybrid_nes.diff.fast_forward`: the same solve, "
+        "classification and `-H_FF^-1`) called from NumPy; `ffi`: `jit` of it as an XLA FFI call "
+        "(`hybrid_nes.diff.ffi.call`); `ffi - kernel` is the FFI floor. `interior`: games it serves "
+        "(the others run the callback).",
         "",
         markdown_table([{k: r[k] for k in split_cols} for r in results], split_cols),
         "",
@@ -303,12 +332,13 @@ def render(data: dict) -> str:
     batched = [r for r in results if r.get("batch")]
     if batched:
         lines += [
-            "## Batched: `jax.vmap` over a batch of games (one callback per batch)",
+            "## Batched: `jax.vmap` over a batch of games (one FFI call, at most one callback per batch)",
             "",
             "`batch_*_ms`: per game, `jit(vmap(diff.solve))` (forward) and `jit(vmap(value_and_grad))` "
             "(grad) over `batch` random games (seeds 1000+), against `solvers.solve` on each of the same "
             "games in turn; `batch/single_grad`: the per-game batched gradient over the single-game one "
-            "of the table above (other games). The batch amortises the `pure_callback` floor.",
+            "of the table above (other games). One FFI call serves the batch; if any game of it is not "
+            "interior, one `pure_callback` runs on those games (and amortises its floor).",
             "",
             markdown_table([{k: r[k] for k in batch_cols} for r in batched], batch_cols),
             "",

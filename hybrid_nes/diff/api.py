@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_nes.diff import fast_forward, ffi
 from hybrid_nes.diff.checks import check_tangent, prepare
 from hybrid_nes.diff.forward import dense_adjoint, forward, packed_size, packed_sizes
 from hybrid_nes.diff.implicit import implicit, tangent
@@ -54,15 +55,46 @@ def _forward_call(cfg: Config, payoffs: jax.Array, theta: Theta):
     stop = jax.lax.stop_gradient
     # One input and one output: pure_callback converts each array separately.
     inputs = stop(jnp.concatenate([payoffs.reshape(-1), theta.base, theta.eps_hat, theta.eps_plus]))
-    packed = jax.pure_callback(
-        functools.partial(forward, cfg, np.dtype(dtype)), jax.ShapeDtypeStruct((packed_size(cfg),), dtype),
-        inputs, vmap_method="broadcast_all",
-    )
+
+    def by_callback(x):
+        return jax.pure_callback(
+            functools.partial(forward, cfg, np.dtype(dtype)), jax.ShapeDtypeStruct((packed_size(cfg),), dtype),
+            x, vmap_method="broadcast_all",
+        )
+
+    if fast_forward.applies(cfg) and ffi.available():
+        # Interior games by the compiled kernel inside XLA (no callback); the callback
+        # only where a game of the batch is not interior (all_ok is one scalar under
+        # vmap), and there on those games alone.
+        fast, ok, all_ok = ffi.call(cfg, inputs)
+
+        def rest(x, fast, ok):
+            flagged = jnp.concatenate([x, ok.astype(x.dtype)[None]])
+            slow = jax.pure_callback(
+                functools.partial(_forward_unserved, cfg, np.dtype(dtype)),
+                jax.ShapeDtypeStruct((packed_size(cfg),), dtype), flagged, vmap_method="broadcast_all",
+            )
+            return jnp.where(ok, fast, slow)
+
+        packed = jax.lax.cond(all_ok, lambda x, fast, ok: fast, rest, inputs, fast, ok)
+    else:
+        packed = by_callback(inputs)
     cuts = np.cumsum((0,) + packed_sizes(cfg))
     sigma, alpha, free, support, flag, adj, status = (
         packed[..., a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True))
     adjoint = (flag[..., 0] > 0.5, adj.reshape(adj.shape[:-1] + (num, num))) if dense_adjoint(cfg) else None
     return sigma, alpha, free > 0.5, support > 0.5, status[..., 0].astype(jnp.int32), adjoint
+
+
+def _forward_unserved(cfg: Config, dtype, flagged) -> np.ndarray:
+    """``forward`` of the games whose last input column (the kernel's ``ok``) is 0; zeros
+    for the others (``[..., n + 1] -> [..., packed_size]``)."""
+    flagged = np.asarray(flagged)
+    todo = flagged[..., -1] < 0.5
+    out = np.zeros(flagged.shape[:-1] + (packed_size(cfg),), dtype=dtype)
+    if np.any(todo):
+        out[todo] = forward(cfg, dtype, flagged[..., :-1][todo])
+    return out
 
 
 def _solution(cfg: Config, theta: Theta, sigma, alpha, free, support, status) -> DiffSolution:

@@ -1,0 +1,173 @@
+"""hybrid_nes.diff's interior forward (``fast_forward`` kernel inside XLA through ``ffi``)
+against the ``pure_callback`` path: the same packed outputs, the callback where a game is
+not interior, ``jit``/``grad``/``vmap``, and the callback alone where the FFI is unavailable."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hybrid_nes import diff
+from hybrid_nes.diff import api, fast_forward, ffi, forward
+from hybrid_nes.diff.status import Config
+
+INTERIOR = (("cce", (8, 8), 0), ("cce", (8, 8), 1), ("ce", (8, 8), 2), ("ce", (4, 4, 4), 0))
+FACE = ("ce", (8, 8), 0)  # seed 0's 8x8 ME-CE lies on a face (tests/test_diff.py)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)
+
+
+@pytest.fixture
+def callbacks(monkeypatch):
+    """Counts the games ``forward.forward`` (the callback body) is called on, fresh traces."""
+    seen = []
+    real = api.forward
+
+    def counting(cfg, dtype, inputs):
+        seen.append(int(np.prod(np.shape(inputs)[:-1])))
+        return real(cfg, dtype, inputs)
+
+    monkeypatch.setattr(api, "forward", counting)
+    jax.clear_caches()
+    yield seen
+    jax.clear_caches()
+
+
+def _game(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((len(shape),) + shape)
+
+
+def _cfg(concept: str, shape: tuple[int, ...]) -> Config:
+    return Config(concept, shape, math.inf, 1e-10, None, 1e-7, 1e-6)
+
+
+def _inputs(g: np.ndarray) -> np.ndarray:
+    num_joint = int(np.prod(g.shape[1:]))
+    return np.concatenate([g.reshape(-1), np.full(num_joint, -math.log(num_joint)), np.zeros(g.shape[0]), np.full(g.shape[0], np.inf)])
+
+
+def _assert_same(a: diff.DiffSolution, b: diff.DiffSolution) -> None:
+    np.testing.assert_allclose(np.asarray(a.joint), np.asarray(b.joint), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(a.duals), np.asarray(b.duals), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(np.asarray(a.free), np.asarray(b.free))
+    assert np.array_equal(np.asarray(a.support), np.asarray(b.support))
+    assert np.array_equal(np.asarray(a.status), np.asarray(b.status))
+
+
+def test_the_ffi_is_available_here():
+    assert ffi.available(), "the XLA:CPU typed FFI kernel failed its probe (see the logged reason)"
+
+
+@pytest.mark.parametrize("concept, shape, seed", INTERIOR)
+def test_kernel_writes_what_the_callback_writes(concept, shape, seed):
+    cfg = _cfg(concept, shape)
+    x = _inputs(_game(seed, shape))
+    fast, ok = fast_forward.interior_np(cfg, x)
+    assert ok, "an interior game"
+    ref = forward.forward(cfg, np.float64, x)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
+    num_joint, num, _, _, dense = forward.packed_sizes(cfg)[:5]
+    assert dense == 1 and fast[2 * num_joint + 2 * num] == 1.0, "-H_FF^-1 returned for the backward"
+
+
+def test_kernel_declines_a_face_game_and_bad_input():
+    cfg = _cfg(FACE[0], FACE[1])
+    assert not fast_forward.interior_np(cfg, _inputs(_game(FACE[2], FACE[1])))[1]
+    bad = _inputs(_game(0, (8, 8)))
+    bad[3] = np.nan
+    assert not fast_forward.interior_np(_cfg("cce", (8, 8)), bad)[1]
+
+
+@pytest.mark.parametrize("concept, shape, seed", INTERIOR[::2])
+def test_interior_games_skip_the_callback_and_match_it(concept, shape, seed, callbacks, monkeypatch):
+    g = jnp.asarray(_game(seed, shape))
+    fast = diff.solve(g, concept)
+    assert callbacks == [], "an interior game runs the FFI kernel, not pure_callback"
+    monkeypatch.setattr(ffi, "available", lambda: False)
+    jax.clear_caches()
+    slow = diff.solve(g, concept)
+    assert callbacks == [1]
+    _assert_same(fast, slow)
+
+
+def test_a_face_game_takes_the_callback(callbacks, monkeypatch):
+    concept, shape, seed = FACE
+    g = jnp.asarray(_game(seed, shape))
+    out = diff.solve(g, concept)
+    assert callbacks == [1]
+    assert int(out.status) == 0 and not bool(jnp.all(out.support))
+    monkeypatch.setattr(ffi, "available", lambda: False)
+    jax.clear_caches()
+    _assert_same(out, diff.solve(g, concept))
+
+
+def test_jit_grad_and_vmap_agree_with_the_callback_path(callbacks, monkeypatch):
+    shape = (8, 8)
+    v = jnp.asarray(np.random.default_rng(7).standard_normal(shape))
+    games = jnp.asarray(np.stack([_game(s, shape) for s in (0, 1, 2)]))  # cce: all interior
+
+    def loss(p):
+        return jnp.sum(diff.solve(p, "cce").joint * v)
+
+    grads = jax.jit(jax.vmap(jax.grad(loss)))(games)
+    single = jax.jit(jax.grad(loss))(games[1])
+    assert callbacks == [], "vmap: one FFI call for the batch, the callback branch skipped"
+    np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(single), rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(ffi, "available", lambda: False)
+    jax.clear_caches()
+    want = jax.jit(jax.vmap(jax.grad(loss)))(games)
+    assert callbacks == [3]
+    np.testing.assert_allclose(np.asarray(grads), np.asarray(want), rtol=1e-12, atol=1e-14)
+
+
+def test_nested_vmap_is_one_ffi_call(callbacks):
+    games = jnp.asarray(np.stack([_game(s, (8, 8)) for s in (0, 1, 3, 4)]).reshape((2, 2, 2, 8, 8)))
+    joints = jax.jit(jax.vmap(jax.vmap(lambda p: diff.solve(p, "cce").joint)))(games)
+    assert callbacks == [], "vmap of vmap: the batch flattened into one FFI call"
+    np.testing.assert_allclose(np.asarray(joints[1, 0]), np.asarray(diff.solve(games[1, 0], "cce").joint),
+                               rtol=0, atol=1e-12)
+
+
+def test_vmap_with_a_face_game_runs_the_callback_once_for_the_batch(callbacks):
+    shape = FACE[1]
+    games = jnp.asarray(np.stack([_game(s, shape) for s in (2, FACE[2])]))  # interior, face
+    batch = jax.jit(jax.vmap(lambda p: diff.solve(p, "ce")))(games)
+    assert callbacks == [1], "the callback on the face game alone"
+    for i in range(2):
+        one = jax.tree_util.tree_map(lambda x, i=i: x[i], batch)
+        _assert_same(one, diff.solve(games[i], "ce"))
+
+
+def test_without_the_ffi_the_callback_serves_everything(callbacks, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no FFI here")
+
+    monkeypatch.setattr(ffi, "_register", broken)  # e.g. a jaxlib without the typed FFI
+    assert ffi.available.__wrapped__() is False, "a failing registration reports the FFI unavailable"
+    monkeypatch.setattr(ffi, "available", ffi.available.__wrapped__)
+    g = jnp.asarray(_game(0, (8, 8)))
+    out = diff.solve(g, "cce")
+    assert callbacks == [1] and int(out.status) == 0
+
+
+def test_float32_takes_the_kernel_and_matches_float64(callbacks):
+    g = _game(0, (8, 8))
+    want = diff.solve(jnp.asarray(g), "cce")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        out = diff.solve(jnp.asarray(g, dtype=jnp.float32), "cce")
+        assert out.joint.dtype == jnp.float32
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert callbacks == [], "float32 inputs run the kernel too (converted to float64 inside)"
+    np.testing.assert_allclose(np.asarray(out.joint, np.float64), np.asarray(want.joint), rtol=1e-5, atol=1e-7)
