@@ -14,8 +14,8 @@ converting units, building the ``Solution``) decides its speed. Here:
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
   joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
-  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on through the
-  stages (``solvers.single.after_newton``) from where Newton stopped, as in ``solve``.
+  reduction of the returned arrays. A game Newton leaves short of ``tol`` is solved again
+  from its start through the stages (``solvers.single.after_newton``), as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
   ``normalised_batch``): gains, Newton and certificate fused per game, in parallel over
   games; games short of ``tol`` after that pass are solved again by ``refine_batch``.
@@ -43,14 +43,14 @@ from solvers.game import _TINY_NORM, NormalisedGame
 from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, small_batch, solve_single
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
-from solvers.single import _newton_opts, after_newton
+from solvers.single import _newton_opts, after_newton, newton_result
 from solvers.solution import JointScreen, Solution, Status, build_solution
 from solvers.units import one_solution
 
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
-_NUM_STATS = 7
+_NUM_STATS = 12
 #: Plans kept (a plan is a few arrays of the game's size; a new key past this clears them).
 _MAX_PLANS = 256
 
@@ -168,7 +168,9 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     inf, -2 where the normalisation overflows (the caller's general path raises).
 
     stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
-    payoff-unit duals are all finite).
+    payoff-unit duals are all finite, then ``_screen`` of the payoff-unit joint, gaps and
+    eps written above: the joint's sum and minimum, 1.0 where gaps / eps are finite, and
+    the largest payoff-unit gap).
     """
     num_players, num_joint = raw.shape
     num = player.shape[0]
@@ -222,6 +224,16 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     for i in range(6):
         buf[o + i] = stats[i]
     buf[o + 6] = finite
+    o_joint = num_players * num_joint + 2 * num_players + num
+    o_gaps = o_joint + num_joint + num
+    total, low, gaps_finite, eps_finite = _screen(buf[o_joint:o_joint + num_joint],
+                                                  buf[o_gaps:o_gaps + num_players],
+                                                  buf[o_gaps + num_players:o_gaps + 2 * num_players])
+    buf[o + 7] = total
+    buf[o + 8] = low
+    buf[o + 9] = 1.0 if gaps_finite else 0.0
+    buf[o + 10] = 1.0 if eps_finite else 0.0
+    buf[o + 11] = np.max(buf[o_gaps:o_gaps + num_players])
     return 0
 
 
@@ -265,7 +277,7 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
     if _solve_small(game.reshape(players, num_joint), _TINY_NORM, *small.kernel_args, buf) != 0:
         return None
     t1 = time.perf_counter()
-    its, status, viol, kkt, dgap, loss, finite = buf[c[11]:].tolist()
+    its, status, viol, kkt, dgap, loss, finite, total, low, gaps_finite, eps_finite, gap = buf[c[11]:].tolist()
     scale = buf[c[1]:c[2]]
     timings = {"validate": t0 - t_start, "refine": t1 - t0}
     if status != OPTIMAL or not finite:
@@ -273,23 +285,20 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
         norm = NormalisedGame(buf[:c[1]].reshape((players,) + small.shape), scale, buf[c[2]:c[3]])
         if status == OPTIMAL:  # duals overflow in payoff units: the general converter says so
             timings["total"] = time.perf_counter() - t_start
-            stats = buf[c[11]:]
-            res = DualResult(joint.reshape((1,) + small.shape), alpha[None], buf[None, c[9]:c[10]],
-                             buf[None, c[8]:c[9]], stats[2:3], stats[3:4], stats[4:5], stats[5:6] - stats[4:5],
-                             np.array([int(its)]), (Status.OPTIMAL,), ((Stage.NEWTON,),), np.zeros(1, dtype=bool),
-                             timings)
+            res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
+                                buf[c[11]:], timings)
         else:
-            res = after_newton(norm, small.concept, small.params, alpha.copy(), int(its), small.tol, small.max_iter,
+            res = after_newton(norm, small.concept, small.params, None, small.method, small.tol, small.max_iter,
                                small.face, small.polish, None, small.policy, timings, t_start)
         return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
     gaps = buf[c[6]:c[7]]
-    joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
-    screen = JointScreen(*_screen(joint, gaps, eps))
+    # The honesty rule's reductions of the arrays the Solution holds, taken by the kernel
+    # (``_screen``) after it wrote them.
+    screen = JointScreen(total, low, gaps_finite == 1.0, eps_finite == 1.0)
     timings["total"] = time.perf_counter() - t_start
     return build_solution(dict(
-        joint=joint.reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
-        duals=buf[c[5]:c[6]],
-        eps=eps, gap=max(gaps.tolist()) if screen.gaps_finite else float(gaps.max()),
+        joint=buf[c[4]:c[5]].reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
+        duals=buf[c[5]:c[6]], eps=buf[c[7]:c[8]], gap=gap if screen.gaps_finite else float(gaps.max()),
         gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
         timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
         selection=small.selection, method=_NEWTON, info={"violation": viol, "kkt": kkt, "face": False},
