@@ -50,7 +50,7 @@ from solvers.units import one_solution
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
-_NUM_STATS = 12
+_NUM_STATS = 7
 #: Plans kept (a plan is a few arrays of the game's size; a new key past this clears them).
 _MAX_PLANS = 256
 
@@ -168,9 +168,7 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     inf, -2 where the normalisation overflows (the caller's general path raises).
 
     stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
-    payoff-unit duals are all finite, then ``_screen`` of the payoff-unit joint, gaps and
-    eps written above: the joint's sum and minimum, 1.0 where gaps / eps are finite, and
-    the largest payoff-unit gap).
+    payoff-unit duals are all finite).
     """
     num_players, num_joint = raw.shape
     num = player.shape[0]
@@ -224,16 +222,6 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     for i in range(6):
         buf[o + i] = stats[i]
     buf[o + 6] = finite
-    o_joint = num_players * num_joint + 2 * num_players + num
-    o_gaps = o_joint + num_joint + num
-    total, low, gaps_finite, eps_finite = _screen(buf[o_joint:o_joint + num_joint],
-                                                  buf[o_gaps:o_gaps + num_players],
-                                                  buf[o_gaps + num_players:o_gaps + 2 * num_players])
-    buf[o + 7] = total
-    buf[o + 8] = low
-    buf[o + 9] = 1.0 if gaps_finite else 0.0
-    buf[o + 10] = 1.0 if eps_finite else 0.0
-    buf[o + 11] = np.max(buf[o_gaps:o_gaps + num_players])
     return 0
 
 
@@ -277,7 +265,7 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
     if _solve_small(game.reshape(players, num_joint), _TINY_NORM, *small.kernel_args, buf) != 0:
         return None
     t1 = time.perf_counter()
-    its, status, viol, kkt, dgap, loss, finite, total, low, gaps_finite, eps_finite, gap = buf[c[11]:].tolist()
+    its, status, viol, kkt, dgap, loss, finite = buf[c[11]:].tolist()
     scale = buf[c[1]:c[2]]
     timings = {"validate": t0 - t_start, "refine": t1 - t0}
     if status != OPTIMAL or not finite:
@@ -292,13 +280,13 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
                                small.face, small.polish, None, small.policy, timings, t_start)
         return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
     gaps = buf[c[6]:c[7]]
-    # The honesty rule's reductions of the arrays the Solution holds, taken by the kernel
-    # (``_screen``) after it wrote them.
-    screen = JointScreen(total, low, gaps_finite == 1.0, eps_finite == 1.0)
+    joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
+    screen = JointScreen(*_screen(joint, gaps, eps))
     timings["total"] = time.perf_counter() - t_start
     return build_solution(dict(
-        joint=buf[c[4]:c[5]].reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
-        duals=buf[c[5]:c[6]], eps=buf[c[7]:c[8]], gap=gap if screen.gaps_finite else float(gaps.max()),
+        joint=joint.reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
+        duals=buf[c[5]:c[6]],
+        eps=eps, gap=max(gaps.tolist()) if screen.gaps_finite else float(gaps.max()),
         gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
         timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
         selection=small.selection, method=_NEWTON, info={"violation": viol, "kkt": kkt, "face": False},
