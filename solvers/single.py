@@ -135,8 +135,8 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
         if int(stats[1]) == OPTIMAL:
             timings["total"] = time.perf_counter() - t_start
             return newton_result(joint.reshape((1,) + shape), alpha, eps, gaps, stats, timings)
-        # Not optimal: solved again from its start through the stages, as solve_batch does.
-        return after_newton(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget,
+        # Not optimal: the rest of refine_batch's plan from where Newton stopped, as in solve_batch.
+        return after_newton(norm, concept, params, alpha, stats, method, tol, max_iter, face, polish, memory_budget,
                             policy, timings, t_start)
     return _stages(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
                    timings, t_start, (), 0)
@@ -154,16 +154,21 @@ def newton_result(joint: np.ndarray, alpha: np.ndarray, eps: np.ndarray, gaps: n
     )
 
 
-def after_newton(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None,
+def after_newton(norm: NormalisedGame, concept: str, params: SelectionParams, alpha: np.ndarray, stats: np.ndarray,
                  method: str, tol: float, max_iter: int | None, face: str, polish: bool, memory_budget: object,
                  policy: pol.SolverPolicy, timings: dict[str, float], t_start: float) -> DualResult:
-    """A game the compiled Newton pass left short of ``tol``: solved again from its start
-    ``alpha0: [K]`` (None: zeros) by ``refine_batch``, its whole pass plan (Newton, the
-    face and its restart from zero on hard constraints, the CVXPY finish), as
-    ``solvers.small.solve_batch_compiled`` does, so ``solve`` and ``solve_batch`` give
-    the same answer."""
-    return _stages(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
-                   timings, t_start, (), 0)
+    """A game the compiled Newton pass (``stats`` as ``newton.solve_single``'s) left short
+    of ``tol`` at ``alpha: [K]``: the rest of ``refine_batch``'s pass plan (the face and
+    its restart from zero on hard constraints, the CVXPY finish; ``refine_batch(resume=)``),
+    as ``solvers.small.solve_batch_compiled`` runs it, so ``solve`` and ``solve_batch``
+    give the same answer."""
+    res = refine_batch(norm.payoffs[None], concept, params, alpha[None], method, tol, max_iter, face=face,
+                       polish=polish, parallel=False, memory_budget=memory_budget, policy=policy,
+                       resume=stats[None, :2].astype(np.int64))
+    for key, value in res.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
+    timings["total"] = time.perf_counter() - t_start
+    return res._replace(timings=timings)
 
 
 def _stages(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None, method: str,

@@ -14,11 +14,12 @@ converting units, building the ``Solution``) decides its speed. Here:
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
   joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
-  reduction of the returned arrays. A game Newton leaves short of ``tol`` is solved again
-  from its start through the stages (``solvers.single.after_newton``), as in ``solve_batch``.
+  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on with the
+  rest of ``refine_batch``'s plan from where Newton stopped (``solvers.single.after_newton``),
+  as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
   ``normalised_batch``): gains, Newton and certificate fused per game, in parallel over
-  games; games short of ``tol`` after that pass are solved again by ``refine_batch``.
+  games; games short of ``tol`` after that pass go on with the rest of ``refine_batch``'s plan.
 
 The results are bit-identical to ``solve``'s general path (the same kernels in the same
 order), but for the marginals (summed in joint order here: equal to rounding). Measurements: benchmarks/results/solvers_suite_overhead.md.
@@ -276,8 +277,9 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
             res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
                                 buf[c[11]:], timings)
         else:
-            res = after_newton(norm, small.concept, small.params, None, small.method, small.tol, small.max_iter,
-                               small.face, small.polish, None, small.policy, timings, t_start)
+            res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:], small.method,
+                               small.tol, small.max_iter, small.face, small.polish, None, small.policy, timings,
+                               t_start)
         return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
     gaps = buf[c[6]:c[7]]
     joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
@@ -330,11 +332,11 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     """``refine_batch``'s result for games ``norm: [B, N, A1..AN]`` (normalised, of the plan's
     shape) where the plan is Newton alone: each game as ``solve`` runs it (gains, Newton and
     certificate in one compiled pass per game, in parallel over games, no ``[B, |A|, c]``
-    gains array); the few games that first Newton pass leaves short of ``tol`` are solved
-    again from their start by ``refine_batch`` (its whole pass plan: the face, restarts,
-    polish), so every game's result is the general path's, bit for bit. None where the
-    general path decides (an explicit memory budget; Newton's buffers for the games held
-    at once beyond ``UNCHECKED_BYTES``)."""
+    gains array); the few games that first Newton pass leaves short of ``tol`` go on from
+    where it stopped with the rest of ``refine_batch``'s pass plan (``resume=``: the face,
+    its restart, polish), so every game's result is the general path's, bit for bit. None
+    where the general path decides (an explicit memory budget; Newton's buffers for the
+    games held at once beyond ``UNCHECKED_BYTES``)."""
     if memory_budget is not None or memory.env_budget_set():
         return None
     t_start = time.perf_counter()
@@ -349,7 +351,6 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     alpha = np.zeros((num_games, num)) if alpha0 is None else np.array(alpha0, dtype=np.float64)
     if alpha.shape != (num_games, num) or not np.all(np.isfinite(alpha)):
         return None  # refine_batch says what is wrong
-    start = None if alpha0 is None else alpha.copy()
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, players))
     eps = np.empty((num_games, players))
@@ -372,11 +373,11 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
                         stats[:, 3].copy(), dgap, stats[:, 5] - dgap, iterations, (), (), face, timings, None)
     rest = np.flatnonzero(~optimal)
     if rest.size:
-        # Solved again from their start by the general path (its pass plan: retries, the
-        # face, restarts), so that every game's result is the general path's.
-        sub = refine_batch(norm.payoffs[rest], small.concept, params, None if alpha0 is None else start[rest],
-                           small.method, small.tol, small.max_iter, face=small.face, polish=small.polish,
-                           parallel=threads, policy=small.policy)
+        # The rest of the general path's pass plan (the face, its restart, polish) from
+        # where that Newton pass stopped, so that every game's result is the general path's.
+        sub = refine_batch(norm.payoffs[rest], small.concept, params, alpha[rest], small.method, small.tol,
+                           small.max_iter, face=small.face, polish=small.polish, parallel=threads,
+                           policy=small.policy, resume=stats[rest, :2].astype(np.int64))
         for name in ("joint", "alpha", "eps", "gaps", "violation", "kkt", "duality_gap", "objective", "face",
                      "iterations"):
             getattr(result, name)[rest] = getattr(sub, name)

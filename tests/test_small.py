@@ -120,8 +120,8 @@ def test_unusual_arrays_give_the_general_paths_answer(monkeypatch):
                                                                           "max_iter": 3}])
 def test_a_game_newton_leaves_short_gets_the_batch_paths_plan(monkeypatch, options):
     """A game the first Newton pass leaves short of tol (5x5 ME-CE game 2 needs the face;
-    max_iter=3 stops every game short) goes through ``refine_batch``'s whole plan from its
-    start in ``solve`` as in ``solve_batch``: the same stages and iterations, the same
+    max_iter=3 stops every game short) goes on with the rest of ``refine_batch``'s plan
+    in ``solve`` as in ``solve_batch``: the same stages and iterations, the same
     arrays (to rounding: ``normalise_batch`` and the single game's normalisation may
     differ in the last bit; bit for bit on the face game), fast path or general."""
     games = np.random.default_rng(7).standard_normal((4, 2, 5, 5))
@@ -137,3 +137,15 @@ def test_a_game_newton_leaves_short_gets_the_batch_paths_plan(monkeypatch, optio
             _assert_same(one, other, stage_order=False)
         for x, y in ((one.joint, other.joint), (one.duals, other.duals), (one.gaps, other.gaps)):
             np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_refine_batch_resume_needs_a_plan_that_starts_with_newton():
+    from solvers.refine import refine_batch
+    from solvers.selection import as_selection, resolve_batch
+
+    games = np.random.default_rng(8).standard_normal((1, 2, 3, 3))
+    norm = solvers.game.normalise_batch(games)
+    params = resolve_batch(as_selection("me"), norm)
+    resume = np.zeros((1, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="resume"):
+        refine_batch(norm.payoffs, "ce", params, None, "newton", face="always", resume=resume)
