@@ -12,7 +12,8 @@ clock, process CPU time per game and the load average of each row, and a figure 
 (``solvers_suite_throughput.png``).
 
 Run ``python -m benchmarks.solvers_suite [--quick]``; results go to
-``benchmarks/results/solvers_suite.{json,md}`` (written atomically).
+``benchmarks/results/solvers_suite.{json,md}`` (written atomically); ``--throughput`` runs
+the batch-size and scaling tables alone into ``solvers_suite_throughput.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from solvers.gains import gain_layout
 from solvers.game import normalise_batch
 from solvers.selection import resolve_selection
 
-__all__ = ["main"]
+__all__ = ["main", "throughput_main"]
 
 TOL = 1e-8
 #: Games per (shape, concept): (full, quick).
@@ -350,6 +351,49 @@ def _throughput_figure(rows: list[dict], scaling: list[dict], path: Path) -> Non
     plt.close(fig)
 
 
+def _throughput_text(sizes: list[dict], scaling: list[dict]) -> list[str]:
+    """The batch-size and strong-scaling sections of the report (markdown lines)."""
+    return [
+        "## Throughput against the batch size",
+        "",
+        "`solve_batch` wall clock, best of repeats; `cpu_us_per_game`: the least process CPU time "
+        "of a repeat per game (all threads); `load`: the 1-minute load average after the row. "
+        "The figure is `solvers_suite_throughput.png`.",
+        "",
+        markdown_table(sizes),
+        "",
+        "## Strong scaling (Numba threads)",
+        "",
+        "The same batch with `numba.set_num_threads(n)` (n <= `NUMBA_NUM_THREADS`); speedup "
+        "against 1 thread, efficiency = speedup / n (the Newton path calls no BLAS, so BLAS "
+        "threads do not compete; on a shared machine other processes take cores too: see `load`).",
+        "",
+        markdown_table(scaling),
+    ]
+
+
+def throughput_main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
+    """The batch-size and strong-scaling tables alone (``--throughput``): writes
+    ``solvers_suite_throughput.{json,md,png}`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    _warm_up()
+    rng = np.random.default_rng(2026)
+    started = time.time()
+    sizes = _size_rows(quick, rng)
+    scaling = _scaling_rows(quick, rng)
+    result = {"suite": "solvers_suite_throughput", "mode": "quick" if quick else "full", "tol": TOL,
+              "cpu_count": os.cpu_count(), "load_average_at_end": _load(), "wall_seconds": time.time() - started,
+              "batch_size": sizes, "scaling": scaling}
+    write_json_atomic(out_dir / "solvers_suite_throughput.json", result)
+    text = ["# solvers_suite: `solve_batch` throughput and strong scaling", "",
+            f"Mode: {result['mode']}; tol {TOL}; games of `benchmarks.games.l2_invariant_games`, ME "
+            f"(hard constraints), cold starts. CPUs: {result['cpu_count']}; a shared machine inflates every "
+            "wall clock (see `load`).", ""] + _throughput_text(sizes, scaling)
+    _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
+    write_text_atomic(out_dir / "solvers_suite_throughput.md", "\n".join(text) + "\n")
+    return result
+
+
 def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
     """Runs the suite; writes ``solvers_suite.json`` and ``solvers_suite.md`` into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -398,22 +442,7 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
         "",
         markdown_table(batch),
         "",
-        "## Throughput against the batch size",
-        "",
-        "`solve_batch` wall clock, best of repeats; `cpu_us_per_game`: the least process CPU time "
-        "of a repeat per game (all threads); `load`: the 1-minute load average after the row. "
-        "The figure is `solvers_suite_throughput.png`.",
-        "",
-        markdown_table(sizes),
-        "",
-        "## Strong scaling (Numba threads)",
-        "",
-        "The same batch with `numba.set_num_threads(n)` (n <= `NUMBA_NUM_THREADS`); speedup "
-        "against 1 thread, efficiency = speedup / n (the Newton path calls no BLAS, so BLAS "
-        "threads do not compete; on a shared machine other processes take cores too: see `load`).",
-        "",
-        markdown_table(scaling),
-    ]
+    ] + _throughput_text(sizes, scaling)
     _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
     write_text_atomic(out_dir / "solvers_suite.md", "\n".join(text) + "\n")
     return result
@@ -423,5 +452,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer games (about a minute)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--throughput", action="store_true",
+                        help="only the batch-size and strong-scaling tables (solvers_suite_throughput.*)")
     args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out)
+    (throughput_main if args.throughput else main)(quick=args.quick, out_dir=args.out)
