@@ -28,6 +28,7 @@ order), but for the marginals (summed in joint order here: equal to rounding). M
 from __future__ import annotations
 
 import math
+import os
 import time
 from types import MappingProxyType
 from typing import NamedTuple
@@ -49,6 +50,14 @@ from solvers.solution import JointScreen, Solution, Status, build_solution
 from solvers.units import one_solution
 
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
+
+# OpenMP worker threads that sleep at the end of a parallel region instead of spinning
+# (GNU libgomp reads this when Numba's omp threading layer first loads it; a value the
+# user set wins): on a busy machine spinning workers take the cores from the threads
+# doing the work. solve_batch of 128 8x8 ME-CCE games on 2 threads, 2-core machine at
+# load ~12: 6.9-7.9k -> 12.5-16.1k games/s wall, 51-63 -> 42-49 us CPU per game; 1,024
+# games: within the noise (benchmarks/results/solvers_suite_overhead.md, h-tput).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
 _NUM_STATS = 7
