@@ -13,6 +13,9 @@ repeat), ``batch-cce`` (``solvers.solve_batch`` on 4,096 such games), ``batch-ce
 kernel's own cost). Every result is checked "optimal".
 
     python benchmarks/overhead_ab.py --base /work/wt/base8d --tree . single batch-cce
+    python benchmarks/overhead_ab.py --base /work/wt/base8d --tree . --threads 1 batch-cce
+
+``--threads N`` runs both trees with ``NUMBA_NUM_THREADS=N`` (strong scaling side by side).
 
 Results: benchmarks/results/solvers_suite_overhead.md.
 """
@@ -75,15 +78,18 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="checkout of the baseline (e.g. commit 8d89437)")
     parser.add_argument("--tree", default=".", help="checkout to compare")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS for both trees")
     parser.add_argument("modes", nargs="*", default=["single", "batch-cce"])
     args = parser.parse_args()
     trees = {"base": os.path.abspath(args.base), "tree": os.path.abspath(args.tree)}
-    print("load average", os.getloadavg())
+    print("load average", os.getloadavg(), "NUMBA_NUM_THREADS", args.threads or "default")
     for mode in args.modes:
         found: dict[str, list] = {name: [] for name in trees}
         for _ in range(args.rounds):
             for name, path in trees.items():
                 env = dict(os.environ, PYTHONPATH=path)
+                if args.threads is not None:
+                    env["NUMBA_NUM_THREADS"] = str(args.threads)
                 proc = subprocess.run([sys.executable, "-c", CHILD, mode, *ARGS[mode]], env=env, cwd=path,
                                       capture_output=True, text=True, check=False)
                 if proc.returncode:

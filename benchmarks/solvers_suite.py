@@ -6,11 +6,14 @@ plain CVXPY model of the same problem (built here, per game, as a user would:
 ``max H(sigma) s.t. simplex, M sigma <= 0``) solved by Clarabel and by ECOS, on the same
 games in the same run. Also: games per second of ``solve_batch`` (and of the low-level
 ``refine_batch``) on 1,000 8x8 games; ``solve_batch`` throughput against the batch size
-(1 to 4,096 games: 8x8 ME-CCE and ME-CE, 32x32 ME-CE) with a figure
-(``solvers_suite_throughput.png``); and strong scaling over 1 and 2 Numba threads.
+(1 to 16,384 games: 8x8 ME-CCE and ME-CE; 32x32 ME-CE to 256) and strong scaling over 1
+and 2 Numba threads (``numba.set_num_threads``, at most ``NUMBA_NUM_THREADS``), with wall
+clock, process CPU time per game and the load average of each row, and a figure of both
+(``solvers_suite_throughput.png``).
 
 Run ``python -m benchmarks.solvers_suite [--quick]``; results go to
-``benchmarks/results/solvers_suite.{json,md}`` (written atomically).
+``benchmarks/results/solvers_suite.{json,md}`` (written atomically); ``--throughput`` runs
+the batch-size and scaling tables alone into ``solvers_suite_throughput.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from solvers.gains import gain_layout
 from solvers.game import normalise_batch
 from solvers.selection import resolve_selection
 
-__all__ = ["main"]
+__all__ = ["main", "throughput_main"]
 
 TOL = 1e-8
 #: Games per (shape, concept): (full, quick).
@@ -47,8 +50,8 @@ BATCH_REPEATS = 3
 #: Throughput against the batch size: sizes (full, quick) per case (shape, concept); a
 #: batch is timed repeatedly until ``SIZE_SECONDS`` have passed (best of the repeats).
 SIZE_CASES = {
-    ((8, 8), "cce"): ((1, 16, 256, 4096), (1, 16, 256)),
-    ((8, 8), "ce"): ((1, 16, 256, 4096), (1, 16, 256)),
+    ((8, 8), "cce"): ((1, 4, 16, 64, 256, 1024, 4096, 16384), (1, 16, 256)),
+    ((8, 8), "ce"): ((1, 4, 16, 64, 256, 1024, 4096, 16384), (1, 16, 256)),
     # 32x32 ME-CE takes ~10 ms a game: 4,096 of them alone would take minutes.
     ((32, 32), "ce"): ((1, 16, 256), (1, 4)),
 }
@@ -237,17 +240,27 @@ def _batch_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-def _best_rate(run, num: int, seconds: float) -> float:
-    """Games per second of ``run()`` on ``num`` games: best of repeats over ``seconds``."""
-    best = math.inf
+def _best_rate(run, num: int, seconds: float) -> tuple[float, float]:
+    """Games per second of ``run()`` on ``num`` games (best of repeats over ``seconds``) and
+    the least process CPU time per game of a repeat, in microseconds (CPU time counts the
+    worker threads, not the time other processes take the cores)."""
+    best = cpu = math.inf
     spent = 0.0
     while spent < seconds or best == math.inf:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
         elapsed = time.perf_counter() - start
+        cpu = min(cpu, time.process_time() - start_cpu)
         best = min(best, elapsed)
         spent += elapsed
-    return num / best
+    return num / best, cpu / num * 1e6
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return math.nan
 
 
 def _size_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
@@ -260,15 +273,17 @@ def _size_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
         solve_batch(pool[:2], concept)
         for size in sizes:
             games = pool[:size]
-            rate = _best_rate(lambda g=games, c=concept: solve_batch(g, c, tol=TOL), size, seconds)
+            rate, cpu = _best_rate(lambda g=games, c=concept: solve_batch(g, c, tol=TOL), size, seconds)
             rows.append({"shape": "x".join(map(str, shape)), "concept": concept, "batch": size,
-                         "games_per_s": rate, "us_per_game": 1e6 / rate})
-            print(f"solve_batch {rows[-1]['shape']} ME-{concept.upper()} batch {size}: {rate:.0f} games/s", flush=True)
+                         "games_per_s": rate, "us_per_game": 1e6 / rate, "cpu_us_per_game": cpu, "load": _load()})
+            print(f"solve_batch {rows[-1]['shape']} ME-{concept.upper()} batch {size}: {rate:.0f} games/s, "
+                  f"{cpu:.1f} us CPU/game", flush=True)
     return rows
 
 
 def _scaling_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
-    """Strong scaling: the same 8x8 batch on 1 and 2 Numba threads (``numba.set_num_threads``)."""
+    """Strong scaling: the same 8x8 batch on 1 and 2 Numba threads (``numba.set_num_threads``,
+    capped by ``NUMBA_NUM_THREADS``)."""
     import numba
 
     num = SCALING_GAMES[1 if quick else 0]
@@ -284,26 +299,28 @@ def _scaling_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
                     continue
                 numba.set_num_threads(threads)
                 solve_batch(games[:8], concept)
-                rate = _best_rate(lambda c=concept: solve_batch(games, c, tol=TOL), num,
-                                  SIZE_SECONDS[1 if quick else 0])
+                rate, cpu = _best_rate(lambda c=concept: solve_batch(games, c, tol=TOL), num,
+                                       SIZE_SECONDS[1 if quick else 0])
                 base = rate if base is None else base
                 rows.append({"shape": "8x8", "concept": concept, "games": num, "threads": threads,
-                             "games_per_s": rate, "speedup": rate / base})
+                             "games_per_s": rate, "speedup": rate / base, "efficiency": rate / base / threads,
+                             "cpu_us_per_game": cpu, "load": _load()})
                 print(f"solve_batch 8x8 ME-{concept.upper()} on {threads} thread(s): {rate:.0f} games/s "
-                      f"(x{rate / base:.2f})", flush=True)
+                      f"(x{rate / base:.2f}), {cpu:.1f} us CPU/game", flush=True)
     finally:
         numba.set_num_threads(before)
     return rows
 
 
-def _throughput_figure(rows: list[dict], path: Path) -> None:
-    """Log-log games/s against the batch size, one line per case; written atomically."""
+def _throughput_figure(rows: list[dict], scaling: list[dict], path: Path) -> None:
+    """Left: log-log games/s against the batch size, one line per case; right: games/s on
+    1 and 2 threads per concept (strong scaling). Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     for key in dict.fromkeys((r["shape"], r["concept"]) for r in rows):
         sel = [r for r in rows if (r["shape"], r["concept"]) == key]
         ax.plot([r["batch"] for r in sel], [r["games_per_s"] for r in sel], marker="o",
@@ -315,9 +332,66 @@ def _throughput_figure(rows: list[dict], path: Path) -> None:
     ax.set_title(f"solve_batch throughput, tol {TOL:g}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    concepts = list(dict.fromkeys(r["concept"] for r in scaling))
+    threads = list(dict.fromkeys(r["threads"] for r in scaling))
+    width = 0.8 / max(1, len(threads))
+    for j, t in enumerate(threads):
+        values = [next((r["games_per_s"] for r in scaling if r["concept"] == c and r["threads"] == t), 0.0)
+                  for c in concepts]
+        bx.bar([i + j * width for i in range(len(concepts))], values, width, label=f"{t} thread(s)")
+    bx.set_xticks([i + width * (len(threads) - 1) / 2 for i in range(len(concepts))],
+                  [f"8x8 ME-{c.upper()}" for c in concepts])
+    bx.set_yscale("log")
+    bx.set_ylabel("games / s (wall clock)")
+    bx.set_title("strong scaling (Numba threads)")
+    bx.grid(True, axis="y", which="both", alpha=0.3)
+    bx.legend()
     fig.tight_layout()
     write_figure_atomic(fig, path)
     plt.close(fig)
+
+
+def _throughput_text(sizes: list[dict], scaling: list[dict]) -> list[str]:
+    """The batch-size and strong-scaling sections of the report (markdown lines)."""
+    return [
+        "## Throughput against the batch size",
+        "",
+        "`solve_batch` wall clock, best of repeats; `cpu_us_per_game`: the least process CPU time "
+        "of a repeat per game (all threads); `load`: the 1-minute load average after the row. "
+        "The figure is `solvers_suite_throughput.png`.",
+        "",
+        markdown_table(sizes),
+        "",
+        "## Strong scaling (Numba threads)",
+        "",
+        "The same batch with `numba.set_num_threads(n)` (n <= `NUMBA_NUM_THREADS`); speedup "
+        "against 1 thread, efficiency = speedup / n (the Newton path calls no BLAS, so BLAS "
+        "threads do not compete; on a shared machine other processes take cores too: see `load`).",
+        "",
+        markdown_table(scaling),
+    ]
+
+
+def throughput_main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
+    """The batch-size and strong-scaling tables alone (``--throughput``): writes
+    ``solvers_suite_throughput.{json,md,png}`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    _warm_up()
+    rng = np.random.default_rng(2026)
+    started = time.time()
+    sizes = _size_rows(quick, rng)
+    scaling = _scaling_rows(quick, rng)
+    result = {"suite": "solvers_suite_throughput", "mode": "quick" if quick else "full", "tol": TOL,
+              "cpu_count": os.cpu_count(), "load_average_at_end": _load(), "wall_seconds": time.time() - started,
+              "batch_size": sizes, "scaling": scaling}
+    write_json_atomic(out_dir / "solvers_suite_throughput.json", result)
+    text = ["# solvers_suite: `solve_batch` throughput and strong scaling", "",
+            f"Mode: {result['mode']}; tol {TOL}; games of `benchmarks.games.l2_invariant_games`, ME "
+            f"(hard constraints), cold starts. CPUs: {result['cpu_count']}; a shared machine inflates every "
+            "wall clock (see `load`).", ""] + _throughput_text(sizes, scaling)
+    _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
+    write_text_atomic(out_dir / "solvers_suite_throughput.md", "\n".join(text) + "\n")
+    return result
 
 
 def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
@@ -368,20 +442,8 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
         "",
         markdown_table(batch),
         "",
-        "## Throughput against the batch size",
-        "",
-        "`solve_batch` wall clock, best of repeats; the figure is `solvers_suite_throughput.png`.",
-        "",
-        markdown_table(sizes),
-        "",
-        "## Strong scaling (Numba threads)",
-        "",
-        "The same batch with `numba.set_num_threads(n)`; speedup against 1 thread (the "
-        "Newton path calls no BLAS, so BLAS threads do not compete).",
-        "",
-        markdown_table(scaling),
-    ]
-    _throughput_figure(sizes, out_dir / "solvers_suite_throughput.png")
+    ] + _throughput_text(sizes, scaling)
+    _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
     write_text_atomic(out_dir / "solvers_suite.md", "\n".join(text) + "\n")
     return result
 
@@ -390,5 +452,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer games (about a minute)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--throughput", action="store_true",
+                        help="only the batch-size and strong-scaling tables (solvers_suite_throughput.*)")
     args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out)
+    (throughput_main if args.throughput else main)(quick=args.quick, out_dir=args.out)

@@ -248,6 +248,7 @@ def refine_batch(
     parallel: bool | None = None,
     memory_budget: object = None,
     policy: pol.SolverPolicy | None = None,
+    resume: np.ndarray | None = None,
 ) -> DualResult:
     """Exact dual solve of a batch of normalised games of one shape (the low-level entry).
 
@@ -277,6 +278,10 @@ def refine_batch(
         None: ``solvers.memory.memory_budget()`` (a share of the available memory, or
         ``HYBRID_NES_MEMORY_BUDGET``).
       policy: the ``SolverPolicy`` (None: ``solvers.policy.DEFAULT_POLICY``).
+      resume: ``[B, 2]`` int64 (iterations, Newton status code) of the plan's first pass,
+        a Newton pass the caller already ran (``solvers.newton.solve_single``: the same
+        iterations, bit for bit); ``alpha0`` are the duals it left. That pass is not run
+        again; the rest of the plan (the face, its restart, the finish) is as without it.
 
     Returns:
       A ``DualResult``.
@@ -350,6 +355,14 @@ def refine_batch(
     iterations = np.zeros(num_games, dtype=np.int64)
     status = np.full(num_games, MAX_ITER, dtype=np.int64)
     stages: list[list[str]] = [[] for _ in range(num_games)]
+    if resume is not None:
+        if passes[0].solver is not Stage.NEWTON or passes[0].face_first or np.any(used_face):
+            raise ValueError("resume= continues after a first Newton pass; this plan does not start with one")
+        passes = passes[1:]
+        iterations[:] = resume[:, 0]
+        status[:] = resume[:, 1]
+        for b in range(num_games):
+            stages[b].append(Stage.NEWTON)
     for b in np.flatnonzero(used_face).tolist():
         stages[b].append(Stage.FACE)
     for stage in passes:

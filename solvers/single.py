@@ -27,7 +27,7 @@ from solvers.selection import SelectionParams
 from solvers.solution import Status
 from solvers.symmetry import check_selection_symmetry
 
-__all__ = ["after_newton", "refine_one"]
+__all__ = ["after_newton", "newton_result", "refine_one"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -138,29 +138,41 @@ def _layout(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0:
         timings["refine"] = time.perf_counter() - t0
         if int(stats[1]) == OPTIMAL:
             timings["total"] = time.perf_counter() - t_start
-            # stats = (iterations, status, violation, kkt, duality gap, loss): [B = 1] views.
-            return DualResult(
-                joint.reshape((1,) + shape), alpha[None], eps[None], gaps[None], stats[2:3], stats[3:4], stats[4:5],
-                stats[5:6] - stats[4:5], stats[0:1].astype(np.int64), _NEWTON_OPTIMAL, _NEWTON_STAGES, _NO_FACE,
-                timings,
-            )
-        # Not optimal: the same problem through the stages, from where Newton stopped.
-        return after_newton(norm, concept, params, alpha, int(stats[0]), tol, max_iter, face, polish,
-                            memory_budget, policy, timings, t_start)
+            return newton_result(joint.reshape((1,) + shape), alpha, eps, gaps, stats, timings)
+        # Not optimal: the rest of refine_batch's plan from where Newton stopped, as in solve_batch.
+        return after_newton(norm, concept, params, alpha, stats, method, tol, max_iter, face, polish, memory_budget,
+                            policy, timings, t_start)
     return _stages(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
                    timings, t_start, (), 0)
 
 
-def after_newton(norm: NormalisedGame, concept: str, params: SelectionParams, alpha: np.ndarray, done: int,
-                 tol: float, max_iter: int | None, face: str, polish: bool, memory_budget: object,
+def newton_result(joint: np.ndarray, alpha: np.ndarray, eps: np.ndarray, gaps: np.ndarray, stats: np.ndarray,
+                  timings: dict[str, float]) -> DualResult:
+    """The ``DualResult`` (B = 1) of one game the compiled Newton pass solved to "optimal":
+    ``joint: [1, A1..AN]``, ``alpha: [K]``, ``eps, gaps: [N]``, ``stats`` as
+    ``newton.solve_single``'s (iterations, status, violation, kkt, duality gap, loss, ...);
+    the arrays are viewed, not copied."""
+    return DualResult(
+        joint, alpha[None], eps[None], gaps[None], stats[2:3], stats[3:4], stats[4:5], stats[5:6] - stats[4:5],
+        stats[0:1].astype(np.int64), _NEWTON_OPTIMAL, _NEWTON_STAGES, _NO_FACE, timings,
+    )
+
+
+def after_newton(norm: NormalisedGame, concept: str, params: SelectionParams, alpha: np.ndarray, stats: np.ndarray,
+                 method: str, tol: float, max_iter: int | None, face: str, polish: bool, memory_budget: object,
                  policy: pol.SolverPolicy, timings: dict[str, float], t_start: float) -> DualResult:
-    """The stages after a compiled Newton pass of ``done`` iterations that fell short of
-    ``tol`` at ``alpha: [K]``: Newton again through ``refine_batch`` (facial reduction
-    first on hard constraints with ``face="auto"``, the CVXPY finish)."""
-    hard = math.isinf(params.rho)
-    return _stages(norm, concept, params, alpha, "newton", tol, max_iter,
-                   "always" if hard and face == "auto" else "never", polish, memory_budget, policy, timings,
-                   t_start, (Stage.NEWTON,), done)
+    """A game the compiled Newton pass (``stats`` as ``newton.solve_single``'s) left short
+    of ``tol`` at ``alpha: [K]``: the rest of ``refine_batch``'s pass plan (the face and
+    its restart from zero on hard constraints, the CVXPY finish; ``refine_batch(resume=)``),
+    as ``solvers.small.solve_batch_compiled`` runs it, so ``solve`` and ``solve_batch``
+    give the same answer."""
+    res = refine_batch(norm.payoffs[None], concept, params, alpha[None], method, tol, max_iter, face=face,
+                       polish=polish, parallel=False, memory_budget=memory_budget, policy=policy,
+                       resume=stats[None, :2].astype(np.int64))
+    for key, value in res.timings.items():
+        timings[key] = timings.get(key, 0.0) + value
+    timings["total"] = time.perf_counter() - t_start
+    return res._replace(timings=timings)
 
 
 def _stages(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None, method: str,

@@ -14,11 +14,12 @@ converting units, building the ``Solution``) decides its speed. Here:
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
   joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
-  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on through the
-  stages (``solvers.single.after_newton``) from where Newton stopped, as in ``solve``.
+  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on with the
+  rest of ``refine_batch``'s plan from where Newton stopped (``solvers.single.after_newton``),
+  as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
   ``normalised_batch``): gains, Newton and certificate fused per game, in parallel over
-  games; games short of ``tol`` after that pass are solved again by ``refine_batch``.
+  games; games short of ``tol`` after that pass go on with the rest of ``refine_batch``'s plan.
 
 The results are bit-identical to ``solve``'s general path (the same kernels in the same
 order), but for the marginals (summed in joint order here: equal to rounding). Measurements: benchmarks/results/solvers_suite_overhead.md.
@@ -27,6 +28,7 @@ order), but for the marginals (summed in joint order here: equal to rounding). M
 from __future__ import annotations
 
 import math
+import os
 import time
 from types import MappingProxyType
 from typing import NamedTuple
@@ -43,11 +45,19 @@ from solvers.game import _TINY_NORM, NormalisedGame
 from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, small_batch, solve_single
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
-from solvers.single import _newton_opts, after_newton
+from solvers.single import _newton_opts, after_newton, newton_result
 from solvers.solution import JointScreen, Solution, Status, build_solution
 from solvers.units import one_solution
 
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
+
+# OpenMP worker threads that sleep at the end of a parallel region instead of spinning
+# (GNU libgomp reads this when Numba's omp threading layer first loads it; a value the
+# user set wins): on a busy machine spinning workers take the cores from the threads
+# doing the work. solve_batch of 128 8x8 ME-CCE games on 2 threads, 2-core machine at
+# load ~12: 6.9-7.9k -> 12.5-16.1k games/s wall, 51-63 -> 42-49 us CPU per game; 1,024
+# games: within the noise (benchmarks/results/solvers_suite_overhead.md, h-tput).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
 _NUM_STATS = 7
@@ -273,14 +283,12 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
         norm = NormalisedGame(buf[:c[1]].reshape((players,) + small.shape), scale, buf[c[2]:c[3]])
         if status == OPTIMAL:  # duals overflow in payoff units: the general converter says so
             timings["total"] = time.perf_counter() - t_start
-            stats = buf[c[11]:]
-            res = DualResult(joint.reshape((1,) + small.shape), alpha[None], buf[None, c[9]:c[10]],
-                             buf[None, c[8]:c[9]], stats[2:3], stats[3:4], stats[4:5], stats[5:6] - stats[4:5],
-                             np.array([int(its)]), (Status.OPTIMAL,), ((Stage.NEWTON,),), np.zeros(1, dtype=bool),
-                             timings)
+            res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
+                                buf[c[11]:], timings)
         else:
-            res = after_newton(norm, small.concept, small.params, alpha.copy(), int(its), small.tol, small.max_iter,
-                               small.face, small.polish, None, small.policy, timings, t_start)
+            res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:], small.method,
+                               small.tol, small.max_iter, small.face, small.polish, None, small.policy, timings,
+                               t_start)
         return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
     gaps = buf[c[6]:c[7]]
     joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
@@ -333,11 +341,11 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     """``refine_batch``'s result for games ``norm: [B, N, A1..AN]`` (normalised, of the plan's
     shape) where the plan is Newton alone: each game as ``solve`` runs it (gains, Newton and
     certificate in one compiled pass per game, in parallel over games, no ``[B, |A|, c]``
-    gains array); the few games that first Newton pass leaves short of ``tol`` are solved
-    again from their start by ``refine_batch`` (its whole pass plan: the face, restarts,
-    polish), so every game's result is the general path's, bit for bit. None where the
-    general path decides (an explicit memory budget; Newton's buffers for the games held
-    at once beyond ``UNCHECKED_BYTES``)."""
+    gains array); the few games that first Newton pass leaves short of ``tol`` go on from
+    where it stopped with the rest of ``refine_batch``'s pass plan (``resume=``: the face,
+    its restart, polish), so every game's result is the general path's, bit for bit. None
+    where the general path decides (an explicit memory budget; Newton's buffers for the
+    games held at once beyond ``UNCHECKED_BYTES``)."""
     if memory_budget is not None or memory.env_budget_set():
         return None
     t_start = time.perf_counter()
@@ -352,7 +360,6 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
     alpha = np.zeros((num_games, num)) if alpha0 is None else np.array(alpha0, dtype=np.float64)
     if alpha.shape != (num_games, num) or not np.all(np.isfinite(alpha)):
         return None  # refine_batch says what is wrong
-    start = None if alpha0 is None else alpha.copy()
     joint = np.empty((num_games, num_joint))
     gaps = np.empty((num_games, players))
     eps = np.empty((num_games, players))
@@ -375,11 +382,11 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
                         stats[:, 3].copy(), dgap, stats[:, 5] - dgap, iterations, (), (), face, timings, None)
     rest = np.flatnonzero(~optimal)
     if rest.size:
-        # Solved again from their start by the general path (its pass plan: retries, the
-        # face, restarts), so that every game's result is the general path's.
-        sub = refine_batch(norm.payoffs[rest], small.concept, params, None if alpha0 is None else start[rest],
-                           small.method, small.tol, small.max_iter, face=small.face, polish=small.polish,
-                           parallel=threads, policy=small.policy)
+        # The rest of the general path's pass plan (the face, its restart, polish) from
+        # where that Newton pass stopped, so that every game's result is the general path's.
+        sub = refine_batch(norm.payoffs[rest], small.concept, params, alpha[rest], small.method, small.tol,
+                           small.max_iter, face=small.face, polish=small.polish, parallel=threads,
+                           policy=small.policy, resume=stats[rest, :2].astype(np.int64))
         for name in ("joint", "alpha", "eps", "gaps", "violation", "kkt", "duality_gap", "objective", "face",
                      "iterations"):
             getattr(result, name)[rest] = getattr(sub, name)

@@ -114,7 +114,9 @@ class SolutionBatch(Sequence[Solution]):
         """A ``DualResult`` of games of one shape (``scale: [B, N]``, ``player: [K]``) in
         payoff units; ``timings`` per game, shared; ``info`` added to each game's info."""
         group = _payoff_group(result, scale, player, concept, selection, timings, info)
-        batch = SolutionBatch.concat([(np.arange(scale.shape[0]), group)])
+        where = np.zeros((group.size, 2), dtype=np.int64)  # one group in order: concat's result, unchecked
+        where[:, 1] = np.arange(group.size)
+        batch = SolutionBatch((group,), where)
         for b in np.flatnonzero(~np.asarray(group.payoff.finite, dtype=bool)).tolist():
             batch._solution(b)  # duals overflowing payoff units: built now, so the warning comes with the call
         return batch

@@ -26,11 +26,12 @@ def _fields(sol):
     return arrays, scalars, {k: repr(v) for k, v in sol.info.items()}, tuple(sol.timings)
 
 
-def _assert_same(a, b):
+def _assert_same(a, b, stage_order=True):
     fa, fb = _fields(a), _fields(b)
     for x, y in zip(fa[0], fb[0], strict=True):
         np.testing.assert_array_equal(x, y)
-    assert repr(fa[1]) == repr(fb[1]) and fa[2] == fb[2] and fa[3] == fb[3]
+    assert repr(fa[1]) == repr(fb[1]) and fa[2] == fb[2]
+    assert fa[3] == fb[3] if stage_order else sorted(fa[3]) == sorted(fb[3])
     for x, y in zip(a.marginals, b.marginals, strict=True):  # summed in another order
         np.testing.assert_allclose(x, y, rtol=1e-14, atol=1e-300)
 
@@ -113,3 +114,38 @@ def test_unusual_arrays_give_the_general_paths_answer(monkeypatch):
     readonly.flags.writeable = False
     for game in (readonly, base[:, :, ::2], np.asfortranarray(base), base.astype(">f8")):
         _assert_same(solvers.solve(game), _general(monkeypatch, solvers.solve, game))
+
+
+@pytest.mark.parametrize("options", [{"concept": "ce"}, {"max_iter": 3}, {"concept": "ce", "selection": "ms",
+                                                                          "max_iter": 3}])
+def test_a_game_newton_leaves_short_gets_the_batch_paths_plan(monkeypatch, options):
+    """A game the first Newton pass leaves short of tol (5x5 ME-CE game 2 needs the face;
+    max_iter=3 stops every game short) goes on with the rest of ``refine_batch``'s plan
+    in ``solve`` as in ``solve_batch``: the same stages and iterations, the same
+    arrays (to rounding: ``normalise_batch`` and the single game's normalisation may
+    differ in the last bit; bit for bit on the face game), fast path or general."""
+    games = np.random.default_rng(7).standard_normal((4, 2, 5, 5))
+    batch = solvers.solve_batch(games, **options)
+    if options == {"concept": "ce"}:
+        assert batch[2].method == "newton+face+newton" and batch[2].ok
+    for i, game in enumerate(games):
+        one = solvers.solve(game, **options)
+        _assert_same(one, _general(monkeypatch, solvers.solve, game, **options))
+        other = batch[i]
+        assert (one.method, one.status, one.iterations) == (other.method, other.status, other.iterations)
+        if i == 2 and options == {"concept": "ce"}:
+            _assert_same(one, other, stage_order=False)
+        for x, y in ((one.joint, other.joint), (one.duals, other.duals), (one.gaps, other.gaps)):
+            np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_refine_batch_resume_needs_a_plan_that_starts_with_newton():
+    from solvers.refine import refine_batch
+    from solvers.selection import as_selection, resolve_batch
+
+    games = np.random.default_rng(8).standard_normal((1, 2, 3, 3))
+    norm = solvers.game.normalise_batch(games)
+    params = resolve_batch(as_selection("me"), norm)
+    resume = np.zeros((1, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="resume"):
+        refine_batch(norm.payoffs, "ce", params, None, "newton", face="always", resume=resume)
