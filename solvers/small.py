@@ -51,12 +51,10 @@ from solvers.units import one_solution
 
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
 
-# OpenMP worker threads that sleep at the end of a parallel region instead of spinning
-# (GNU libgomp reads this when Numba's omp threading layer first loads it; a value the
-# user set wins): on a busy machine spinning workers take the cores from the threads
-# doing the work. solve_batch of 128 8x8 ME-CCE games on 2 threads, 2-core machine at
-# load ~12: 6.9-7.9k -> 12.5-16.1k games/s wall, 51-63 -> 42-49 us CPU per game; 1,024
-# games: within the noise (benchmarks/results/solvers_suite_overhead.md, h-tput).
+# OpenMP worker threads sleep at the end of a parallel region instead of spinning (GNU
+# libgomp reads this when Numba's omp threading layer first loads it; a value the user set
+# wins): on a busy machine spinning workers take the cores from the threads doing the work
+# (measured: benchmarks/results/solvers_suite_overhead.md, section h-tput).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
