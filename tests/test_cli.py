@@ -170,8 +170,11 @@ def _interrupt(argv: list[str], ready, tmp_path: Path, env_extra: dict | None = 
                entry: tuple[str, ...] = ("-m", "hybrid_nes.cli")):
     """Runs the CLI, sends SIGINT once ``ready(stderr_so_far, elapsed)``; returns (rc, stderr, seconds to exit)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    # SIGINT as an interactive shell leaves it (a test run started in the background
+    # inherits it ignored, and the CLI rightly keeps an ignored SIGINT ignored).
     proc = subprocess.Popen([sys.executable, *entry, *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.set_blocking(proc.stderr.fileno(), False)
     err, start = b"", time.perf_counter()
     try:
