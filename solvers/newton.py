@@ -135,7 +135,7 @@ def cholesky_factor(mat, lam, low):
     written); False when not positive definite.
 
     Column ``j`` of ``low`` is computed four rows at a time, each a dot product with row
-    ``j`` (loaded once for the four): 9% of an 8x8 ME-CE Newton solve and 12% of an ME-CCE
+    ``j`` (loaded once for the four): 8% of an 8x8 ME-CE Newton solve and 9% of an ME-CCE
     one against one row at a time (benchmarks/results/solvers_suite_overhead.md).
     """
     n = mat.shape[0]
