@@ -318,7 +318,12 @@ def make_sampler(config: TrainConfig) -> Callable:
 
 def make_update(config: TrainConfig) -> Callable:
     """``update(params, bn_state, opt_state, games, sel, lr) -> (params, bn_state, opt_state, loss, gap)``, jitted."""
-    return _make_update(_step_key(config))
+    return _make_update(_update_key(config))
+
+
+def _update_key(config: TrainConfig) -> TrainConfig:
+    """``_step_key`` less the seed: the gradient step does not read it (shared by seeds)."""
+    return dataclasses.replace(_step_key(config), seed=0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -350,7 +355,7 @@ def _make_update(config: TrainConfig) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def _make_train_step(config: TrainConfig) -> Callable:
-    sample, update = train_sampler.make_sampler(config), _make_update(config)
+    sample, update = train_sampler.make_sampler(config), _make_update(_update_key(config))
 
     def step_fn(params, bn_state, opt_state, step, lr, shape):
         games, sel = sample(step, tuple(shape))

@@ -7,10 +7,11 @@ step compiles only the network. The games of a step are a function of ``(seed, s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -18,24 +19,54 @@ import numpy as np
 from hybrid_nes.families import sample_training_batch
 from hybrid_nes.sampling import check_shape
 
-__all__ = ["make_sampler", "compile_sampled_steps"]
+__all__ = ["Sampler", "make_sampler", "compile_sampled_steps"]
+
+
+class Sampler(NamedTuple):
+    """``sample(step, shape) -> (games [B, N, A1..AN], sel)``: the games of ``step``.
+
+    ``jitted(data_key, step, shape)`` is compiled once per shape and shared by every seed
+    (the key is an argument, not a constant); ``lower(step, shape).compile()`` gives
+    ``compiled(step)`` (ahead-of-time, as ``jax.jit``'s).
+    """
+
+    jitted: Callable
+    data_key: jax.Array
+
+    def __call__(self, step, shape):
+        return self.jitted(self.data_key, step, shape)
+
+    def lower(self, step, shape) -> _Lowered:
+        return _Lowered(self.jitted.lower(self.data_key, step, shape), self.data_key)
+
+
+class _Lowered(NamedTuple):
+    lowered: Any
+    data_key: jax.Array
+
+    def compile(self) -> Callable:
+        compiled = self.lowered.compile()
+        return lambda step: compiled(self.data_key, step)
+
+
+def make_sampler(config: Any) -> Sampler:
+    """The sampler of ``config`` (a ``train.TrainConfig``: reads ``seed``, ``presets``,
+    ``families`` and ``batch_for``). The key of a step is ``fold_in(fold_in(PRNGKey(seed),
+    2), step)``, so a resumed run draws what an uninterrupted one draws.
+    """
+    data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+    return Sampler(_jitted_sampler(dataclasses.replace(config, seed=0)), data_key)
 
 
 @functools.lru_cache(maxsize=8)
-def make_sampler(config: Any) -> Callable:
-    """``sample(step, shape) -> (games [B, N, A1..AN], sel)``: the games of ``step``.
+def _jitted_sampler(config: Any) -> Callable:
+    """``sample(data_key, step, shape)`` jitted with ``shape`` static, one per seedless config."""
 
-    ``config`` is a ``train.TrainConfig`` (reads ``seed``, ``presets``, ``families`` and
-    ``batch_for``). Jitted with ``shape`` static. The key is ``fold_in(fold_in(
-    PRNGKey(seed), 2), step)``, so a resumed run draws what an uninterrupted one draws.
-    """
-    data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
-
-    def sample(step, shape):
+    def sample(data_key, step, shape):
         key = jax.random.fold_in(data_key, step)
         return sample_training_batch(key, config.batch_for(shape), shape, config.presets, config.families)
 
-    return jax.jit(sample, static_argnums=1)
+    return jax.jit(sample, static_argnums=2)
 
 
 def compile_sampled_steps(sample: Callable, update: Callable, state: Sequence, shapes: Sequence[Sequence[int]],
