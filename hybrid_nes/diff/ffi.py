@@ -112,12 +112,12 @@ def _handler(frame_ptr):  # pragma: no cover - compiled (_compiled); runs inside
     if x_dtype == _F64:
         x = carray(_as_pointer(x_buf[3]), (num_games, n_in), dtype=np.float64)
         out = carray(_as_pointer(out_buf[3]), (num_games, n_out), dtype=np.float64)
-        ff.interior_batch(words, x, out, ok)
+        ff.forward_batch(words, x, out, ok)
     elif x_dtype == _F32:
         x32 = carray(_as_pointer(x_buf[3]), (num_games, n_in), dtype=np.float32)
         out32 = carray(_as_pointer(out_buf[3]), (num_games, n_out), dtype=np.float32)
         out = np.zeros((num_games, n_out))
-        ff.interior_batch(words, x32.astype(np.float64), out, ok)
+        ff.forward_batch(words, x32.astype(np.float64), out, ok)
         for b in range(num_games):
             for i in range(n_out):
                 out32[b, i] = np.float32(out[b, i])
@@ -176,7 +176,7 @@ def _register() -> None:
 
 @functools.cache
 def available() -> bool:
-    """Whether the FFI kernel is registered and reproduces ``fast_forward.interior_np``
+    """Whether the FFI kernel is registered and reproduces ``fast_forward.forward_np``
     on a probe game (checked once; False, with the reason logged, on any failure)."""
     try:
         _register()
@@ -188,7 +188,7 @@ def available() -> bool:
         dtype = jnp.asarray(0.0).dtype
         with jax.ensure_compile_time_eval():  # called while tracing diff.solve: run it now
             packed, ok, _ = jax.jit(functools.partial(call, cfg))(np.asarray(inputs, dtype))
-        want, want_ok = ff.interior_np(cfg, inputs)
+        want, want_ok = ff.forward_np(cfg, inputs)
         if not (bool(ok) and want_ok) or not np.allclose(np.asarray(packed, np.float64), want, rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"probe mismatch: ok {bool(ok)} vs {want_ok}")
     except Exception as exc:  # noqa: BLE001 - any failure: keep to pure_callback

@@ -321,10 +321,20 @@ def _guessed(cfg: Config, pl: _Plan, values, base, eps_hat, eps_plus, joint, alp
     return _Found(OK, face_joint, face_alpha, Face(support, equalities, cert, True, "guessed", 0.0), None, True)
 
 
+@numba.njit(cache=True)
+def _eta_kernel(flat, face_tol):
+    """``face_tol`` times the 2-norm of ``flat [N, |A|]`` (one loop: the FFI kernel computes
+    the same bits)."""
+    total = 0.0
+    for p in range(flat.shape[0]):
+        for a in range(flat.shape[1]):
+            total += flat[p, a] * flat[p, a]
+    return face_tol * math.sqrt(total)
+
+
 def _eta(cfg: Config, flat: np.ndarray) -> float:
     """2-norm of the face-change check's payoff perturbation (normalised units)."""
-    v = flat.reshape(-1)
-    return cfg.face_tol * math.sqrt(float(v @ v))  # np.linalg.norm's formula, less its overhead
+    return _eta_kernel(flat, float(cfg.face_tol))
 
 
 @numba.njit(cache=True)
