@@ -41,6 +41,7 @@ from hybrid_nes.diff.forward import (
     plan,
 )
 from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT
+from hybrid_nes.diff.numba_cache import key_on_sources
 from hybrid_nes.diff.status import OK, Config
 from solvers import face_cert
 from solvers import kernels as kn
@@ -123,44 +124,33 @@ def _forward_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, t
         return False  # forward._first: refine_batch
     support = np.ones(num_joint, dtype=np.bool_)
     equalities = np.zeros(num, dtype=np.bool_)
-    consistency = max(1e3 * tol, 1e-8)
-    if not hard or joint.min() >= FACE_MASS:  # forward._solve_one: interior
-        return _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, support, equalities,
-                              False, False, OK, dense, dtol, consistency, CHOLESKY_MIN_PIVOT, touched_row,
-                              touched_joint, row_factor, 0.0, face_cert.SAFETY, face_cert.ROUNDING,
-                              face_cert.TAU_FRACTIONS, face_cert.TAU_MULTIPLES, out)
-    for p in range(num_players):
-        if eps_hat[p] != 0.0:
-            return False  # the face LP
-    # forward._guessed (warm), then forward._finish of the guessed face.
-    eta = _eta_kernel(flat, face_tol)
-    off = np.empty(num_joint, dtype=np.bool_)
-    face_eq = np.empty(num, dtype=np.bool_)
-    cert = np.empty(num)
-    face_joint = np.empty(num_joint)
-    face_alpha = np.empty(num)
-    code = _guess_face(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, touch, touched_row,
-                       touched_joint, touch_count, slot_player, num_players, col_factor, FACE_MASS, eta,
-                       face_cert.SAFETY, face_cert.ROUNDING, True, face_opts, off, face_eq, cert, face_joint,
-                       face_alpha)
-    if code == _CERTIFIED:
-        support, equalities, joint, alpha = off, face_eq, face_joint, face_alpha
-    elif code != _NO_FACE:
-        return False  # the covering LP, or the LPs after Newton on the face fell short
+    # No literal arguments below (np.bool_, np.int64): the kernels of forward.py are then
+    # called with the types forward.forward calls them with, one specialisation each.
+    on_face = np.bool_(hard and joint.min() < FACE_MASS)  # else forward._solve_one: interior
+    eta = 0.0
+    if on_face:
+        for p in range(num_players):
+            if eps_hat[p] != 0.0:
+                return False  # the face LP
+        # forward._guessed (warm), then forward._finish of the guessed face.
+        eta = _eta_kernel(flat, face_tol)
+        off = np.empty(num_joint, dtype=np.bool_)
+        face_eq = np.empty(num, dtype=np.bool_)
+        cert = np.empty(num)
+        face_joint = np.empty(num_joint)
+        face_alpha = np.empty(num)
+        code = _guess_face(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, touch, touched_row,
+                           touched_joint, touch_count, slot_player, num_players, col_factor, FACE_MASS, eta,
+                           face_cert.SAFETY, face_cert.ROUNDING, np.bool_(True), face_opts, off, face_eq, cert,
+                           face_joint, face_alpha)
+        if code == _CERTIFIED:
+            support, equalities, joint, alpha = off, face_eq, face_joint, face_alpha
+        elif code != _NO_FACE:
+            return False  # the covering LP, or the LPs after Newton on the face fell short
     return _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, support, equalities,
-                          True, True, OK, dense, dtol, consistency, CHOLESKY_MIN_PIVOT, touched_row, touched_joint,
-                          row_factor, eta, face_cert.SAFETY, face_cert.ROUNDING, face_cert.TAU_FRACTIONS,
-                          face_cert.TAU_MULTIPLES, out)
-
-
-@njit(cache=True)
-def _int_at(words, at, n):
-    return words[at:at + n]
-
-
-@njit(cache=True)
-def _float_at(words, at, n):
-    return words[at:at + n].view(np.float64)
+                          on_face, on_face, np.int64(OK), dense, dtol, max(1e3 * tol, 1e-8), CHOLESKY_MIN_PIVOT,
+                          touched_row, touched_joint, row_factor, eta, face_cert.SAFETY, face_cert.ROUNDING,
+                          face_cert.TAU_FRACTIONS, face_cert.TAU_MULTIPLES, out)
 
 
 @njit(cache=True)
@@ -172,29 +162,29 @@ def forward_batch(words, inputs, out, ok):
     ``words``: ``plan_bytes`` viewed as int64 (the floats bit-cast back to float64)."""
     num_players, num_joint, width, num = words[0], words[1], words[2], words[3]
     hard, dense = words[4] != 0, words[5] != 0
-    fl = _float_at(words, HEADER, _SCALARS + 2 * _NUM_OPTS)
+    fl = words[HEADER:HEADER + _SCALARS + 2 * _NUM_OPTS].view(np.float64)
     rho, tol, dtol, face_tol = fl[0], fl[1], fl[2], fl[3]
     first_opts = fl[_SCALARS:_SCALARS + _NUM_OPTS].copy()
     face_opts = fl[_SCALARS + _NUM_OPTS:].copy()
     at = HEADER + _SCALARS + 2 * _NUM_OPTS
-    rows = _int_at(words, at, num_joint * width).reshape((num_joint, width))
+    rows = words[at:at + num_joint * width].reshape((num_joint, width))
     at += num_joint * width
-    slot_player = _int_at(words, at, width)
+    slot_player = words[at:at + width]
     at += width
-    dev = _int_at(words, at, num_joint * width).reshape((num_joint, width))
+    dev = words[at:at + num_joint * width].reshape((num_joint, width))
     at += num_joint * width
-    player = _int_at(words, at, num)
+    player = words[at:at + num]
     at += num
-    touch = _int_at(words, at, num_joint * width).reshape((num_joint, width)) != 0
+    touch = words[at:at + num_joint * width].reshape((num_joint, width)) != 0
     at += num_joint * width
-    touch_count = _int_at(words, at, num)
+    touch_count = words[at:at + num]
     at += num
     num_touched = words[at]
-    touched_row = _int_at(words, at + 1, num_touched)
-    touched_joint = _int_at(words, at + 1 + num_touched, num_touched)
+    touched_row = words[at + 1:at + 1 + num_touched]
+    touched_joint = words[at + 1 + num_touched:at + 1 + num_touched + num_touched]
     at += 1 + 2 * num_touched
-    row_factor = _float_at(words, at, num)
-    col_factor = _float_at(words, at + num, num_joint)
+    row_factor = words[at:at + num].view(np.float64)
+    col_factor = words[at + num:at + num + num_joint].view(np.float64)
     cut = num_players * num_joint
     for b in range(inputs.shape[0]):
         raw = inputs[b, :cut].reshape((num_players, num_joint))
@@ -215,5 +205,9 @@ def forward_np(cfg: Config, inputs) -> tuple[np.ndarray, np.ndarray]:
     flat = np.ascontiguousarray(inputs.reshape(-1, inputs.shape[-1]))
     out = np.zeros((flat.shape[0], packed_size(cfg)))
     ok = np.zeros(flat.shape[0], dtype=np.int32)
-    forward_batch(plan_bytes(cfg).view(np.int64), flat, out, ok)
+    # A writable copy: the FFI handler's words are writable (one specialisation).
+    forward_batch(plan_bytes(cfg).view(np.int64).copy(), flat, out, ok)
     return out.reshape(batch_shape + (out.shape[1],)), (ok != 0).reshape(batch_shape)
+
+
+key_on_sources(globals())  # numba_cache: cached kernels follow every source they compile in

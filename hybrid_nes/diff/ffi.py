@@ -34,11 +34,13 @@ import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numba import carray, cfunc, njit, types
-from numba.core import cgutils
+from numba import carray, njit, types
+from numba.core import cgutils, sigutils
+from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
 from hybrid_nes.diff import fast_forward as ff
+from hybrid_nes.diff.numba_cache import SourcesCache
 
 __all__ = ["TARGET", "available", "call"]
 
@@ -124,10 +126,20 @@ def _handler(frame_ptr):  # pragma: no cover - compiled (_compiled); runs inside
     return _null()
 
 
+class _CachedHandler(CFunc):
+    """The handler's C function with its on-disk cache keyed on the sources it compiles in."""
+
+    def enable_caching(self):
+        self._cache = SourcesCache(self._pyfunc)
+
+
 @functools.cache
-def _compiled():
-    """The handler compiled as a C function (on first use: Numba's on-disk cache)."""
-    return cfunc(types.voidptr(types.voidptr), cache=True)(_handler)
+def _compiled() -> CFunc:
+    """The handler compiled as a C function (on first use; ``numba_cache.SourcesCache``)."""
+    handler = _CachedHandler(_handler, sigutils.normalize_signature(types.voidptr(types.voidptr)), {}, {})
+    handler.enable_caching()
+    handler.compile()
+    return handler
 
 
 def _ffi_call(cfg, x: jax.Array) -> tuple[jax.Array, jax.Array]:

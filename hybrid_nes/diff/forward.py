@@ -52,6 +52,7 @@ import numpy as np
 
 from hybrid_nes.diff.face import face_lp, face_moves
 from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT, _inverse_kernel
+from hybrid_nes.diff.numba_cache import key_on_sources
 from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
     FACE_CHANGE,
@@ -529,3 +530,6 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
             if _finish(*args, _solve_one(*args, first, guess=guess), out[b], eta):
                 break
     return out.reshape(batch_shape + (out.shape[1],)).astype(dtype, copy=False)
+
+
+key_on_sources(globals())  # numba_cache: cached kernels follow every source they compile in
