@@ -192,3 +192,16 @@ def test_float32_takes_the_kernel_and_matches_float64(callbacks):
         jax.config.update("jax_enable_x64", True)
     assert callbacks == [], "float32 inputs run the kernel too (converted to float64 inside)"
     np.testing.assert_allclose(np.asarray(out.joint, np.float64), np.asarray(want.joint), rtol=1e-5, atol=1e-7)
+
+
+def test_cached_kernels_are_keyed_on_every_source(monkeypatch):
+    from hybrid_nes.diff import numba_cache
+
+    kernel = forward._eta_kernel
+    kernel(np.ones((2, 3)), 1e-6)  # compiled (or loaded) and saved under the current sources
+    sig, ctx = kernel.signatures[0], kernel.targetctx
+    assert isinstance(kernel._cache, numba_cache.SourcesCache)
+    assert isinstance(fast_forward.forward_batch._cache, numba_cache.SourcesCache)
+    assert numba_cache.SourcesCache(kernel.py_func).load_overload(sig, ctx) is not None
+    monkeypatch.setattr(numba_cache, "sources_digest", lambda: "an edit of a kernel it calls")
+    assert numba_cache.SourcesCache(kernel.py_func).load_overload(sig, ctx) is None, "stale machine code reused"
