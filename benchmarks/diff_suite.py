@@ -255,14 +255,21 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   typed-FFI custom call (`hybrid_nes.diff.ffi`: a Numba `cfunc` reading XLA's
   `XLA_FFI_CallFrame`); its floor, `ffi - kernel`, is a few microseconds (an XLA FFI call
   with the legacy untyped API cost ~7 us on the quiet machine; XLA:CPU logs that it will be
-  removed, hence the typed API). Games it does not serve (faces, Newton short of `tol`,
-  degenerate rows, singular `H_FF`) take `pure_callback` as before, after the kernel's
-  failed try: one extra compiled solve on 8x8 CE face games. On the 64 batched 8x8 CE games
-  (seeds 1000+: 10 interior, 54 on a face, Newton converged on all in 6-30 iterations, so a
-  lower iteration cap cannot tell them apart) `jit(vmap(diff.solve))` took 6.04 ms/game
-  (CPU 3.00) against 5.20 (CPU 2.60) with the FFI off, same run, load ~8: the failed tries
-  cost more than the 10 interior games save. Handing the kernel's Newton result to the
-  callback's first pass (`forward._solve_one`) would remove that solve.
+  removed, hence the typed API). Until `cc5499b` the kernel served interior games only: on
+  8x8 CE faces it failed, then the callback solved again. Since then it also runs the face
+  path that needs no LP (`face_cert`'s guess and certificate, Newton on the face, the
+  classification, `-H_FF^-1` and the Slater check: `forward._guess_face` and
+  `_finish_kernel`, bit for bit the callback's output); only faces that need the covering
+  LP or the face LPs (or `eps_hat != 0` on a face) still pay the failed try. A/B on 8x8 CE
+  seeds 0-15 (11 on a face, all 11 served), `jit(value_and_grad)`, load ~5: face games
+  0.53-0.55 ms (grad/solve 1.30-1.43) against 1.41 ms (3.54) at `cc5499b`; process CPU per
+  game 1.11-1.20 ms against 1.92 ms (grad/solve 2.0 against 3.4). With the FFI off the
+  same face games took 0.50-0.55 ms against 1.38 ms at `cc5499b`: the callback path's only
+  runtime change is the face-change perturbation's norm, `v @ v` (a BLAS call inside the
+  callback, presumably competing with XLA's threads as in the first note), now a Numba
+  loop shared with the kernel. At this load the `pure_callback` floor was small, so the
+  kernel and the callback cost about the same on these games; the kernel's gain is the
+  floor (0.2-0.8 ms at higher load, see the table of the forward's time).
 - Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
   (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
   bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
