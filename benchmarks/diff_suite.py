@@ -269,7 +269,10 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   callback, presumably competing with XLA's threads as in the first note), now a Numba
   loop shared with the kernel. At this load the `pure_callback` floor was small, so the
   kernel and the callback cost about the same on these games; the kernel's gain is the
-  floor (0.2-0.8 ms at higher load, see the table of the forward's time).
+  floor (0.2-0.8 ms at higher load, see the table of the forward's time). On the batch's
+  8x8 CE games (seeds 1000-1063) the kernel serves 51 of 64; of the other 13, 4 need the
+  covering LP, 5 have a guessed face (or no face) that fails the Slater/degeneracy check
+  (the LPs decide), 4 leave the first Newton pass short of `tol` (`refine_batch`).
 - Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
   (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
   bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
