@@ -11,9 +11,10 @@ games per cell, median wall times (warm: compiled, Numba cache loaded) of
 - ``jvp``: ``jax.jit(diff.jvp)`` along a random payoff direction (forward + one KKT solve);
 - ``body``: the forward callback's NumPy body alone, and ``callback_floor``: an empty
   ``pure_callback`` of the same sizes under ``jit`` (where the forward's time goes);
-- ``kernel``: the interior forward kernel alone (``fast_forward.interior_np``, called from
+- ``kernel``: the compiled forward kernel alone (``fast_forward.forward_np``, called from
   NumPy), and ``ffi``: ``jit`` of the same kernel as an XLA FFI call (``diff.ffi.call``), where
-  the kernel applies (the compiled single-game Newton's configurations; interior games);
+  the kernel applies (the compiled single-game Newton's configurations; interior games and
+  faces certified without an LP);
 
 and the ratios ``backward / solve`` (``backward = grad - forward``), ``grad / solve``,
 ``grad / forward`` and ``jvp / solve``. The target of issue 24 is a gradient within 2x of
@@ -163,7 +164,7 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
                                                 jax.ShapeDtypeStruct((size,), x.dtype), x))
     f64 = np.dtype(np.float64)
     fast = fast_forward.applies(cfg) and ffi.available()
-    interior = [fast and fast_forward.interior_np(cfg, x)[1] for x in inputs]
+    served = [fast and fast_forward.forward_np(cfg, x)[1] for x in inputs]
     ffi_fwd = jax.jit(lambda x: ffi.call(cfg, x)[0]) if fast else None
     fns = {
         "solve": lambda i: solvers.solve(games[i], concept),
@@ -174,7 +175,7 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
         "jvp": lambda i: tangent(gjs[i], dirs[i]).block_until_ready(),
     }
     if fast:
-        fns["kernel"] = lambda i: fast_forward.interior_np(cfg, inputs[i])
+        fns["kernel"] = lambda i: fast_forward.forward_np(cfg, inputs[i])
         fns["ffi"] = lambda i: ffi_fwd(inputs[i]).block_until_ready()
     if baseline is not None:
         base_fwd = jax.jit(lambda g: baseline.solve(g, concept).joint)
@@ -188,7 +189,7 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
             fn(i)  # compile, load caches
         out = diff.solve(gjs[i], concept)
         rows.append({"seed": i, "status": int(out.status), "face": not bool(np.all(np.asarray(out.support))),
-                     "free": int(np.asarray(out.free).sum()), "interior": bool(interior[i])})
+                     "free": int(np.asarray(out.free).sum()), "served": bool(served[i])})
     if baseline is not None:
         for i in range(num_games):
             g_new = np.asarray(val_grad(gjs[i])[1])
@@ -208,7 +209,7 @@ def measure(concept: str, shape: tuple[int, ...], num_games: int, repeats: int, 
         "jvp_ms": 1e3 * med["jvp"], "body_ms": 1e3 * med["body"], "callback_floor_ms": 1e3 * med["callback_floor"],
         "backward_ms": 1e3 * backward_s, "backward/solve": backward_s / solve_s,
         "grad/solve": grad_s / solve_s, "grad/forward": grad_s / fwd_s, "jvp/solve": med["jvp"] / solve_s,
-        "interior": sum(r["interior"] for r in rows),
+        "served": sum(r["served"] for r in rows),
         "kernel_ms": 1e3 * med["kernel"] if fast else float("nan"),
         "ffi_ms": 1e3 * med["ffi"] if fast else float("nan"),
         "per_game": rows,
@@ -254,14 +255,24 @@ NOTES = """## Notes (earlier measurements behind the design, not re-run here)
   typed-FFI custom call (`hybrid_nes.diff.ffi`: a Numba `cfunc` reading XLA's
   `XLA_FFI_CallFrame`); its floor, `ffi - kernel`, is a few microseconds (an XLA FFI call
   with the legacy untyped API cost ~7 us on the quiet machine; XLA:CPU logs that it will be
-  removed, hence the typed API). Games it does not serve (faces, Newton short of `tol`,
-  degenerate rows, singular `H_FF`) take `pure_callback` as before, after the kernel's
-  failed try: one extra compiled solve on 8x8 CE face games. On the 64 batched 8x8 CE games
-  (seeds 1000+: 10 interior, 54 on a face, Newton converged on all in 6-30 iterations, so a
-  lower iteration cap cannot tell them apart) `jit(vmap(diff.solve))` took 6.04 ms/game
-  (CPU 3.00) against 5.20 (CPU 2.60) with the FFI off, same run, load ~8: the failed tries
-  cost more than the 10 interior games save. Handing the kernel's Newton result to the
-  callback's first pass (`forward._solve_one`) would remove that solve.
+  removed, hence the typed API). Until `cc5499b` the kernel served interior games only: on
+  8x8 CE faces it failed, then the callback solved again. Since then it also runs the face
+  path that needs no LP (`face_cert`'s guess and certificate, Newton on the face, the
+  classification, `-H_FF^-1` and the Slater check: `forward._guess_face` and
+  `_finish_kernel`, bit for bit the callback's output); only faces that need the covering
+  LP or the face LPs (or `eps_hat != 0` on a face) still pay the failed try. A/B on 8x8 CE
+  seeds 0-15 (11 on a face, all 11 served), `jit(value_and_grad)`, load ~5: face games
+  0.53-0.55 ms (grad/solve 1.30-1.43) against 1.41 ms (3.54) at `cc5499b`; process CPU per
+  game 1.11-1.20 ms against 1.92 ms (grad/solve 2.0 against 3.4). With the FFI off the
+  same face games took 0.50-0.55 ms against 1.38 ms at `cc5499b`: the callback path's only
+  runtime change is the face-change perturbation's norm, `v @ v` (a BLAS call inside the
+  callback, presumably competing with XLA's threads as in the first note), now a Numba
+  loop shared with the kernel. At this load the `pure_callback` floor was small, so the
+  kernel and the callback cost about the same on these games; the kernel's gain is the
+  floor (0.2-0.8 ms at higher load, see the table of the forward's time). On the batch's
+  8x8 CE games (seeds 1000-1063) the kernel serves 51 of 64; of the other 13, 4 need the
+  covering LP, 5 have a guessed face (or no face) that fails the Slater/degeneracy check
+  (the LPs decide), 4 leave the first Newton pass short of `tol` (`refine_batch`).
 - Run-to-run spread on the shared CPU (load average 5.5-7.5): the full run before this one
   (commit `5e186a3`, the same forward and backward less a refactor of `face_cert`'s
   bincounts) gave grad/solve 8x8 CE 2.76 (base 20.2), 32x32 CE 1.60 (base 1.70), 8x8 CCE
@@ -286,10 +297,10 @@ def render(data: dict) -> str:
     baseline = data.get("baseline")
     batch_cols = ["concept", "shape", "batch", "batch_differentiable", "batch_solve_ms", "batch_forward_ms",
                   "batch_grad_ms", "batch/single_grad", "batch_grad/solve"]
-    cols = ["concept", "shape", "games", "on_face", "interior", "differentiable", "median_free_rows", "solve_ms",
+    cols = ["concept", "shape", "games", "on_face", "served", "differentiable", "median_free_rows", "solve_ms",
             "forward_ms", "grad_ms", "jvp_ms", "backward_ms", "backward/solve", "grad/solve", "grad/forward",
             "jvp/solve"]
-    split_cols = ["concept", "shape", "interior", "solve_ms", "body_ms", "callback_floor_ms", "kernel_ms", "ffi_ms",
+    split_cols = ["concept", "shape", "served", "solve_ms", "body_ms", "callback_floor_ms", "kernel_ms", "ffi_ms",
                   "forward_ms", "grad_ms"]
     base_cols = ["concept", "shape", "solve_ms", "base_forward_ms", "base_grad_ms", "base_grad/solve",
                  "forward_ms", "grad_ms", "grad/solve", "grad_speedup"]
@@ -301,8 +312,9 @@ def render(data: dict) -> str:
         "float64; shared 2-core CPU (loaded: absolute times vary several-fold between runs, the ratios "
         "within one run less).",
         "",
-        "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (`interior` games: one "
-        "compiled kernel inside XLA through the typed FFI, `hybrid_nes.diff.ffi`; the others: the "
+        "- `solve`: `solvers.solve` alone; `forward`: `jit(diff.solve)` (`served` games, interior or "
+        "on a face certified without an LP: one compiled kernel inside XLA through the typed FFI, "
+        "`hybrid_nes.diff.ffi`; the others: the "
         "solver through `pure_callback`, free-set classification; on a face, the face certified from Newton's iterate "
         "(`hybrid_nes.diff.face_cert`), or where it cannot be the facial-reduction LP and the two "
         "perturbed LPs of the face-change check); `grad`: `jit(value_and_grad)` of a linear "
@@ -321,10 +333,10 @@ def render(data: dict) -> str:
         "`callback_floor`: `jit` of an empty `pure_callback` with the same input and output sizes "
         "(JAX's dispatch and the conversion of the callback's arrays). `forward ~ body + callback_floor` "
         "(+ the small XLA part: normalisation, selection, marginals) for games the kernel does not "
-        "serve. `kernel`: the interior kernel (`hybrid_nes.diff.fast_forward`: the same solve, "
-        "classification and `-H_FF^-1`) called from NumPy; `ffi`: `jit` of it as an XLA FFI call "
-        "(`hybrid_nes.diff.ffi.call`); `ffi - kernel` is the FFI floor. `interior`: games it serves "
-        "(the others run the callback).",
+        "serve. `kernel`: the compiled forward (`hybrid_nes.diff.fast_forward`: the same solve, "
+        "face certificate and Newton on the face, classification and `-H_FF^-1`) called from NumPy; "
+        "`ffi`: `jit` of it as an XLA FFI call (`hybrid_nes.diff.ffi.call`); `ffi - kernel` is the FFI "
+        "floor. `served`: games it serves (the others, faces that need an LP, run the callback).",
         "",
         markdown_table([{k: r[k] for k in split_cols} for r in results], split_cols),
         "",
@@ -337,8 +349,8 @@ def render(data: dict) -> str:
             "`batch_*_ms`: per game, `jit(vmap(diff.solve))` (forward) and `jit(vmap(value_and_grad))` "
             "(grad) over `batch` random games (seeds 1000+), against `solvers.solve` on each of the same "
             "games in turn; `batch/single_grad`: the per-game batched gradient over the single-game one "
-            "of the table above (other games). One FFI call serves the batch; if any game of it is not "
-            "interior, one `pure_callback` runs on those games (and amortises its floor).",
+            "of the table above (other games). One FFI call serves the batch; if the kernel does not "
+            "serve some game of it, one `pure_callback` runs on those games (and amortises its floor).",
             "",
             markdown_table([{k: r[k] for k in batch_cols} for r in batched], batch_cols),
             "",

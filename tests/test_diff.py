@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import solvers
 from hybrid_nes import diff
-from hybrid_nes.diff import forward
+from hybrid_nes.diff import ffi, forward
 
 FD_STEP = 1e-5
 FD_TOL = 1e-12  # the exact solver's tolerance for the finite differences
@@ -105,12 +105,15 @@ def test_face_certified_without_an_lp_matches_the_lp_path(monkeypatch):
     certified = diff.solve(g, "ce")
     assert lps == [], "the face is certified from Newton's iterate (hybrid_nes.diff.face_cert), no LP"
     monkeypatch.setattr(forward, "_solve_one", lambda *a, guess: real_solve_one(*a, guess=None))
+    monkeypatch.setattr(ffi, "available", lambda: False)  # the FFI kernel serves guessed faces
+    jax.clear_caches()
     by_lp = diff.solve(g, "ce")
     assert lps, "the LP path ran"
     assert int(certified.status) == int(by_lp.status) == 0
     np.testing.assert_array_equal(np.asarray(certified.support), np.asarray(by_lp.support))
     np.testing.assert_array_equal(np.asarray(certified.free), np.asarray(by_lp.free))
     np.testing.assert_allclose(np.asarray(certified.joint), np.asarray(by_lp.joint), atol=1e-12)
+    jax.clear_caches()  # the traces without the FFI kernel
 
 
 def test_face_change_within_face_tol_is_reported():

@@ -1,6 +1,7 @@
-"""hybrid_nes.diff's interior forward (``fast_forward`` kernel inside XLA through ``ffi``)
-against the ``pure_callback`` path: the same packed outputs, the callback where a game is
-not interior, ``jit``/``grad``/``vmap``, and the callback alone where the FFI is unavailable."""
+"""hybrid_nes.diff's compiled forward (``fast_forward`` kernel inside XLA through ``ffi``)
+against the ``pure_callback`` path: the same packed outputs bit for bit (interior games and
+guessed faces), the callback where a game needs an LP, ``jit``/``grad``/``vmap``, and the
+callback alone where the FFI is unavailable."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from hybrid_nes.diff import api, fast_forward, ffi, forward
 from hybrid_nes.diff.status import Config
 
 INTERIOR = (("cce", (8, 8), 0), ("cce", (8, 8), 1), ("ce", (8, 8), 2), ("ce", (4, 4, 4), 0))
-FACE = ("ce", (8, 8), 0)  # seed 0's 8x8 ME-CE lies on a face (tests/test_diff.py)
+#: 8x8 ME-CEs on a face that face_cert certifies without an LP (48, 56, 49, 36 of 64 joints).
+FACE = (("ce", (8, 8), 0), ("ce", (8, 8), 1), ("ce", (8, 8), 7), ("ce", (8, 8), 8))
+LP = ("ce", (8, 8), 4)  # on a face of 12 joints that needs the face LP: the callback serves it
 
 
 @pytest.fixture(autouse=True)
@@ -68,24 +71,29 @@ def test_the_ffi_is_available_here():
     assert ffi.available(), "the XLA:CPU typed FFI kernel failed its probe (see the logged reason)"
 
 
-@pytest.mark.parametrize("concept, shape, seed", INTERIOR)
+@pytest.mark.parametrize("concept, shape, seed", INTERIOR + FACE)
 def test_kernel_writes_what_the_callback_writes(concept, shape, seed):
     cfg = _cfg(concept, shape)
     x = _inputs(_game(seed, shape))
-    fast, ok = fast_forward.interior_np(cfg, x)
-    assert ok, "an interior game"
+    fast, ok = fast_forward.forward_np(cfg, x)
+    assert ok, "the kernel serves interior games and guessed faces"
     ref = forward.forward(cfg, np.float64, x)
-    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
+    assert np.array_equal(fast, ref), "bit for bit the callback's packed output"
     num_joint, num, _, _, dense = forward.packed_sizes(cfg)[:5]
     assert dense == 1 and fast[2 * num_joint + 2 * num] == 1.0, "-H_FF^-1 returned for the backward"
+    support = fast[num_joint + 2 * num:2 * num_joint + 2 * num]
+    assert (support.min() == 0.0) == ((concept, shape, seed) in FACE)
 
 
-def test_kernel_declines_a_face_game_and_bad_input():
-    cfg = _cfg(FACE[0], FACE[1])
-    assert not fast_forward.interior_np(cfg, _inputs(_game(FACE[2], FACE[1])))[1]
+def test_kernel_declines_an_lp_face_game_and_bad_input():
+    cfg = _cfg(LP[0], LP[1])
+    assert not fast_forward.forward_np(cfg, _inputs(_game(LP[2], LP[1])))[1]
     bad = _inputs(_game(0, (8, 8)))
     bad[3] = np.nan
-    assert not fast_forward.interior_np(_cfg("cce", (8, 8)), bad)[1]
+    assert not fast_forward.forward_np(_cfg("cce", (8, 8)), bad)[1]
+    soft = _inputs(_game(FACE[0][2], FACE[0][1]))
+    soft[-4:-2] = 1e-9  # eps_hat > 0 on a face: the face LP
+    assert not fast_forward.forward_np(cfg, soft)[1]
 
 
 @pytest.mark.parametrize("concept, shape, seed", INTERIOR[::2])
@@ -100,8 +108,21 @@ def test_interior_games_skip_the_callback_and_match_it(concept, shape, seed, cal
     _assert_same(fast, slow)
 
 
-def test_a_face_game_takes_the_callback(callbacks, monkeypatch):
-    concept, shape, seed = FACE
+@pytest.mark.parametrize("game", FACE[:2])
+def test_a_guessed_face_skips_the_callback(game, callbacks, monkeypatch):
+    concept, shape, seed = game
+    g = jnp.asarray(_game(seed, shape))
+    out = diff.solve(g, concept)
+    assert callbacks == [], "a face certified without an LP runs in the FFI kernel"
+    assert int(out.status) == 0 and not bool(jnp.all(out.support))
+    monkeypatch.setattr(ffi, "available", lambda: False)
+    jax.clear_caches()
+    _assert_same(out, diff.solve(g, concept))
+    assert callbacks == [1]
+
+
+def test_a_face_that_needs_an_lp_takes_the_callback(callbacks, monkeypatch):
+    concept, shape, seed = LP
     g = jnp.asarray(_game(seed, shape))
     out = diff.solve(g, concept)
     assert callbacks == [1]
@@ -138,12 +159,12 @@ def test_nested_vmap_is_one_ffi_call(callbacks):
                                rtol=0, atol=1e-12)
 
 
-def test_vmap_with_a_face_game_runs_the_callback_once_for_the_batch(callbacks):
-    shape = FACE[1]
-    games = jnp.asarray(np.stack([_game(s, shape) for s in (2, FACE[2])]))  # interior, face
+def test_vmap_with_an_lp_game_runs_the_callback_once_for_the_batch(callbacks):
+    shape = LP[1]
+    games = jnp.asarray(np.stack([_game(s, shape) for s in (2, FACE[0][2], LP[2])]))  # interior, face, LP
     batch = jax.jit(jax.vmap(lambda p: diff.solve(p, "ce")))(games)
-    assert callbacks == [1], "the callback on the face game alone"
-    for i in range(2):
+    assert callbacks == [1], "the callback on the LP game alone"
+    for i in range(3):
         one = jax.tree_util.tree_map(lambda x, i=i: x[i], batch)
         _assert_same(one, diff.solve(games[i], "ce"))
 
@@ -171,3 +192,16 @@ def test_float32_takes_the_kernel_and_matches_float64(callbacks):
         jax.config.update("jax_enable_x64", True)
     assert callbacks == [], "float32 inputs run the kernel too (converted to float64 inside)"
     np.testing.assert_allclose(np.asarray(out.joint, np.float64), np.asarray(want.joint), rtol=1e-5, atol=1e-7)
+
+
+def test_cached_kernels_are_keyed_on_every_source(monkeypatch):
+    from hybrid_nes.diff import numba_cache
+
+    kernel = forward._eta_kernel
+    kernel(np.ones((2, 3)), 1e-6)  # compiled (or loaded) and saved under the current sources
+    sig, ctx = kernel.signatures[0], kernel.targetctx
+    assert isinstance(kernel._cache, numba_cache.SourcesCache)
+    assert isinstance(fast_forward.forward_batch._cache, numba_cache.SourcesCache)
+    assert numba_cache.SourcesCache(kernel.py_func).load_overload(sig, ctx) is not None
+    monkeypatch.setattr(numba_cache, "sources_digest", lambda: "an edit of a kernel it calls")
+    assert numba_cache.SourcesCache(kernel.py_func).load_overload(sig, ctx) is None, "stale machine code reused"

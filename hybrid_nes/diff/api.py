@@ -63,9 +63,9 @@ def _forward_call(cfg: Config, payoffs: jax.Array, theta: Theta):
         )
 
     if fast_forward.applies(cfg) and ffi.available():
-        # Interior games by the compiled kernel inside XLA (no callback); the callback
-        # only where a game of the batch is not interior (all_ok is one scalar under
-        # vmap), and there on those games alone.
+        # Interior games and faces certified without an LP by the compiled kernel inside
+        # XLA (no callback); the callback only where the kernel does not serve a game of
+        # the batch (all_ok is one scalar under vmap), and there on those games alone.
         fast, ok, all_ok = ffi.call(cfg, inputs)
 
         def rest(x, fast, ok):

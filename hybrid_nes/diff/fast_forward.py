@@ -1,22 +1,25 @@
-"""The forward of ``hybrid_nes.diff`` for interior games, one compiled Numba kernel.
+"""The forward of ``hybrid_nes.diff`` without an LP, one compiled Numba kernel.
 
 For a game that the compiled single-game Newton (``solvers.newton.solve_single``, the
 fast path of ``solvers.solve`` and of ``forward.forward``) certifies in its first pass,
-with hard constraints every joint action above ``forward.FACE_MASS`` (no face), the duals
-reproducing the joint and every row either active (dual above ``degenerate_tol``) or
-slack (no degenerate row), this kernel writes exactly what ``forward.forward`` writes into
-the packed output (joint, duals, free rows, full support, and up to
-``forward.DENSE_ADJOINT_MAX`` duals ``-H_FF^{-1}`` by Cholesky) and says so (``ok``).
+the kernel runs what ``forward.forward`` runs when it needs no LP and no Python:
 
-Any other game (a face, Newton short of ``tol``, a degenerate row, a singular ``H_FF``,
-non-finite input) is not ok: the caller runs ``forward.forward`` (the ``pure_callback``
-path), which classifies it, raises or reports its status. The kernel shares every
-numerical step with ``forward.forward`` (the same Numba building blocks in the same
-order), so the packed outputs agree (``tests/test_diff_ffi.py``).
+- interior (soft constraints, or hard with every joint action above
+  ``forward.FACE_MASS``): ``forward._finish_kernel`` on the full support;
+- hard, ``eps_hat = 0``, on a face: ``forward._guess_face`` (``face_cert``'s guess, its
+  LP-free certificate, Newton on the face from Newton's duals), then ``_finish_kernel``
+  of the guessed face (classification, ``-H_FF^{-1}``, the Slater check).
+
+It writes the packed output of ``forward.forward`` bit for bit (the same kernels on the
+same arrays; ``tests/test_diff_ffi.py``) and says so (``ok``). Any other game (Newton
+short of ``tol``, a face that needs the covering LP or the face LPs, ``eps_hat != 0`` on a
+face, a guessed face that fails its checks, non-finite input) is not ok: the caller runs
+``forward.forward`` (the ``pure_callback`` path), which solves it, raises or reports.
 
 The kernel reads its configuration from one ``plan_bytes`` array (the ``GainLayout``,
-Newton's options and the scalars), so one compiled kernel serves every configuration and
-the XLA FFI bridge (``hybrid_nes.diff.ffi``) passes it as a constant operand.
+``face_cert.structure``, Newton's options and the scalars), so one compiled kernel serves
+every configuration and the XLA FFI bridge (``hybrid_nes.diff.ffi``) passes it as a
+constant operand.
 """
 
 from __future__ import annotations
@@ -27,21 +30,33 @@ import math
 import numpy as np
 from numba import njit
 
-from hybrid_nes.diff.forward import DENSE_ADJOINT_MAX, FACE_MASS, packed_size, plan
-from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT, _inverse_kernel
+from hybrid_nes.diff.forward import (
+    _CERTIFIED,
+    _NO_FACE,
+    FACE_MASS,
+    _eta_kernel,
+    _finish_kernel,
+    _guess_face,
+    packed_size,
+    plan,
+)
+from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT
+from hybrid_nes.diff.numba_cache import key_on_sources
 from hybrid_nes.diff.status import OK, Config
+from solvers import face_cert
 from solvers import kernels as kn
 from solvers.game import CONSTANT_ULPS
 from solvers.newton import OPTIMAL, solve_single
 
-__all__ = ["HEADER", "applies", "interior_batch", "interior_np", "plan_bytes"]
+__all__ = ["HEADER", "applies", "forward_batch", "forward_np", "plan_bytes"]
 
 #: ``solvers.game.normalise``'s constant-player threshold (as ``forward._TINY``).
 _TINY = CONSTANT_ULPS * float(np.finfo(np.float64).eps)
 #: int64 header words of ``plan_bytes``: N, |A|, c, K, hard, dense, input size, packed size.
 HEADER = 8
-#: float64 words after the header: rho, tol, degenerate_tol, then Newton's 13 options.
-_SCALARS = 3
+#: float64 words after the header: rho, tol, degenerate_tol, face_tol, then Newton's 13
+#: options of the first pass and 13 of Newton on a face.
+_SCALARS = 4
 _NUM_OPTS = 13
 
 
@@ -53,53 +68,38 @@ def applies(cfg: Config) -> bool:
 
 @functools.lru_cache(maxsize=64)
 def plan_bytes(cfg: Config) -> np.ndarray:
-    """``[bytes] uint8``: the kernel's configuration (header, scalars, options, then the
-    int64 ``rows [|A|, c]``, ``slot_player [c]``, ``dev [|A|, c]``, ``player [K]``)."""
+    """``[bytes] uint8``: the kernel's configuration as int64 words: the header, the
+    float64 scalars and options, then ``rows [|A|, c]``, ``slot_player [c]``,
+    ``dev [|A|, c]``, ``player [K]``, and ``face_cert.structure``'s ``touch [|A|, c]``,
+    ``touch_count [K]``, ``T``, ``touched_row [T]``, ``touched_joint [T]``, then the
+    float64 ``row_factor [K]``, ``col_factor [|A|]``."""
     pl = plan(cfg)
-    lay = pl.layout
+    lay, st = pl.layout, pl.structure
     num_joint, width = lay.rows.shape
     num = lay.num_constraints
     num_players = len(cfg.shape)
-    dense = num <= DENSE_ADJOINT_MAX
-    header = np.array([num_players, num_joint, width, num, int(cfg.hard), int(dense),
+    header = np.array([num_players, num_joint, width, num, int(cfg.hard), int(pl.dense),
                        num_players * num_joint + num_joint + 2 * num_players, packed_size(cfg)], dtype=np.int64)
-    scalars = np.concatenate([[cfg.rho, cfg.tol, cfg.degenerate_tol], pl.first_opts]).astype(np.float64)
-    assert scalars.shape[0] == _SCALARS + _NUM_OPTS
-    ints = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in (lay.rows, lay.slot_player, lay.dev,
-                                                                          lay.player)]
-    words = np.concatenate([header.view(np.uint8), scalars.view(np.uint8)] + [a.view(np.uint8) for a in ints])
-    out = np.ascontiguousarray(words)
+    scalars = np.concatenate([[cfg.rho, cfg.tol, cfg.degenerate_tol, cfg.face_tol], pl.first_opts, pl.face_opts])
+    assert scalars.shape[0] == _SCALARS + 2 * _NUM_OPTS
+    ints = [lay.rows, lay.slot_player, lay.dev, lay.player, st.touch, st.touch_count, [st.touched_row.shape[0]],
+            st.touched_row, st.touched_joint]
+    floats = [scalars, st.row_factor, st.col_factor]
+    as_int = [np.ascontiguousarray(a, dtype=np.int64).reshape(-1) for a in ints]
+    as_float = [np.ascontiguousarray(a, dtype=np.float64).reshape(-1) for a in floats]
+    words = np.concatenate([header, as_float[0].view(np.int64)] + as_int + [a.view(np.int64) for a in as_float[1:]])
+    out = np.ascontiguousarray(words).view(np.uint8)
     out.flags.writeable = False
     return out
 
 
 @njit(cache=True)
-def _free_hessian(rows, values, player, rho, sigma, mean, alpha, eps_hat, eps_plus, free, num_free):
-    """``linalg.free_hessian`` from the gain values and expected gains already at hand."""
-    num = player.shape[0]
-    ssum = np.empty(eps_hat.shape[0])
-    kn.player_sums_one(alpha, player, ssum)
-    curv = np.empty(eps_hat.shape[0])
-    kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
-    pos = np.full(num, -1, dtype=np.int64)
-    i = 0
-    for k in range(num):
-        if free[k]:
-            pos[k] = i
-            i += 1
-    hess = np.empty((num_free, num_free))
-    width = rows.shape[1]
-    kn.hessian_one(rows, values, player, sigma, mean, curv, pos, hess, np.empty(max(num_free, 1), dtype=np.int64),
-                   np.empty(width, dtype=np.int64), np.empty(width))
-    return hess
-
-
-@njit(cache=True)
-def _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, rho, tol, dtol, opts, hard, dense,
-                  out):
+def _forward_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, touch, touch_count, touched_row,
+                 touched_joint, row_factor, col_factor, rho, tol, dtol, face_tol, first_opts, face_opts, hard, dense,
+                 out):
     """One game: ``raw [N, |A|]`` payoffs, ``base [|A|]``, ``eps_hat, eps_plus [N]``;
-    writes ``out [packed_size]`` and returns True where the game is interior (else
-    ``out`` is unspecified)."""
+    writes ``out [packed_size]`` as ``forward.forward`` and returns True where it serves
+    the game (else ``out`` is unspecified)."""
     num_players, num_joint = raw.shape
     num = player.shape[0]
     for p in range(num_players):
@@ -115,80 +115,58 @@ def _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, 
     for p in range(num_players):
         if not math.isfinite(scale[p]):
             return False
-    alpha = np.zeros(num)
-    joint, _, _, stats = solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts)
-    if int(stats[1]) != OPTIMAL:
-        return False
-    if hard and joint.min() < FACE_MASS:
-        return False
     values = np.empty(rows.shape)
     kn.gain_values_one(flat, slot_player, dev, values)
-    # The duals must reproduce the joint (forward._finish).
-    lg = np.empty(num_joint)
-    kn.logits_one(rows, values, base, alpha, lg)
-    recomputed = np.empty(num_joint)
-    kn.softmax_one(lg, recomputed)
-    worst = 0.0
-    for a in range(num_joint):
-        worst = max(worst, abs(recomputed[a] - joint[a]))
-    if worst > max(1e3 * tol, 1e-8):
-        return False
-    eps_now = np.empty(num_players)
-    if hard:
-        eps_now[:] = eps_hat
-    else:
-        s = np.zeros(num_players)
-        for k in range(num):
-            s[player[k]] += alpha[k]
+    alpha = np.zeros(num)
+    joint, _, _, stats = solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha,
+                                      first_opts)
+    if int(stats[1]) != OPTIMAL:
+        return False  # forward._first: refine_batch
+    support = np.ones(num_joint, dtype=np.bool_)
+    equalities = np.zeros(num, dtype=np.bool_)
+    # No literal arguments below (np.bool_, np.int64): the kernels of forward.py are then
+    # called with the types forward.forward calls them with, one specialisation each.
+    on_face = np.bool_(hard and joint.min() < FACE_MASS)  # else forward._solve_one: interior
+    eta = 0.0
+    if on_face:
         for p in range(num_players):
-            eps_now[p] = eps_plus[p] - (eps_plus[p] - eps_hat[p]) * np.exp(-s[p] / rho)
-    expected = np.empty(num)
-    kn.expected_gains_one(rows, values, joint, expected)
-    free = np.zeros(num, dtype=np.bool_)
-    num_free = 0
-    for k in range(num):
-        if alpha[k] > dtol:
-            free[k] = True
-            num_free += 1
-        elif not eps_now[player[k]] - expected[k] > dtol:
-            return False  # DEGENERATE_ACTIVE_SET: the callback reports it
-    start = 2 * num_joint + 2 * num
-    if dense and num_free > 0:
-        hess = _free_hessian(rows, values, player, rho, joint, expected, alpha, eps_hat, eps_plus, free, num_free)
-        inv = np.empty((num_free, num_free))
-        if not _inverse_kernel(hess, CHOLESKY_MIN_PIVOT, inv):
-            return False  # singular H_FF: the callback path leaves it to the implicit step
-    out[:] = 0.0
-    out[:num_joint] = joint
-    out[num_joint:num_joint + num] = alpha
-    for k in range(num):
-        out[num_joint + num + k] = 1.0 if free[k] else 0.0
-    out[num_joint + 2 * num:start] = 1.0  # support
-    if dense:
-        out[start] = 1.0
-        if num_free > 0:
-            idx = np.flatnonzero(free)
-            adj = start + 1
-            for i in range(num_free):
-                for j in range(num_free):
-                    out[adj + idx[i] * num + idx[j]] = -inv[i, j]
-    out[out.shape[0] - 1] = OK
-    return True
+            if eps_hat[p] != 0.0:
+                return False  # the face LP
+        # forward._guessed (warm), then forward._finish of the guessed face.
+        eta = _eta_kernel(flat, face_tol)
+        off = np.empty(num_joint, dtype=np.bool_)
+        face_eq = np.empty(num, dtype=np.bool_)
+        cert = np.empty(num)
+        face_joint = np.empty(num_joint)
+        face_alpha = np.empty(num)
+        code = _guess_face(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, touch, touched_row,
+                           touched_joint, touch_count, slot_player, num_players, col_factor, FACE_MASS, eta,
+                           face_cert.SAFETY, face_cert.ROUNDING, np.bool_(True), face_opts, off, face_eq, cert,
+                           face_joint, face_alpha)
+        if code == _CERTIFIED:
+            support, equalities, joint, alpha = off, face_eq, face_joint, face_alpha
+        elif code != _NO_FACE:
+            return False  # the covering LP, or the LPs after Newton on the face fell short
+    return _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, alpha, support, equalities,
+                          on_face, on_face, np.int64(OK), dense, dtol, max(1e3 * tol, 1e-8), CHOLESKY_MIN_PIVOT,
+                          touched_row, touched_joint, row_factor, eta, face_cert.SAFETY, face_cert.ROUNDING,
+                          face_cert.TAU_FRACTIONS, face_cert.TAU_MULTIPLES, out)
 
 
 @njit(cache=True)
-def interior_batch(words, inputs, out, ok):
+def forward_batch(words, inputs, out, ok):
     """Every game of ``inputs [B, input size]`` (``forward.forward``'s packed inputs) into
-    ``out [B, packed_size]``, ``ok [B]`` (int32) 1 where the game is interior (``out[b]``
-    unspecified where 0: the caller runs the callback on those games).
+    ``out [B, packed_size]``, ``ok [B]`` (int32) 1 where the kernel serves the game
+    (``out[b]`` unspecified where 0: the caller runs the callback on those games).
 
-    ``words``: ``plan_bytes`` viewed as int64 (the scalars bit-cast back to float64)."""
+    ``words``: ``plan_bytes`` viewed as int64 (the floats bit-cast back to float64)."""
     num_players, num_joint, width, num = words[0], words[1], words[2], words[3]
     hard, dense = words[4] != 0, words[5] != 0
-    fl = words[HEADER:HEADER + _SCALARS + _NUM_OPTS].view(np.float64)
-    rho, tol, dtol = fl[0], fl[1], fl[2]
-    opts = fl[_SCALARS:].copy()
-    at = HEADER + _SCALARS + _NUM_OPTS
+    fl = words[HEADER:HEADER + _SCALARS + 2 * _NUM_OPTS].view(np.float64)
+    rho, tol, dtol, face_tol = fl[0], fl[1], fl[2], fl[3]
+    first_opts = fl[_SCALARS:_SCALARS + _NUM_OPTS].copy()
+    face_opts = fl[_SCALARS + _NUM_OPTS:].copy()
+    at = HEADER + _SCALARS + 2 * _NUM_OPTS
     rows = words[at:at + num_joint * width].reshape((num_joint, width))
     at += num_joint * width
     slot_player = words[at:at + width]
@@ -196,24 +174,40 @@ def interior_batch(words, inputs, out, ok):
     dev = words[at:at + num_joint * width].reshape((num_joint, width))
     at += num_joint * width
     player = words[at:at + num]
+    at += num
+    touch = words[at:at + num_joint * width].reshape((num_joint, width)) != 0
+    at += num_joint * width
+    touch_count = words[at:at + num]
+    at += num
+    num_touched = words[at]
+    touched_row = words[at + 1:at + 1 + num_touched]
+    touched_joint = words[at + 1 + num_touched:at + 1 + num_touched + num_touched]
+    at += 1 + 2 * num_touched
+    row_factor = words[at:at + num].view(np.float64)
+    col_factor = words[at + num:at + num + num_joint].view(np.float64)
     cut = num_players * num_joint
     for b in range(inputs.shape[0]):
         raw = inputs[b, :cut].reshape((num_players, num_joint))
         base = inputs[b, cut:cut + num_joint]
         eps_hat = inputs[b, cut + num_joint:cut + num_joint + num_players]
         eps_plus = inputs[b, cut + num_joint + num_players:cut + num_joint + 2 * num_players]
-        served = _interior_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, rho, tol, dtol, opts,
-                               hard, dense, out[b])
+        served = _forward_one(raw, base, eps_hat, eps_plus, rows, slot_player, dev, player, touch, touch_count,
+                              touched_row, touched_joint, row_factor, col_factor, rho, tol, dtol, face_tol,
+                              first_opts, face_opts, hard, dense, out[b])
         ok[b] = 1 if served else 0
 
 
-def interior_np(cfg: Config, inputs) -> tuple[np.ndarray, np.ndarray]:
-    """``(packed [..., packed_size] float64, interior [...] bool)`` of ``inputs [..., input
+def forward_np(cfg: Config, inputs) -> tuple[np.ndarray, np.ndarray]:
+    """``(packed [..., packed_size] float64, served [...] bool)`` of ``inputs [..., input
     size]`` (as ``forward.forward``; NumPy, for tests and the FFI's probe)."""
     inputs = np.asarray(inputs, dtype=np.float64)
     batch_shape = inputs.shape[:-1]
     flat = np.ascontiguousarray(inputs.reshape(-1, inputs.shape[-1]))
     out = np.zeros((flat.shape[0], packed_size(cfg)))
     ok = np.zeros(flat.shape[0], dtype=np.int32)
-    interior_batch(plan_bytes(cfg).view(np.int64), flat, out, ok)
+    # A writable copy: the FFI handler's words are writable (one specialisation).
+    forward_batch(plan_bytes(cfg).view(np.int64).copy(), flat, out, ok)
     return out.reshape(batch_shape + (out.shape[1],)), (ok != 0).reshape(batch_shape)
+
+
+key_on_sources(globals())  # numba_cache: cached kernels follow every source they compile in

@@ -1,4 +1,4 @@
-"""The interior forward kernel (``fast_forward``) as an XLA:CPU typed-FFI custom call.
+"""The compiled forward kernel (``fast_forward``) as an XLA:CPU typed-FFI custom call.
 
 ``jax.pure_callback`` costs ~0.2 ms a call (``benchmarks/results/diff_suite.md``), about
 four 8x8 CCE solves. A Numba ``@cfunc`` registered as a typed XLA FFI handler
@@ -17,13 +17,15 @@ few microseconds of overhead. The handler parses the C structs of
 The call takes the float inputs ``[B, n]`` (float64 or float32, as ``jax_enable_x64``) and
 the kernel's ``plan_bytes`` (a uint8 constant), and returns ``packed [B, P]`` (same float
 type; float32 is converted to float64 for the kernel and back, as the callback does) and
-``ok [B]`` (int32: the game is interior). A call it does not recognise (argument count,
-dtypes, sizes) leaves ``ok`` 0, so the callback serves it. ``available()`` compiles,
-registers and probes the whole bridge once, on the first trace of ``diff.solve`` (not at
-import: the cold Numba compile took ~55 s on the loaded CPU, ~1.6 s from Numba's on-disk
-cache), against the NumPy kernel; on any failure the caller keeps to ``pure_callback``.
-Numba's cache of the handler is keyed on this file only: after editing the kernels it
-calls, clear the ``*.nbi``/``*.nbc`` files (as for every cached Numba caller here).
+``ok [B]`` (int32: the kernel serves the game: interior, or a face certified without an
+LP). A call it does not recognise (argument count, dtypes, sizes) leaves ``ok`` 0, so the
+callback serves it. ``available()`` compiles, registers and probes the whole bridge once,
+on the first trace of ``diff.solve`` (not at import: from an empty cache the Numba compile
+took ~65 s CPU on the loaded machine, ~0.4 s from Numba's on-disk cache), against the
+NumPy kernel; on any failure the caller keeps to ``pure_callback``. The handler's cache,
+like that of every cached kernel of ``hybrid_nes.diff``, is keyed on the sources of
+``solvers`` and ``hybrid_nes.diff`` (``numba_cache``): editing a kernel it calls
+recompiles it.
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numba import carray, cfunc, njit, types
-from numba.core import cgutils
+from numba import carray, njit, types
+from numba.core import cgutils, sigutils
+from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
 from hybrid_nes.diff import fast_forward as ff
+from hybrid_nes.diff.numba_cache import SourcesCache
 
 __all__ = ["TARGET", "available", "call"]
 
-TARGET = "hybrid_nes_diff_interior_forward"
+TARGET = "hybrid_nes_diff_forward"
 #: ``XLA_FFI_API_MAJOR`` / ``XLA_FFI_API_MINOR`` of the headers this handler follows.
 _API_MAJOR, _API_MINOR = 0, 3
 _STAGE_EXECUTE = 3
@@ -112,22 +116,32 @@ def _handler(frame_ptr):  # pragma: no cover - compiled (_compiled); runs inside
     if x_dtype == _F64:
         x = carray(_as_pointer(x_buf[3]), (num_games, n_in), dtype=np.float64)
         out = carray(_as_pointer(out_buf[3]), (num_games, n_out), dtype=np.float64)
-        ff.interior_batch(words, x, out, ok)
+        ff.forward_batch(words, x, out, ok)
     elif x_dtype == _F32:
         x32 = carray(_as_pointer(x_buf[3]), (num_games, n_in), dtype=np.float32)
         out32 = carray(_as_pointer(out_buf[3]), (num_games, n_out), dtype=np.float32)
         out = np.zeros((num_games, n_out))
-        ff.interior_batch(words, x32.astype(np.float64), out, ok)
+        ff.forward_batch(words, x32.astype(np.float64), out, ok)
         for b in range(num_games):
             for i in range(n_out):
                 out32[b, i] = np.float32(out[b, i])
     return _null()
 
 
+class _CachedHandler(CFunc):
+    """The handler's C function with its on-disk cache keyed on the sources it compiles in."""
+
+    def enable_caching(self):
+        self._cache = SourcesCache(self._pyfunc)
+
+
 @functools.cache
-def _compiled():
-    """The handler compiled as a C function (on first use: Numba's on-disk cache)."""
-    return cfunc(types.voidptr(types.voidptr), cache=True)(_handler)
+def _compiled() -> CFunc:
+    """The handler compiled as a C function (on first use; ``numba_cache.SourcesCache``)."""
+    handler = _CachedHandler(_handler, sigutils.normalize_signature(types.voidptr(types.voidptr)), {}, {})
+    handler.enable_caching()
+    handler.compile()
+    return handler
 
 
 def _ffi_call(cfg, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -140,28 +154,28 @@ def _ffi_call(cfg, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 @functools.lru_cache(maxsize=64)
 def _batched(cfg):
     """``x [B, n] -> (packed [B, P], ok [B], all_ok [])`` whose ``jax.vmap`` is one call on
-    the flattened batch with ``all_ok`` unbatched (every game of the batch interior), so a
+    the flattened batch with ``all_ok`` unbatched (the kernel serves every game), so a
     ``lax.cond`` on it stays a cond (the callback is skipped) under ``vmap``."""
 
     @jax.custom_batching.custom_vmap
-    def interior(x):
+    def served(x):
         packed, ok = _ffi_call(cfg, x)
         return packed, ok, jnp.all(ok != 0)
 
-    @interior.def_vmap
+    @served.def_vmap
     def _rule(axis_size, in_batched, x):
         if not in_batched[0]:
-            return interior(x), (False, False, False)
-        packed, ok, all_ok = interior(x.reshape((-1, x.shape[-1])))
+            return served(x), (False, False, False)
+        packed, ok, all_ok = served(x.reshape((-1, x.shape[-1])))
         lead = (axis_size,) + x.shape[1:-1]
         return (packed.reshape(lead + packed.shape[-1:]), ok.reshape(lead), all_ok), (True, True, False)
 
-    return interior
+    return served
 
 
 def call(cfg, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(packed [P], ok bool [], all_ok bool [])`` of one game's ``inputs [n]``
-    (``forward.forward``'s layout) by the compiled kernel: ``ok`` where the game is interior
+    (``forward.forward``'s layout) by the compiled kernel: ``ok`` where it serves the game
     (``packed`` is unspecified where it is not). Under ``jax.vmap``: one FFI call for the
     whole batch, ``ok`` per game and ``all_ok`` unbatched, for all its games."""
     _register()
@@ -176,7 +190,7 @@ def _register() -> None:
 
 @functools.cache
 def available() -> bool:
-    """Whether the FFI kernel is registered and reproduces ``fast_forward.interior_np``
+    """Whether the FFI kernel is registered and reproduces ``fast_forward.forward_np``
     on a probe game (checked once; False, with the reason logged, on any failure)."""
     try:
         _register()
@@ -188,7 +202,7 @@ def available() -> bool:
         dtype = jnp.asarray(0.0).dtype
         with jax.ensure_compile_time_eval():  # called while tracing diff.solve: run it now
             packed, ok, _ = jax.jit(functools.partial(call, cfg))(np.asarray(inputs, dtype))
-        want, want_ok = ff.interior_np(cfg, inputs)
+        want, want_ok = ff.forward_np(cfg, inputs)
         if not (bool(ok) and want_ok) or not np.allclose(np.asarray(packed, np.float64), want, rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"probe mismatch: ok {bool(ok)} vs {want_ok}")
     except Exception as exc:  # noqa: BLE001 - any failure: keep to pure_callback

@@ -52,6 +52,7 @@ import numpy as np
 
 from hybrid_nes.diff.face import face_lp, face_moves
 from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT, _inverse_kernel
+from hybrid_nes.diff.numba_cache import key_on_sources
 from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
     FACE_CHANGE,
@@ -321,10 +322,20 @@ def _guessed(cfg: Config, pl: _Plan, values, base, eps_hat, eps_plus, joint, alp
     return _Found(OK, face_joint, face_alpha, Face(support, equalities, cert, True, "guessed", 0.0), None, True)
 
 
+@numba.njit(cache=True)
+def _eta_kernel(flat, face_tol):
+    """``face_tol`` times the 2-norm of ``flat [N, |A|]`` (one loop: the FFI kernel computes
+    the same bits)."""
+    total = 0.0
+    for p in range(flat.shape[0]):
+        for a in range(flat.shape[1]):
+            total += flat[p, a] * flat[p, a]
+    return face_tol * math.sqrt(total)
+
+
 def _eta(cfg: Config, flat: np.ndarray) -> float:
     """2-norm of the face-change check's payoff perturbation (normalised units)."""
-    v = flat.reshape(-1)
-    return cfg.face_tol * math.sqrt(float(v @ v))  # np.linalg.norm's formula, less its overhead
+    return _eta_kernel(flat, float(cfg.face_tol))
 
 
 @numba.njit(cache=True)
@@ -519,3 +530,6 @@ def forward(cfg: Config, dtype, inputs) -> np.ndarray:
             if _finish(*args, _solve_one(*args, first, guess=guess), out[b], eta):
                 break
     return out.reshape(batch_shape + (out.shape[1],)).astype(dtype, copy=False)
+
+
+key_on_sources(globals())  # numba_cache: cached kernels follow every source they compile in

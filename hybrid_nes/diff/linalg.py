@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from hybrid_nes.diff.numba_cache import key_on_sources
 from solvers import kernels as kn
 from solvers.newton import cholesky_factor, cholesky_solve
 
@@ -127,3 +128,6 @@ def psd_inverse(hess: np.ndarray) -> np.ndarray | None:
     where it does not (a singular block: iterated Tikhonov, ``psd_solve``)."""
     out = np.empty_like(hess)
     return out if _inverse_kernel(hess, CHOLESKY_MIN_PIVOT, out) else None
+
+
+key_on_sources(globals())  # numba_cache: cached kernels follow every source they compile in
