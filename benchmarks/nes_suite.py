@@ -8,8 +8,11 @@ distance to the exact joint from ``solvers.solve_batch``) and mean dual sub-opti
 ``L(alpha) - L*``, for the shipped network, the uniform joint (alpha = 0) and the
 one-line rule ``alpha = c max(0, gain under the uniform joint)`` (c = 1, 0.5). Also:
 inference games/s at batch 4096 (8x8), training steps/s, the shipped CE network's
-validation gaps, and the training curves (figure). ``--model-card`` (the default of a
-full run) rewrites ``hybrid_nes/pretrained/MODEL_CARD.md`` from these results.
+validation gaps, the 3-player networks (``benchmarks.nes_players``: NES alone, warm
+against cold exact solves) and the training curves (figure). ``--model-card`` (the
+default of a full run) rewrites ``hybrid_nes/pretrained/MODEL_CARD.md`` from these
+results; ``--players-only`` re-measures the 3-player section alone into the last full
+run's ``nes_suite.json`` (and the card from it).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import jax
 import numpy as np
 
 from benchmarks.games import structured_games
+from benchmarks.nes_players import players_markdown, players_results
 from benchmarks.results import (
     markdown_table,
     write_figure_atomic,
@@ -341,21 +345,23 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
         "",
         "## Coverage",
         "",
-        "- 2-player games; trained on the shapes listed below. BatchNorm statistics ship for",
-        *(f"  {c.upper()}: {', '.join('x'.join(map(str, sh)) for sh in m.trained_shapes)};" for c, m in models.items()),
+        "- 2- and 3-player games (`nes_{concept}.npz`, `nes_{concept}_3p.npz`, one network per player",
+        "  count, served by the same `load_pretrained(concept)`); trained on the shapes listed",
+        "  below. BatchNorm statistics ship for",
+        *(f"  {t}: {', '.join('x'.join(map(str, sh)) for sh in m.trained_shapes)};" for t, m in _networks(models)),
         *_calibration_lines(models),
-        "  Any other 2-player shape works too (parameters do not depend on the game size): its",
+        "  Any other 2- or 3-player shape works too (parameters do not depend on the game size): its",
         f"  statistics are calibrated on first use from {FIRST_USE_CALIBRATION.games:,} games (at most",
         f"  {FIRST_USE_CALIBRATION.max_cells:,} joint actions; seconds, cached per process).",
         "- Selections: ME and MRE (target ~ Dirichlet(1)), hard constraints, eps_hat = 0 —",
         "  the library's defaults. Other presets are accepted as input features (the network",
         "  sees eps_hat, eps_plus, rho, welfare) but were not trained: a rough warm start only.",
-        "- Not covered: N >= 3 players (refused unless `allow_untrained=True`), Max Gini.",
+        "- Not covered: N >= 4 players (refused unless `allow_untrained=True`), Max Gini.",
         "",
     ]
-    for concept, model in models.items():
+    for title, model in _networks(models):
         cfg = model.meta.get("config", {})
-        lines += [f"## {concept.upper()} network", ""]
+        lines += [f"## {title} network", ""]
         lines += [
             f"- architecture: payoff channels {tuple(cfg['network']['payoff_channels'])}, dual channels "
             f"{cfg['network']['dual_channels']}, dual layers {tuple(cfg['network']['dual_layers'])}, BatchNorm + ReLU,"
@@ -409,6 +415,8 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
         ]
     if results.get("families"):
         lines += ["## Structured families (CCE network alone)", "", *family_markdown(results)]
+    if results.get("players_accuracy"):
+        lines += ["## 3-player networks", "", *players_markdown(results)]
     lines += ["## Speed (this machine)", "", f"Platform: {results['platform']}.", "",
               markdown_table([results["inference"]]), markdown_table([results["training"]])]
     device_runs = DEVICE_RUNS.exists() and json.loads(DEVICE_RUNS.read_text())
@@ -420,6 +428,12 @@ def model_card(results: dict, models: dict[str, NESModel]) -> str:
             lines += [f"{name}:", "", markdown_table(rows)]
     lines += ["Training curves: `benchmarks/results/nes_training_curves.png`.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _networks(models: dict[str, NESModel]) -> list[tuple[str, NESModel]]:
+    """``(title, network)`` of every network: the 2-player ones, then the attached ones."""
+    out = [(c.upper(), m) for c, m in models.items()]
+    return out + [(f"{c.upper()} {n}-player", m.network_for(n)) for c, m in models.items() for n in m.players if n != 2]
 
 
 FAMILY_SHAPES = ((2, 2), (3, 3), (8, 8))
@@ -500,18 +514,40 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results"), write_
         results["ce_games_per_size"] = 32 if quick else 200
         results["ce_validation"] = ce_validation(models["ce"], (4,) if quick else (4, 8, 16), results["ce_games_per_size"])
     results.update(family_results(cce, quick, _load_compare(compare)))
+    results.update(players_results(models, _parents(models), quick))
     curves = training_curves(models, out_dir)
     results["curves"] = str(curves) if curves else None
     results["seconds"] = time.perf_counter() - t0
-    write_json_atomic(out_dir / "nes_suite.json", results)
     md = ["# NES suite", "", markdown_table(rows), markdown_table([results["inference"]]),
           markdown_table([results["training"]])]
     if results.get("ce_validation"):
         md.append(markdown_table(results["ce_validation"]))
     md += ["## Structured families (CCE network)", "", *family_markdown(results)]
+    _write(results, md, models, out_dir, write_card if write_card is not None else not quick)
+    return results
+
+
+def _parents(models: dict[str, NESModel]) -> dict[str, NESModel]:
+    """The 2-player networks alone (for the 3-player games they were not trained on)."""
+    return {c: load_pretrained(c, pretrained_path(c)) for c in models}
+
+
+def _write(results: dict, md: list[str], models: dict[str, NESModel], out_dir: Path, card: bool) -> None:
+    """``nes_suite.{json,md}`` (the 3-player section appended to ``md``) and the card."""
+    write_json_atomic(out_dir / "nes_suite.json", results)
+    md = [*md, "## 3-player networks", "", *players_markdown(results)]
     write_text_atomic(out_dir / "nes_suite.md", "\n".join(md))
-    if write_card if write_card is not None else not quick:
+    if card:
         write_text_atomic(CARD, model_card(results, models))
+
+
+def players_only(quick: bool, out_dir: Path, write_card: bool | None) -> dict:
+    """Re-measures the 3-player section into ``out_dir/nes_suite.json`` (the last full run)."""
+    models = {c: load_pretrained(c) for c in ("cce", "ce") if pretrained_path(c).exists()}
+    results = json.loads((out_dir / "nes_suite.json").read_text())
+    results.update(players_results(models, _parents(models), quick))
+    md = (out_dir / "nes_suite.md").read_text().split("\n## 3-player networks")[0].split("\n")
+    _write(results, md, models, out_dir, write_card if write_card is not None else not quick)
     return results
 
 
@@ -536,7 +572,12 @@ def _cli(argv=None) -> int:
                              "nes_families.json from --families-only")
     parser.add_argument("--families-only", type=Path, metavar="WEIGHTS",
                         help="only the family table of these CCE weights, to --out/nes_families.{json,md}")
+    parser.add_argument("--players-only", action="store_true",
+                        help="only the 3-player section, into the last run's nes_suite.json/md (and the card)")
     args = parser.parse_args(argv)
+    if args.players_only:
+        players_only(args.quick, args.out, True if args.model_card else None)
+        return 0
     if args.families_only:
         res = family_results(load_pretrained("cce", args.families_only), args.quick, _load_compare(args.compare))
         res["path"] = str(args.families_only)

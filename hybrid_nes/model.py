@@ -10,6 +10,11 @@ the raw game: ``alpha_p = s_p alpha'_p`` with ``s_p = NormalisedGame.scale[p]``,
 giving the same joint. ``duals_to_payoff_units`` / ``duals_to_normalised_units`` convert.
 Flat duals use the ``solvers.gains`` layout ``[B, K]``.
 
+Player counts. One network serves one player count well (its BatchNorm statistics and
+training games are per shape); ``load_pretrained`` returns the 2-player network with the
+shipped networks of other player counts attached (``NESModel.add_network``): every
+method takes games of any covered count and runs the network trained on it.
+
 Inference uses BatchNorm statistics calibrated per game shape (shipped for the training
 shapes, computed once and cached for any other shape), so one game scores the same
 alone as in a batch. It runs ``hybrid_nes.inference``: the same function as the Haiku
@@ -46,6 +51,7 @@ __all__ = [
     "NESModel",
     "load_pretrained",
     "pretrained_path",
+    "PRETRAINED_PLAYERS",
     "duals_to_payoff_units",
     "duals_to_normalised_units",
     "MAX_JOINT_ACTIONS",
@@ -55,6 +61,9 @@ __all__ = [
 MAX_JOINT_ACTIONS = 1 << 16
 #: Largest batch sent through the network at once; bigger inputs are chunked.
 MAX_CHUNK = 4096
+#: Player counts with shipped networks (``pretrained_path``): 2 in ``nes_{concept}.npz``,
+#: N >= 3 in ``nes_{concept}_{N}p.npz``.
+PRETRAINED_PLAYERS = (2, 3)
 
 
 def _player_scale(scale: np.ndarray, shape: Sequence[int], concept: str) -> np.ndarray:
@@ -104,7 +113,9 @@ class NESModel:
       concept: "cce" or "ce".
       meta: the weight file's metadata (training config, history, wall time, ...).
       trained_shapes: shapes with shipped BatchNorm statistics.
-      players: player counts the network was trained on.
+      own_players: player counts this network was trained on.
+      players: player counts served: ``own_players`` and those of the networks attached
+        with ``add_network``.
     """
 
     def __init__(self, config: NetworkConfig, params: Any, stats: dict, meta: dict | None = None):
@@ -115,7 +126,9 @@ class NESModel:
         self.trained_shapes = tuple(sorted(self._stats))
         train_cfg = self.meta.get("config", {})
         shapes = train_cfg.get("shapes") or [list(s) for s in self.trained_shapes]
-        self.players = tuple(sorted({len(s) for s in shapes})) or (2,)
+        self.own_players = tuple(sorted({len(s) for s in shapes})) or (2,)
+        self._networks: dict[int, NESModel] = {}  # player count -> attached network
+        self._files: dict[int, Path] = {}  # player count -> weight file loaded on first use
         self.presets = tuple(train_cfg.get("presets", ("me", "mre")))
         self._folded: dict[tuple[int, ...], Any] = {}
         # (folded weights, payoffs [B, N, A1..AN], sel) -> flat duals [B, K]
@@ -124,6 +137,58 @@ class NESModel:
     @property
     def concept(self) -> str:
         return self.config.concept
+
+    @property
+    def players(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.own_players, *self._networks, *self._files}))
+
+    # -- player counts -------------------------------------------------------------------
+    def add_network(self, other: NESModel) -> NESModel:
+        """Serves games of ``other``'s player counts with ``other`` (same concept); returns self.
+
+        Raises:
+          ValueError: ``other`` is of another concept, covers a player count this network
+            was trained on, or has networks attached itself.
+        """
+        if not isinstance(other, NESModel) or other.concept != self.concept:
+            raise ValueError(f"other must be a {self.concept.upper()} NESModel, got {other!r}")
+        clash = set(other.own_players) & set(self.own_players)
+        if clash or other._networks or other._files:
+            raise ValueError(f"other covers {other.players}-player games; this network already serves {sorted(clash)}"
+                             if clash else "other has networks attached itself")
+        self._networks.update({n: other for n in other.own_players})
+        return self
+
+    def attach_file(self, num_players: int, path: str | os.PathLike) -> NESModel:
+        """Like ``add_network`` for the weight file at ``path``, loaded on the first use of a
+        ``num_players``-player game (``load_pretrained``: 2-player users never load it)."""
+        if num_players in self.own_players:
+            raise ValueError(f"this network already serves {num_players}-player games")
+        self._files[num_players] = Path(path)
+        return self
+
+    def network_for(self, num_players: int) -> NESModel:
+        """The network that serves ``num_players``-player games: an attached one, else this one.
+
+        Raises:
+          hybrid_nes.checkpoint.CheckpointError: the attached weight file is missing,
+            corrupt, of the other concept or not for ``num_players``-player games.
+        """
+        if num_players in self._files:
+            file = self._files[num_players]
+            other = NESModel.from_file(file)
+            if other.concept != self.concept or num_players not in other.own_players:
+                raise ckpt_lib.CheckpointError(f"{str(file)!r} holds a {other.concept.upper()} network for "
+                                               f"{other.own_players}-player games, not {num_players}-player "
+                                               f"{self.concept.upper()}")
+            del self._files[num_players]
+            self.add_network(other)
+        return self._networks.get(num_players, self)
+
+    def _route(self, shape: Sequence[int]) -> NESModel | None:
+        """The attached network for games of ``shape``, or None where this one serves them."""
+        net = self.network_for(len(tuple(shape)))
+        return None if net is self else net
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> NESModel:
@@ -152,10 +217,14 @@ class NESModel:
     # -- BatchNorm statistics ------------------------------------------------------------
     def has_statistics(self, shape: Sequence[int]) -> bool:
         """Whether ``shape``'s BatchNorm statistics are at hand (shipped or calibrated already)."""
+        if (net := self._route(shape)) is not None:
+            return net.has_statistics(shape)
         return tuple(sorted(shape)) in self._stats
 
     def statistics(self, shape: Sequence[int]):
         """BatchNorm statistics for ``shape`` (shipped, or calibrated once and cached)."""
+        if (net := self._route(shape)) is not None:
+            return net.statistics(shape)
         # Population statistics pool over players and cells, so they do not depend on the
         # players' order: one entry per sorted shape keeps predictions player-equivariant.
         shape = tuple(sorted(shape))
@@ -168,6 +237,8 @@ class NESModel:
     def inference_weights(self, shape: Sequence[int]):
         """The weights ``hybrid_nes.inference`` runs for ``shape``: the parameters with the
         shape's BatchNorm statistics folded in (``fold_params``), computed once and cached."""
+        if (net := self._route(shape)) is not None:
+            return net.inference_weights(shape)
         shape = tuple(sorted(shape))
         if shape not in self._folded:
             self._folded[shape] = fold_params(self.config, self.params, self.statistics(shape))
@@ -177,10 +248,12 @@ class NESModel:
     def check_shape(self, shape: Sequence[int], allow_untrained: bool = False) -> tuple[int, ...]:
         """Validates a game shape for this network; returns it as a tuple."""
         shape = check_shape(shape, "game shape")
-        if len(shape) not in self.players and not allow_untrained:
+        if (net := self._route(shape)) is not None:
+            return net.check_shape(shape, allow_untrained)
+        if len(shape) not in self.own_players and not allow_untrained:
             raise ValueError(
-                f"games with {len(shape)} players (shape {shape}): this {self.concept.upper()} network "
-                f"was trained on {'/'.join(map(str, self.players))}-player games; pass allow_untrained=True to "
+                f"games with {len(shape)} players (shape {shape}): the {self.concept.upper()} network(s) here "
+                f"were trained on {'/'.join(map(str, self.players))}-player games; pass allow_untrained=True to "
                 "predict anyway"
             )
         if math.prod(shape) > MAX_JOINT_ACTIONS:
@@ -207,6 +280,8 @@ class NESModel:
         payoffs = np.asarray(payoffs)
         if payoffs.ndim < 4:
             raise ValueError(f"payoffs must have shape [B, N, A1..AN], got {payoffs.shape}")
+        if (net := self._route(payoffs.shape[2:])) is not None:
+            return net.predict_normalised(payoffs, sel, allow_untrained)
         b = payoffs.shape[0]
         shape = self.check_shape(payoffs.shape[2:], allow_untrained)
         if payoffs.shape[1] != len(shape):
@@ -262,6 +337,8 @@ class NESModel:
         if units not in ("normalised", "payoff"):
             raise ValueError(f"units must be 'normalised' or 'payoff', got {units!r}")
         batch = as_game_batch(games, "games")
+        if (net := self._route(batch.shape[2:])) is not None:
+            return net.predict_duals(batch, selection, units=units, allow_untrained=allow_untrained)
         shape = self.check_shape(batch.shape[2:], allow_untrained)
         norm = normalise_batch(batch)
         sel = self.selection_inputs(norm, selection)
@@ -290,6 +367,8 @@ class NESModel:
         from solvers.gains import gain_layout
 
         batch = as_game_batch(games, "games")
+        if (net := self._route(batch.shape[2:])) is not None:
+            return net.predict_joint(batch, selection, allow_untrained=allow_untrained)
         shape = self.check_shape(batch.shape[2:], allow_untrained)
         norm = normalise_batch(batch)
         sel = self.selection_inputs(norm, selection)
@@ -303,6 +382,8 @@ class NESModel:
 
     def selection_inputs(self, norm: NormalisedGame, selection) -> SelectionInputs:
         """Resolves ``selection`` against each normalised game of a batch."""
+        if (net := self._route(norm.payoffs.shape[2:])) is not None:
+            return net.selection_inputs(norm, selection)
         b = norm.payoffs.shape[0]
         if isinstance(selection, (str, Selection)):
             selections = [as_selection(selection)] * b
@@ -326,25 +407,42 @@ class NESModel:
         return selection_inputs(params, norm.payoffs.shape[2:])
 
 
-def pretrained_path(concept: str = "cce") -> Path:
-    """Path of the shipped weight file for ``concept``."""
+def pretrained_path(concept: str = "cce", players: int = 2) -> Path:
+    """Path of the shipped weight file for ``concept`` and ``players``-player games
+    (``PRETRAINED_PLAYERS``; the file may be absent for a concept)."""
     concept = check_concept(concept)
-    return Path(str(resources.files("hybrid_nes") / "pretrained" / f"nes_{concept}.npz"))
+    if players not in PRETRAINED_PLAYERS:
+        raise ValueError(f"players must be one of {PRETRAINED_PLAYERS} (shipped networks), got {players!r}")
+    name = f"nes_{concept}.npz" if players == 2 else f"nes_{concept}_{players}p.npz"
+    return Path(str(resources.files("hybrid_nes") / "pretrained" / name))
+
+
+def _load_file(file: Path, concept: str) -> NESModel:
+    model = NESModel.from_file(file)
+    if model.concept != concept:
+        raise ckpt_lib.CheckpointError(f"{str(file)!r} holds a {model.concept.upper()} network, not {concept.upper()}")
+    return model
 
 
 def load_pretrained(concept: str = "cce", path: str | os.PathLike | None = None) -> NESModel:
     """Loads the shipped NES for ``concept`` ("cce" or "ce"), or weights from ``path``.
 
-    The shipped networks take 2-player games (trained on 2x2 .. 16x16, ME and MRE
-    selections with hard constraints); see ``hybrid_nes/pretrained/MODEL_CARD.md``.
+    The shipped 2-player network (trained on 2x2 .. 16x16), with the shipped network of
+    every other player count attached (``NESModel.attach_file``: loaded on the first
+    game of that count; 3-player: trained on 3x3x3 and 5x5x5). ME and MRE selections
+    with hard constraints; see ``hybrid_nes/pretrained/MODEL_CARD.md``. With ``path``,
+    that file's network alone.
 
     Raises:
       hybrid_nes.checkpoint.CheckpointError: missing or corrupt weight file, or weights
         of the other concept.
     """
     concept = check_concept(concept)
-    file = Path(path) if path is not None else pretrained_path(concept)
-    model = NESModel.from_file(file)
-    if model.concept != concept:
-        raise ckpt_lib.CheckpointError(f"{str(file)!r} holds a {model.concept.upper()} network, not {concept.upper()}")
+    if path is not None:
+        return _load_file(Path(path), concept)
+    model = _load_file(pretrained_path(concept), concept)
+    for players in PRETRAINED_PLAYERS[1:]:
+        file = pretrained_path(concept, players)
+        if file.exists():
+            model.attach_file(players, file)
     return model

@@ -38,7 +38,7 @@ def _games(rng, b, shape):
 
 def test_shipped_weights_cover_two_player_games_2x2_to_16x16(cce, ce):
     for model, concept in ((cce, "cce"), (ce, "ce")):
-        assert model.concept == concept and model.players == (2,)
+        assert model.concept == concept and model.own_players == (2,)
         assert (2, 2) in model.trained_shapes and (16, 16) in model.trained_shapes
         assert set(model.presets) >= {"me", "mre"}
         assert pretrained_path(concept).stat().st_size < 2_000_000
@@ -125,9 +125,9 @@ def test_mre_selection_per_game(cce):
 
 def test_bad_input_gives_clear_errors(cce, tmp_path):
     rng = np.random.default_rng(4)
-    with pytest.raises(ValueError, match="3 players.*2-player"):
-        cce.predict_duals(_games(rng, 2, (2, 2, 2)))
-    assert cce.predict_duals(_games(rng, 2, (2, 2, 2)), allow_untrained=True).shape == (2, 6)
+    with pytest.raises(ValueError, match="4 players.*2/3-player"):  # 2- and 3-player networks ship
+        cce.predict_duals(_games(rng, 2, (2, 2, 2, 2)))
+    assert cce.predict_duals(_games(rng, 2, (2, 2, 2, 2)), allow_untrained=True).shape == (2, 8)
     with pytest.raises(ValueError, match="NaN"):
         cce.predict_duals(np.full((1, 2, 2, 2), np.nan))
     with pytest.raises(ValueError, match=r"\[B, N, A1..AN\]"):
@@ -180,5 +180,5 @@ def test_predict_joint_is_sigma_of_the_predicted_duals(cce):
     # The network alone is close to the exact joints (model card: ~0.012 at 8x8; uniform ~0.26).
     exact = np.stack([s.joint for s in solvers.solve_batch(games, "cce", "me")])
     assert 0.5 * np.abs(joints - exact).reshape(32, -1).sum(axis=1).mean() < 0.05
-    with pytest.raises(ValueError, match="3 players"):
-        cce.predict_joint(np.random.default_rng(6).normal(size=(1, 3, 2, 2, 2)))
+    with pytest.raises(ValueError, match="4 players"):
+        cce.predict_joint(np.random.default_rng(6).normal(size=(1, 4, 2, 2, 2, 2)))

@@ -62,7 +62,7 @@ def test_first_use_of_an_unshipped_shape_times_calibration_apart():
 
 
 def test_uncovered_shape_falls_back_to_cold_with_a_warning():
-    games = _games(4, 2, (2, 2, 2))  # 3 players: the shipped networks take 2-player games
+    games = _games(4, 2, (2, 2, 2, 2))  # 4 players: the shipped networks take 2- and 3-player games
     with pytest.warns(UserWarning, match="starting cold"):
         sols = pipeline.solve_batch(games, "cce", warm_start="nes")
     assert all(s.ok and s.info["warm_start"] == "cold" for s in sols)
