@@ -131,13 +131,8 @@ class DualSolveResult(NamedTuple):
 # pivot test still catches a broken factorisation.
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def cholesky_factor(mat, lam, low):
-    """``low low^T = mat + lam I`` (lower triangles of ``mat, low: [n, n]`` read and
-    written); False when not positive definite.
-
-    Column ``j`` of ``low`` is computed four rows at a time, each a dot product with row
-    ``j`` (loaded once for the four): 8% of an 8x8 ME-CE Newton solve and 9% of an ME-CCE
-    one against one row at a time (benchmarks/results/solvers_suite_overhead.md).
-    """
+    """``low low^T = mat + lam I`` (lower triangle of ``low: [n, n]`` written); False when
+    not positive definite."""
     n = mat.shape[0]
     for j in range(n):
         s = mat[j, j] + lam
@@ -148,30 +143,11 @@ def cholesky_factor(mat, lam, low):
             return False
         d = math.sqrt(s)
         low[j, j] = d
-        inv = 1.0 / d
-        i = j + 1
-        while i + 3 < n:
-            s0 = mat[i, j]
-            s1 = mat[i + 1, j]
-            s2 = mat[i + 2, j]
-            s3 = mat[i + 3, j]
+        for i in range(j + 1, n):
+            s = mat[i, j]
             for k in range(j):
-                ljk = low[j, k]
-                s0 -= low[i, k] * ljk
-                s1 -= low[i + 1, k] * ljk
-                s2 -= low[i + 2, k] * ljk
-                s3 -= low[i + 3, k] * ljk
-            low[i, j] = s0 * inv
-            low[i + 1, j] = s1 * inv
-            low[i + 2, j] = s2 * inv
-            low[i + 3, j] = s3 * inv
-            i += 4
-        while i < n:
-            s0 = mat[i, j]
-            for k in range(j):
-                s0 -= low[i, k] * low[j, k]
-            low[i, j] = s0 * inv
-            i += 1
+                s -= low[i, k] * low[j, k]
+            low[i, j] = s / d
     return True
 
 

@@ -19,14 +19,7 @@ FD_TOL = 1e-12  # the exact solver's tolerance for the finite differences
 REL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    # The global flag, not the thread-local ``jax.enable_x64`` context: the callbacks run on
-    # XLA's threads, where JAX would otherwise cast their float64 results to float32.
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _game(seed: int, shape: tuple[int, ...]) -> np.ndarray:

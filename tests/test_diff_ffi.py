@@ -22,12 +22,7 @@ FACE = (("ce", (8, 8), 0), ("ce", (8, 8), 1), ("ce", (8, 8), 7), ("ce", (8, 8), 
 LP = ("ce", (8, 8), 4)  # on a face of 12 joints that needs the face LP: the callback serves it
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 @pytest.fixture
