@@ -176,6 +176,14 @@ def test_without_the_ffi_the_callback_serves_everything(callbacks, monkeypatch):
     assert callbacks == [1] and int(out.status) == 0
 
 
+def test_other_ffi_headers_refuse_the_handler(monkeypatch):
+    # The handler reads XLA's structs by offset: another FFI API version must not register it.
+    assert ffi._header_version() == (ffi._API_MAJOR, ffi._API_MINOR)
+    monkeypatch.setattr(ffi, "_header_version", lambda: (ffi._API_MAJOR, ffi._API_MINOR + 1))
+    with pytest.raises(RuntimeError, match="XLA FFI API"):
+        ffi._register.__wrapped__()
+
+
 def test_float32_takes_the_kernel_and_matches_float64(callbacks):
     g = _game(0, (8, 8))
     want = diff.solve(jnp.asarray(g), "cce")

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +80,8 @@ def _words(address, n):
 
 def _handler(frame_ptr):  # pragma: no cover - compiled (_compiled); runs inside XLA
     frame = carray(frame_ptr, (15,), dtype=np.int64)
+    if frame[0] < 120:  # struct_size: a call frame shorter than the words read here
+        return _null()
     ext = frame[1]
     if ext != 0:
         base = _words(ext, 4)
@@ -183,8 +187,18 @@ def call(cfg, inputs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return packed[0], ok[0] != 0, all_ok
 
 
+def _header_version() -> tuple[int, int]:
+    """``(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR)`` of the installed jaxlib's FFI headers."""
+    text = (Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h").read_text()
+    found = dict(re.findall(r"#define XLA_FFI_API_(MAJOR|MINOR) (\d+)", text))
+    return int(found["MAJOR"]), int(found["MINOR"])
+
+
 @functools.cache
 def _register() -> None:
+    # The handler reads XLA's structs by offset: only where the headers are the ones it follows.
+    if (version := _header_version()) != (_API_MAJOR, _API_MINOR):
+        raise RuntimeError(f"jaxlib's XLA FFI API is {version}, the handler follows {(_API_MAJOR, _API_MINOR)}")
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_compiled().ctypes), platform="cpu", api_version=1)
 
 
