@@ -256,11 +256,29 @@ def _best_rate(run, num: int, seconds: float) -> tuple[float, float]:
     return num / best, cpu / num * 1e6
 
 
-def _load() -> float:
+def _load_averages() -> tuple[float, float, float]:
     try:
-        return os.getloadavg()[0]
+        return os.getloadavg()
     except OSError:
-        return math.nan
+        return (math.nan,) * 3
+
+
+def _load() -> float:
+    return _load_averages()[0]
+
+
+def _start() -> tuple[np.random.Generator, float]:
+    """Warm up the compiled paths; the suite's generator and its start time."""
+    _warm_up()
+    return np.random.default_rng(2026), time.time()
+
+
+def _throughput(quick: bool, rng: np.random.Generator, out_dir: Path) -> tuple[list[dict], list[dict]]:
+    """The batch-size and strong-scaling rows, and their figure in ``out_dir``."""
+    sizes = _size_rows(quick, rng)
+    scaling = _scaling_rows(quick, rng)
+    _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
+    return sizes, scaling
 
 
 def _size_rows(quick: bool, rng: np.random.Generator) -> list[dict]:
@@ -376,11 +394,8 @@ def throughput_main(quick: bool = False, out_dir: Path = Path("benchmarks/result
     """The batch-size and strong-scaling tables alone (``--throughput``): writes
     ``solvers_suite_throughput.{json,md,png}`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    _warm_up()
-    rng = np.random.default_rng(2026)
-    started = time.time()
-    sizes = _size_rows(quick, rng)
-    scaling = _scaling_rows(quick, rng)
+    rng, started = _start()
+    sizes, scaling = _throughput(quick, rng, out_dir)
     result = {"suite": "solvers_suite_throughput", "mode": "quick" if quick else "full", "tol": TOL,
               "cpu_count": os.cpu_count(), "load_average_at_end": _load(), "wall_seconds": time.time() - started,
               "batch_size": sizes, "scaling": scaling}
@@ -389,7 +404,6 @@ def throughput_main(quick: bool = False, out_dir: Path = Path("benchmarks/result
             f"Mode: {result['mode']}; tol {TOL}; games of `benchmarks.games.l2_invariant_games`, ME "
             f"(hard constraints), cold starts. CPUs: {result['cpu_count']}; a shared machine inflates every "
             "wall clock (see `load`).", ""] + _throughput_text(sizes, scaling)
-    _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
     write_text_atomic(out_dir / "solvers_suite_throughput.md", "\n".join(text) + "\n")
     return result
 
@@ -397,17 +411,11 @@ def throughput_main(quick: bool = False, out_dir: Path = Path("benchmarks/result
 def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dict:
     """Runs the suite; writes ``solvers_suite.json`` and ``solvers_suite.md`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    _warm_up()
-    rng = np.random.default_rng(2026)
-    started = time.time()
+    rng, started = _start()
     single = _single_game_rows(quick, rng)
     batch = _batch_rows(quick, rng)
-    sizes = _size_rows(quick, rng)
-    scaling = _scaling_rows(quick, rng)
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (math.nan,) * 3
+    sizes, scaling = _throughput(quick, rng, out_dir)
+    load = _load_averages()
     result = {
         "suite": "solvers_suite",
         "mode": "quick" if quick else "full",
@@ -443,7 +451,6 @@ def main(quick: bool = False, out_dir: Path = Path("benchmarks/results")) -> dic
         markdown_table(batch),
         "",
     ] + _throughput_text(sizes, scaling)
-    _throughput_figure(sizes, scaling, out_dir / "solvers_suite_throughput.png")
     write_text_atomic(out_dir / "solvers_suite.md", "\n".join(text) + "\n")
     return result
 

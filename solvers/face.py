@@ -38,7 +38,7 @@ from solvers.dual import DualProblem, restrict
 __all__ = [
     "Face", "FACE_THRESHOLD", "LIFT_MARGIN", "PRESOLVE_MIN_JOINTS", "minimal_face", "minimal_face_auto",
     "support_face",
-    "face_certified", "polytope_face", "restrict_to_face", "lift_duals", "run_highs",
+    "face_certified", "polytope_face", "restrict_to_face", "lift_duals", "run_highs", "highs_instance",
 ]
 
 #: ``t_a`` / ``s_k`` are 0 or 1 at a vertex optimum; the midpoint separates them.
@@ -99,16 +99,18 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _highs() -> highspy.Highs:
-    """One quiet HiGHS instance per thread, reused across LPs (construction is not free)."""
-    highs = getattr(_HIGHS_LOCAL, "highs", None)
+def highs_instance(slot: str = "solvers") -> highspy.Highs:
+    """One quiet HiGHS instance per thread and ``slot``, reused across LPs (construction is
+    not free); presolve off. Callers that keep a basis between LPs use their own ``slot``."""
+    instances = _HIGHS_LOCAL.__dict__.setdefault("instances", {})
+    highs = instances.get(slot)
     if highs is None:
         with _quiet_stdout():
             highs = highspy.Highs()
         highs.setOptionValue("output_flag", False)
         # Presolve costs more than it saves on these small, dense-ish LPs (measured).
         highs.setOptionValue("presolve", "off")
-        _HIGHS_LOCAL.highs = highs
+        instances[slot] = highs
     return highs
 
 
@@ -253,7 +255,7 @@ def _face_lp(
     num_rows = num_joint + num
     cost = np.concatenate([np.zeros(num_joint), -np.ones(num_joint + num)])
     upper = np.concatenate([np.full(num_joint, highspy.kHighsInf), np.ones(num_joint + num)])
-    highs = _highs()
+    highs = highs_instance()
     highs.clearSolver()
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("presolve", "on" if presolve else "off")
@@ -287,7 +289,7 @@ def _support_lp(columns: tuple[np.ndarray, np.ndarray, np.ndarray], num_joint: i
     index = np.concatenate([m_index, m_index]).astype(np.int32)
     value = np.concatenate([m_value, m_value])
     num_cols = 2 * num_joint
-    highs = _highs()
+    highs = highs_instance()
     highs.clearSolver()
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("presolve", "off")

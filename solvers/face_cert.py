@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit
 
 from solvers import kernels as kn
-from solvers.face import _highs
+from solvers.face import highs_instance
 
 __all__ = [
     "ROUNDING", "SAFETY", "TAU_FRACTIONS", "TAU_MULTIPLES", "Structure", "certificate_kernel", "certificate_ok", "cover_lp", "guess",
@@ -352,7 +352,7 @@ def cover_lp(block: np.ndarray, time_limit: float = 1.0) -> np.ndarray | None:
     lp.a_matrix_.start_ = np.arange(0, num_rows * num_joints + 1, num_joints, dtype=np.int32)
     lp.a_matrix_.index_ = np.tile(np.arange(num_joints, dtype=np.int32), num_rows)
     lp.a_matrix_.value_ = np.ascontiguousarray(block).reshape(-1)
-    highs = _highs()
+    highs = highs_instance()
     highs.clearSolver()
     highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("presolve", "off")

@@ -14,17 +14,14 @@ these LPs unnecessary is ``solvers.face_cert``.)
 from __future__ import annotations
 
 import functools
-import threading
 from typing import NamedTuple
 
 import highspy
 import numpy as np
 
-from solvers.face import FACE_THRESHOLD, Face, run_highs
+from solvers.face import FACE_THRESHOLD, Face, highs_instance, run_highs
 
 __all__ = ["face_lp", "face_moves"]
-
-_LOCAL = threading.local()
 
 
 class _Skeleton(NamedTuple):
@@ -72,17 +69,6 @@ def _skeleton(rows_key: bytes, num_joint: int, width: int, num: int, dense: bool
     )
 
 
-def _highs() -> highspy.Highs:
-    """One quiet HiGHS instance per thread (XLA runs the callbacks on its own threads)."""
-    highs = getattr(_LOCAL, "highs", None)
-    if highs is None:
-        highs = highspy.Highs()
-        highs.setOptionValue("output_flag", False)
-        highs.setOptionValue("presolve", "off")  # as solvers.face: it costs more than it saves here
-        _LOCAL.highs = highs
-    return highs
-
-
 def _model(rows: np.ndarray, values: np.ndarray, eps_rows: np.ndarray) -> highspy.HighsLp:
     num_joint, width = rows.shape
     num = eps_rows.shape[0]
@@ -111,7 +97,7 @@ def _model(rows: np.ndarray, values: np.ndarray, eps_rows: np.ndarray) -> highsp
 
 
 def _run(lp: highspy.HighsLp, num_joint: int, num: int, basis, time_limit: float):
-    highs = _highs()
+    highs = highs_instance("diff")  # its own: the basis carries between calls
     highs.clearSolver()
     highs.setOptionValue("time_limit", float(time_limit))
     highs.passModel(lp)

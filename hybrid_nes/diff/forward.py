@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 from hybrid_nes.diff.face import face_lp, face_moves
-from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT, _inverse_kernel
+from hybrid_nes.diff.linalg import CHOLESKY_MIN_PIVOT, inverse_kernel
 from hybrid_nes.diff.numba_cache import key_on_sources
 from hybrid_nes.diff.status import (
     DEGENERATE_ACTIVE_SET,
@@ -429,7 +429,7 @@ def _finish_kernel(rows, values, player, base, eps_hat, eps_plus, rho, joint, al
     out[-1] = status
     n = hess.shape[0]
     inv = np.empty((n, n))
-    inverted = n > 0 and _inverse_kernel(hess, min_pivot, inv)
+    inverted = n > 0 and inverse_kernel(hess, min_pivot, inv)
     if guessed:
         if n > 0 and not inverted:
             return False

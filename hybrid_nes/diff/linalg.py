@@ -13,7 +13,8 @@ from hybrid_nes.diff.numba_cache import key_on_sources
 from solvers import kernels as kn
 from solvers.newton import cholesky_factor, cholesky_solve
 
-__all__ = ["CHOLESKY_MIN_PIVOT", "TIKHONOV_DELTA", "TIKHONOV_STEPS", "free_hessian", "psd_inverse", "psd_solve"]
+__all__ = ["CHOLESKY_MIN_PIVOT", "TIKHONOV_DELTA", "TIKHONOV_STEPS", "free_hessian", "inverse_kernel", "psd_inverse",
+           "psd_solve"]
 
 #: Cholesky is used as is when the smallest pivot ratio is above this.
 CHOLESKY_MIN_PIVOT = 1e-8
@@ -105,7 +106,7 @@ def _cholesky_inverse(low, out):
 
 
 @numba.njit(cache=True)
-def _inverse_kernel(hess, min_pivot, out):
+def inverse_kernel(hess, min_pivot, out):
     """``out = hess^{-1}`` by Cholesky; False when a pivot ratio is below ``min_pivot``."""
     n = hess.shape[0]
     low = np.zeros((n, n))
@@ -127,7 +128,7 @@ def psd_inverse(hess: np.ndarray) -> np.ndarray | None:
     """``hess^{-1}`` where ``psd_solve`` takes its Cholesky branch (well conditioned); None
     where it does not (a singular block: iterated Tikhonov, ``psd_solve``)."""
     out = np.empty_like(hess)
-    return out if _inverse_kernel(hess, CHOLESKY_MIN_PIVOT, out) else None
+    return out if inverse_kernel(hess, CHOLESKY_MIN_PIVOT, out) else None
 
 
 key_on_sources(globals())  # numba_cache: cached kernels follow every source they compile in
