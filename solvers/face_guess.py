@@ -58,13 +58,14 @@ GROW = 1e3
 @njit(cache=True)
 def thresholds(joint, masses, gap):
     """``masses`` and the geometric midpoint of every gap of more than ``gap`` (a ratio)
-    between consecutive sorted masses of ``joint``, largest first."""
+    between consecutive sorted masses of ``joint`` (half the upper one above a zero),
+    largest first."""
     srt = np.sort(joint)
     out = list(masses)
     for i in range(srt.shape[0] - 1):
         lo, hi = srt[i], srt[i + 1]
         if hi > gap * lo:
-            out.append(math.sqrt(hi * max(lo, 0.0)))
+            out.append(math.sqrt(hi * lo) if lo > 0.0 else 0.5 * hi)
     found = np.array(out)
     return -np.sort(-found)
 
