@@ -2,8 +2,9 @@
 
 A batch of normalised games of one shape (``solvers.game.normalise_batch``) and a
 resolved selection go through stages (``Stage``): projected Newton and/or the
-accelerated gradient method from ``alpha0`` (DESIGN §4), the facial-reduction LP and a
-restricted solve for hard constraints that do not converge (§4b), and the CVXPY finish
+accelerated gradient method from ``alpha0`` (DESIGN §4), the face of hard constraints
+that do not converge (§4b: guessed from Newton's iterate and certified LP-free,
+``solvers.face_guess``, else the facial-reduction LP) and a restricted solve, and the CVXPY finish
 for games still short of tolerance. Every stage reports one ``Status``; the certificate
 is computed once at the end. ``solvers.units.to_solutions`` turns a ``DualResult`` into
 ``Solution``s in payoff units. Which stages run, and for how long, is
@@ -96,7 +97,9 @@ class DualResult(NamedTuple):
       status: ``B`` ``Status`` values.
       stages: per game, the ``Stage`` values it went through (a CVXPY solver's name may
         follow ``Stage.CVXPY``); ``method`` joins them with "+".
-      face: ``[B]`` bool, True where the facial-reduction LP ran (None: not applicable).
+      face: ``[B]`` bool, True where the game was solved on a face: the facial-reduction
+        LP's, or one guessed and certified without it (``solvers.face_guess``; None: not
+        applicable).
       timings: seconds per stage for the whole batch.
       restricted_alpha: ``[B, K]`` the duals before ``lift_duals`` (sign-free on the
         face's implicit equalities, moderate in size; equal to ``alpha`` without a face).
