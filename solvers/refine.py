@@ -370,6 +370,7 @@ def refine_batch(
             stages[b].append(Stage.NEWTON)
     for b in np.flatnonzero(used_face).tolist():
         stages[b].append(Stage.FACE)
+
     def guess_stage(idx: np.ndarray, cap: int) -> None:
         # solvers.face_guess: the face from the stalled iterate, certified by its duals (no
         # LP), and Newton on it from those duals; kept where that pass is optimal, else the
