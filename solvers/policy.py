@@ -65,6 +65,9 @@ class SolverPolicy:
       face_after: hard-constraint games not optimal after this many Newton iterations get
         the facial-reduction LP (a dual without minimiser converges only linearly).
       face_after_gd: the same for the first-order method.
+      face_guess: before that LP, guess the face from Newton's iterate and certify it
+        with its duals, LP-free (``solvers.face_guess``; ``eps_hat = 0`` games only); the
+        LP runs where the guess fails or Newton on it falls short.
       auto_gd_iter: first-order iterations before Newton above ``newton_max_duals``,
         hard constraints.
       auto_gd_iter_soft: the same for soft constraints (finite ``rho``): to convergence.
@@ -81,6 +84,7 @@ class SolverPolicy:
     matrix_free_layout_bytes: int = 256 * 2**20
     face_after: int = 60
     face_after_gd: int = 3000
+    face_guess: bool = True
     auto_gd_iter: int = 500
     auto_gd_iter_soft: int = GradientOptions().max_iter
     auto_prepass_iter: int = 30

@@ -2,8 +2,9 @@
 
 A batch of normalised games of one shape (``solvers.game.normalise_batch``) and a
 resolved selection go through stages (``Stage``): projected Newton and/or the
-accelerated gradient method from ``alpha0`` (DESIGN §4), the facial-reduction LP and a
-restricted solve for hard constraints that do not converge (§4b), and the CVXPY finish
+accelerated gradient method from ``alpha0`` (DESIGN §4), the face of hard constraints
+that do not converge (§4b: guessed from Newton's iterate and certified LP-free,
+``solvers.face_guess``, else the facial-reduction LP) and a restricted solve, and the CVXPY finish
 for games still short of tolerance. Every stage reports one ``Status``; the certificate
 is computed once at the end. ``solvers.units.to_solutions`` turns a ``DualResult`` into
 ``Solution``s in payoff units. Which stages run, and for how long, is
@@ -20,11 +21,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from solvers import face_cert
 from solvers import kernels as kn
 from solvers import policy as pol
 from solvers.checks import FACE_MODES, check_method
 from solvers.dual import DualProblem
 from solvers.face import Face, lift_duals, support_face
+from solvers.face_guess import solve_on_guessed_faces
 from solvers.gains import GainLayout, check_concept, gain_layout
 from solvers.gradient import GradientOptions, gradient_batch
 from solvers.newton import (
@@ -94,7 +97,9 @@ class DualResult(NamedTuple):
       status: ``B`` ``Status`` values.
       stages: per game, the ``Stage`` values it went through (a CVXPY solver's name may
         follow ``Stage.CVXPY``); ``method`` joins them with "+".
-      face: ``[B]`` bool, True where the facial-reduction LP ran (None: not applicable).
+      face: ``[B]`` bool, True where the game was solved on a face: the facial-reduction
+        LP's, or one guessed and certified without it (``solvers.face_guess``; None: not
+        applicable).
       timings: seconds per stage for the whole batch.
       restricted_alpha: ``[B, K]`` the duals before ``lift_duals`` (sign-free on the
         face's implicit equalities, moderate in size; equal to ``alpha`` without a face).
@@ -365,8 +370,48 @@ def refine_batch(
             stages[b].append(Stage.NEWTON)
     for b in np.flatnonzero(used_face).tolist():
         stages[b].append(Stage.FACE)
+
+    def guess_stage(idx: np.ndarray, cap: int) -> None:
+        # solvers.face_guess: the face from the stalled iterate, certified by its duals (no
+        # LP), and Newton on it from those duals; kept where that pass is optimal, else the
+        # game goes on to the LP with its stalled duals (the guessed passes' iterations count).
+        idx = idx[~np.any(eps_hat[idx] != 0.0, axis=1)]
+        if idx.size == 0:
+            return
+        t0 = time.perf_counter()
+        joint0 = (kn.certify if threads else kn.certify_serial)(
+            layout.rows, values[idx], layout.player, base[idx], eps_hat[idx], eps_plus[idx], rho[idx], free[idx],
+            alpha[idx])[0]
+        refine_time = timings["refine"]
+
+        def newton(games: np.ndarray, face_base: np.ndarray, start: np.ndarray):
+            t1 = time.perf_counter()
+            g = idx[games]
+            res = _run_pass(Stage.NEWTON, (layout.rows, values[g], layout.player, face_base, eps_hat[g],
+                                           eps_plus[g], rho[g], free[g]), start, tol, cap, newton_parallel,
+                            newton_block)
+            timings["refine"] += time.perf_counter() - t1
+            return res
+
+        st = face_cert.structure(layout.rows, layout.dev, layout.slot_player, num)
+        out = solve_on_guessed_faces(layout.rows, values[idx], st, full_base[idx], joint0, alpha[idx], newton)
+        timings["face"] += time.perf_counter() - t0 - (timings["refine"] - refine_time)
+        iterations[idx] += out.iterations
+        no_equalities = np.zeros(num, dtype=bool)
+        for j in np.flatnonzero(out.solved).tolist():
+            b = int(idx[j])
+            faces[b] = Face(out.support[j], no_equalities, out.certificate[j], True, "certified without an LP", 0.0)
+            used_face[b] = True
+            base[b] = np.where(out.support[j], full_base[b], -np.inf)
+            alpha[b] = out.alpha[j]
+            status[b] = OPTIMAL
+            stages[b] += [Stage.FACE, Stage.NEWTON]
+
     for stage in passes:
         todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
+        if stage.face_first and stage.solver is Stage.NEWTON and policy.face_guess:
+            guess_stage(todo[hard[todo] & ~used_face[todo]], stage.cap)
+            todo = todo[status[todo] != OPTIMAL]
         if stage.face_first:
             apply_faces(todo[hard[todo] & ~used_face[todo]])
             for b in todo[used_face[todo]]:
