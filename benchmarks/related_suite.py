@@ -32,7 +32,7 @@ import numpy as np
 import solvers
 from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
 
-__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_jpsro", "main"]
+__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_breakdown", "run_jpsro", "main"]
 
 KUHN3 = "kuhn_poker(players=3)"
 JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related", "auto")
@@ -159,6 +159,73 @@ def run_ceiling(concept: str, agents: tuple[int, int] = (20, 21), tasks: tuple[i
     return rows
 
 
+#: ``run_breakdown``: the Newton phase's parts (cProfile cumulative time of these functions).
+NEWTON_PARTS = (("CG solves (_pcg)", "_pcg"), ("  Hessian-vector products", "hessian_vector"),
+                ("  preconditioner solves", "apply"), ("dense H_SS formed (hessian_rows)", "hessian_rows"),
+                ("dense factor (cho_factor)", "cho_factor"), ("evaluations (joint, gains, gradient)", "evaluate"),
+                ("line-search losses", "loss"), ("certificates", "certificate"))
+
+
+def run_breakdown(concept: str = "ce", agents: tuple[int, int] = (20, 21), tasks: tuple[int, int] = (60, 66),
+                  seed: int = 0, renormalise: bool = True, reps: int = 2) -> list[dict[str, Any]]:
+    """What the warm solve of the grown evaluation game consists of: its phases run one by
+    one as ``solve_related`` runs them (``warm_duals``; FISTA from its duals for the watch
+    cap's iterations; Newton from there), least CPU/wall time of ``reps``, and the Newton
+    phase's parts as fractions of its cProfile time (profiling inflates the Python-side
+    parts). A cold solve on the same input closes the table."""
+    import cProfile
+    import pstats
+
+    from solvers import related as rel
+    from solvers.matrix_free import MatrixFreeGame
+    from solvers.newton_cg import NewtonCGOptions, _Dual, _fista, blas_threads, newton_cg
+
+    old, new = _grown(agents, tasks, seed, renormalise)
+    previous = solvers.solve(old, concept)
+    norm = solvers.normalise(new)
+    params = solvers.resolve_selection(solvers.as_selection("me"), norm)
+    mf = MatrixFreeGame(norm.payoffs, concept)
+    args = (params.base_logits, params.eps_hat, params.eps_plus, float(params.rho))
+    newton_prev = max(previous.iterations - int(previous.info.get("first_order_iterations") or 0), 1)
+    fista_iters = max(rel.WATCH_MIN, rel.MF_WATCH_FACTOR * newton_prev)
+    phases: dict[str, Any] = {}
+
+    def timed(name: str, fn):
+        best = (math.inf, math.inf)
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = fn()
+            best = min(best, (time.perf_counter() - t0, time.process_time() - c0))
+        phases[name] = best
+        return out
+
+    duals, _ = timed("warm_duals (candidate search)", lambda: rel.warm_duals(previous, new, concept))
+    alpha0 = duals / norm.scale[mf.player]
+
+    def fista():
+        with blas_threads(1):
+            return _fista(_Dual(mf, *args), alpha0, 1e-8, fista_iters)[0]
+
+    alpha = timed(f"FISTA ({fista_iters} iterations)", fista)
+    newton = timed("Newton-CG from there", lambda: newton_cg(mf, *args, alpha, NewtonCGOptions(first_order_iter=0)))
+    timed("whole warm solve (solvers.solve, duals0=previous)", lambda: solvers.solve(new, concept, duals0=previous))
+    cold = timed("cold solve (solvers.solve)", lambda: solvers.solve(new, concept))
+    profile = cProfile.Profile()
+    profile.runcall(newton_cg, mf, *args, alpha, NewtonCGOptions(first_order_iter=0))
+    stats = pstats.Stats(profile).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    total = max(value[3] for key, value in stats.items() if key[2] == "newton_cg")
+    rows = [dict(part=name, s=wall, cpu_s=cpu, note="") for name, (wall, cpu) in phases.items()]
+    rows[2]["note"] = f"{newton.iterations} Newton iterations, {newton.cg_iterations} CG iterations"
+    rows[-1]["note"] = f"{cold.iterations} iterations ({cold.info.get('first_order_iterations')} FISTA)"
+    for label, func in NEWTON_PARTS:
+        found = [(key, value) for key, value in stats.items() if key[2] == func
+                 and ("newton_cg" in key[0] or "matrix_free" in key[0] or "cholesky" in key[0])]
+        cum = sum(value[3] for _, value in found)
+        calls = sum(value[1] for _, value in found)
+        rows.append(dict(part=f"Newton: {label}", s="", cpu_s="", note=f"{100 * cum / total:.0f}% ({calls} calls)"))
+    return rows
+
+
 def _record_meta_games(iterations: int) -> list[tuple[np.ndarray, list[np.ndarray], bool]]:
     import pyspiel
     from open_spiel.python.algorithms import jpsro
@@ -250,18 +317,20 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
     previous_file = out / "related_suite.json"
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
     ceiling: list[dict[str, Any]] = previous.get("ceiling", [])
+    breakdown: list[dict[str, Any]] = previous.get("breakdown", [])
     if evaluation:
         rows = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
         if not quick:
             rows += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
             ceiling = run_ceiling("cce") + run_ceiling("ce", reps=1, first_order=(None, 36, 0))
+            breakdown = run_breakdown("ce")
     else:
         rows = previous.get("evaluation", [])
     if jpsro:
         per_game, totals = run_jpsro(5 if quick else 10)
     else:
         per_game, totals = previous.get("jpsro_per_game", []), previous.get("jpsro_totals", [])
-    data = {"evaluation": rows, "ceiling": ceiling, "jpsro_per_game": per_game, "jpsro_totals": totals}
+    data = {"evaluation": rows, "ceiling": ceiling, "breakdown": breakdown, "jpsro_per_game": per_game, "jpsro_totals": totals}
     write_json_atomic(previous_file, data)
     text = "# Warm starts from a related game (solvers.related)\n\n"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -277,6 +346,10 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
                  "Least time of the repetitions; `0.9 x own optimum` and `carried + own optimum on new rows` "
                  "use the new game's own optimal duals, which no warm start has: they bound what better "
                  "values for the mapped and the new rows could gain.\n\n" + markdown_table(ceiling))
+    if breakdown:
+        text += ("\n### What the warm CE solve consists of (renormalised grown game)\n\n"
+                 "Its phases run one by one as `solve_related` runs them (least of 2), then the Newton "
+                 "phase's parts as fractions of its cProfile time.\n\n" + markdown_table(breakdown))
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n"
         if not jpsro:

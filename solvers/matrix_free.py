@@ -53,10 +53,11 @@ DENSE_FACTOR_HVPS = 30
 
 
 @njit(cache=True)
-def _outer_gains(flat_payoffs, strides, sizes, ptr, dev, sigma, cutoff, ce, out):  # pragma: no cover - compiled
-    """``out[S, S] += sum_a sigma(a) v(a) v(a)^T`` (upper triangle), ``v(a)`` the gains at
-    joint action ``a`` of the rows grouped in ``ptr [N, A_max + 1]`` by (player,
-    recommendation) (one group per player for CCE), ``dev [S]`` their deviations; joint
+def _outer_gains(flat_payoffs, strides, sizes, ptr, dev, pos, sigma, cutoff, ce, out):  # pragma: no cover - compiled
+    """``out[S, S] += sum_a sigma(a) v(a) v(a)^T`` (each pair of rows once: ``out + out^T``
+    with its diagonal halved is the sum), ``v(a)`` the gains at joint action ``a`` of the
+    rows grouped in ``ptr [N, A_max + 1]`` by (player, recommendation) (one group per
+    player for CCE), ``dev [S]`` their deviations, ``pos [S]`` their rows of ``out``; joint
     actions with ``sigma(a) <= cutoff`` are skipped."""
     n_players = strides.size
     vals = np.empty(out.shape[0])
@@ -72,7 +73,7 @@ def _outer_gains(flat_payoffs, strides, sizes, ptr, dev, sigma, cutoff, ce, out)
             here = flat_payoffs[p, a]
             for i in range(ptr[p, g], ptr[p, g + 1]):
                 vals[cnt] = flat_payoffs[p, a + (dev[i] - ap) * strides[p]] - here
-                idx[cnt] = i
+                idx[cnt] = pos[i]
                 cnt += 1
         for k1 in range(cnt):
             wv = w * vals[k1]
@@ -263,14 +264,13 @@ class MatrixFreeGame:
         strides = np.array([math.prod(self.shape[p + 1:]) for p in range(self.num_players)], dtype=np.int64)
         h = np.zeros((rows.size, rows.size))
         flat_sigma = np.ascontiguousarray(sigma, dtype=np.float64).ravel()
+        # Written at the rows' own positions (``pos``): no [S, S] permutation afterwards
+        # (3 ms of a 4 ms kernel at S = 720, 2-core CPU).
         _outer_gains(self._flat_payoffs(), strides, np.asarray(self.shape, dtype=np.int64), ptr,
-                     np.ascontiguousarray(dev[order]), flat_sigma, cutoff * flat_sigma.max(initial=0.0),
-                     self.concept == "ce", h)
-        h += h.T  # the upper triangle mirrored (np.triu twice: 6x the time at S = 760)
+                     np.ascontiguousarray(dev[order]), np.ascontiguousarray(order), flat_sigma,
+                     cutoff * flat_sigma.max(initial=0.0), self.concept == "ce", h)
+        h += h.T  # each pair once, mirrored (np.triu twice: 6x the time at S = 760)
         h[np.diag_indices(rows.size)] *= 0.5
-        inv = np.empty_like(order)
-        inv[order] = np.arange(order.size)
-        h = h[np.ix_(inv, inv)]
         ms = mean[rows]
         h -= np.outer(ms, ms)
         if np.any(curv):

@@ -44,7 +44,6 @@ watched run), ``"related→cold-restart"`` or ``"related→cold"`` (no candidate
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -52,13 +51,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from solvers import kernels as kn
 from solvers import policy
 from solvers.gains import check_concept, constraint_player, num_constraints
-from solvers.game import as_game, normalise
-from solvers.selection import as_selection, resolve_selection
+from solvers.game import NormalisedGame, as_game, normalise
+from solvers.selection import Selection, as_selection, resolve_selection
 from solvers.solution import Solution, Status
 
 __all__ = [
@@ -301,17 +299,22 @@ def warm_duals(start: Solution | RelatedStart, game: np.ndarray, concept: str | 
       ``carried`` (rows that carry over), ``seconds``.
     """
     t0 = time.perf_counter()
-    start = _as_start(start)
+    norm = normalise(as_game(game))
+    return _warm_duals_of(_as_start(start), norm, concept, as_selection(selection, **selection_params), t0)
+
+
+def _warm_duals_of(start: RelatedStart, norm: NormalisedGame, concept: str | None, sel: Selection,
+                   t0: float) -> tuple[np.ndarray | None, dict]:
+    """``warm_duals`` of the normalised game ``norm`` (``solve_related`` normalises once)."""
     previous = start.solution
-    payoffs = as_game(game)
     concept = _check_concept(previous, concept)
-    shape = tuple(payoffs.shape[1:])
+    shape = tuple(norm.payoffs.shape[1:])
     maps = resolve_action_map(previous.joint.shape, shape, start.action_map)
-    norm = normalise(payoffs)
-    sel = as_selection(selection, **selection_params)
     params = resolve_selection(sel, norm)
     mf = math.prod(shape) >= MF_LOSS_JOINT or policy.auto_matrix_free(shape, concept)
-    with threadpool_limits(limits=1, user_api="blas") if mf else contextlib.nullcontext():  # as newton_cg
+    from solvers.newton_cg import blas_threads
+
+    with blas_threads(1 if mf else None):  # as newton_cg
         return _warm_duals(start, maps, norm, concept, params, t0, mf)
 
 
@@ -443,19 +446,21 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     start = _as_start(start)
     concept = check_concept(concept)
     selection_params = {k: kwargs[k] for k in list(kwargs) if k not in _SOLVE_KEYS}
-    if as_selection(selection, **selection_params).objective != "entropy" or kwargs.get("method") == "cvxpy":
+    sel = as_selection(selection, **selection_params)
+    if sel.objective != "entropy" or kwargs.get("method") == "cvxpy":
         # Max Gini and the CVXPY reference take no dual warm start.
         _check_concept(start.solution, concept)
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, {})
-    duals, info = warm_duals(start, game, concept, selection, **selection_params)
+    norm = normalise(as_game(game))
+    duals, info = _warm_duals_of(start, norm, concept, sel, t0)
     prev_cold = int(start.solution.info.get("cold_iterations", start.solution.iterations))
     if duals is None:
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, info, extra_time=time.perf_counter() - t0)
-    if _matrix_free_route(game, concept, face, kwargs):
-        return _solve_matrix_free(solve_fn, game, concept, selection, start, duals, info, t0, max_iter=max_iter,
-                                  face=face, polish=polish, **kwargs)
+    if _matrix_free_route(tuple(norm.payoffs.shape[1:]), concept, face, kwargs):
+        return _solve_matrix_free(solve_fn, game, norm, concept, selection, sel, start, duals, info, t0,
+                                  max_iter=max_iter, face=face, polish=polish, **kwargs)
     warm_face = _warm_face(start.solution, info, face)
     hard_ce = concept == "ce" and info["hard"] and face != "never"
     cap = _watch_cap(start.solution, max_iter, hard_ce)
@@ -485,21 +490,21 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
     return _mark(sol, RESTART, info, extra_iterations=warm.iterations, extra_time=spent)
 
 
-def _matrix_free_route(game: object, concept: str, face: str, kwargs: dict) -> bool:
-    """Whether ``solve`` runs ``newton_cg`` on ``game`` (``method`` "newton-cg", or "auto"
-    where the policy goes matrix-free)."""
+def _matrix_free_route(shape: tuple[int, ...], concept: str, face: str, kwargs: dict) -> bool:
+    """Whether ``solve`` runs ``newton_cg`` on ``shape`` (``method`` "newton-cg", or "auto" there)."""
     method = kwargs.get("method", "auto")
     if method == "newton-cg":
         return True
-    return method == "auto" and policy.auto_matrix_free(tuple(as_game(game).shape[1:]), concept, face)
+    return method == "auto" and policy.auto_matrix_free(shape, concept, face)
 
 
-def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, start: RelatedStart,
-                       duals: np.ndarray, info: dict, t0: float, *, max_iter: int | None, face: str, polish: bool,
-                       **kwargs: object) -> Solution:
+def _solve_matrix_free(solve_fn, game: object, norm: NormalisedGame, concept: str, selection: object, sel: Selection,
+                       start: RelatedStart, duals: np.ndarray, info: dict, t0: float, *, max_iter: int | None,
+                       face: str, polish: bool, **kwargs: object) -> Solution:
     """The watched warm run on the matrix-free route: ``newton_cg`` from ``duals`` within
     ``MF_WATCH_FACTOR`` times the previous Newton iterations (its FISTA pass is as long as
-    that cap), then Newton alone on from its duals (``_newton_cg_from``), then cold."""
+    that cap), then Newton alone on from its duals (``_newton_cg_from`` on ``norm``, the
+    game normalised, and ``sel``, the checked selection), then cold."""
     prev = start.solution
     prev_cold = int(prev.info.get("cold_iterations", prev.iterations))
     newton = max(int(prev.iterations) - int(prev.info.get("first_order_iterations") or 0), 1)
@@ -509,7 +514,7 @@ def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, 
     if warm.status is Status.OPTIMAL or (max_iter is not None and cap >= max_iter):
         timings = {**warm.timings, "total": time.perf_counter() - t0}
         return _mark(warm, WARM, info, cold_iterations=prev_cold, timings=timings)
-    ahead = _newton_cg_from(game, concept, selection, np.maximum(warm.duals, 0.0), max_iter, kwargs)
+    ahead = _newton_cg_from(norm, concept, sel, np.maximum(warm.duals, 0.0), max_iter, float(kwargs.get("tol", 1e-8)))
     spent = time.perf_counter() - t0
     if ahead.status is Status.OPTIMAL:
         timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
@@ -519,20 +524,16 @@ def _solve_matrix_free(solve_fn, game: object, concept: str, selection: object, 
     return _mark(sol, RESTART, info, extra_iterations=warm.iterations + ahead.iterations, extra_time=spent)
 
 
-def _newton_cg_from(game: object, concept: str, selection: object, duals: np.ndarray, max_iter: int | None,
-                    kwargs: dict) -> Solution:
-    """``solvers.single._matrix_free`` from a watched run's ``duals [K]`` (payoff units),
-    Newton alone (that run had the FISTA pass); ``kwargs``: ``solve_related``'s, checked."""
+def _newton_cg_from(norm: NormalisedGame, concept: str, sel: Selection, duals: np.ndarray, max_iter: int | None,
+                    tol: float) -> Solution:
+    """``single.matrix_free_one`` on ``norm`` from a watched run's ``duals [K]`` (payoff units), Newton alone."""
     from solvers import units
-    from solvers.single import _matrix_free
+    from solvers.single import matrix_free_one
 
     t_start = time.perf_counter()
-    norm = normalise(as_game(game))
-    sel = as_selection(selection, **{k: v for k, v in kwargs.items() if k not in _SOLVE_KEYS})
     player = constraint_player(tuple(norm.payoffs.shape[1:]), concept)
-    res = _matrix_free(norm, concept, resolve_selection(sel, norm), np.ascontiguousarray(duals / norm.scale[player]),
-                       float(kwargs.get("tol", 1e-8)), max_iter, {"validate": time.perf_counter() - t_start}, t_start,
-                       first_order_iter=0)
+    res = matrix_free_one(norm, concept, resolve_selection(sel, norm), np.ascontiguousarray(duals / norm.scale[player]),
+                          tol, max_iter, {"validate": 0.0}, t_start, first_order_iter=0)
     return units.one_solution(res, norm.scale, player, concept, sel, res.timings)
 
 

@@ -27,7 +27,7 @@ from solvers.selection import SelectionParams
 from solvers.solution import Status
 from solvers.symmetry import check_selection_symmetry
 
-__all__ = ["after_newton", "newton_result", "refine_one"]
+__all__ = ["after_newton", "matrix_free_one", "newton_result", "refine_one"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -52,9 +52,9 @@ def _one(joint, alpha, eps, gaps, violation, kkt, dgap, objective, iterations, s
     )
 
 
-def _matrix_free(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None,
-                 tol: float, max_iter: int | None, timings: dict[str, float], t_start: float,
-                 symmetry: tuple[tuple[int, ...], ...] = (), first_order_iter: int | None = None) -> DualResult:
+def matrix_free_one(norm: NormalisedGame, concept: str, params: SelectionParams, alpha0: np.ndarray | None,
+                    tol: float, max_iter: int | None, timings: dict[str, float], t_start: float,
+                    symmetry: tuple[tuple[int, ...], ...] = (), first_order_iter: int | None = None) -> DualResult:
     """``solvers.newton_cg`` (no gain layout, facial reduction nor polish); with ``symmetry``
     groups on the symmetric subspace (``solvers.matrix_free.TiedGame``: shared duals), the
     certificate on the full problem. ``first_order_iter``: FISTA iterations before Newton
@@ -254,7 +254,7 @@ def refine_one(
         res = _layout(norm, concept, params, alpha0, method, tol, max_iter, face, polish, memory_budget, policy,
                       timings, t_start)
         return _tied_result(norm, concept, params, res, symmetry, tol) if symmetry else res
-    first = _matrix_free(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start, symmetry)
+    first = matrix_free_one(norm, concept, params, alpha0, tol, max_iter, dict(timings), t_start, symmetry)
     shape = tuple(norm.payoffs.shape[1:])
     if method == "newton-cg" or first.status[0] is Status.OPTIMAL or not pol.layout_fits(shape, concept, policy):
         return first

@@ -292,3 +292,24 @@ def test_solve_batch_auto_takes_the_matrix_free_route_per_game():
     assert all(w.status == "optimal" and w.iterations <= s.iterations for w, s in zip(warm, singles, strict=True))
     small = solvers.solve_batch([_eval_game(3, 4)] * 2, "ce", "me")  # the layout path stays
     assert all(s.method != "newton-cg" and s.ok for s in small)
+
+
+def test_blas_threads_limits_inside_restores_after_and_scans_once():
+    """``newton_cg.blas_threads``: one cached controller, the limit only inside the context."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from solvers import newton_cg as ncg
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas()
+        with ncg.blas_threads(1):
+            assert all(n == 1 for n in blas())
+        controller = ncg._CONTROLLER[0]
+        with ncg.blas_threads(1):
+            assert ncg._CONTROLLER == [controller]  # no second scan of the libraries
+        assert blas() == before
+        with ncg.blas_threads(None):
+            assert blas() == before

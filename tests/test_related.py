@@ -275,3 +275,25 @@ def test_matrix_free_warm_run_goes_on_from_its_duals(monkeypatch):
     # A user cap at or below the watch cap is the whole budget: the status says so.
     capped = solve(new, "ce", method="newton-cg", duals0=prev, max_iter=1)
     assert capped.status is Status.MAX_ITER and capped.info["warm_start"] == rel.WARM
+
+
+def test_matrix_free_warm_start_normalises_the_game_once(monkeypatch):
+    """``solve_related`` normalises the grown game once for the candidate search and the
+    Newton continuation (``single.matrix_free_one`` takes the normalised game)."""
+    from solvers import single
+
+    old, new = _eval_pair(3)
+    prev = solve(old, "ce", method="newton-cg")
+    calls = []
+    real = rel.normalise
+    monkeypatch.setattr(rel, "normalise", lambda game: calls.append(game.shape) or real(game))
+    monkeypatch.setattr(rel, "WATCH_MIN", 1)
+    monkeypatch.setattr(rel, "MF_WATCH_FACTOR", 0)  # the watched run stops: the continuation runs
+    seen = []
+    real_one = single.matrix_free_one
+    monkeypatch.setattr(single, "matrix_free_one", lambda norm, *a, **k: seen.append(norm) or real_one(norm, *a, **k))
+    sol = solve(new, "ce", method="newton-cg", duals0=prev)
+    assert sol.info["warm_start"] == rel.CONTINUED and sol.status is Status.OPTIMAL
+    assert calls == [new.shape]
+    assert len(seen) == 2  # the watched run (through solvers.solve) and the continuation
+    np.testing.assert_array_equal(seen[1].payoffs, real(new).payoffs)
