@@ -504,6 +504,48 @@ def newton_batch(
 
 
 @njit(cache=True)
+def single_workspace(num, num_joint, width, num_players, opts, dense):
+    """Scratch of ``solve_into`` (ELL gains ``[|A|, c]``, the ``free`` flags, ``newton_workspace``),
+    allocated once and reused over the games of a chunk."""
+    max_block = int(opts[12])
+    block = 0 if 0 < max_block < num else num
+    return (np.empty((num_joint, width)), np.zeros(num, dtype=np.bool_),
+            newton_workspace(num, num_joint, num_players, block, dense))
+
+
+@njit(cache=True)
+def solve_into(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+               gaps, epsp, stats):
+    """``solve_single`` into ``joint [|A|], gaps, epsp [N], stats [6]`` on the scratch ``sws``
+    of ``single_workspace`` (``dense``: ``kernels.rows_are_identity(rows, K)``).
+
+    The certificate's expected gains are the ones Newton computed at its last point (the
+    joint it returns; ``newton_step.gains_identity_one`` or ``kernels.expected_gains_one``,
+    bit-identical to a fresh pass over the gains).
+    """
+    values, free, ws = sws
+    kn.gain_values_one(flat, slot_player, dev, values)
+    free[:] = False
+    out = newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0], int(opts[1]),
+                      opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8], opts[9], opts[10], opts[11],
+                      int(opts[12]), joint, dense, ws)
+    mean = ws[0][4]
+    ssum = ws[1][0]
+    kn.player_gaps_one(mean, player, gaps)
+    kn.player_sums_one(alpha, player, ssum)
+    kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, epsp)
+    if rho != np.inf:
+        for p in range(gaps.shape[0]):
+            epsp[p] = max(epsp[p], gaps[p])
+    stats[0] = out[0]
+    stats[1] = out[1]
+    stats[2] = out[2]
+    stats[3] = out[3]
+    stats[4] = out[4]
+    stats[5] = out[5]
+
+
+@njit(cache=True)
 def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts):
     """Gains, projected Newton and certificate of one game in one call (the fast path).
 
@@ -518,32 +560,16 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
       violation, kkt, duality gap, loss).
     """
     num_joint, width = dev.shape
-    values = np.empty((num_joint, width))
-    kn.gain_values_one(flat, slot_player, dev, values)
-    free = np.zeros(alpha.shape[0], dtype=np.bool_)
-    joint = np.empty(num_joint)
-    out = newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0],
-                     int(opts[1]), opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8],
-                     opts[9], opts[10], opts[11], int(opts[12]), joint)
+    num = alpha.shape[0]
     num_players = eps_hat.shape[0]
-    mean = np.empty(alpha.shape[0])
-    kn.expected_gains_one(rows, values, joint, mean)
+    dense = kn.rows_are_identity(rows, num)
+    sws = single_workspace(num, num_joint, width, num_players, opts, dense)
+    joint = np.empty(num_joint)
     gaps = np.empty(num_players)
-    kn.player_gaps_one(mean, player, gaps)
     epsp = np.empty(num_players)
-    ssum = np.empty(num_players)
-    kn.player_sums_one(alpha, player, ssum)
-    kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, epsp)
-    if rho != np.inf:
-        for p in range(num_players):
-            epsp[p] = max(epsp[p], gaps[p])
     stats = np.empty(6)
-    stats[0] = out[0]
-    stats[1] = out[1]
-    stats[2] = out[2]
-    stats[3] = out[3]
-    stats[4] = out[4]
-    stats[5] = out[5]
+    solve_into(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+               gaps, epsp, stats)
     return joint, gaps, epsp, stats
 
 
