@@ -24,9 +24,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit, parallel_chunksize, prange
 
 from solvers import kernels as kn
+from solvers.newton_dense import hessian_vt_one
 from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes)
     evaluate_at,
     evaluate_exps,
@@ -35,6 +36,7 @@ from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes
     loss_at,
     projected_step_one,
 )
+from solvers.newton_workspace import newton_workspace
 
 __all__ = [
     "OPTIMAL",
@@ -174,26 +176,6 @@ def cholesky_solve(mat, lam, rhs, low, out):
 
 
 @njit(cache=True)
-def newton_workspace(num, num_joint, num_players, block, dense):
-    """Scratch of ``newton_core`` for games of ``K = num`` duals (allocated once per thread).
-
-    The dense Hessian and Cholesky buffers are flat (``[block * block]``, ``block = K``
-    unless ``max_block`` limits it, then 0 and grown on demand) so that an ``[n, n]`` free
-    block is a contiguous view; ``cols, wcols: [block, |A|]`` and the transposed gains
-    ``[K, |A|]`` on the identity (CCE) layout.
-    """
-    f = np.empty
-    vecs = (f(num_joint), f(num_joint), f(num_joint), f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num),
-            f(num))
-    small = (f(num_players), f(num_players), f(num_players), f(num_players), f(num_players), f(num_players))
-    ints = (f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64))
-    cols = block if dense else 0
-    mats = (f(block * block), f(block * block), f((cols, num_joint)), f((cols, num_joint)),
-            f((num if dense else 0, num_joint)))
-    return vecs, small, ints, f(num, dtype=np.bool_), f(num), mats
-
-
-@njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                alpha_cap, expand, max_expand, max_block, joint):
@@ -225,12 +207,12 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
     lg, lgp, ex, exp_, mean, grad, rhs, sol, direction, trial, probe = vecs
     ssum, eps, gaps, curv, tss, teps = small
     pos, idx, keep, loc = ints
-    hess_flat, low_flat, cols, wcols, vt = mats
+    hess_flat, low_flat, _, wcols, vt = mats
     # Dense buffers: the whole [K, K] pair up front when allowed, else grown with the
     # free block up to max_block.
     limit = num if max_block <= 0 or max_block >= num else max_block
     size = num if limit == num else 0
-    if hess_flat.shape[0] < size * size or (dense and cols.shape[0] < size):
+    if hess_flat.shape[0] < size * size or (dense and wcols.shape[0] < size):
         size = 0  # a workspace without the [K, K] pair: grow on demand
     # Rows with no gain on the support (after facial reduction, or a constant-payoff
     # player) have zero Hessian rows; with a zero gradient they are inert and stay out of
@@ -306,14 +288,13 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             hess_flat = np.empty(size * size)
             low_flat = np.empty(size * size)
             if dense:
-                cols = np.empty((size, num_joint))
                 wcols = np.empty((size, num_joint))
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
         # Contiguous [n, n] views of the flat buffers.
         hess = hess_flat[: n * n].reshape((n, n))
         low = low_flat[: n * n].reshape((n, n))
         if dense:
-            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols, keep)
+            hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
         else:
             kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
         diag_max = 0.0
@@ -446,12 +427,14 @@ def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, a
                      alpha_cap, expand, max_expand, max_block, joint, iters, status, stats, chunks):
     # Chunks of games share a workspace; many more chunks than threads balance games of
     # very different iteration counts.
+    # Chunks are handed out one at a time (dynamic), not in two static halves.
     num_games = base.shape[0]
-    for c in prange(chunks):
-        _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
-                      base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
-                      min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
-                      max_expand, max_block, joint, iters, status, stats)
+    with parallel_chunksize(1):
+        for c in prange(chunks):
+            _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
+                          base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
+                          min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
+                          max_expand, max_block, joint, iters, status, stats)
 
 
 @njit(cache=True)
