@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, parallel_chunksize, prange
+from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
 from solvers import memory
@@ -336,14 +336,11 @@ def _batch_serial(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus,
 @njit(cache=True, parallel=True)
 def _batch_parallel(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, alpha, joint, gaps,
                     eps, stats, chunks):
-    """``_batch_serial`` over ``chunks`` chunks of games on all threads, handed out one at a
-    time (a thread that the OS deschedules on a busy machine holds up one chunk, not half
-    the batch)."""
+    """``_batch_serial`` over ``chunks`` chunks of games on all threads."""
     num_games = flat.shape[0]
-    with parallel_chunksize(1):
-        for c in prange(chunks):
-            _batch_range(c * num_games // chunks, (c + 1) * num_games // chunks, flat, rows, slot_player, dev,
-                         player, base, eps_hat, eps_plus, rho, opts, alpha, joint, gaps, eps, stats)
+    for c in prange(chunks):
+        _batch_range(c * num_games // chunks, (c + 1) * num_games // chunks, flat, rows, slot_player, dev, player,
+                     base, eps_hat, eps_plus, rho, opts, alpha, joint, gaps, eps, stats)
 
 
 def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndarray | None,
