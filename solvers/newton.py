@@ -24,7 +24,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, parallel_chunksize, prange
+from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
 from solvers.newton_dense import hessian_vt_one
@@ -427,14 +427,12 @@ def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, a
                      alpha_cap, expand, max_expand, max_block, joint, iters, status, stats, chunks):
     # Chunks of games share a workspace; many more chunks than threads balance games of
     # very different iteration counts.
-    # Chunks are handed out one at a time (dynamic), not in two static halves.
     num_games = base.shape[0]
-    with parallel_chunksize(1):
-        for c in prange(chunks):
-            _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
-                          base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
-                          min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
-                          max_expand, max_block, joint, iters, status, stats)
+    for c in prange(chunks):
+        _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
+                      base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
+                      min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
+                      max_expand, max_block, joint, iters, status, stats)
 
 
 @njit(cache=True)
