@@ -28,6 +28,7 @@ from solvers import kernels as kn
 from solvers import newton as nt
 from solvers import newton_step as ns
 from solvers.game import _TINY_NORM
+from solvers.newton_dense import hessian_vt_one
 
 
 @njit
@@ -63,7 +64,6 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
         pos[i] = i
     hess = np.empty((n, n))
     low = np.empty((n, n))
-    cols = np.empty((num, num_joint))
     wcols = np.empty((num, num_joint))
     keep = np.empty(num, dtype=np.int64)
     rhs = np.ones(n)
@@ -99,7 +99,7 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
             ns.evaluate_exps(True, rows, values, player, eps_hat, eps_plus, rho, alpha, ex, 1.0, sigma, mean, ssum,
                              eps, grad)
         elif which == 6:  # Hessian block n x n
-            kn.hessian_dense_one(values, player, sigma, mean, curv, pos, hess, cols, wcols, keep)
+            hessian_vt_one(vt, player, sigma, mean, curv, pos, hess, wcols, keep)
         elif which == 7:  # Cholesky solve n x n
             for i in range(n):
                 for j in range(n):
@@ -110,7 +110,7 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
             v, k = kn.measures_one(alpha, grad, free)
             sink += v + k + kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
             sink += ns.projected_step_one(alpha, direction, 1.0, free, grad, trial)
-        elif which == 9:  # final certificate (ELL gains, sums, eps')
+        elif which == 9:  # the certificate's own gains pass (ELL; reused from Newton since kcce)
             kn.expected_gains_one(rows, values, sigma, mean)
             kn.player_gaps_one(mean, player, gaps)
             kn.player_sums_one(alpha, player, ssum)
@@ -131,7 +131,7 @@ def _counts(args_list):
     calls: Counter = Counter()
     blocks = []
     saved = {name: getattr(nt, name) for name in ("newton_core", "loss_at", "evaluate_exps", "cholesky_solve")}
-    saved_kn = kn.hessian_dense_one
+    saved_kn = nt.hessian_vt_one
 
     def counted(name, fn):
         def wrapper(*a):
@@ -141,14 +141,14 @@ def _counts(args_list):
 
     def hess(*a):
         calls["hessian"] += 1
-        blocks.append(a[6].shape[0])
+        blocks.append(a[6].shape[0])  # hess [n, n]
         return saved_kn(*a)
 
     nt.newton_core = nt.newton_core.py_func
     nt.loss_at = counted("loss_at", saved["loss_at"])
     nt.evaluate_exps = counted("accept", saved["evaluate_exps"])
     nt.cholesky_solve = counted("cholesky", saved["cholesky_solve"])
-    kn.hessian_dense_one = hess
+    nt.hessian_vt_one = hess
     iters = []
     try:
         for a in args_list:
@@ -165,7 +165,7 @@ def _counts(args_list):
     finally:
         for name, fn in saved.items():
             setattr(nt, name, fn)
-        kn.hessian_dense_one = saved_kn
+        nt.hessian_vt_one = saved_kn
     n = len(args_list)
     return {k: v / n for k, v in calls.items()}, float(np.mean(iters)), float(np.mean(blocks))
 
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--concept", default="cce")
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--games", type=int, default=256)
+    parser.add_argument("--certificate", type=int, default=0, help="1: the tree's certificate runs its own gains pass")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     raw = rng.standard_normal((args.games, 2, 8, 8))
@@ -219,7 +220,7 @@ def main() -> None:
         per[name] = t_best
     mult = {"normalise": 1, "gains+transpose": 1, "allocations": 1, "logits": calls["loss_at"] + 1,
             "exp": calls["loss_at"] + 1, "accept (softmax+gains+grad)": calls["accept"] + 1,
-            "hessian": calls["hessian"], "cholesky": calls["cholesky"], "bookkeeping": iters + 1, "certificate": 1}
+            "hessian": calls["hessian"], "cholesky": calls["cholesky"], "bookkeeping": iters + 1, "certificate": args.certificate}
     total = 0.0
     print(f"{'part':30s} {'us/call':>8s} {'calls':>6s} {'us/game':>8s}")
     for name, m in mult.items():

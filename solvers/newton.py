@@ -27,7 +27,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
-from solvers.newton_dense import hessian_vt_one
+from solvers.newton_dense import hessian_vt_one, structural_zero_rows_vt
 from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes)
     evaluate_at,
     evaluate_exps,
@@ -217,7 +217,6 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
     # Rows with no gain on the support (after facial reduction, or a constant-payoff
     # player) have zero Hessian rows; with a zero gradient they are inert and stay out of
     # the system (and the Cholesky) altogether.
-    kn.structural_zero_rows_one(rows, values, base, zero_row)
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
@@ -225,8 +224,10 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         for a in range(num_joint):
             for j in range(num):
                 vt[j, a] = values[a, j]
+        structural_zero_rows_vt(vt, base, zero_row)
         logits_identity_one(vt, base, alpha, lg)
     else:
+        kn.structural_zero_rows_one(rows, values, base, zero_row)
         kn.logits_one(rows, values, base, alpha, lg)
     loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
     mult = damping

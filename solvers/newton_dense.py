@@ -8,11 +8,12 @@ rows are contiguous over joints and vectorise.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from solvers.kernels import _dot
 
-__all__ = ["hessian_vt_one"]
+__all__ = ["hessian_vt_one", "structural_zero_rows_vt"]
 
 
 # The Hessian only steers the search direction (the certificate never reads it):
@@ -42,3 +43,15 @@ def hessian_vt_one(vt, player, sigma, mean, curv, pos, hess, wcols, keep):
                 h += curv[p1]
             hess[i1, i2] = h
             hess[i2, i1] = h
+
+
+@njit(cache=True)
+def structural_zero_rows_vt(vt, base, out):
+    """``kernels.structural_zero_rows_one`` from ``vt: [K, |A|]``: ``out[k]`` True when row
+    k has no non-zero gain on the support ``base > -inf`` (a branch-free pass per row)."""
+    num_joint = vt.shape[1]
+    for k in range(vt.shape[0]):
+        nonzero = 0
+        for a in range(num_joint):
+            nonzero += (vt[k, a] != 0.0) & (base[a] != -np.inf)
+        out[k] = nonzero == 0

@@ -230,14 +230,20 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     o += 4 * num_players
     marg = buf[o_marg:o_marg + actions.sum()]
     marg[:] = 0.0
+    # Joint order (last player fastest), with an odometer of action indices (no division).
+    digit = np.zeros(num_players, dtype=np.int64)
     for a in range(num_joint):
         v = joint[a]
-        rest = a
-        start = marg.shape[0]
-        for p in range(num_players - 1, -1, -1):
-            start -= actions[p]
-            marg[start + rest % actions[p]] += v
-            rest //= actions[p]
+        start = 0
+        for p in range(num_players):
+            marg[start + digit[p]] += v
+            start += actions[p]
+        p = num_players - 1
+        digit[p] += 1
+        while p > 0 and digit[p] == actions[p]:
+            digit[p] = 0
+            p -= 1
+            digit[p] += 1
     buf[o_marg + marg.shape[0] + 6] = finite
     return 0
 
