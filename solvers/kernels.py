@@ -291,11 +291,11 @@ def rows_are_identity(rows, num):
     num_joint, width = rows.shape
     if width != num:
         return False
-    for a in range(num_joint):
+    bad = 0
+    for a in range(num_joint):  # branch-free: it vectorises (run on every single solve)
         for j in range(width):
-            if rows[a, j] != j:
-                return False
-    return True
+            bad += rows[a, j] != j
+    return bad == 0
 
 
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})

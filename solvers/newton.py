@@ -27,6 +27,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
+from solvers.newton_dense import hessian_vt_one, structural_zero_rows_vt
 from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes)
     evaluate_at,
     evaluate_exps,
@@ -35,6 +36,7 @@ from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes
     loss_at,
     projected_step_one,
 )
+from solvers.newton_workspace import newton_workspace
 
 __all__ = [
     "OPTIMAL",
@@ -174,26 +176,6 @@ def cholesky_solve(mat, lam, rhs, low, out):
 
 
 @njit(cache=True)
-def newton_workspace(num, num_joint, num_players, block, dense):
-    """Scratch of ``newton_core`` for games of ``K = num`` duals (allocated once per thread).
-
-    The dense Hessian and Cholesky buffers are flat (``[block * block]``, ``block = K``
-    unless ``max_block`` limits it, then 0 and grown on demand) so that an ``[n, n]`` free
-    block is a contiguous view; ``cols, wcols: [block, |A|]`` and the transposed gains
-    ``[K, |A|]`` on the identity (CCE) layout.
-    """
-    f = np.empty
-    vecs = (f(num_joint), f(num_joint), f(num_joint), f(num_joint), f(num), f(num), f(num), f(num), f(num), f(num),
-            f(num))
-    small = (f(num_players), f(num_players), f(num_players), f(num_players), f(num_players), f(num_players))
-    ints = (f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64), f(num, dtype=np.int64))
-    cols = block if dense else 0
-    mats = (f(block * block), f(block * block), f((cols, num_joint)), f((cols, num_joint)),
-            f((num if dense else 0, num_joint)))
-    return vecs, small, ints, f(num, dtype=np.bool_), f(num), mats
-
-
-@njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                alpha_cap, expand, max_expand, max_block, joint):
@@ -225,17 +207,16 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
     lg, lgp, ex, exp_, mean, grad, rhs, sol, direction, trial, probe = vecs
     ssum, eps, gaps, curv, tss, teps = small
     pos, idx, keep, loc = ints
-    hess_flat, low_flat, cols, wcols, vt = mats
+    hess_flat, low_flat, _, wcols, vt = mats
     # Dense buffers: the whole [K, K] pair up front when allowed, else grown with the
     # free block up to max_block.
     limit = num if max_block <= 0 or max_block >= num else max_block
     size = num if limit == num else 0
-    if hess_flat.shape[0] < size * size or (dense and cols.shape[0] < size):
+    if hess_flat.shape[0] < size * size or (dense and wcols.shape[0] < size):
         size = 0  # a workspace without the [K, K] pair: grow on demand
     # Rows with no gain on the support (after facial reduction, or a constant-payoff
     # player) have zero Hessian rows; with a zero gradient they are inert and stay out of
     # the system (and the Cholesky) altogether.
-    kn.structural_zero_rows_one(rows, values, base, zero_row)
     for k in range(num):
         if not free[k] and alpha[k] < 0.0:
             alpha[k] = 0.0
@@ -243,8 +224,10 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         for a in range(num_joint):
             for j in range(num):
                 vt[j, a] = values[a, j]
+        structural_zero_rows_vt(vt, base, zero_row)
         logits_identity_one(vt, base, alpha, lg)
     else:
+        kn.structural_zero_rows_one(rows, values, base, zero_row)
         kn.logits_one(rows, values, base, alpha, lg)
     loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
     mult = damping
@@ -306,14 +289,13 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             hess_flat = np.empty(size * size)
             low_flat = np.empty(size * size)
             if dense:
-                cols = np.empty((size, num_joint))
                 wcols = np.empty((size, num_joint))
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
         # Contiguous [n, n] views of the flat buffers.
         hess = hess_flat[: n * n].reshape((n, n))
         low = low_flat[: n * n].reshape((n, n))
         if dense:
-            kn.hessian_dense_one(values, player, joint, mean, curv, pos, hess, cols, wcols, keep)
+            hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
         else:
             kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
         diag_max = 0.0
@@ -504,6 +486,48 @@ def newton_batch(
 
 
 @njit(cache=True)
+def single_workspace(num, num_joint, width, num_players, opts, dense):
+    """Scratch of ``solve_into`` (ELL gains ``[|A|, c]``, the ``free`` flags, ``newton_workspace``),
+    allocated once and reused over the games of a chunk."""
+    max_block = int(opts[12])
+    block = 0 if 0 < max_block < num else num
+    return (np.empty((num_joint, width)), np.zeros(num, dtype=np.bool_),
+            newton_workspace(num, num_joint, num_players, block, dense))
+
+
+@njit(cache=True)
+def solve_into(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+               gaps, epsp, stats):
+    """``solve_single`` into ``joint [|A|], gaps, epsp [N], stats [6]`` on the scratch ``sws``
+    of ``single_workspace`` (``dense``: ``kernels.rows_are_identity(rows, K)``).
+
+    The certificate's expected gains are the ones Newton computed at its last point (the
+    joint it returns; ``newton_step.gains_identity_one`` or ``kernels.expected_gains_one``,
+    bit-identical to a fresh pass over the gains).
+    """
+    values, free, ws = sws
+    kn.gain_values_one(flat, slot_player, dev, values)
+    free[:] = False
+    out = newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0], int(opts[1]),
+                      opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8], opts[9], opts[10], opts[11],
+                      int(opts[12]), joint, dense, ws)
+    mean = ws[0][4]
+    ssum = ws[1][0]
+    kn.player_gaps_one(mean, player, gaps)
+    kn.player_sums_one(alpha, player, ssum)
+    kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, epsp)
+    if rho != np.inf:
+        for p in range(gaps.shape[0]):
+            epsp[p] = max(epsp[p], gaps[p])
+    stats[0] = out[0]
+    stats[1] = out[1]
+    stats[2] = out[2]
+    stats[3] = out[3]
+    stats[4] = out[4]
+    stats[5] = out[5]
+
+
+@njit(cache=True)
 def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts):
     """Gains, projected Newton and certificate of one game in one call (the fast path).
 
@@ -518,32 +542,16 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
       violation, kkt, duality gap, loss).
     """
     num_joint, width = dev.shape
-    values = np.empty((num_joint, width))
-    kn.gain_values_one(flat, slot_player, dev, values)
-    free = np.zeros(alpha.shape[0], dtype=np.bool_)
-    joint = np.empty(num_joint)
-    out = newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0],
-                     int(opts[1]), opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8],
-                     opts[9], opts[10], opts[11], int(opts[12]), joint)
+    num = alpha.shape[0]
     num_players = eps_hat.shape[0]
-    mean = np.empty(alpha.shape[0])
-    kn.expected_gains_one(rows, values, joint, mean)
+    dense = kn.rows_are_identity(rows, num)
+    sws = single_workspace(num, num_joint, width, num_players, opts, dense)
+    joint = np.empty(num_joint)
     gaps = np.empty(num_players)
-    kn.player_gaps_one(mean, player, gaps)
     epsp = np.empty(num_players)
-    ssum = np.empty(num_players)
-    kn.player_sums_one(alpha, player, ssum)
-    kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, epsp)
-    if rho != np.inf:
-        for p in range(num_players):
-            epsp[p] = max(epsp[p], gaps[p])
     stats = np.empty(6)
-    stats[0] = out[0]
-    stats[1] = out[1]
-    stats[2] = out[2]
-    stats[3] = out[3]
-    stats[4] = out[4]
-    stats[5] = out[5]
+    solve_into(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+               gaps, epsp, stats)
     return joint, gaps, epsp, stats
 
 

@@ -42,7 +42,7 @@ from solvers import policy as pol
 from solvers.checks import check_options, check_polish
 from solvers.gains import GainLayout, gain_layout, layout_bytes, num_constraints
 from solvers.game import _TINY_NORM, NormalisedGame
-from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, small_batch, solve_single
+from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, single_workspace, small_batch, solve_into
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
 from solvers.single import _newton_opts, after_newton, newton_result
@@ -199,10 +199,22 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     alpha = buf[o:o + num]
     o += num
     alpha[:] = 0.0
-    joint, gaps, epsp, stats = solve_single(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho,
-                                            alpha, opts)
-    buf[o:o + num_joint] = joint
+    width = dev.shape[1]
+    dense = kn.rows_are_identity(rows, num)
+    sws = single_workspace(num, num_joint, width, num_players, opts, dense)
+    joint = buf[o:o + num_joint]
     o += num_joint
+    o_duals = o
+    o += num
+    gaps = buf[o + 2 * num_players:o + 3 * num_players]
+    epsp = buf[o + 3 * num_players:o + 4 * num_players]
+    o += 4 * num_players
+    o_marg = o
+    o += actions.sum()
+    stats = buf[o:o + 6]
+    solve_into(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+               gaps, epsp, stats)
+    o = o_duals
     finite = 1.0
     for k in range(num):
         d = alpha[k] * scale[player[k]]
@@ -216,20 +228,23 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
         buf[o + 2 * num_players + p] = gaps[p]
         buf[o + 3 * num_players + p] = epsp[p]
     o += 4 * num_players
-    marg = buf[o:o + actions.sum()]
-    o += marg.shape[0]
+    marg = buf[o_marg:o_marg + actions.sum()]
     marg[:] = 0.0
+    # Joint order (last player fastest), with an odometer of action indices (no division).
+    digit = np.zeros(num_players, dtype=np.int64)
     for a in range(num_joint):
         v = joint[a]
-        rest = a
-        start = marg.shape[0]
-        for p in range(num_players - 1, -1, -1):
-            start -= actions[p]
-            marg[start + rest % actions[p]] += v
-            rest //= actions[p]
-    for i in range(6):
-        buf[o + i] = stats[i]
-    buf[o + 6] = finite
+        start = 0
+        for p in range(num_players):
+            marg[start + digit[p]] += v
+            start += actions[p]
+        p = num_players - 1
+        digit[p] += 1
+        while p > 0 and digit[p] == actions[p]:
+            digit[p] = 0
+            p -= 1
+            digit[p] += 1
+    buf[o_marg + marg.shape[0] + 6] = finite
     return 0
 
 
@@ -305,14 +320,14 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
 @njit(cache=True)
 def _batch_range(lo, hi, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, alpha, joint,
                  gaps, eps, stats):
-    """Games ``lo..hi-1`` of ``_batch_serial``."""
+    """Games ``lo..hi-1`` of ``_batch_serial`` (one workspace)."""
+    num = player.shape[0]
+    num_joint, width = dev.shape
+    dense = kn.rows_are_identity(rows, num)
+    sws = single_workspace(num, num_joint, width, eps_hat.shape[0], opts, dense)
     for b in range(lo, hi):
-        jb, gb, eb, sb = solve_single(rows, slot_player, dev, player, flat[b], base, eps_hat, eps_plus, rho,
-                                      alpha[b], opts)
-        joint[b] = jb
-        gaps[b] = gb
-        eps[b] = eb
-        stats[b] = sb
+        solve_into(rows, slot_player, dev, player, flat[b], base, eps_hat, eps_plus, rho, alpha[b], opts, dense, sws,
+                   joint[b], gaps[b], eps[b], stats[b])
 
 
 @njit(cache=True)

@@ -1,0 +1,235 @@
+"""Where the compiled solve of a small game spends its time (issue #23).
+
+Replays ``solvers.small._solve_small`` (normalisation, gains, projected Newton and the
+certificate of one game) on 256 [2, 8, 8] N(0, 1) games in a compiled loop, then splits
+it into parts: each part's kernel is timed alone in a compiled loop on the state of a
+real solve, and the counts of each call per game come from running Newton's Python
+source (``py_func``) with counting wrappers on the same games. Prints the per-game
+figures (process CPU time, best of ``--reps``) and the sum of the parts against the whole.
+
+    python benchmarks/kernel_profile.py [--concept cce] [--reps 7]
+
+Results: benchmarks/results/solvers_suite_profile.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import Counter
+
+import numpy as np
+from numba import njit
+
+import solvers
+import solvers.small as sm
+from solvers import kernels as kn
+from solvers import newton as nt
+from solvers import newton_step as ns
+from solvers.game import _TINY_NORM
+from solvers.newton_dense import hessian_vt_one
+
+
+@njit
+def _replay(games, tiny, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions, buf, reps):
+    for _ in range(reps):
+        for b in range(games.shape[0]):
+            sm._solve_small(games[b], tiny, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts,
+                            actions, buf)
+
+
+@njit
+def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, alpha, n, tiny):
+    """Runs one part ``reps`` times on one game at its solution ``alpha``."""
+    num_joint, width = dev.shape
+    num = alpha.shape[0]
+    values = np.empty((num_joint, width))
+    kn.gain_values_one(flat, slot_player, dev, values)
+    vt = np.empty((num, num_joint))
+    for a in range(num_joint):
+        for j in range(num):
+            vt[j, a] = values[a, j]
+    lg = np.empty(num_joint)
+    ex = np.empty(num_joint)
+    sigma = np.empty(num_joint)
+    mean = np.empty(num)
+    grad = np.empty(num)
+    ssum = np.empty(eps_hat.shape[0])
+    eps = np.empty(eps_hat.shape[0])
+    gaps = np.empty(eps_hat.shape[0])
+    curv = np.zeros(eps_hat.shape[0])
+    pos = np.full(num, -1, dtype=np.int64)
+    for i in range(n):
+        pos[i] = i
+    hess = np.empty((n, n))
+    low = np.empty((n, n))
+    wcols = np.empty((num, num_joint))
+    keep = np.empty(num, dtype=np.int64)
+    rhs = np.ones(n)
+    sol = np.empty(n)
+    free = np.zeros(num, dtype=np.bool_)
+    trial = np.empty(num)
+    direction = np.full(num, 1e-3)
+    ns.logits_identity_one(vt, base, alpha, lg)
+    kn.softmax_one(lg, sigma)
+    ns.gains_identity_one(values, sigma, mean)
+    acc = 0.0
+    sink = 0.0
+    for _ in range(reps):
+        if which == 0:  # normalisation
+            out, scale, offset = kn.normalise_one(flat, tiny)
+            sink += out[0, 0]
+        elif which == 1:  # gains ELL values + the transpose
+            kn.gain_values_one(flat, slot_player, dev, values)
+            for a in range(num_joint):
+                for j in range(num):
+                    vt[j, a] = values[a, j]
+        elif which == 2:  # workspace + solve_single's buffers
+            ws = nt.newton_workspace(num, num_joint, eps_hat.shape[0], num, True)
+            v2 = np.empty((num_joint, width))
+            j2 = np.empty(num_joint)
+            sink += ws[4].shape[0] + v2.shape[0] + j2.shape[0]
+        elif which == 3:  # logits (identity layout)
+            ns.logits_identity_one(vt, base, alpha, lg)
+        elif which == 4:  # shifted exps
+            top, acc = ns.shifted_exps_one(lg, ex)
+            sink += top
+        elif which == 5:  # accepted point: softmax from exps, gains, gradient
+            ns.evaluate_exps(True, rows, values, player, eps_hat, eps_plus, rho, alpha, ex, 1.0, sigma, mean, ssum,
+                             eps, grad)
+        elif which == 6:  # Hessian block n x n
+            hessian_vt_one(vt, player, sigma, mean, curv, pos, hess, wcols, keep)
+        elif which == 7:  # Cholesky solve n x n
+            for i in range(n):
+                for j in range(n):
+                    hess[i, j] = 1.0 if i == j else 0.01
+            nt.cholesky_solve(hess, 1e-6, rhs, low, sol)
+        elif which == 8:  # per-iteration bookkeeping: gaps, measures, dgap, projected step
+            kn.player_gaps_one(mean, player, gaps)
+            v, k = kn.measures_one(alpha, grad, free)
+            sink += v + k + kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
+            sink += ns.projected_step_one(alpha, direction, 1.0, free, grad, trial)
+        elif which == 9:  # the certificate's own gains pass (ELL; reused from Newton since kcce)
+            kn.expected_gains_one(rows, values, sigma, mean)
+            kn.player_gaps_one(mean, player, gaps)
+            kn.player_sums_one(alpha, player, ssum)
+            kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+        elif which == 10:  # full loss_at (logits + exps + penalty)
+            lt, acc = ns.loss_at(True, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ex, ssum,
+                                 eps)
+            sink += lt
+    return sink + acc
+
+
+PARTS = ("normalise", "gains+transpose", "allocations", "logits", "exp", "accept (softmax+gains+grad)", "hessian",
+         "cholesky", "bookkeeping", "certificate", "loss_at")
+
+
+def _counts(args_list):
+    """Per-game call counts and mean free block, from the Python source of Newton."""
+    calls: Counter = Counter()
+    blocks = []
+    saved = {name: getattr(nt, name) for name in ("newton_core", "loss_at", "evaluate_exps", "cholesky_solve")}
+    saved_kn = nt.hessian_vt_one
+
+    def counted(name, fn):
+        def wrapper(*a):
+            calls[name] += 1
+            return fn(*a)
+        return wrapper
+
+    def hess(*a):
+        calls["hessian"] += 1
+        blocks.append(a[6].shape[0])  # hess [n, n]
+        return saved_kn(*a)
+
+    nt.newton_core = nt.newton_core.py_func
+    nt.loss_at = counted("loss_at", saved["loss_at"])
+    nt.evaluate_exps = counted("accept", saved["evaluate_exps"])
+    nt.cholesky_solve = counted("cholesky", saved["cholesky_solve"])
+    nt.hessian_vt_one = hess
+    iters = []
+    try:
+        for a in args_list:
+            flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts = a
+            num_joint, width = dev.shape
+            values = np.empty((num_joint, width))
+            kn.gain_values_one(flat, slot_player, dev, values)
+            alpha = np.zeros(player.shape[0])
+            out = nt.newton_one.py_func(rows, values, player, base, eps_hat, eps_plus, rho,
+                                        np.zeros(alpha.shape[0], dtype=bool), alpha, opts[0], int(opts[1]), opts[2],
+                                        opts[3], opts[4], opts[5], opts[6], opts[7], opts[8], opts[9], opts[10],
+                                        opts[11], int(opts[12]), np.empty(num_joint))
+            iters.append(out[0])
+    finally:
+        for name, fn in saved.items():
+            setattr(nt, name, fn)
+        nt.hessian_vt_one = saved_kn
+    n = len(args_list)
+    return {k: v / n for k, v in calls.items()}, float(np.mean(iters)), float(np.mean(blocks))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concept", default="cce")
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--games", type=int, default=256)
+    parser.add_argument("--certificate", type=int, default=0, help="1: the tree's certificate runs its own gains pass")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((args.games, 2, 8, 8))
+    small = sm.plan((8, 8), args.concept, "me", "auto", 1e-8, None, "auto", False)
+    assert small is not None
+    games = np.ascontiguousarray(raw.reshape(args.games, 2, 64))
+    buf = np.empty(small.cuts[-1])
+    ka = small.kernel_args
+    _replay(games[:2], _TINY_NORM, *ka, buf, 1)
+    best = np.inf
+    inner = max(1, 2000 // args.games)
+    for _ in range(args.reps):
+        c = time.process_time()
+        _replay(games, _TINY_NORM, *ka, buf, inner)
+        best = min(best, (time.process_time() - c) / (args.games * inner) * 1e6)
+    print(f"load average {os.getloadavg()}")
+    print(f"_solve_small {args.concept} 8x8: {best:.2f} us/game (process CPU, best of {args.reps})")
+    assert all(solvers.solve(g, args.concept, "me").status == "optimal" for g in raw[:16])
+    # State at the solution for the parts.
+    rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions = ka
+    states = []
+    for g in games[:64]:
+        flat, _, _ = kn.normalise_one(g, _TINY_NORM)
+        alpha = np.zeros(player.shape[0])
+        nt.solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts)
+        states.append((flat, alpha))
+    count_args = [(kn.normalise_one(g, _TINY_NORM)[0], rows, slot_player, dev, player, base, eps_hat, eps_plus, rho,
+                   opts) for g in games[:32]]
+    calls, iters, block = _counts(count_args)
+    print(f"per game: {iters:.2f} iterations, calls {dict(calls)}, mean free block {block:.1f}")
+    nblock = max(1, int(round(block)))
+    per = {}
+    reps = 2000
+    for which, name in enumerate(PARTS):
+        t_best = np.inf
+        for _ in range(args.reps):
+            c = time.process_time()
+            for flat, alpha in states[:16]:
+                _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, alpha,
+                      nblock, _TINY_NORM)
+            t_best = min(t_best, (time.process_time() - c) / (16 * reps) * 1e6)
+        per[name] = t_best
+    mult = {"normalise": 1, "gains+transpose": 1, "allocations": 1, "logits": calls["loss_at"] + 1,
+            "exp": calls["loss_at"] + 1, "accept (softmax+gains+grad)": calls["accept"] + 1,
+            "hessian": calls["hessian"], "cholesky": calls["cholesky"], "bookkeeping": iters + 1, "certificate": args.certificate}
+    total = 0.0
+    print(f"{'part':30s} {'us/call':>8s} {'calls':>6s} {'us/game':>8s}")
+    for name, m in mult.items():
+        total += per[name] * m
+        print(f"{name:30s} {per[name]:8.3f} {m:6.2f} {per[name] * m:8.2f}")
+    print(f"{'sum of parts':30s} {'':8s} {'':6s} {total:8.2f}  (whole: {best:.2f})")
+    print(f"loss_at alone {per['loss_at']:.3f} us")
+    print(f"load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
