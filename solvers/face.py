@@ -38,7 +38,7 @@ from solvers.dual import DualProblem, restrict
 __all__ = [
     "Face", "FACE_THRESHOLD", "LIFT_MARGIN", "PRESOLVE_MIN_JOINTS", "minimal_face", "minimal_face_auto",
     "support_face",
-    "face_certified", "polytope_face", "restrict_to_face", "lift_duals", "run_highs", "highs_instance",
+    "face_certified", "polytope_face", "restrict_to_face", "lift_duals", "run_highs", "run_with_limit", "highs_instance",
 ]
 
 #: ``t_a`` / ``s_k`` are 0 or 1 at a vertex optimum; the midpoint separates them.
@@ -114,15 +114,28 @@ def highs_instance(slot: str = "solvers") -> highspy.Highs:
     return highs
 
 
-def run_highs(highs: highspy.Highs, what: str) -> tuple[str, Any, float]:
-    """Run the model passed to ``highs``: ``(status name, solution, run time in s)``;
-    RuntimeError naming ``what`` unless optimal."""
+def run_with_limit(highs: highspy.Highs, time_limit: float = math.inf) -> float:
+    """``highs.run()`` with ``time_limit`` seconds for this run; the run's seconds.
+
+    HiGHS's clock and ``time_limit`` count over the instance's whole life, not per run
+    (ERGO-Code/HiGHS#1331; highspy has no ``zeroAllClocks``), so a reused instance would
+    hit any fixed limit once its LPs had added up to it, and fail every LP after that.
+    """
+    start = float(highs.getRunTime())
+    highs.setOptionValue("time_limit", start + float(time_limit))
     highs.run()
+    return float(highs.getRunTime()) - start
+
+
+def run_highs(highs: highspy.Highs, what: str, time_limit: float = math.inf) -> tuple[str, Any, float]:
+    """Run the model passed to ``highs`` within ``time_limit`` seconds: ``(status name,
+    solution, run time in s)``; RuntimeError naming ``what`` unless optimal."""
+    lp_time = run_with_limit(highs, time_limit)
     status = highs.getModelStatus()
     name = highs.modelStatusToString(status)
     if status != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS failed on {what}: {name}")
-    return name, highs.getSolution(), float(highs.getRunTime())
+    return name, highs.getSolution(), lp_time
 
 
 def _homogenised_columns(problem: DualProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -257,7 +270,6 @@ def _face_lp(
     upper = np.concatenate([np.full(num_joint, highspy.kHighsInf), np.ones(num_joint + num)])
     highs = highs_instance()
     highs.clearSolver()
-    highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("presolve", "on" if presolve else "off")
     # The array overload of passModel: the HighsLp attribute setters convert element by
     # element (~0.5 ms of the 8x8 CE LP's Python time).
@@ -265,7 +277,7 @@ def _face_lp(
                     int(highspy.ObjSense.kMinimize), 0.0, cost, np.zeros(num_cols), upper,
                     np.full(num_rows, -highspy.kHighsInf), np.zeros(num_rows), start[:-1], index, value,
                     np.zeros(num_cols, dtype=np.int32))
-    status_name, solution, lp_time = run_highs(highs, "the facial-reduction LP")
+    status_name, solution, lp_time = run_highs(highs, "the facial-reduction LP", time_limit)
     col = np.asarray(solution.col_value)
     row_dual = np.asarray(solution.row_dual)
     t = col[num_joint : 2 * num_joint]
@@ -291,7 +303,6 @@ def _support_lp(columns: tuple[np.ndarray, np.ndarray, np.ndarray], num_joint: i
     num_cols = 2 * num_joint
     highs = highs_instance()
     highs.clearSolver()
-    highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("presolve", "off")
     highs.passModel(num_cols, num, int(index.shape[0]), int(highspy.MatrixFormat.kColwise),
                     int(highspy.ObjSense.kMinimize), 0.0,
@@ -299,7 +310,7 @@ def _support_lp(columns: tuple[np.ndarray, np.ndarray, np.ndarray], num_joint: i
                     np.concatenate([np.ones(num_joint), np.full(num_joint, highspy.kHighsInf)]),
                     np.full(num, -highspy.kHighsInf), np.zeros(num), start[:-1], index, value,
                     np.zeros(num_cols, dtype=np.int32))
-    status_name, solution, lp_time = run_highs(highs, "the support LP")
+    status_name, solution, lp_time = run_highs(highs, "the support LP", time_limit)
     support = np.asarray(solution.col_value)[:num_joint] > FACE_THRESHOLD
     cert = np.maximum(-np.asarray(solution.row_dual), 0.0)
     return Face(support, np.zeros(num, dtype=bool), cert, bool(support.any()), status_name, lp_time)

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit
 
 from solvers import kernels as kn
-from solvers.face import highs_instance
+from solvers.face import highs_instance, run_with_limit
 
 __all__ = [
     "ROUNDING", "SAFETY", "TAU_FRACTIONS", "TAU_MULTIPLES", "Structure", "certificate_kernel", "certificate_ok", "cover_lp", "guess",
@@ -354,10 +354,9 @@ def cover_lp(block: np.ndarray, time_limit: float = 1.0) -> np.ndarray | None:
     lp.a_matrix_.value_ = np.ascontiguousarray(block).reshape(-1)
     highs = highs_instance()
     highs.clearSolver()
-    highs.setOptionValue("time_limit", float(time_limit))
     highs.setOptionValue("presolve", "off")
     highs.passModel(lp)
-    highs.run()
+    run_with_limit(highs, time_limit)
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     return np.maximum(np.asarray(highs.getSolution().col_value), 0.0)

@@ -180,3 +180,22 @@ def test_multiplicative_slater_step_certifies_where_the_additive_one_stops(monke
     assert face_cert.slater_ok(*args)
     monkeypatch.setattr(face_cert, "TAU_MULTIPLES", face_cert.TAU_MULTIPLES[:0])
     assert not face_cert.slater_ok(*args)
+
+
+def test_a_reused_highs_instance_keeps_each_lps_time_limit():
+    """HiGHS counts ``time_limit`` over an instance's life (ERGO-Code/HiGHS#1331): the per-thread
+    instance must give every LP its own limit, not fail all LPs once earlier ones add up to it."""
+    from solvers.face import highs_instance
+
+    rng = np.random.default_rng(0)
+    block = rng.uniform(0.1, 1.0, (20, 60))
+    highs = highs_instance()
+    limit = 0.05
+    first = face_cert.cover_lp(block, time_limit=limit)
+    assert first is not None
+    start = highs.getRunTime()
+    while highs.getRunTime() < start + 3 * limit:
+        out = face_cert.cover_lp(block, time_limit=limit)
+        assert out is not None
+        np.testing.assert_allclose(out, first, atol=1e-9)
+    assert highs.getRunTime() > 3 * limit  # the clock did pass the limit several times over

@@ -99,11 +99,10 @@ def _model(rows: np.ndarray, values: np.ndarray, eps_rows: np.ndarray) -> highsp
 def _run(lp: highspy.HighsLp, num_joint: int, num: int, basis, time_limit: float):
     highs = highs_instance("diff")  # its own: the basis carries between calls
     highs.clearSolver()
-    highs.setOptionValue("time_limit", float(time_limit))
     highs.passModel(lp)
     if basis is not None:
         highs.setBasis(basis)
-    name, sol, lp_time = run_highs(highs, "the facial-reduction LP")
+    name, sol, lp_time = run_highs(highs, "the facial-reduction LP", time_limit)
     col = np.asarray(sol.col_value)
     cert = np.maximum(-np.asarray(sol.row_dual)[num_joint:], 0.0)
     support = col[num_joint:2 * num_joint] > FACE_THRESHOLD
