@@ -42,6 +42,7 @@ def test_ahead_of_time_steps_take_the_jitted_step():
 
     # One shape: compiling the mixture sampler costs ~20 s a shape on the 2-core CPU; two
     # shapes through compile_steps are covered by test_time_budgeted_run_records_the_steps_it_chose.
+    # test_nes_families' data-stream test reuses this config's jitted sampler: keep them in step.
     config = TrainConfig(network=TINY, shapes=((3, 2),), batch_size=16, families=TRAIN_MIXTURE)
     state = init_state(config)
     args = (state.params, state.bn_state, state.opt_state)
