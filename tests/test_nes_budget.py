@@ -42,6 +42,7 @@ def test_ahead_of_time_steps_take_the_jitted_step():
 
     # One shape: compiling the mixture sampler costs ~20 s a shape on the 2-core CPU; two
     # shapes through compile_steps are covered by test_time_budgeted_run_records_the_steps_it_chose.
+    # test_nes_families' data-stream test reuses this config's jitted sampler: keep them in step.
     config = TrainConfig(network=TINY, shapes=((3, 2),), batch_size=16, families=TRAIN_MIXTURE)
     state = init_state(config)
     args = (state.params, state.bn_state, state.opt_state)
@@ -67,7 +68,7 @@ def test_time_budgeted_run_records_the_steps_it_chose(tmp_path):
     config = TrainConfig(network=TINY, shapes=((2, 2), (3, 3)), presets=("me",), steps=10**6, batch_size=32,
                          eval_shapes=((3, 3),), eval_games=16, seed=5)
     lines: list[str] = []
-    state, history = train(config, tmp_path, progress=False, calibrate=False, log=lines.append, time_budget=20.0)
+    state, history = train(config, tmp_path, progress=False, calibrate=False, log=lines.append, time_budget=8.0)
     budget = next(json.loads(line) for line in lines if "time_budget_s" in line)
     assert 1 <= budget["steps"] < 10**6 and set(budget["step_time_s"]) == {"2x2", "3x3"}
     saved, restored, saved_history, _ = restore(tmp_path / "checkpoint.npz")
