@@ -111,7 +111,6 @@ _PLANS: dict[object, object] = {}
 _LAST = object()
 _NEWTON = Stage.NEWTON.value
 _OPTIMAL = Status.OPTIMAL
-_new_tuple = tuple.__new__
 
 
 def _build(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -296,16 +295,15 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
     reductions, gap, its, status, viol, kkt, dgap, loss, finite = read_buffer(buf, small.cut_array)
     if status != OPTIMAL or not finite:
         return _not_certified(buf, small, t_start, t0, t1)
-    screen = _new_tuple(JointScreen, reductions)  # JointScreen(*reductions), without its Python __new__
     objective = loss - dgap
     fields = {"gap": gap, "duality_gap": dgap, "objective": objective, "iterations": int(its),
               "status": _OPTIMAL, "concept": small.concept, "selection": small.selection, "method": _NEWTON}
-    if dgap >= 0.0 and defect_rule(screen, gap, None, None, dgap, objective) is None:
+    if dgap >= 0.0 and defect_rule(reductions, gap, None, None, dgap, objective) is None:
         # Nothing to downgrade or round (the arrays are read only for a defect's message).
         return deferred_solution(fields, _DEFERRED_FIELDS, _deferred_fields,
                                  (buf, small, (t_start, t0, t1, time.perf_counter()), viol, kkt))
     fields.update(_deferred_fields(buf, small, (t_start, t0, t1, time.perf_counter()), viol, kkt))
-    return build_solution(fields, screen)
+    return build_solution(fields, JointScreen(*reductions))
 
 
 def _not_certified(buf: np.ndarray, small: SmallPlan, t_start: float, t0: float, t1: float) -> Solution:

@@ -275,9 +275,10 @@ def defect_of(joint: np.ndarray, gap: float, gaps: np.ndarray, eps: np.ndarray, 
     return defect_rule(joint_screen(joint), gap, gaps, eps, duality_gap, objective)
 
 
-def defect_rule(screen: JointScreen, gap: float, gaps: np.ndarray, eps: np.ndarray, duality_gap: float,
-                objective: float) -> str | None:
-    """``defect_of`` with the joint's reductions given (``screen``). ``gaps`` and ``eps`` are
+def defect_rule(screen: JointScreen | tuple[float, float, bool | None, bool | None], gap: float,
+                gaps: np.ndarray | None, eps: np.ndarray | None, duality_gap: float, objective: float) -> str | None:
+    """``defect_of`` with the joint's reductions given (``screen``, a ``JointScreen`` or its
+    fields as a plain tuple). ``gaps`` and ``eps`` are
     read only where the screen leaves their finiteness open (None) and for the message of
     a defect they have."""
     total, low, gaps_finite, eps_finite = screen
