@@ -36,8 +36,8 @@ from solvers.game import (
     as_game_batch,
     as_game_fast,
     is_float64_game,
-    normalise_batch,
     normalise_fast,
+    normalise_games,
 )
 from solvers.policy import (
     NewtonPlan,
@@ -216,7 +216,7 @@ def _group_games(games: object) -> tuple[Sequence[np.ndarray], np.ndarray | None
     as one array: its rows, no list of B views), and the ``[B, N, A1..AN]`` batch when
     given as one array (None for a list)."""
     if isinstance(games, np.ndarray):
-        batch = as_game_batch(games)
+        batch = as_game_batch(games, copy=False)  # read, never kept or edited
         return batch, batch
     if not isinstance(games, Sequence) or isinstance(games, (str, bytes)):
         raise TypeError(f"games must be a [B, N, A1..AN] array or a list of games, got {type(games).__name__}")
@@ -412,7 +412,7 @@ def solve_batch(
         check_game_memory(solve_route(sel.objective, method, per_game), tuple(gshape[1:]), concept,
                           1 if per_game else len(idx), memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
-        norm = normalise_batch(batch)
+        norm = normalise_games(batch)
         player = (constraint_player(tuple(gshape[1:]), concept) if per_game
                   else gain_layout(tuple(gshape[1:]), concept).player)
         alpha0 = None if duals0 is None else normalised_duals(duals_list, idx, norm.scale, player)
