@@ -13,8 +13,12 @@ converting units, building the ``Solution``) decides its speed. Here:
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
-  joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
-  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on with the
+  joint's sum and minimum and the finiteness of gaps and eps, taken after the solve by one
+  compiled read of the buffer (``solvers.small_screen.read_buffer``, with the largest gap
+  and the statistics). A certified result's array fields (views of the buffer), timings
+  and info are built on first access (``solvers.solution.deferred_solution``); the plan
+  of a call with the previous call's very argument objects is found without a key or
+  hashing. A game Newton leaves short of ``tol`` goes on with the
   rest of ``refine_batch``'s plan from where Newton stopped (``solvers.single.after_newton``),
   as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,

@@ -96,6 +96,9 @@ class Solution:
         solve the solver reported optimal was downgraded (see below); ``"duals_overflow"``
         / ``"normalised_duals"`` appear when ``duals`` in payoff units overflow float64.
 
+    Fields may be built on first access (``deferred_solution``: the fast path's arrays,
+    views of one buffer); they read, pickle and copy as any other.
+
     Status honesty (enforced here, for every ``Solution`` built): ``status == "optimal"``
     implies finite ``gap``, ``gaps``, ``eps``, ``duality_gap >= 0`` and ``objective``, and a
     finite, non-negative ``joint`` summing to 1 within ``JOINT_SUM_TOL``. A solution
