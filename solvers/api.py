@@ -36,8 +36,8 @@ from solvers.game import (
     as_game_batch,
     as_game_fast,
     is_float64_game,
-    normalise_batch,
     normalise_fast,
+    normalise_games,
 )
 from solvers.policy import (
     NewtonPlan,
@@ -211,12 +211,13 @@ def _symmetry_info(res: DualResult, groups: tuple[tuple[int, ...], ...], symmetr
     return {"symmetry": groups, "symmetry_shared": shared, "joint_asymmetry": joint_asymmetry(res.joint[0], groups)}
 
 
-def _group_games(games: object) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Validated games as a list of ``[N, A1..AN]`` arrays, and the ``[B, N, A1..AN]``
-    batch when given as one array (None for a list)."""
+def _group_games(games: object) -> tuple[Sequence[np.ndarray], np.ndarray | None]:
+    """Validated games as a sequence of ``[N, A1..AN]`` arrays (the batch itself when given
+    as one array: its rows, no list of B views), and the ``[B, N, A1..AN]`` batch when
+    given as one array (None for a list)."""
     if isinstance(games, np.ndarray):
-        batch = as_game_batch(games)
-        return list(batch), batch
+        batch = as_game_batch(games, copy=False)  # read, never kept or edited
+        return batch, batch
     if not isinstance(games, Sequence) or isinstance(games, (str, bytes)):
         raise TypeError(f"games must be a [B, N, A1..AN] array or a list of games, got {type(games).__name__}")
     if len(games) == 0:
@@ -224,7 +225,7 @@ def _group_games(games: object) -> tuple[list[np.ndarray], np.ndarray | None]:
     return [as_game(g, name=f"games[{i}]") for i, g in enumerate(games)], None
 
 
-def _duals_list(duals0: object, game_list: list[np.ndarray], as_array: bool) -> list[np.ndarray | None]:
+def _duals_list(duals0: object, game_list: Sequence[np.ndarray], as_array: bool) -> list[np.ndarray | None]:
     """``solve_batch``'s ``duals0`` as one entry (None or ``[K]``) per game."""
     num_games = len(game_list)
     if duals0 is None:
@@ -396,8 +397,11 @@ def solve_batch(
             for g, d in zip(game_list, duals_list, strict=True)
         ])
     groups: dict[tuple[int, ...], list[int]] = {}
-    for i, g in enumerate(game_list):
-        groups.setdefault(g.shape, []).append(i)
+    if whole is not None:  # one shape: no per-game loop
+        groups[whole.shape[1:]] = list(range(whole.shape[0]))
+    else:
+        for i, g in enumerate(game_list):
+            groups.setdefault(g.shape, []).append(i)
     parts: list[tuple[list[int], SolutionBatch]] = []
     for gshape, idx in groups.items():
         t_group = time.perf_counter()
@@ -408,10 +412,10 @@ def solve_batch(
         check_game_memory(solve_route(sel.objective, method, per_game), tuple(gshape[1:]), concept,
                           1 if per_game else len(idx), memory_budget)
         batch = whole if whole is not None else np.stack([game_list[i] for i in idx])
-        norm = normalise_batch(batch)
+        norm = normalise_games(batch)
         player = (constraint_player(tuple(gshape[1:]), concept) if per_game
                   else gain_layout(tuple(gshape[1:]), concept).player)
-        alpha0 = normalised_duals(duals_list, idx, norm.scale, player)
+        alpha0 = None if duals0 is None else normalised_duals(duals_list, idx, norm.scale, player)
         parts.append((idx, normalised_batch(norm, concept, sel, alpha0, method=method, tol=tol, max_iter=max_iter,
                                             face=face, polish=polish, memory_budget=memory_budget, per_game=per_game,
                                             prep=time.perf_counter() - t_group)))

@@ -13,8 +13,12 @@ converting units, building the ``Solution``) decides its speed. Here:
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
   payoff-unit conversions in one Numba call writing into one buffer, and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
-  joint's sum and minimum and the finiteness of gaps and eps, taken by a compiled
-  reduction of the returned arrays. A game Newton leaves short of ``tol`` goes on with the
+  joint's sum and minimum and the finiteness of gaps and eps, taken after the solve by one
+  compiled read of the buffer (``solvers.small_screen.read_buffer``, with the largest gap
+  and the statistics). A certified result's array fields (views of the buffer), timings
+  and info are built on first access (``solvers.solution.deferred_solution``); the plan
+  of a call with the previous call's very argument objects is found without a key or
+  hashing. A game Newton leaves short of ``tol`` goes on with the
   rest of ``refine_batch``'s plan from where Newton stopped (``solvers.single.after_newton``),
   as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
@@ -46,7 +50,15 @@ from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, single_workspace, small_b
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
 from solvers.single import _newton_opts, after_newton, newton_result
-from solvers.solution import JointScreen, Solution, Status, build_solution
+from solvers.small_screen import read_buffer
+from solvers.solution import (
+    JointScreen,
+    Solution,
+    Status,
+    build_solution,
+    defect_rule,
+    deferred_solution,
+)
 from solvers.units import one_solution
 
 __all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
@@ -73,7 +85,8 @@ class SmallPlan(NamedTuple):
       sizes: ``(N, |A|, K)``; actions: ``[N]`` int64 action counts; cuts: offsets of the
       parts of the kernel's buffer; policy: the ``SolverPolicy`` the decisions used;
       kernel_args: the arguments of ``_solve_small`` after the game's two; margin_cuts:
-      each player's marginal's ``(start, stop)`` in the buffer.
+      each player's marginal's ``(start, stop)`` in the buffer; cut_array: ``cuts`` as an
+      int64 array (for ``small_screen.read_buffer``); flat_shape: ``(N, |A|)``.
     """
 
     concept: str
@@ -93,10 +106,15 @@ class SmallPlan(NamedTuple):
     policy: pol.SolverPolicy
     kernel_args: tuple
     margin_cuts: tuple[tuple[int, int], ...]
+    cut_array: np.ndarray
+    flat_shape: tuple[int, int]
 
 
-_PLANS: dict[tuple, SmallPlan | None] = {}
+_PLANS: dict[object, object] = {}
+#: ``_PLANS``'s entry for the last call's arguments and plan (cleared with it).
+_LAST = object()
 _NEWTON = Stage.NEWTON.value
+_OPTIMAL = Status.OPTIMAL
 
 
 def _build(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -137,7 +155,8 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
                      (players, num_joint, num), actions, cuts, policy,
                      (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
                       params.eps_plus, float(params.rho), opts, actions),
-                     tuple(zip(ends[:-1], ends[1:], strict=True)))
+                     tuple(zip(ends[:-1], ends[1:], strict=True)), np.array(cuts, dtype=np.int64),
+                     (players, num_joint))
 
 
 def plan(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -147,23 +166,32 @@ def plan(shape: tuple[int, ...], concept: object, selection: object, method: obj
     (which also raises for bad options). Options are cached only with exact types (``str``,
     ``float``, ``int`` or None, ``bool``, a preset name or a ``Selection``) and only once
     checked, so a value ``check_options`` refuses is refused on every call."""
+    plans = _PLANS
+    last = plans.get(_LAST)
+    # The previous call's exact argument objects (held here, so no id is reused): no
+    # type checks, key or hashing (the bulk of this function's cost on a repeated call).
+    if (last is not None and concept is last[1] and selection is last[2] and method is last[3] and tol is last[4]
+            and max_iter is last[5] and face is last[6] and polish is last[7] and shape == last[0]
+            and pol.DEFAULT_POLICY is last[8] and memory.UNCHECKED_BYTES == last[9]):
+        return last[10]
     if not (type(concept) is str and type(method) is str and type(face) is str and type(tol) is float
             and (max_iter is None or type(max_iter) is int) and type(polish) is bool
             and (type(selection) is str or isinstance(selection, Selection))):
         return None
     policy = pol.DEFAULT_POLICY
-    key = (shape, concept, selection, method, tol, max_iter, face, polish, id(policy), memory.UNCHECKED_BYTES)
+    unchecked = memory.UNCHECKED_BYTES
+    key = (shape, concept, selection, method, tol, max_iter, face, polish, id(policy), unchecked)
     try:
-        return _PLANS[key]
+        found = plans[key]
     except KeyError:
-        pass
-    try:
-        found = _build(shape, concept, selection, method, tol, max_iter, face, polish, policy)
-    except (TypeError, ValueError):
-        return None  # the general path raises, in its order of checks
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.clear()
-    _PLANS[key] = found
+        try:
+            found = _build(shape, concept, selection, method, tol, max_iter, face, polish, policy)
+        except (TypeError, ValueError):
+            return None  # the general path raises, in its order of checks
+        if len(plans) >= _MAX_PLANS:
+            plans.clear()
+        plans[key] = found
+    plans[_LAST] = (shape, concept, selection, method, tol, max_iter, face, polish, policy, unchecked, found)
     return found
 
 
@@ -248,73 +276,73 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     return 0
 
 
-@njit(cache=True)
-def _screen(joint, gaps, eps):
-    """The honesty rule's reductions (``solvers.solution.JointScreen``) of the arrays the
-    ``Solution`` holds, taken after the solve: the joint's sum (compensated,
-    Kahan-Neumaier) and minimum (NaN counts as the minimum), and whether ``gaps`` and
-    ``eps`` are finite."""
-    total = 0.0
-    comp = 0.0
-    low = np.inf
-    for a in range(joint.shape[0]):
-        v = joint[a]
-        t = total + v
-        if abs(total) >= abs(v):
-            comp += (total - t) + v
-        else:
-            comp += (v - t) + total
-        total = t
-        if not v >= low:
-            low = v
-    gaps_finite = True
-    eps_finite = True
-    for p in range(gaps.shape[0]):
-        gaps_finite = gaps_finite and math.isfinite(gaps[p])
-        eps_finite = eps_finite and math.isfinite(eps[p])
-    return total + comp, low, gaps_finite, eps_finite
+#: The fields of a fast-path ``Solution`` built on first access (``_deferred_fields``).
+_DEFERRED_FIELDS = frozenset(("joint", "marginals", "duals", "eps", "gaps", "scale", "timings", "info"))
+
+
+def _deferred_fields(buf: np.ndarray, small: SmallPlan, times: tuple[float, float, float, float], viol: float,
+                     kkt: float) -> dict[str, object]:
+    """The array and mapping fields of ``solve_compiled``'s ``Solution``: views of ``buf``
+    (parts as ``small.cuts``), the stage timings from ``times = (start, kernel start,
+    kernel end, end)`` and the info of a Newton solve."""
+    c = small.cuts
+    start, t0, t1, end = times
+    return {
+        "joint": buf[c[4]:c[5]].reshape(small.shape),
+        "marginals": tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
+        "duals": buf[c[5]:c[6]], "eps": buf[c[7]:c[8]], "gaps": buf[c[6]:c[7]], "scale": buf[c[1]:c[2]],
+        "timings": MappingProxyType({"validate": t0 - start, "refine": t1 - t0, "total": end - start}),
+        "info": {"violation": viol, "kkt": kkt, "face": False},
+    }
 
 
 def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution | None:
     """``solve(game)`` on the plan ``small`` (``game``: a float64 array of its shape); None
     where the game needs the general path (a NaN or inf, normalisation overflow: that path
-    raises; an explicit memory budget in the environment, read here on every call)."""
+    raises; an explicit memory budget in the environment, read here on every call).
+
+    The honesty rule runs on ``small_screen.read_buffer``'s reductions of the buffer,
+    taken after ``_solve_small`` returns; a certified result's array fields are built on
+    first access (``solution.deferred_solution``), any other through ``build_solution``."""
     if memory.env_budget_set():
         return None
-    players, num_joint, _ = small.sizes
-    c = small.cuts
-    buf = np.empty(c[-1])
+    buf = np.empty(small.cuts[-1])
     t0 = time.perf_counter()
-    if _solve_small(game.reshape(players, num_joint), _TINY_NORM, *small.kernel_args, buf) != 0:
+    if _solve_small(game.reshape(small.flat_shape), _TINY_NORM, *small.kernel_args, buf) != 0:
         return None
     t1 = time.perf_counter()
-    its, status, viol, kkt, dgap, loss, finite = buf[c[11]:].tolist()
-    scale = buf[c[1]:c[2]]
-    timings = {"validate": t0 - t_start, "refine": t1 - t0}
+    reductions, gap, its, status, viol, kkt, dgap, loss, finite = read_buffer(buf, small.cut_array)
     if status != OPTIMAL or not finite:
-        alpha, joint = buf[c[3]:c[4]], buf[c[4]:c[5]]
-        norm = NormalisedGame(buf[:c[1]].reshape((players,) + small.shape), scale, buf[c[2]:c[3]])
-        if status == OPTIMAL:  # duals overflow in payoff units: the general converter says so
-            timings["total"] = time.perf_counter() - t_start
-            res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
-                                buf[c[11]:], timings)
-        else:
-            res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:], small.method,
-                               small.tol, small.max_iter, small.face, small.polish, None, small.policy, timings,
-                               t_start)
-        return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
-    gaps = buf[c[6]:c[7]]
-    joint, eps = buf[c[4]:c[5]], buf[c[7]:c[8]]
-    screen = JointScreen(*_screen(joint, gaps, eps))
-    timings["total"] = time.perf_counter() - t_start
-    return build_solution(dict(
-        joint=joint.reshape(small.shape), marginals=tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
-        duals=buf[c[5]:c[6]],
-        eps=eps, gap=max(gaps.tolist()) if screen.gaps_finite else float(gaps.max()),
-        gaps=gaps, scale=scale, duality_gap=dgap, objective=loss - dgap, iterations=int(its),
-        timings=MappingProxyType(timings), status=Status.OPTIMAL, concept=small.concept,
-        selection=small.selection, method=_NEWTON, info={"violation": viol, "kkt": kkt, "face": False},
-    ), screen)
+        return _not_certified(buf, small, t_start, t0, t1)
+    objective = loss - dgap
+    fields = {"gap": gap, "duality_gap": dgap, "objective": objective, "iterations": int(its),
+              "status": _OPTIMAL, "concept": small.concept, "selection": small.selection, "method": _NEWTON}
+    if dgap >= 0.0 and defect_rule(reductions, gap, None, None, dgap, objective) is None:
+        # Nothing to downgrade or round (the arrays are read only for a defect's message).
+        return deferred_solution(fields, _DEFERRED_FIELDS, _deferred_fields,
+                                 (buf, small, (t_start, t0, t1, time.perf_counter()), viol, kkt))
+    fields.update(_deferred_fields(buf, small, (t_start, t0, t1, time.perf_counter()), viol, kkt))
+    return build_solution(fields, JointScreen(*reductions))
+
+
+def _not_certified(buf: np.ndarray, small: SmallPlan, t_start: float, t0: float, t1: float) -> Solution:
+    """``solve_compiled``'s result where Newton stopped short of ``tol`` (the rest of the
+    batch path's plan) or its duals overflow payoff units (the general converter says so)."""
+    players = small.sizes[0]
+    c = small.cuts
+    status = buf[c[11] + 1]
+    timings = {"validate": t0 - t_start, "refine": t1 - t0}
+    scale = buf[c[1]:c[2]]
+    alpha, joint = buf[c[3]:c[4]], buf[c[4]:c[5]]
+    norm = NormalisedGame(buf[:c[1]].reshape((players,) + small.shape), scale, buf[c[2]:c[3]])
+    if status == OPTIMAL:
+        timings["total"] = time.perf_counter() - t_start
+        res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
+                            buf[c[11]:], timings)
+    else:
+        res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:], small.method,
+                           small.tol, small.max_iter, small.face, small.polish, None, small.policy, timings, t_start)
+    return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
 
 
 @njit(cache=True)

@@ -20,6 +20,7 @@ __all__ = [
     "Solution",
     "JointScreen",
     "build_solution",
+    "deferred_solution",
     "defect_of",
     "defect_rule",
     "joint_screen",
@@ -95,6 +96,9 @@ class Solution:
         solve the solver reported optimal was downgraded (see below); ``"duals_overflow"``
         / ``"normalised_duals"`` appear when ``duals`` in payoff units overflow float64.
 
+    Fields may be built on first access (``deferred_solution``: the fast path's arrays,
+    views of one buffer); they read, pickle and copy as any other.
+
     Status honesty (enforced here, for every ``Solution`` built): ``status == "optimal"``
     implies finite ``gap``, ``gaps``, ``eps``, ``duality_gap >= 0`` and ``objective``, and a
     finite, non-negative ``joint`` summing to 1 within ``JOINT_SUM_TOL``. A solution
@@ -129,7 +133,16 @@ class Solution:
         object.__setattr__(self, "info", MappingProxyType(info))
         _seal(self, info, None)
 
+    def __getattr__(self, name: str) -> object:
+        # Only reached for a name missing from __dict__: a deferred field (``deferred_solution``).
+        deferred = self.__dict__.get(_DEFERRED)
+        if deferred is None or name not in deferred[0]:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        _fill(self)
+        return self.__dict__[name]
+
     def __getstate__(self) -> dict[str, object]:
+        _fill(self)
         state = dict(self.__dict__)
         state["info"] = dict(self.info)
         state["timings"] = dict(self.timings)
@@ -193,6 +206,38 @@ def build_solution(fields: dict[str, object], screen: JointScreen | None = None)
     return sol
 
 
+#: ``Solution.__dict__`` key of the deferred fields: ``(names, make, args)``; ``make(*args)``
+#: returns the fields ``names`` (a frozenset) as a dict.
+_DEFERRED = "_deferred"
+
+
+def _fill(sol: Solution) -> None:
+    """Builds ``sol``'s deferred fields (once; a no-op when it has none)."""
+    deferred = sol.__dict__.get(_DEFERRED)
+    if deferred is not None:
+        _, make, args = deferred
+        made = make(*args)
+        for name in ("info", "timings"):  # read-only, as __post_init__ makes them
+            if name in made and type(made[name]) is not MappingProxyType:
+                made[name] = MappingProxyType(dict(made[name]))
+        sol.__dict__.update(made)
+        sol.__dict__.pop(_DEFERRED, None)
+
+
+def deferred_solution(fields: dict[str, object], names: frozenset[str], make: object, args: tuple) -> Solution:
+    """A ``Solution`` whose fields ``names`` are built on first access, by ``make(*args)``
+    (a dict of exactly those fields; ``info`` and ``timings`` are wrapped read-only): for
+    ``solvers.small``, whose arrays are views of one buffer and whose caller may read none
+    of them. ``fields`` holds every other field and is taken over. The caller has applied the honesty rule (``defect_rule``, on the
+    compiled reductions of the same arrays) and found nothing: no status downgrade, no
+    duality-gap rounding to record; the arrays ``make`` returns must be the ones it
+    screened. Pickling and copies build the fields first."""
+    sol = object.__new__(Solution)
+    fields[_DEFERRED] = (names, make, args)
+    object.__setattr__(sol, "__dict__", fields)
+    return sol
+
+
 _SMALL = 64
 
 
@@ -233,9 +278,12 @@ def defect_of(joint: np.ndarray, gap: float, gaps: np.ndarray, eps: np.ndarray, 
     return defect_rule(joint_screen(joint), gap, gaps, eps, duality_gap, objective)
 
 
-def defect_rule(screen: JointScreen, gap: float, gaps: np.ndarray, eps: np.ndarray, duality_gap: float,
-                objective: float) -> str | None:
-    """``defect_of`` with the joint's reductions given (``screen``)."""
+def defect_rule(screen: JointScreen | tuple[float, float, bool | None, bool | None], gap: float,
+                gaps: np.ndarray | None, eps: np.ndarray | None, duality_gap: float, objective: float) -> str | None:
+    """``defect_of`` with the joint's reductions given (``screen``, a ``JointScreen`` or its
+    fields as a plain tuple). ``gaps`` and ``eps`` are
+    read only where the screen leaves their finiteness open (None) and for the message of
+    a defect they have."""
     total, low, gaps_finite, eps_finite = screen
     if not abs(total - 1.0) <= JOINT_SUM_TOL:  # NaN and inf entries land here too
         return f"joint sums to {total!r}, not 1 (within {JOINT_SUM_TOL:g})"

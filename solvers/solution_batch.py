@@ -19,6 +19,7 @@ import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from types import MappingProxyType
 from typing import NamedTuple, overload
 
@@ -62,7 +63,7 @@ def _honest_status(pb: units.PayoffBatch) -> tuple[Status, ...]:
     the rest get the exact per-game check."""
     res = pb.result
     status = res.status
-    optimal = np.fromiter((s is Status.OPTIMAL for s in status), dtype=bool, count=len(status))
+    optimal = np.fromiter(map(operator.is_, status, repeat(Status.OPTIMAL)), dtype=bool, count=len(status))
     if not optimal.any():
         return tuple(status)
     num_games = len(status)

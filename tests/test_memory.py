@@ -256,7 +256,7 @@ def _refuse_allocation(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("allocated before the memory check")
 
-    for mod, name in ((api, "normalise_fast"), (api, "normalise_batch"), (api, "gain_layout"),
+    for mod, name in ((api, "normalise_fast"), (api, "normalise_games"), (api, "gain_layout"),
                       (refine, "gain_layout"), (game_mod, "normalise"), (matrix_free, "MatrixFreeGame")):
         monkeypatch.setattr(mod, name, forbidden)
 
