@@ -298,43 +298,6 @@ def rows_are_identity(rows, num):
     return bad == 0
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def _dot(x, y):
-    acc = 0.0
-    for i in range(x.shape[0]):
-        acc += x[i] * y[i]
-    return acc
-
-
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def hessian_dense_one(values, player, sigma, mean, curv, pos, hess, cols, wcols, keep):
-    """``hessian_one`` for the identity layout (``rows_are_identity``): contiguous dot
-    products over joints, which vectorise. ``cols, wcols: [>= n, |A|]``, ``keep: [>= n]``
-    int64 are scratch."""
-    n = hess.shape[0]
-    num_joint = values.shape[0]
-    for k in range(pos.shape[0]):
-        if pos[k] >= 0:
-            keep[pos[k]] = k
-    for i in range(n):
-        k = keep[i]
-        for a in range(num_joint):
-            v = values[a, k]
-            cols[i, a] = v
-            wcols[i, a] = sigma[a] * v
-    for i1 in range(n):
-        k1 = keep[i1]
-        mk1 = mean[k1]
-        p1 = player[k1]
-        for i2 in range(i1 + 1):
-            k2 = keep[i2]
-            h = _dot(wcols[i1], cols[i2]) - mk1 * mean[k2]
-            if p1 == player[k2]:
-                h += curv[p1]
-            hess[i1, i2] = h
-            hess[i2, i1] = h
-
-
 @njit(cache=True)
 def dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free):
     """Duality gap ``L(alpha) - P(sigma(alpha), eps')`` (DESIGN §4, "Certificate").

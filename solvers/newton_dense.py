@@ -11,18 +11,25 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from solvers.kernels import _dot
-
 __all__ = ["hessian_vt_one", "structural_zero_rows_vt"]
+
+
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def _dot(x, y):
+    acc = 0.0
+    for i in range(x.shape[0]):
+        acc += x[i] * y[i]
+    return acc
 
 
 # The Hessian only steers the search direction (the certificate never reads it):
 # reassociation and contraction are safe there and let the loops vectorise.
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def hessian_vt_one(vt, player, sigma, mean, curv, pos, hess, wcols, keep):
-    """``kernels.hessian_dense_one`` from the transposed gains ``vt: [K, |A|]`` (no column
-    copies: the rows of ``vt`` are the columns). ``wcols: [>= n, |A|]``, ``keep: [>= n]``
-    int64 are scratch; ``hess: [n, n]``; the same products and sums (bit-identical)."""
+    """The free block ``hess: [n, n]`` of the dual Hessian (``kernels.hessian_one``) on the
+    identity layout, from the transposed gains ``vt: [K, |A|]``: contiguous dot products
+    over joints, which vectorise. ``pos: [K]`` is each row's place in the block (-1: not
+    in it); ``wcols: [>= n, |A|]``, ``keep: [>= n]`` int64 are scratch."""
     n = hess.shape[0]
     num_joint = vt.shape[1]
     for k in range(pos.shape[0]):

@@ -21,6 +21,7 @@ from solvers.dual import (
 )
 from solvers.gains import gain_structure, gain_values_batch
 from solvers.game import normalise, normalise_batch
+from solvers.newton_dense import hessian_vt_one
 from solvers.selection import Selection, resolve_selection
 
 TOL = 1e-12
@@ -159,10 +160,10 @@ def test_dense_hessian_for_the_cce_layout():
     keep = np.arange(num) % 4 != 1
     pos = np.where(keep, np.cumsum(keep) - 1, -1)
     block = np.empty((keep.sum(), keep.sum()))
-    scratch = np.empty((num, rows.shape[0]))
-    kn.hessian_dense_one(values[0], player, sigma, mean, curv, pos, block, scratch, scratch.copy(),
-                         np.empty(num, dtype=np.int64))
+    hessian_vt_one(np.ascontiguousarray(values[0].T), player, sigma, mean, curv, pos, block,
+                   np.empty((num, rows.shape[0])), np.empty(num, dtype=np.int64))
     np.testing.assert_allclose(block, full[np.ix_(keep, keep)], atol=TOL)
+    assert np.array_equal(block, block.T)
 
 
 def test_identity_layout_kernels_are_bit_identical():

@@ -10,7 +10,7 @@ import solvers.small as sm
 from solvers import kernels as kn
 from solvers import newton as nt
 from solvers.game import _TINY_NORM
-from solvers.newton_dense import hessian_vt_one, structural_zero_rows_vt
+from solvers.newton_dense import structural_zero_rows_vt
 
 
 def _plan(shape, concept):
@@ -22,28 +22,6 @@ def _plan(shape, concept):
 def _normalised(shape, seed):
     raw = np.random.default_rng(seed).standard_normal((len(shape), int(np.prod(shape))))
     return raw, kn.normalise_one(raw, _TINY_NORM)[0]
-
-
-def test_hessian_from_transposed_gains_is_the_dense_one_bit_for_bit():
-    rng = np.random.default_rng(0)
-    num, num_joint = 12, 40
-    values = rng.standard_normal((num_joint, num))
-    vt = np.ascontiguousarray(values.T)
-    sigma = rng.random(num_joint)
-    sigma /= sigma.sum()
-    mean = values.T @ sigma
-    player = np.repeat(np.arange(2), num // 2)
-    curv = np.array([0.3, 0.0])
-    keep = rng.random(num) < 0.6
-    pos = np.where(keep, np.cumsum(keep) - 1, -1).astype(np.int64)
-    n = int(keep.sum())
-    old = np.empty((n, n))
-    kn.hessian_dense_one(values, player, sigma, mean, curv, pos, old, np.empty((num, num_joint)),
-                         np.empty((num, num_joint)), np.empty(num, dtype=np.int64))
-    new = np.empty((n, n))
-    hessian_vt_one(vt, player, sigma, mean, curv, pos, new, np.empty((num, num_joint)), np.empty(num, dtype=np.int64))
-    assert np.array_equal(old, new)
-    assert np.array_equal(new, new.T)
 
 
 def test_structural_zero_rows_from_transposed_gains():
