@@ -150,12 +150,16 @@ def test_a_guess_that_does_not_solve_falls_back_to_the_lp(monkeypatch, lp_calls)
 
 
 def test_games_whose_guess_fails_keep_the_lp_path(monkeypatch, lp_calls):
-    """5x5 ME-CE games 11, 12, 16 (seed 3) stall on faces Newton's duals do not certify:
-    the LP runs on each, with the same answers as with the guess off."""
+    """The 5x5 ME-CE games (seed 3) that stall (11 and 12 at the time of writing; which ones
+    depends on the last bits of the iterates) stall on faces Newton's duals do not certify:
+    with the guess on, the LP still runs on each, with the same answers as with it off."""
     games = _games((5, 5))
-    guessed = _solve(games, True, monkeypatch)
-    assert len(lp_calls) == 3
     with_lp = _solve(games, False, monkeypatch)
+    stalled = len(lp_calls)
+    assert stalled >= 1
+    lp_calls.clear()
+    guessed = _solve(games, True, monkeypatch)
+    assert len(lp_calls) == stalled
     for one, two in zip(guessed, with_lp, strict=True):
         assert one.status == two.status == "optimal" and one.method == two.method
         np.testing.assert_array_equal(one.joint, two.joint)
