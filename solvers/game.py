@@ -292,11 +292,8 @@ def normalise_games(games: np.ndarray) -> NormalisedGame:
 
 def normalise_group(games: np.ndarray) -> NormalisedGame:
     """``normalise_batch`` of a validated ``[B, N, A1..AN]``; one game (B = 1) by
-    ``normalise_fast``, as ``solvers.solve`` normalises it."""
-    if games.shape[0] != 1:
-        return normalise_batch(games)
-    one = normalise_fast(games[0])
-    return NormalisedGame(one.payoffs[None], one.scale[None], one.offset[None])
+    ``normalise_games``, as ``solvers.solve`` normalises it."""
+    return normalise_games(games) if games.shape[0] == 1 else normalise_batch(games)
 
 
 def as_game_fast(game: object) -> np.ndarray:
