@@ -167,8 +167,9 @@ def _attempt(norm: NormalisedGame, concept: str, params: SelectionParams, previo
     t0 = time.perf_counter()
     shape = tuple(int(n) for n in norm.payoffs.shape[1:])
     cands = candidates(previous.joint, maps)
-    if not any(c.size for c in cands):
-        return None
+    smallest = math.prod(n - c.size for n, c in zip(shape, cands, strict=True)) / math.prod(shape)
+    if not any(c.size for c in cands) or smallest > RESTRICT_FRACTION:
+        return None  # no LP where even eliminating every candidate would not pay
     old_shape = tuple(previous.joint.shape)
     elim = eliminate(norm.payoffs, cands, _previous_hint(np.asarray(previous.duals, dtype=np.float64), old_shape, maps))
     index = [np.flatnonzero(k) for k in elim.keep]
