@@ -369,9 +369,16 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
                  "values for the mapped and the new rows could gain.\n\n" + markdown_table(ceiling))
     if breakdown:
         text += ("\n### What the warm CE solve consists of (renormalised grown game)\n\n"
-                 "The restricted route's phases run one by one (least of 2), the whole warm solve with and "
-                 "without that route, a cold solve, then the sub-game Newton phase's parts as fractions of "
-                 "its cProfile time.\n\n" + markdown_table(breakdown))
+                 "The warm CE solve takes the restricted route (`solvers.restricted`, label "
+                 "`related→restricted`): the actions the previous joint left unplayed are tested for strict "
+                 "dominance in the grown game (the previous duals' mixture first, an LP where it fails); the "
+                 "dominated ones are dropped (no CE plays them), `newton_cg` solves the sub-game from zero "
+                 "duals (on this game the carried duals took more Newton iterations there too), and the lifted "
+                 "duals are certified on the full game. Its phases run one by one (least of 2), the whole warm "
+                 "solve with and without that route, a cold solve (`solvers.solve`: 300 FISTA iterations "
+                 "then Newton; cold `newton_cg` with 36 or 0 FISTA iterations is in the table above), then "
+                 "the sub-game Newton phase's parts as fractions of its cProfile time.\n\n"
+                 + markdown_table(breakdown))
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n"
         if not jpsro:

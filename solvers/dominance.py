@@ -97,7 +97,7 @@ def _lp(diff: np.ndarray) -> tuple[np.ndarray, float] | None:
 
 def eliminate(payoffs: np.ndarray, candidates: Sequence[np.ndarray],
               hint: Callable[[int, int, np.ndarray], np.ndarray | None] | None = None,
-              use_lp: bool = True) -> Elimination:
+              use_lp: bool = True, max_lps: int | None = None) -> Elimination:
     """Iterated strict dominance among ``candidates``.
 
     Args:
@@ -105,6 +105,7 @@ def eliminate(payoffs: np.ndarray, candidates: Sequence[np.ndarray],
       candidates: N int arrays, the actions of each player to test.
       hint: ``hint(p, d, devs) -> [len(devs)]`` non-negative weights to try first (or None).
       use_lp: solve the LP where the hint does not prove dominance.
+      max_lps: at most this many LPs (None: no limit); later candidates get the hint only.
 
     Returns:
       ``Elimination``; rounds repeat until a round eliminates nothing.
@@ -136,7 +137,7 @@ def eliminate(payoffs: np.ndarray, candidates: Sequence[np.ndarray],
                     m = margin(w, diff)
                     if m > tol:
                         best = (w / w.sum(), m, "hint")
-                if best is None and use_lp:
+                if best is None and use_lp and (max_lps is None or lps < max_lps):
                     lps += 1
                     out = _lp(diff)
                     if out is not None and out[1] > tol:

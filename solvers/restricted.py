@@ -31,7 +31,7 @@ from solvers.dominance import Elimination, eliminate
 from solvers.game import NormalisedGame
 from solvers.selection import SelectionParams
 
-__all__ = ["Attempt", "RESTRICT_FRACTION", "RESTRICT_MASS", "LIFT_SLACK", "attempt", "candidates", "lift",
+__all__ = ["Attempt", "ELIMINATION_LPS", "RESTRICT_FRACTION", "RESTRICT_MASS", "LIFT_SLACK", "attempt", "candidates", "lift",
            "sub_rows"]
 
 #: Candidates for elimination: actions whose marginal in the previous joint is at most this.
@@ -40,6 +40,10 @@ RESTRICT_MASS = 1e-9
 #: (below it each Newton iteration is cheaper by about the ratio; the dense factor of the
 #: free rows is not).
 RESTRICT_FRACTION = 0.7
+#: At most this many dominance LPs per attempt (~20 ms each on the 21x66 evaluation game,
+#: which needs 2: the previous duals' mixtures prove the other 14 eliminations); beyond
+#: them a candidate is eliminated only where its hint proves it.
+ELIMINATION_LPS = 8
 #: Lifted duals put the eliminated actions' joints this far (in logits) below the largest
 #: logit of the sub-grid: their mass is below ``|A| exp(-LIFT_SLACK)``.
 LIFT_SLACK = 60.0
@@ -171,7 +175,8 @@ def _attempt(norm: NormalisedGame, concept: str, params: SelectionParams, previo
     if not any(c.size for c in cands) or smallest > RESTRICT_FRACTION:
         return None  # no LP where even eliminating every candidate would not pay
     old_shape = tuple(previous.joint.shape)
-    elim = eliminate(norm.payoffs, cands, _previous_hint(np.asarray(previous.duals, dtype=np.float64), old_shape, maps))
+    hint = _previous_hint(np.asarray(previous.duals, dtype=np.float64), old_shape, maps)
+    elim = eliminate(norm.payoffs, cands, hint, max_lps=ELIMINATION_LPS)
     index = [np.flatnonzero(k) for k in elim.keep]
     fraction = math.prod(i.size for i in index) / math.prod(shape)
     if not elim.dominated or fraction > RESTRICT_FRACTION:

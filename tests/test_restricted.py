@@ -64,6 +64,7 @@ def test_eliminate_tries_the_hint_first():
     bad = eliminate(game, [np.array([2]), np.array([], dtype=int)], lambda p, d, devs: np.array([1.0, 0.0]))
     assert bad.lps == 1 and bad.dominated[0].source == "lp"  # the hint (T alone) does not dominate B
     assert eliminate(game, [np.array([2]), np.array([], dtype=int)], use_lp=False).dominated == ()
+    assert eliminate(game, [np.array([2]), np.array([], dtype=int)], max_lps=0).lps == 0
 
 
 def test_sub_rows_are_the_full_rows_on_the_sub_grid():
@@ -157,3 +158,19 @@ def test_route_applies_only_to_hard_constraint_ces():
     assert rst.attempt(norm, "ce", soft, prev, maps, 1e-8, 50, 50) is None
     warm_cce = solve(new, "cce", method="newton-cg", duals0=prev_cce)
     assert warm_cce.info["warm_start"] not in (rel.RESTRICTED, rel.RESTRICTED_FULL)
+
+
+def test_restricted_route_follows_an_action_map():
+    """The new agent inserted first: the candidates are the mapped unplayed agents."""
+    scores = np.random.default_rng(1).normal(size=(7, 10))
+    scores[:2] -= WEAK
+    old = evaluation_game(scores[:6, :9])
+    new = evaluation_game(scores[[6, 0, 1, 2, 3, 4, 5]])
+    prev = solve(old, "ce", method="newton-cg")
+    agents = [-1, 0, 1, 2, 3, 4, 5]
+    start = rel.related(prev, action_map=[list(range(9)) + [-1], agents, agents])
+    warm = solve(new, "ce", method="newton-cg", duals0=start)
+    cold = solve(new, "ce", method="newton-cg")
+    assert warm.info["warm_start"] == rel.RESTRICTED and warm.status is Status.OPTIMAL
+    assert set(warm.info["eliminated"]) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    np.testing.assert_allclose(warm.joint, cold.joint, atol=JOINT_TOL)
