@@ -32,7 +32,7 @@ import numpy as np
 import solvers
 from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
 
-__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_breakdown", "run_jpsro", "main"]
+__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_breakdown", "run_seeds", "run_jpsro", "main"]
 
 KUHN3 = "kuhn_poker(players=3)"
 JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related", "auto")
@@ -98,6 +98,30 @@ def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tupl
             joint_diff=float(np.abs(warm.joint - cold.joint).max()), warm_status=warm.status.value,
             cold_status=cold.status.value,
         ))
+    return rows
+
+
+def run_seeds(concept: str = "ce", seeds: tuple[int, ...] = tuple(range(6)), agents: tuple[int, int] = (20, 21),
+              tasks: tuple[int, int] = (60, 66)) -> list[dict[str, Any]]:
+    """Cold vs warm on the grown evaluation game of other score seeds (one pair each, old
+    tasks renormalised and unchanged): which warm route ran, and its speed-up."""
+    rows = []
+    for seed in seeds:
+        for renormalise in (True, False):
+            old, new = _grown(agents, tasks, seed, renormalise)
+            previous = solvers.solve(old, concept)
+            t0, c0 = time.perf_counter(), time.process_time()
+            cold = solvers.solve(new, concept)
+            t_cold, c_cold = time.perf_counter() - t0, time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
+            warm = solvers.solve(new, concept, duals0=previous)
+            t_warm, c_warm = time.perf_counter() - t0, time.process_time() - c0
+            rows.append(dict(seed=seed, old_tasks="renormalised" if renormalise else "unchanged",
+                             warm_start=warm.info["warm_start"], restricted=str(warm.info.get("restricted_shape", "")),
+                             cold_s=t_cold, warm_s=t_warm, speedup=t_cold / t_warm, cold_cpu_s=c_cold,
+                             warm_cpu_s=c_warm, cpu_speedup=c_cold / c_warm, cold_iter=cold.iterations,
+                             warm_iter=warm.iterations, joint_diff=float(np.abs(warm.joint - cold.joint).max()),
+                             warm_status=warm.status.value, cold_status=cold.status.value))
     return rows
 
 
@@ -339,19 +363,22 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
     ceiling: list[dict[str, Any]] = previous.get("ceiling", [])
     breakdown: list[dict[str, Any]] = previous.get("breakdown", [])
+    seeds: list[dict[str, Any]] = previous.get("seeds", [])
     if evaluation:
         rows = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
         if not quick:
             rows += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
             ceiling = run_ceiling("cce") + run_ceiling("ce", reps=1, first_order=(None, 36, 0))
             breakdown = run_breakdown("ce")
+            seeds = run_seeds("ce")
     else:
         rows = previous.get("evaluation", [])
     if jpsro:
         per_game, totals = run_jpsro(5 if quick else 10)
     else:
         per_game, totals = previous.get("jpsro_per_game", []), previous.get("jpsro_totals", [])
-    data = {"evaluation": rows, "ceiling": ceiling, "breakdown": breakdown, "jpsro_per_game": per_game, "jpsro_totals": totals}
+    data = {"evaluation": rows, "ceiling": ceiling, "breakdown": breakdown, "seeds": seeds, "jpsro_per_game": per_game,
+            "jpsro_totals": totals}
     write_json_atomic(previous_file, data)
     text = "# Warm starts from a related game (solvers.related)\n\n"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -379,6 +406,11 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
                  "then Newton; cold `newton_cg` with 36 or 0 FISTA iterations is in the table above), then "
                  "the sub-game Newton phase's parts as fractions of its cProfile time.\n\n"
                  + markdown_table(breakdown))
+    if seeds:
+        text += ("\n### The CE on other score seeds (one cold/warm pair each)\n\n"
+                 "`related→restricted` where the previous joint's unplayed agents are dominated in the grown "
+                 "game and leave at most `RESTRICT_FRACTION` of the joints; `related` (the carried duals) "
+                 "elsewhere.\n\n" + markdown_table(seeds))
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n"
         if not jpsro:

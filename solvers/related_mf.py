@@ -33,8 +33,9 @@ __all__ = ["restricted_route", "solve_matrix_free"]
 def restricted_route(solve_fn, game: object, norm: NormalisedGame, concept: str, selection: object, sel: Selection,
                      start: rel.RelatedStart, t0: float, *, max_iter: int | None, face: str, polish: bool,
                      **kwargs: object) -> Solution | None:
-    """``solvers.restricted.attempt`` within the watch cap (``related.mf_watch_cap``: the
-    sub-game's FISTA and Newton iterations, and the full game's continuation): a
+    """``solvers.restricted.attempt`` (``related.mf_watch_cap``: the sub-game's FISTA
+    iterations and the full game's continuation; the sub-game's Newton runs to
+    ``max_iter``): a
     ``Solution`` marked ``related→restricted`` / ``related→restricted→full``, a cold
     solve marked ``related→cold-restart`` when the attempt is not optimal, or None when
     the route does not apply (the usual warm start runs then)."""
@@ -45,7 +46,7 @@ def restricted_route(solve_fn, game: object, norm: NormalisedGame, concept: str,
     maps = rel.resolve_action_map(prev.joint.shape, shape, start.action_map)
     cap = rel.mf_watch_cap(prev, max_iter)
     att = restricted.attempt(norm, concept, resolve_selection(sel, norm), prev, maps, float(kwargs.get("tol", 1e-8)),
-                             cap, cap)
+                             cap, max_iter, cap)
     if att is None:
         return None
     prev_cold = int(prev.info.get("cold_iterations", prev.iterations))

@@ -37,9 +37,10 @@ __all__ = ["Attempt", "ELIMINATION_LPS", "RESTRICT_FRACTION", "RESTRICT_MASS", "
 #: Candidates for elimination: actions whose marginal in the previous joint is at most this.
 RESTRICT_MASS = 1e-9
 #: The route is taken only when the sub-grid holds at most this fraction of the joints
-#: (below it each Newton iteration is cheaper by about the ratio; the dense factor of the
-#: free rows is not).
-RESTRICT_FRACTION = 0.7
+#: (each Newton iteration is cheaper by about the ratio; the dense factor of the free rows
+#: is not). At 0.73 (21x66 evaluation games, seeds 2 and 4) it was still as fast as the
+#: carried duals or faster (benchmarks/results/related_suite.md, other seeds).
+RESTRICT_FRACTION = 0.8
 #: At most this many dominance LPs per attempt (~20 ms each on the 21x66 evaluation game,
 #: which needs 2: the previous duals' mixtures prove the other 14 eliminations); beyond
 #: them a candidate is eliminated only where its hint proves it.
@@ -147,22 +148,31 @@ def lift(game, base: np.ndarray, alpha_sub: np.ndarray, index: Sequence[np.ndarr
 
 
 def attempt(norm: NormalisedGame, concept: str, params: SelectionParams, previous, maps: Sequence[np.ndarray],
-            tol: float, cap: int, max_iter: int | None) -> Attempt | None:
+            tol: float, first_order: int, max_iter: int | None, continue_iter: int) -> Attempt | None:
     """The restricted solve of ``norm`` (a hard-constraint CE) from a related ``previous``
     ``Solution`` under the action ``maps``; None when it does not apply (not a CE with
     ``eps_hat = 0`` and hard constraints, no candidate eliminated, or the sub-grid above
-    ``RESTRICT_FRACTION`` of the joints). ``cap``: FISTA and Newton iterations of the
-    sub-game solve; ``max_iter``: Newton iterations of the full-game continuation."""
+    ``RESTRICT_FRACTION`` of the joints).
+
+    Args:
+      first_order: FISTA iterations of the sub-game solve.
+      max_iter: its Newton iterations (None: ``NewtonCGOptions``' default). Not the watch
+        cap: the sub-game's optimum is the full game's, and each of its iterations costs
+        less than a full-game one (a 21x66 evaluation game, seed 4, needs 42 Newton
+        iterations there after a 27-iteration watch cap).
+      continue_iter: Newton iterations of the full-game continuation where the lifted
+        duals fail the certificate.
+    """
     from solvers.newton_cg import blas_threads
 
     if concept != "ce" or not math.isinf(float(params.rho)) or np.any(np.asarray(params.eps_hat) != 0):
         return None
     with blas_threads(1):  # as newton_cg: narrow GEMMs, and spinning BLAS threads on a busy machine
-        return _attempt(norm, concept, params, previous, maps, tol, cap, max_iter)
+        return _attempt(norm, concept, params, previous, maps, tol, first_order, max_iter, continue_iter)
 
 
 def _attempt(norm: NormalisedGame, concept: str, params: SelectionParams, previous, maps: Sequence[np.ndarray],
-             tol: float, cap: int, max_iter: int | None) -> Attempt | None:
+             tol: float, first_order: int, max_iter: int | None, continue_iter: int) -> Attempt | None:
     from solvers.matrix_free import MatrixFreeGame
     from solvers.newton import OPTIMAL
     from solvers.newton_cg import NewtonCGOptions, certify, newton_cg
@@ -189,7 +199,8 @@ def _attempt(norm: NormalisedGame, concept: str, params: SelectionParams, previo
     base = np.asarray(params.base_logits, dtype=np.float64).reshape(shape)
     args = (params.eps_hat, params.eps_plus, float(params.rho))
     sub = MatrixFreeGame(norm.payoffs[(slice(None),) + np.ix_(*index)], concept)
-    opts = NewtonCGOptions(tol=tol, max_iter=cap, first_order_iter=cap)
+    opts = NewtonCGOptions(tol=tol, first_order_iter=first_order)
+    opts = opts if max_iter is None else opts._replace(max_iter=max_iter)
     res = newton_cg(sub, np.ascontiguousarray(base[np.ix_(*index)]), *args, None, opts)
     timings["refine"] = time.perf_counter() - t1
     info.update(cg_iterations=res.cg_iterations, first_order_iterations=res.first_order_iterations,
@@ -205,8 +216,7 @@ def _attempt(norm: NormalisedGame, concept: str, params: SelectionParams, previo
     iterations, path = res.iterations, "restricted"
     if checked.status != OPTIMAL:
         t3 = time.perf_counter()
-        opts = NewtonCGOptions(tol=tol, first_order_iter=0) if max_iter is None else NewtonCGOptions(
-            tol=tol, max_iter=max_iter, first_order_iter=0)
+        opts = NewtonCGOptions(tol=tol, max_iter=continue_iter, first_order_iter=0)
         checked = newton_cg(full, base, *args, checked.alpha, opts)
         timings["continue"] = time.perf_counter() - t3
         iterations += checked.iterations
