@@ -32,7 +32,7 @@ import numpy as np
 import solvers
 from benchmarks.results import markdown_table, write_json_atomic, write_text_atomic
 
-__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_breakdown", "run_jpsro", "main"]
+__all__ = ["evaluation_game", "run_evaluation", "run_ceiling", "run_breakdown", "run_seeds", "run_jpsro", "main"]
 
 KUHN3 = "kuhn_poker(players=3)"
 JPSRO_MODES: tuple[str, ...] = ("cold", "previous", "related", "auto")
@@ -98,6 +98,30 @@ def run_evaluation(concept: str, agents: tuple[int, int] = (20, 21), tasks: tupl
             joint_diff=float(np.abs(warm.joint - cold.joint).max()), warm_status=warm.status.value,
             cold_status=cold.status.value,
         ))
+    return rows
+
+
+def run_seeds(concept: str = "ce", seeds: tuple[int, ...] = tuple(range(6)), agents: tuple[int, int] = (20, 21),
+              tasks: tuple[int, int] = (60, 66)) -> list[dict[str, Any]]:
+    """Cold vs warm on the grown evaluation game of other score seeds (one pair each, old
+    tasks renormalised and unchanged): which warm route ran, and its speed-up."""
+    rows = []
+    for seed in seeds:
+        for renormalise in (True, False):
+            old, new = _grown(agents, tasks, seed, renormalise)
+            previous = solvers.solve(old, concept)
+            t0, c0 = time.perf_counter(), time.process_time()
+            cold = solvers.solve(new, concept)
+            t_cold, c_cold = time.perf_counter() - t0, time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
+            warm = solvers.solve(new, concept, duals0=previous)
+            t_warm, c_warm = time.perf_counter() - t0, time.process_time() - c0
+            rows.append(dict(seed=seed, old_tasks="renormalised" if renormalise else "unchanged",
+                             warm_start=warm.info["warm_start"], restricted=str(warm.info.get("restricted_shape", "")),
+                             cold_s=t_cold, warm_s=t_warm, speedup=t_cold / t_warm, cold_cpu_s=c_cold,
+                             warm_cpu_s=c_warm, cpu_speedup=c_cold / c_warm, cold_iter=cold.iterations,
+                             warm_iter=warm.iterations, joint_diff=float(np.abs(warm.joint - cold.joint).max()),
+                             warm_status=warm.status.value, cold_status=cold.status.value))
     return rows
 
 
@@ -168,61 +192,82 @@ NEWTON_PARTS = (("CG solves (_pcg)", "_pcg"), ("  Hessian-vector products", "hes
 
 def run_breakdown(concept: str = "ce", agents: tuple[int, int] = (20, 21), tasks: tuple[int, int] = (60, 66),
                   seed: int = 0, renormalise: bool = True, reps: int = 2) -> list[dict[str, Any]]:
-    """What the warm solve of the grown evaluation game consists of: its phases run one by
-    one as ``solve_related`` runs them (``warm_duals``; FISTA from its duals for the watch
-    cap's iterations; Newton from there), least CPU/wall time of ``reps``, and the Newton
-    phase's parts as fractions of its cProfile time (profiling inflates the Python-side
-    parts). A cold solve on the same input closes the table."""
+    """What the warm solve of the grown evaluation game consists of: the phases of the
+    restricted route (``solvers.restricted``: dominance of the actions the previous joint
+    left unplayed; ``newton_cg`` on the sub-game; lift and full-game certificate) run one
+    by one, least CPU/wall time of ``reps``; the whole warm solve with and without that
+    route (``RESTRICT_FRACTION = 0`` turns it off) and a cold solve on the same input; then
+    the sub-game Newton phase's parts as fractions of its cProfile time (profiling
+    inflates the Python-side parts)."""
     import cProfile
     import pstats
 
     from solvers import related as rel
+    from solvers import restricted as rst
+    from solvers.dominance import eliminate
     from solvers.matrix_free import MatrixFreeGame
-    from solvers.newton_cg import NewtonCGOptions, _Dual, _fista, blas_threads, newton_cg
+    from solvers.newton_cg import NewtonCGOptions, blas_threads, certify, newton_cg
 
     old, new = _grown(agents, tasks, seed, renormalise)
     previous = solvers.solve(old, concept)
     norm = solvers.normalise(new)
     params = solvers.resolve_selection(solvers.as_selection("me"), norm)
-    mf = MatrixFreeGame(norm.payoffs, concept)
-    args = (params.base_logits, params.eps_hat, params.eps_plus, float(params.rho))
-    newton_prev = max(previous.iterations - int(previous.info.get("first_order_iterations") or 0), 1)
-    fista_iters = max(rel.WATCH_MIN, rel.MF_WATCH_FACTOR * newton_prev)
+    shape = new.shape[1:]
+    maps = rel.resolve_action_map(previous.joint.shape, shape)
+    cap = rel.mf_watch_cap(previous, None)
+    args = (params.eps_hat, params.eps_plus, float(params.rho))
+    base = params.base_logits.reshape(shape)
     phases: dict[str, Any] = {}
 
     def timed(name: str, fn):
         best = (math.inf, math.inf)
         for _ in range(reps):
             t0, c0 = time.perf_counter(), time.process_time()
-            out = fn()
+            with blas_threads(1):
+                out = fn()
             best = min(best, (time.perf_counter() - t0, time.process_time() - c0))
         phases[name] = best
         return out
 
-    duals, _ = timed("warm_duals (candidate search)", lambda: rel.warm_duals(previous, new, concept))
-    alpha0 = duals / norm.scale[mf.player]
-
-    def fista():
-        with blas_threads(1):
-            return _fista(_Dual(mf, *args), alpha0, 1e-8, fista_iters)[0]
-
-    alpha = timed(f"FISTA ({fista_iters} iterations)", fista)
-    newton = timed("Newton-CG from there", lambda: newton_cg(mf, *args, alpha, NewtonCGOptions(first_order_iter=0)))
-    timed("whole warm solve (solvers.solve, duals0=previous)", lambda: solvers.solve(new, concept, duals0=previous))
+    hint = rst._previous_hint(previous.duals, previous.joint.shape, maps)
+    elim = timed("dominance (candidates, hints, LPs)",
+                 lambda: eliminate(norm.payoffs, rst.candidates(previous.joint, maps), hint))
+    index = [np.flatnonzero(k) for k in elim.keep]
+    sub = MatrixFreeGame(norm.payoffs[(slice(None),) + np.ix_(*index)], concept)
+    sub_base = np.ascontiguousarray(base[np.ix_(*index)])
+    opts = NewtonCGOptions(max_iter=cap, first_order_iter=cap)
+    res = timed(f"sub-game {'x'.join(map(str, sub.shape))} newton_cg from 0 ({cap} FISTA)",
+                lambda: newton_cg(sub, sub_base, *args, None, opts))
+    full = MatrixFreeGame(norm.payoffs, concept)
+    checked = timed("lift + full-game certificate",
+                    lambda: certify(full, base, *args, rst.lift(full, base, np.asarray(res.alpha), index, elim), 1e-8))
+    warm = timed("whole warm solve (solvers.solve, duals0=previous)", lambda: solvers.solve(new, concept, duals0=previous))
+    saved = rst.RESTRICT_FRACTION
+    rst.RESTRICT_FRACTION = 0.0
+    try:
+        plain = timed("warm solve without the restricted route", lambda: solvers.solve(new, concept, duals0=previous))
+    finally:
+        rst.RESTRICT_FRACTION = saved
     cold = timed("cold solve (solvers.solve)", lambda: solvers.solve(new, concept))
     profile = cProfile.Profile()
-    profile.runcall(newton_cg, mf, *args, alpha, NewtonCGOptions(first_order_iter=0))
+    profile.runcall(newton_cg, sub, sub_base, *args, None, opts)
     stats = pstats.Stats(profile).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
     total = max(value[3] for key, value in stats.items() if key[2] == "newton_cg")
-    rows = [dict(part=name, s=wall, cpu_s=cpu, note="") for name, (wall, cpu) in phases.items()]
-    rows[2]["note"] = f"{newton.iterations} Newton iterations, {newton.cg_iterations} CG iterations"
-    rows[-1]["note"] = f"{cold.iterations} iterations ({cold.info.get('first_order_iterations')} FISTA)"
+    notes = [f"{len(elim.dominated)} actions eliminated ({elim.lps} LPs), kept {tuple(i.size for i in index)}",
+             f"{res.iterations} iterations ({res.first_order_iterations} FISTA), {res.cg_iterations} CG; status {res.status}",
+             f"status {checked.status}; joint differs from cold by "
+             f"{float(np.abs(np.asarray(checked.joint).reshape(shape) - cold.joint).max()):.1e}",
+             f"{warm.info['warm_start']}, {warm.iterations} iterations",
+             f"{plain.info['warm_start']}, {plain.iterations} iterations",
+             f"{cold.iterations} iterations ({cold.info.get('first_order_iterations')} FISTA)"]
+    rows = [dict(part=name, s=wall, cpu_s=cpu, note=note)
+            for (name, (wall, cpu)), note in zip(phases.items(), notes, strict=True)]
     for label, func in NEWTON_PARTS:
         found = [(key, value) for key, value in stats.items() if key[2] == func
                  and ("newton_cg" in key[0] or "matrix_free" in key[0] or "cholesky" in key[0])]
         cum = sum(value[3] for _, value in found)
         calls = sum(value[1] for _, value in found)
-        rows.append(dict(part=f"Newton: {label}", s="", cpu_s="", note=f"{100 * cum / total:.0f}% ({calls} calls)"))
+        rows.append(dict(part=f"sub-game Newton: {label}", s="", cpu_s="", note=f"{100 * cum / total:.0f}% ({calls} calls)"))
     return rows
 
 
@@ -318,19 +363,22 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
     previous = json.loads(previous_file.read_text()) if previous_file.exists() else {}
     ceiling: list[dict[str, Any]] = previous.get("ceiling", [])
     breakdown: list[dict[str, Any]] = previous.get("breakdown", [])
+    seeds: list[dict[str, Any]] = previous.get("seeds", [])
     if evaluation:
         rows = run_evaluation("cce") + run_evaluation("cce", renormalise=False)
         if not quick:
             rows += run_evaluation("ce", reps=1) + run_evaluation("ce", reps=1, renormalise=False)
             ceiling = run_ceiling("cce") + run_ceiling("ce", reps=1, first_order=(None, 36, 0))
             breakdown = run_breakdown("ce")
+            seeds = run_seeds("ce")
     else:
         rows = previous.get("evaluation", [])
     if jpsro:
         per_game, totals = run_jpsro(5 if quick else 10)
     else:
         per_game, totals = previous.get("jpsro_per_game", []), previous.get("jpsro_totals", [])
-    data = {"evaluation": rows, "ceiling": ceiling, "breakdown": breakdown, "jpsro_per_game": per_game, "jpsro_totals": totals}
+    data = {"evaluation": rows, "ceiling": ceiling, "breakdown": breakdown, "seeds": seeds, "jpsro_per_game": per_game,
+            "jpsro_totals": totals}
     write_json_atomic(previous_file, data)
     text = "# Warm starts from a related game (solvers.related)\n\n"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -348,8 +396,21 @@ def run(quick: bool, out_dir: Path, jpsro: bool = True, evaluation: bool = True)
                  "values for the mapped and the new rows could gain.\n\n" + markdown_table(ceiling))
     if breakdown:
         text += ("\n### What the warm CE solve consists of (renormalised grown game)\n\n"
-                 "Its phases run one by one as `solve_related` runs them (least of 2), then the Newton "
-                 "phase's parts as fractions of its cProfile time.\n\n" + markdown_table(breakdown))
+                 "The warm CE solve takes the restricted route (`solvers.restricted`, label "
+                 "`related→restricted`): the actions the previous joint left unplayed are tested for strict "
+                 "dominance in the grown game (the previous duals' mixture first, an LP where it fails); the "
+                 "dominated ones are dropped (no CE plays them), `newton_cg` solves the sub-game from zero "
+                 "duals (on this game the carried duals took more Newton iterations there too), and the lifted "
+                 "duals are certified on the full game. Its phases run one by one (least of 2), the whole warm "
+                 "solve with and without that route, a cold solve (`solvers.solve`: 300 FISTA iterations "
+                 "then Newton; cold `newton_cg` with 36 or 0 FISTA iterations is in the table above), then "
+                 "the sub-game Newton phase's parts as fractions of its cProfile time.\n\n"
+                 + markdown_table(breakdown))
+    if seeds:
+        text += ("\n### The CE on other score seeds (one cold/warm pair each)\n\n"
+                 "`related→restricted` where the previous joint's unplayed agents are dominated in the grown "
+                 "game and leave at most `RESTRICT_FRACTION` of the joints; `related` (the carried duals) "
+                 "elsewhere.\n\n" + markdown_table(seeds))
     if totals:
         text += f"\n## JPSRO, {KUHN3}, hn_mece: total meta-solve seconds per run\n\n"
         if not jpsro:

@@ -39,7 +39,10 @@ Newton iterations, and a run short of it goes on from its duals (Newton alone: n
 FISTA pass), then cold. ``info["warm_start"]``: ``"related"``, ``"related→face"`` (the LP
 from where the watched run stopped), ``"related→continued"`` (matrix-free, on from the
 watched run), ``"related→cold-restart"`` or ``"related→cold"`` (no candidate beat ``L(0)``);
-``info["warm_candidate"]``: ``(units, t, c)``.
+``info["warm_candidate"]``: ``(units, t, c)``. Hard-constraint CEs on the matrix-free
+route first try ``solvers.restricted`` (the game without the actions that the previous
+joint left unplayed and that are strictly dominated, certified on the full game):
+``"related→restricted"``, or ``"related→restricted→full"`` (Newton went on on the full game).
 """
 
 from __future__ import annotations
@@ -70,8 +73,10 @@ RESTART = "related→cold-restart"
 FACE = "related→face"
 COLD = "related→cold"
 CONTINUED = "related→continued"
+RESTRICTED = "related→restricted"
+RESTRICTED_FULL = "related→restricted→full"
 #: Every ``Solution.info["warm_start"]`` value of a related warm start.
-LABELS = (WARM, FACE, RESTART, COLD, CONTINUED)
+LABELS = (WARM, FACE, RESTART, COLD, CONTINUED, RESTRICTED, RESTRICTED_FULL)
 WATCH_MIN = 20  #: least iteration cap of the watched warm run
 #: Matrix-free route: the watched run's cap (and FISTA pass) is this many times the previous
 #: solve's Newton iterations; one short of it goes on from its duals (``CONTINUED``): a cold
@@ -453,14 +458,23 @@ def solve_related(solve_fn, game: object, concept: str, selection: object, start
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, {})
     norm = normalise(as_game(game))
+    if _matrix_free_route(tuple(norm.payoffs.shape[1:]), concept, face, kwargs):
+        from solvers import related_mf
+
+        done = related_mf.restricted_route(solve_fn, game, norm, concept, selection, sel, start, t0,
+                                           max_iter=max_iter, face=face, polish=polish, **kwargs)
+        if done is not None:
+            return done
     duals, info = _warm_duals_of(start, norm, concept, sel, t0)
     prev_cold = int(start.solution.info.get("cold_iterations", start.solution.iterations))
     if duals is None:
         sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
         return _mark(sol, COLD, info, extra_time=time.perf_counter() - t0)
     if _matrix_free_route(tuple(norm.payoffs.shape[1:]), concept, face, kwargs):
-        return _solve_matrix_free(solve_fn, game, norm, concept, selection, sel, start, duals, info, t0,
-                                  max_iter=max_iter, face=face, polish=polish, **kwargs)
+        from solvers import related_mf
+
+        return related_mf.solve_matrix_free(solve_fn, game, norm, concept, selection, sel, start, duals, info, t0,
+                                            max_iter=max_iter, face=face, polish=polish, **kwargs)
     warm_face = _warm_face(start.solution, info, face)
     hard_ce = concept == "ce" and info["hard"] and face != "never"
     cap = _watch_cap(start.solution, max_iter, hard_ce)
@@ -498,43 +512,11 @@ def _matrix_free_route(shape: tuple[int, ...], concept: str, face: str, kwargs: 
     return method == "auto" and policy.auto_matrix_free(shape, concept, face)
 
 
-def _solve_matrix_free(solve_fn, game: object, norm: NormalisedGame, concept: str, selection: object, sel: Selection,
-                       start: RelatedStart, duals: np.ndarray, info: dict, t0: float, *, max_iter: int | None,
-                       face: str, polish: bool, **kwargs: object) -> Solution:
-    """The watched warm run on the matrix-free route: ``newton_cg`` from ``duals`` within
-    ``MF_WATCH_FACTOR`` times the previous Newton iterations (its FISTA pass is as long as
-    that cap), then Newton alone on from its duals (``_newton_cg_from`` on ``norm``, the
-    game normalised, and ``sel``, the checked selection), then cold."""
-    prev = start.solution
-    prev_cold = int(prev.info.get("cold_iterations", prev.iterations))
+def mf_watch_cap(prev: Solution, max_iter: int | None) -> int:
+    """The matrix-free watch cap: ``MF_WATCH_FACTOR`` x the previous Newton iterations."""
     newton = max(int(prev.iterations) - int(prev.info.get("first_order_iterations") or 0), 1)
     cap = max(WATCH_MIN, MF_WATCH_FACTOR * newton)
-    cap = cap if max_iter is None else min(cap, max_iter)
-    warm = solve_fn(game, concept, selection, duals0=duals, max_iter=cap, face=face, polish=False, **kwargs)
-    if warm.status is Status.OPTIMAL or (max_iter is not None and cap >= max_iter):
-        timings = {**warm.timings, "total": time.perf_counter() - t0}
-        return _mark(warm, WARM, info, cold_iterations=prev_cold, timings=timings)
-    ahead = _newton_cg_from(norm, concept, sel, np.maximum(warm.duals, 0.0), max_iter, float(kwargs.get("tol", 1e-8)))
-    spent = time.perf_counter() - t0
-    if ahead.status is Status.OPTIMAL:
-        timings = {**ahead.timings, "warm_attempt": spent - ahead.timings.get("total", 0.0), "total": spent}
-        ahead = dataclasses.replace(ahead, iterations=ahead.iterations + warm.iterations)
-        return _mark(ahead, CONTINUED, info, cold_iterations=prev_cold, timings=timings)
-    sol = solve_fn(game, concept, selection, duals0=None, max_iter=max_iter, face=face, polish=polish, **kwargs)
-    return _mark(sol, RESTART, info, extra_iterations=warm.iterations + ahead.iterations, extra_time=spent)
-
-
-def _newton_cg_from(norm: NormalisedGame, concept: str, sel: Selection, duals: np.ndarray, max_iter: int | None,
-                    tol: float) -> Solution:
-    """``single.matrix_free_one`` on ``norm`` from a watched run's ``duals [K]`` (payoff units), Newton alone."""
-    from solvers import units
-    from solvers.single import matrix_free_one
-
-    t_start = time.perf_counter()
-    player = constraint_player(tuple(norm.payoffs.shape[1:]), concept)
-    res = matrix_free_one(norm, concept, resolve_selection(sel, norm), np.ascontiguousarray(duals / norm.scale[player]),
-                          tol, max_iter, {"validate": 0.0}, t_start, first_order_iter=0)
-    return units.one_solution(res, norm.scale, player, concept, sel, res.timings)
+    return cap if max_iter is None else min(cap, max_iter)
 
 
 #: ``solvers.solve`` keyword arguments that are not selection parameters.

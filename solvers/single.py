@@ -27,7 +27,7 @@ from solvers.selection import SelectionParams
 from solvers.solution import Status
 from solvers.symmetry import check_selection_symmetry
 
-__all__ = ["after_newton", "matrix_free_one", "newton_result", "refine_one"]
+__all__ = ["after_newton", "matrix_free_one", "matrix_free_result", "newton_result", "refine_one"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,10 +79,17 @@ def matrix_free_one(norm: NormalisedGame, concept: str, params: SelectionParams,
     info = {"cg_iterations": res.cg_iterations, "first_order_iterations": res.first_order_iterations}
     if symmetry:
         info["symmetry_shared"] = True
-    joint = np.asarray(res.joint).reshape(norm.payoffs.shape[1:])
+    return matrix_free_result(res, tuple(norm.payoffs.shape[1:]), timings, info)
+
+
+def matrix_free_result(res, shape: tuple[int, ...], timings: dict[str, float], info: dict | None = None,
+                       iterations: int | None = None) -> DualResult:
+    """A ``newton_cg.MatrixFreeResult`` of one game (joint ``[A1..AN]`` = ``shape``) as a
+    ``DualResult`` (``iterations``: None takes ``res.iterations``)."""
+    joint = np.asarray(res.joint).reshape(shape)
     return _one(joint, res.alpha, res.eps, res.gaps, res.violation, res.kkt, res.duality_gap,
-                res.loss - res.duality_gap, res.iterations, solver_status(res.status), (Stage.NEWTON_CG,), False,
-                timings, info)
+                res.loss - res.duality_gap, res.iterations if iterations is None else iterations,
+                solver_status(res.status), (Stage.NEWTON_CG,), False, timings, info)
 
 
 def _reference(norm: NormalisedGame, concept: str, params: SelectionParams, tol: float,
