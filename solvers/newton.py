@@ -329,7 +329,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         if dense:
             hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
         else:
-            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
+            kn.hessian_lower_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
         diag_max = 0.0
         for i in range(n):
             rhs[i] = -grad[idx[i]]
