@@ -22,29 +22,34 @@ def joint_products_lower(rows, values, sigma, pos, hess, loc, val):
     ``|A| c^2 / 2`` work at most. ``hess: [n, n]``; scratch ``loc: [>= c]`` int64, ``val: [>= c]``."""
     n = hess.shape[0]
     for i in range(n):
+        row = hess[i]
         for j in range(i + 1):
-            hess[i, j] = 0.0
+            row[j] = 0.0
     num_joint, width = rows.shape
     for a in range(num_joint):
         s = sigma[a]
         if s == 0.0:
             continue
+        ra = rows[a]
+        va = values[a]
         m = 0
         for j in range(width):
-            i = pos[rows[a, j]]
-            v = values[a, j]
+            i = pos[ra[j]]
+            v = va[j]
             if i >= 0 and v != 0.0:
                 loc[m] = i
                 val[m] = v
                 m += 1
-        # Each unordered pair once, into the lower triangle.
+        # Each unordered pair once, into the lower triangle (the layouts of
+        # ``solvers.gains`` list a joint's rows in increasing order: the first branch).
         for j1 in range(m):
             i1 = loc[j1]
             v1 = s * val[j1]
+            row = hess[i1]
             for j2 in range(j1 + 1):
                 i2 = loc[j2]
                 if i2 <= i1:
-                    hess[i1, i2] += v1 * val[j2]
+                    row[i2] += v1 * val[j2]
                 else:
                     hess[i2, i1] += v1 * val[j2]
 
