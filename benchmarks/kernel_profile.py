@@ -6,8 +6,12 @@ it into parts: each part's kernel is timed alone in a compiled loop on the state
 real solve, and the counts of each call per game come from running Newton's Python
 source (``py_func``) with counting wrappers on the same games. Prints the per-game
 figures (process CPU time, best of ``--reps``) and the sum of the parts against the whole.
+With ``--concept ce`` the parts are the ELL (CE) kernels, the Hessian on the free block
+of the solution (rows with a positive dual or a non-positive gradient) and the Cholesky
+on the mean free block; the distribution of the free block over the trajectories
+(mean, percentiles, cube mean) is printed too.
 
-    python benchmarks/kernel_profile.py [--concept cce] [--reps 7]
+    python benchmarks/kernel_profile.py [--concept cce|ce] [--games 256] [--reps 7]
 
 Results: benchmarks/results/solvers_suite_profile.md.
 """
@@ -30,6 +34,9 @@ from solvers import newton_step as ns
 from solvers.game import _TINY_NORM
 from solvers.newton_dense import hessian_vt_one
 
+#: Newton's ELL (CE) Hessian kernel (the full block in trees before ``hessian_lower_one``).
+ELL_HESSIAN = getattr(kn, "hessian_lower_one", kn.hessian_one)
+
 
 @njit
 def _replay(games, tiny, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions, buf, reps):
@@ -40,16 +47,22 @@ def _replay(games, tiny, rows, slot_player, dev, player, base, eps_hat, eps_plus
 
 
 @njit
-def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, alpha, n, tiny):
-    """Runs one part ``reps`` times on one game at its solution ``alpha``."""
+def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, alpha, n, tiny, dense,
+          pos):
+    """Runs one part ``reps`` times on one game at its solution ``alpha``.
+
+    ``dense``: the identity (CCE) layout; ``pos: [K]`` the free block of the ELL (CE)
+    Hessian (the identity layout's block is the first ``n`` rows).
+    """
     num_joint, width = dev.shape
     num = alpha.shape[0]
     values = np.empty((num_joint, width))
     kn.gain_values_one(flat, slot_player, dev, values)
-    vt = np.empty((num, num_joint))
-    for a in range(num_joint):
-        for j in range(num):
-            vt[j, a] = values[a, j]
+    vt = np.empty((num if dense else 0, num_joint))
+    if dense:
+        for a in range(num_joint):
+            for j in range(num):
+                vt[j, a] = values[a, j]
     lg = np.empty(num_joint)
     ex = np.empty(num_joint)
     sigma = np.empty(num_joint)
@@ -59,9 +72,16 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
     eps = np.empty(eps_hat.shape[0])
     gaps = np.empty(eps_hat.shape[0])
     curv = np.zeros(eps_hat.shape[0])
-    pos = np.full(num, -1, dtype=np.int64)
-    for i in range(n):
-        pos[i] = i
+    if dense:
+        pos = np.full(num, -1, dtype=np.int64)
+        for i in range(n):
+            pos[i] = i
+    else:
+        n = 0
+        for k in range(num):
+            n += pos[k] >= 0
+    loc = np.empty(width, dtype=np.int64)
+    val = np.empty(max(num, width))
     hess = np.empty((n, n))
     low = np.empty((n, n))
     wcols = np.empty((num, num_joint))
@@ -71,9 +91,15 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
     free = np.zeros(num, dtype=np.bool_)
     trial = np.empty(num)
     direction = np.full(num, 1e-3)
-    ns.logits_identity_one(vt, base, alpha, lg)
+    if dense:
+        ns.logits_identity_one(vt, base, alpha, lg)
+    else:
+        kn.logits_one(rows, values, base, alpha, lg)
     kn.softmax_one(lg, sigma)
-    ns.gains_identity_one(values, sigma, mean)
+    if dense:
+        ns.gains_identity_one(values, sigma, mean)
+    else:
+        kn.expected_gains_one(rows, values, sigma, mean)
     acc = 0.0
     sink = 0.0
     for _ in range(reps):
@@ -82,24 +108,31 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
             sink += out[0, 0]
         elif which == 1:  # gains ELL values + the transpose
             kn.gain_values_one(flat, slot_player, dev, values)
-            for a in range(num_joint):
-                for j in range(num):
-                    vt[j, a] = values[a, j]
+            if dense:
+                for a in range(num_joint):
+                    for j in range(num):
+                        vt[j, a] = values[a, j]
         elif which == 2:  # workspace + solve_single's buffers
-            ws = nt.newton_workspace(num, num_joint, eps_hat.shape[0], num, True)
+            ws = nt.newton_workspace(num, num_joint, eps_hat.shape[0], num, dense)
             v2 = np.empty((num_joint, width))
             j2 = np.empty(num_joint)
             sink += ws[4].shape[0] + v2.shape[0] + j2.shape[0]
-        elif which == 3:  # logits (identity layout)
-            ns.logits_identity_one(vt, base, alpha, lg)
+        elif which == 3:  # logits
+            if dense:
+                ns.logits_identity_one(vt, base, alpha, lg)
+            else:
+                kn.logits_one(rows, values, base, alpha, lg)
         elif which == 4:  # shifted exps
             top, acc = ns.shifted_exps_one(lg, ex)
             sink += top
         elif which == 5:  # accepted point: softmax from exps, gains, gradient
-            ns.evaluate_exps(True, rows, values, player, eps_hat, eps_plus, rho, alpha, ex, 1.0, sigma, mean, ssum,
+            ns.evaluate_exps(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, ex, 1.0, sigma, mean, ssum,
                              eps, grad)
         elif which == 6:  # Hessian block n x n
-            hessian_vt_one(vt, player, sigma, mean, curv, pos, hess, wcols, keep)
+            if dense:
+                hessian_vt_one(vt, player, sigma, mean, curv, pos, hess, wcols, keep)
+            else:
+                ELL_HESSIAN(rows, values, player, sigma, mean, curv, pos, hess, keep, loc, val)
         elif which == 7:  # Cholesky solve n x n
             for i in range(n):
                 for j in range(n):
@@ -116,10 +149,28 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
             kn.player_sums_one(alpha, player, ssum)
             kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
         elif which == 10:  # full loss_at (logits + exps + penalty)
-            lt, acc = ns.loss_at(True, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ex, ssum,
+            lt, acc = ns.loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ex, ssum,
                                  eps)
             sink += lt
     return sink + acc
+
+
+def _free_block(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, alpha):
+    """``pos: [K]`` of Newton's free block near the solution ``alpha`` (ELL layout): the
+    rows with a positive dual or a gradient ``<= 1e-9``, in row order (the real sparsity
+    pattern of a late iteration)."""
+    values = np.empty(dev.shape)
+    kn.gain_values_one(flat, slot_player, dev, values)
+    lg = np.empty(base.shape[0])
+    sigma = np.empty(base.shape[0])
+    num = alpha.shape[0]
+    mean, grad = np.empty(num), np.empty(num)
+    ssum, eps = np.empty(eps_hat.shape[0]), np.empty(eps_hat.shape[0])
+    kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, sigma, mean, ssum, eps, grad)
+    keep = (alpha > 0.0) | (grad <= 1e-9)
+    pos = np.full(num, -1, dtype=np.int64)
+    pos[keep] = np.arange(int(keep.sum()))
+    return pos
 
 
 PARTS = ("normalise", "gains+transpose", "allocations", "logits", "exp", "accept (softmax+gains+grad)", "hessian",
@@ -132,6 +183,8 @@ def _counts(args_list):
     blocks = []
     saved = {name: getattr(nt, name) for name in ("newton_core", "loss_at", "evaluate_exps", "cholesky_solve")}
     saved_kn = nt.hessian_vt_one
+    ell_name = ELL_HESSIAN.__name__
+    saved_ell = getattr(kn, ell_name)
 
     def counted(name, fn):
         def wrapper(*a):
@@ -144,11 +197,17 @@ def _counts(args_list):
         blocks.append(a[6].shape[0])  # hess [n, n]
         return saved_kn(*a)
 
+    def hess_ell(*a):
+        calls["hessian"] += 1
+        blocks.append(a[7].shape[0])  # hess [n, n]
+        return saved_ell(*a)
+
     nt.newton_core = nt.newton_core.py_func
     nt.loss_at = counted("loss_at", saved["loss_at"])
     nt.evaluate_exps = counted("accept", saved["evaluate_exps"])
     nt.cholesky_solve = counted("cholesky", saved["cholesky_solve"])
     nt.hessian_vt_one = hess
+    setattr(kn, ell_name, hess_ell)
     iters = []
     try:
         for a in args_list:
@@ -166,7 +225,11 @@ def _counts(args_list):
         for name, fn in saved.items():
             setattr(nt, name, fn)
         nt.hessian_vt_one = saved_kn
+        setattr(kn, ell_name, saved_ell)
     n = len(args_list)
+    sizes = np.array(blocks, dtype=np.float64)
+    print(f"free block per Hessian: mean {sizes.mean():.1f}, p10/p50/p90 {np.percentile(sizes, [10, 50, 90])}, "
+          f"cube mean {np.mean(sizes ** 3) ** (1 / 3):.1f} (the size whose Cholesky costs the mean)")
     return {k: v / n for k, v in calls.items()}, float(np.mean(iters)), float(np.mean(blocks))
 
 
@@ -196,16 +259,20 @@ def main() -> None:
     assert all(solvers.solve(g, args.concept, "me").status == "optimal" for g in raw[:16])
     # State at the solution for the parts.
     rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions = ka
+    dense = bool(kn.rows_are_identity(rows, player.shape[0]))
     states = []
     for g in games[:64]:
         flat, _, _ = kn.normalise_one(g, _TINY_NORM)
         alpha = np.zeros(player.shape[0])
         nt.solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts)
-        states.append((flat, alpha))
+        states.append((flat, alpha, _free_block(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho,
+                                                 alpha)))
     count_args = [(kn.normalise_one(g, _TINY_NORM)[0], rows, slot_player, dev, player, base, eps_hat, eps_plus, rho,
                    opts) for g in games[:32]]
     calls, iters, block = _counts(count_args)
     print(f"per game: {iters:.2f} iterations, calls {dict(calls)}, mean free block {block:.1f}")
+    if not dense:
+        print(f"ELL parts on the free block of the solution: mean n {np.mean([(s[2] >= 0).sum() for s in states[:16]]):.1f}")
     nblock = max(1, int(round(block)))
     per = {}
     reps = 2000
@@ -213,9 +280,9 @@ def main() -> None:
         t_best = np.inf
         for _ in range(args.reps):
             c = time.process_time()
-            for flat, alpha in states[:16]:
+            for flat, alpha, pos in states[:16]:
                 _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, alpha,
-                      nblock, _TINY_NORM)
+                      nblock, _TINY_NORM, dense, pos)
             t_best = min(t_best, (time.process_time() - c) / (16 * reps) * 1e6)
         per[name] = t_best
     mult = {"normalise": 1, "gains+transpose": 1, "allocations": 1, "logits": calls["loss_at"] + 1,

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from solvers.newton_ell import hessian_lower_one, joint_products_lower  # noqa: F401  (newton: kn.hessian_lower_one)
+
 __all__ = [
     "logits",
     "softmax",
@@ -210,33 +212,10 @@ def hessian_one(rows, values, player, sigma, mean, curv, pos, hess, keep, loc, v
     + [same player] curv[player]``, accumulated from the ELL columns
     (``|A| c^2 / 2`` work, no dense ``[K, |A|]``). ``pos: [K]``, ``hess: [n, n]`` with
     ``n = #{k: pos[k] >= 0}``; scratch ``keep: [>= n]`` int64, ``loc: [>= c]`` int64,
-    ``val: [>= c]``.
+    ``val: [>= c]``. (Newton, which reads one triangle, uses ``hessian_lower_one``.)
     """
     n = hess.shape[0]
-    hess[:, :] = 0.0
-    num_joint, width = rows.shape
-    for a in range(num_joint):
-        s = sigma[a]
-        if s == 0.0:
-            continue
-        m = 0
-        for j in range(width):
-            i = pos[rows[a, j]]
-            v = values[a, j]
-            if i >= 0 and v != 0.0:
-                loc[m] = i
-                val[m] = v
-                m += 1
-        # Each unordered pair once, into the lower triangle; mirrored below.
-        for j1 in range(m):
-            i1 = loc[j1]
-            v1 = s * val[j1]
-            for j2 in range(j1 + 1):
-                i2 = loc[j2]
-                if i2 <= i1:
-                    hess[i1, i2] += v1 * val[j2]
-                else:
-                    hess[i2, i1] += v1 * val[j2]
+    joint_products_lower(rows, values, sigma, pos, hess, loc, val)
     # Rank-one mean term and per-player curvature over the n kept rows only.
     for k in range(pos.shape[0]):
         if pos[k] >= 0:

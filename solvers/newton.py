@@ -132,24 +132,95 @@ class DualSolveResult(NamedTuple):
 # Reassociation lets the row dot products vectorise; NaN/inf semantics are kept so the
 # pivot test still catches a broken factorisation.
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def _pivot(mat, lam, row, j):
+    """``row[j] = sqrt(mat[j, j] + lam - row[:j] . row[:j])``; returns it, or 0.0 when the
+    pivot is not positive or lost to cancellation (below ``1e-13 (|mat[j, j]| + lam)``)."""
+    s = mat[j, j] + lam
+    for k in range(j):
+        s -= row[k] * row[k]
+    if not s > 1e-13 * (abs(mat[j, j]) + lam) or s <= 0.0:
+        return 0.0
+    d = math.sqrt(s)
+    row[j] = d
+    return d
+
+
+# Reassociation lets the row dot products vectorise; NaN/inf semantics are kept so the
+# pivot test still catches a broken factorisation.
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
 def cholesky_factor(mat, lam, low):
-    """``low low^T = mat + lam I`` (lower triangle of ``low: [n, n]`` written); False when
-    not positive definite."""
+    """``low low^T = mat + lam I`` (lower triangle of ``low: [n, n]`` written, only the lower
+    triangle of ``mat`` read); False when not positive definite.
+
+    Left-looking, two columns ``j, j + 1`` per pass: the dot products of both over
+    ``k < j`` run together for four rows at a time, so each load of a row feeds two
+    products and each load of a pivot row four (benchmarks/results/solvers_suite_profile.md).
+    """
     n = mat.shape[0]
-    for j in range(n):
-        s = mat[j, j] + lam
-        for k in range(j):
-            s -= low[j, k] * low[j, k]
-        # Relative pivot floor: a pivot lost to cancellation is as bad as a negative one.
-        if not s > 1e-13 * (abs(mat[j, j]) + lam) or s <= 0.0:
+    for j in range(0, n, 2):
+        rj = low[j]
+        d = _pivot(mat, lam, rj, j)
+        if d == 0.0:
             return False
-        d = math.sqrt(s)
-        low[j, j] = d
-        for i in range(j + 1, n):
-            s = mat[i, j]
+        if j + 1 == n:
+            break
+        r1 = low[j + 1]
+        s = mat[j + 1, j]
+        for k in range(j):
+            s -= r1[k] * rj[k]
+        r1[j] = s / d
+        d1 = _pivot(mat, lam, r1, j + 1)
+        if d1 == 0.0:
+            return False
+        y = r1[j]
+        i = j + 2
+        while i + 4 <= n:
+            a0 = low[i]
+            a1 = low[i + 1]
+            a2 = low[i + 2]
+            a3 = low[i + 3]
+            s0 = mat[i, j]
+            s1 = mat[i + 1, j]
+            s2 = mat[i + 2, j]
+            s3 = mat[i + 3, j]
+            t0 = mat[i, j + 1]
+            t1 = mat[i + 1, j + 1]
+            t2 = mat[i + 2, j + 1]
+            t3 = mat[i + 3, j + 1]
             for k in range(j):
-                s -= low[i, k] * low[j, k]
-            low[i, j] = s / d
+                x = rj[k]
+                z = r1[k]
+                s0 -= a0[k] * x
+                s1 -= a1[k] * x
+                s2 -= a2[k] * x
+                s3 -= a3[k] * x
+                t0 -= a0[k] * z
+                t1 -= a1[k] * z
+                t2 -= a2[k] * z
+                t3 -= a3[k] * z
+            s0 /= d
+            s1 /= d
+            s2 /= d
+            s3 /= d
+            a0[j] = s0
+            a1[j] = s1
+            a2[j] = s2
+            a3[j] = s3
+            a0[j + 1] = (t0 - s0 * y) / d1
+            a1[j + 1] = (t1 - s1 * y) / d1
+            a2[j + 1] = (t2 - s2 * y) / d1
+            a3[j + 1] = (t3 - s3 * y) / d1
+            i += 4
+        for m in range(i, n):
+            a0 = low[m]
+            s0 = mat[m, j]
+            t0 = mat[m, j + 1]
+            for k in range(j):
+                s0 -= a0[k] * rj[k]
+                t0 -= a0[k] * r1[k]
+            s0 /= d
+            a0[j] = s0
+            a0[j + 1] = (t0 - s0 * y) / d1
     return True
 
 
@@ -157,21 +228,25 @@ def cholesky_factor(mat, lam, low):
 def cholesky_solve(mat, lam, rhs, low, out):
     """Solves ``(mat + lam I) out = rhs`` by Cholesky; False when not positive definite.
 
-    ``mat, low: [n, n]`` (``low`` is scratch), ``rhs, out: [n]``.
+    ``mat, low: [n, n]`` (``low`` is scratch; only ``mat``'s lower triangle is read),
+    ``rhs, out: [n]``. Both triangular solves run along the rows of ``low`` (the
+    back substitution as row updates), never down its columns.
     """
     if not cholesky_factor(mat, lam, low):
         return False
     n = rhs.shape[0]
     for i in range(n):
+        ri = low[i]
         s = rhs[i]
         for k in range(i):
-            s -= low[i, k] * out[k]
-        out[i] = s / low[i, i]
-    for i in range(n - 1, -1, -1):
-        s = out[i]
-        for k in range(i + 1, n):
-            s -= low[k, i] * out[k]
-        out[i] = s / low[i, i]
+            s -= ri[k] * out[k]
+        out[i] = s / ri[i]
+    for k in range(n - 1, -1, -1):
+        rk = low[k]
+        x = out[k] / rk[k]
+        out[k] = x
+        for i in range(k):
+            out[i] -= rk[i] * x
     return True
 
 
@@ -297,7 +372,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         if dense:
             hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
         else:
-            kn.hessian_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
+            kn.hessian_lower_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
         diag_max = 0.0
         for i in range(n):
             rhs[i] = -grad[idx[i]]
