@@ -5,7 +5,7 @@ implicit equalities after facial reduction, are sign-free):
 
 - active set à la Bertsekas (1982): rows at (or within ``w`` of) their bound whose
   gradient pushes outward are moved to the bound; Newton acts on the others;
-- Levenberg-Marquardt damping ``lambda = mult * ||projected gradient||`` (the Hessian is
+- Levenberg-Marquardt damping ``lambda = mult * ||projected gradient||^p`` (the Hessian is
   singular when constraints are redundant), ``mult`` adapted by step success;
 - Cholesky on the free block (built from the ELL columns, never a dense ``[K, |A|]``);
 - projected Armijo line search ``L(P(alpha + t d)) <= L(alpha) + c g.(P(alpha + t d) - alpha)``.
@@ -82,12 +82,15 @@ class NewtonOptions(NamedTuple):
       armijo: sufficient-decrease constant ``c`` of the line search.
       backtrack: step shrink factor of the line search.
       min_step: smallest step tried before the iteration counts as failed.
-      damping: initial Levenberg-Marquardt multiplier.
+      damping: initial Levenberg-Marquardt multiplier ``mult``: ``lambda = mult * pgn **
+        damping_power`` (``pgn``: the projected gradient's max-norm).
       damping_min, damping_max: bounds of the multiplier (max reached = stalled).
       active_eps: cap of the active-set threshold ``w``.
       alpha_cap: ``max |alpha|`` beyond which the dual is declared divergent.
       expand: step growth factor tried after a full step was accepted (1 = never).
       max_expand: largest step multiple tried.
+      relax: factor of the multiplier after a full step (x10 after a shorter one).
+      damping_power: the power ``p`` of ``pgn`` in ``lambda``.
       max_block: largest free block whose dense ``[n, n]`` Hessian and Cholesky buffers
         may be allocated (``solvers.memory``); 0 = no limit (the ``[K, K]`` pair up
         front). With a limit below ``K`` the buffers grow with the free block, and an
@@ -99,14 +102,21 @@ class NewtonOptions(NamedTuple):
     armijo: float = 1e-4
     backtrack: float = 0.5
     min_step: float = 1e-10
-    damping: float = 1e-3
+    damping: float = 0.1
     damping_min: float = 1e-10
     damping_max: float = 1e10
     active_eps: float = 1e-3
     alpha_cap: float = 1e6
-    expand: float = 2.0
-    max_expand: float = 64.0
+    expand: float = 4.0
+    max_expand: float = 1024.0
     max_block: int = 0
+    relax: float = 0.01
+    damping_power: float = 2.0
+
+
+#: ``newton_one``'s defaults of the options ``hybrid_nes.diff`` does not pass.
+_RELAX = NewtonOptions().relax
+_DAMPING_POWER = NewtonOptions().damping_power
 
 
 class DualSolveResult(NamedTuple):
@@ -178,10 +188,11 @@ def cholesky_solve(mat, lam, rhs, low, out):
 @njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-               alpha_cap, expand, max_expand, max_block, joint):
+               alpha_cap, expand, max_expand, max_block, joint, relax=_RELAX, damping_power=_DAMPING_POWER):
     """Projected Newton on one game; ``alpha: [K]`` is the start and is overwritten.
 
-    ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers).
+    ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers);
+    ``relax``, ``damping_power``: as ``NewtonOptions`` (defaults: its defaults).
 
     Returns ``(iterations, status, violation, kkt, duality_gap, loss)`` and writes
     ``sigma(alpha)`` into ``joint: [|A|]``. (``newton_core`` with its own workspace.)
@@ -192,13 +203,13 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     ws = newton_workspace(num, base.shape[0], eps_hat.shape[0], block, dense)
     return newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                        armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                       alpha_cap, expand, max_expand, max_block, joint, dense, ws)
+                       alpha_cap, expand, max_expand, max_block, joint, dense, ws, relax, damping_power)
 
 
 @njit(cache=True)
 def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                 armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                alpha_cap, expand, max_expand, max_block, joint, dense, ws):
+                alpha_cap, expand, max_expand, max_block, joint, dense, ws, relax, damping_power):
     """``newton_one`` on the scratch ``ws`` of ``newton_workspace`` (nothing allocated per
     iteration; with ``0 < max_block < K`` the dense buffers grow with the free block)."""
     num = alpha.shape[0]
@@ -304,8 +315,9 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             if hess[i, i] > diag_max:
                 diag_max = hess[i, i]
         ok = False
+        scale = pgn if damping_power == 1.0 else pgn ** damping_power
         while mult <= damping_max:
-            lam = mult * pgn + 1e-12 * (1.0 + diag_max)
+            lam = mult * scale + 1e-12 * (1.0 + diag_max)
             if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
                 ok = True
                 break
@@ -372,7 +384,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                       grad)
         loss = best
         if t == 1.0:
-            mult = max(mult * 0.1, damping_min)
+            mult = max(mult * relax, damping_min)
         else:
             mult = min(mult * 10.0, damping_max)
     return it, status, viol, kkt, dgap, loss
@@ -408,7 +420,7 @@ def batch_result(alpha, joint, iters, status, stats) -> DualSolveResult:
 @njit(cache=True)
 def _newton_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                   armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                  alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
+                  alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status, stats):
     """Games ``lo..hi-1`` in turn on one workspace."""
     num = alpha.shape[1]
     dense = kn.rows_are_identity(rows, num)
@@ -418,14 +430,15 @@ def _newton_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, fr
         out = newton_core(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                           alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
                           damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b],
-                          dense, ws)
+                          dense, ws, relax, damping_power)
         record_result(out, b, iters, status, stats)
 
 
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats, chunks):
+                     alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status, stats,
+                     chunks):
     # Chunks of games share a workspace; many more chunks than threads balance games of
     # very different iteration counts.
     num_games = base.shape[0]
@@ -433,16 +446,17 @@ def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, a
         _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
                       base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
                       min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
-                      max_expand, max_block, joint, iters, status, stats)
+                      max_expand, max_block, relax, damping_power, joint, iters, status, stats)
 
 
 @njit(cache=True)
 def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                    armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                   alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
+                   alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status, stats):
     _newton_range(0, base.shape[0], rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                   tol, max_iter, armijo, backtrack, min_step, damping, damping_min, damping_max,
-                  active_eps, alpha_cap, expand, max_expand, max_block, joint, iters, status, stats)
+                  active_eps, alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status,
+                  stats)
 
 
 def newton_batch(
@@ -477,7 +491,8 @@ def newton_batch(
     args = (rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
             float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
             float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
-            float(o.max_expand), int(o.max_block), joint, iters, status, stats)
+            float(o.max_expand), int(o.max_block), float(o.relax), float(o.damping_power), joint, iters, status,
+            stats)
     if (parallel if parallel is not None else num_games > 1) and not small_batch(values.shape, alpha.shape[1]):
         _newton_parallel(*args, min(num_games, CHUNKS_PER_THREAD * get_num_threads()))
     else:
@@ -510,7 +525,7 @@ def solve_into(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rh
     free[:] = False
     out = newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0], int(opts[1]),
                       opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8], opts[9], opts[10], opts[11],
-                      int(opts[12]), joint, dense, ws)
+                      int(opts[12]), joint, dense, ws, opts[13], opts[14])
     mean = ws[0][4]
     ssum = ws[1][0]
     kn.player_gaps_one(mean, player, gaps)
@@ -535,7 +550,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
       rows, dev: ``[|A|, c]``; slot_player: ``[c]``; player: ``[K]`` (``GainLayout``);
       flat: ``[N, |A|]`` normalised payoffs; base: ``[|A|]``; eps_hat, eps_plus: ``[N]``;
       rho: float; alpha: ``[K]`` start (overwritten with the result);
-      opts: ``[13]`` the ``NewtonOptions`` fields in order.
+      opts: ``[15]`` the ``NewtonOptions`` fields in order.
 
     Returns:
       ``(joint [|A|], gaps [N], eps' [N], stats [6])`` with stats = (iterations, status,
@@ -556,5 +571,5 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
 
 
 def options_array(options: NewtonOptions) -> np.ndarray:
-    """``[13]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
+    """``[15]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
     return np.array([float(v) for v in options], dtype=np.float64)
