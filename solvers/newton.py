@@ -5,8 +5,9 @@ implicit equalities after facial reduction, are sign-free):
 
 - active set à la Bertsekas (1982): rows at (or within ``w`` of) their bound whose
   gradient pushes outward are moved to the bound; Newton acts on the others;
-- Levenberg-Marquardt damping ``lambda = mult * ||projected gradient||^p`` (the Hessian is
-  singular when constraints are redundant), ``mult`` adapted by step success;
+- Levenberg-Marquardt damping ``lambda = mult * ||projected gradient||^2`` (the Hessian is
+  singular when constraints are redundant), ``mult`` adapted by step success (x ``RELAX``
+  after a full step, x10 otherwise);
 - Cholesky on the free block (built from the ELL columns, never a dense ``[K, |A|]``);
 - projected Armijo line search ``L(P(alpha + t d)) <= L(alpha) + c g.(P(alpha + t d) - alpha)``.
 
@@ -57,6 +58,13 @@ CHUNKS_PER_THREAD = 16
 #: machine; ``benchmarks/results/solvers_suite_profile.md``). 8x8: 64 ME-CCE or 11 ME-CE
 #: games; a 32x32 ME-CE pair already runs in parallel.
 PARALLEL_MIN_WORK = 1 << 20
+#: Factor of the damping multiplier after a full Newton step (x10 after a shorter one), and
+#: the power of the projected-gradient norm in ``lambda = mult * pgn ** DAMPING_POWER``.
+#: 8x8 ME-CE: 0.1 and 1 (before) took 22.3 iterations per game (cap 60) and left 225 of
+#: 4,096 games to the face stage; with the ``NewtonOptions`` defaults, 19.9 and 92
+#: (benchmarks/results/solvers_suite_ce_face.md, section h-ceit).
+RELAX = 0.01
+DAMPING_POWER = 2.0
 
 
 def small_batch(values_shape: tuple[int, ...], num_duals: int) -> bool:
@@ -74,6 +82,10 @@ BLOCK_LIMIT = 4  # Newton only: the free block outgrew ``max_block`` (memory bud
 class NewtonOptions(NamedTuple):
     """Named tolerances and caps of the projected Newton method.
 
+    The damping and step defaults (``damping``, ``backtrack``, ``expand``, ``max_expand``,
+    with ``RELAX`` and ``DAMPING_POWER``) were chosen on 8x8 ME-CE and checked on ME-CCE,
+    32x32 ME-CE and MW-CE (benchmarks/results/solvers_suite_ce_face.md, section h-ceit).
+
     Attributes:
       tol: stop when violation, KKT residual and duality gap are all <= tol.
       max_iter: iteration cap. Hard-constraint problems close to an LP (maximum welfare
@@ -82,15 +94,13 @@ class NewtonOptions(NamedTuple):
       armijo: sufficient-decrease constant ``c`` of the line search.
       backtrack: step shrink factor of the line search.
       min_step: smallest step tried before the iteration counts as failed.
-      damping: initial Levenberg-Marquardt multiplier ``mult``: ``lambda = mult * pgn **
-        damping_power`` (``pgn``: the projected gradient's max-norm).
+      damping: initial Levenberg-Marquardt multiplier ``mult`` (``lambda = mult * pgn **
+        DAMPING_POWER``, ``pgn`` the projected gradient's max-norm).
       damping_min, damping_max: bounds of the multiplier (max reached = stalled).
       active_eps: cap of the active-set threshold ``w``.
       alpha_cap: ``max |alpha|`` beyond which the dual is declared divergent.
       expand: step growth factor tried after a full step was accepted (1 = never).
       max_expand: largest step multiple tried.
-      relax: factor of the multiplier after a full step (x10 after a shorter one).
-      damping_power: the power ``p`` of ``pgn`` in ``lambda``.
       max_block: largest free block whose dense ``[n, n]`` Hessian and Cholesky buffers
         may be allocated (``solvers.memory``); 0 = no limit (the ``[K, K]`` pair up
         front). With a limit below ``K`` the buffers grow with the free block, and an
@@ -100,7 +110,7 @@ class NewtonOptions(NamedTuple):
     tol: float = 1e-8
     max_iter: int = 1000
     armijo: float = 1e-4
-    backtrack: float = 0.5
+    backtrack: float = 0.3
     min_step: float = 1e-10
     damping: float = 0.1
     damping_min: float = 1e-10
@@ -110,13 +120,6 @@ class NewtonOptions(NamedTuple):
     expand: float = 4.0
     max_expand: float = 1024.0
     max_block: int = 0
-    relax: float = 0.01
-    damping_power: float = 2.0
-
-
-#: ``newton_one``'s defaults of the options ``hybrid_nes.diff`` does not pass.
-_RELAX = NewtonOptions().relax
-_DAMPING_POWER = NewtonOptions().damping_power
 
 
 class DualSolveResult(NamedTuple):
@@ -188,11 +191,10 @@ def cholesky_solve(mat, lam, rhs, low, out):
 @njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-               alpha_cap, expand, max_expand, max_block, joint, relax=_RELAX, damping_power=_DAMPING_POWER):
+               alpha_cap, expand, max_expand, max_block, joint):
     """Projected Newton on one game; ``alpha: [K]`` is the start and is overwritten.
 
-    ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers);
-    ``relax``, ``damping_power``: as ``NewtonOptions`` (defaults: its defaults).
+    ``max_block``: as ``NewtonOptions.max_block`` (0 or ``>= K``: ``[K, K]`` buffers).
 
     Returns ``(iterations, status, violation, kkt, duality_gap, loss)`` and writes
     ``sigma(alpha)`` into ``joint: [|A|]``. (``newton_core`` with its own workspace.)
@@ -203,13 +205,13 @@ def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, 
     ws = newton_workspace(num, base.shape[0], eps_hat.shape[0], block, dense)
     return newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                        armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                       alpha_cap, expand, max_expand, max_block, joint, dense, ws, relax, damping_power)
+                       alpha_cap, expand, max_expand, max_block, joint, dense, ws)
 
 
 @njit(cache=True)
 def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                 armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                alpha_cap, expand, max_expand, max_block, joint, dense, ws, relax, damping_power):
+                alpha_cap, expand, max_expand, max_block, joint, dense, ws):
     """``newton_one`` on the scratch ``ws`` of ``newton_workspace`` (nothing allocated per
     iteration; with ``0 < max_block < K`` the dense buffers grow with the free block)."""
     num = alpha.shape[0]
@@ -315,7 +317,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             if hess[i, i] > diag_max:
                 diag_max = hess[i, i]
         ok = False
-        scale = pgn if damping_power == 1.0 else pgn ** damping_power
+        scale = pgn * pgn if DAMPING_POWER == 2.0 else pgn ** DAMPING_POWER
         while mult <= damping_max:
             lam = mult * scale + 1e-12 * (1.0 + diag_max)
             if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
@@ -384,7 +386,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                       grad)
         loss = best
         if t == 1.0:
-            mult = max(mult * relax, damping_min)
+            mult = max(mult * RELAX, damping_min)
         else:
             mult = min(mult * 10.0, damping_max)
     return it, status, viol, kkt, dgap, loss
@@ -420,7 +422,7 @@ def batch_result(alpha, joint, iters, status, stats) -> DualSolveResult:
 @njit(cache=True)
 def _newton_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                   armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                  alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status, stats):
+                  alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
     """Games ``lo..hi-1`` in turn on one workspace."""
     num = alpha.shape[1]
     dense = kn.rows_are_identity(rows, num)
@@ -430,15 +432,14 @@ def _newton_range(lo, hi, rows, values, player, base, eps_hat, eps_plus, rho, fr
         out = newton_core(rows, values[b], player, base[b], eps_hat[b], eps_plus[b], rho[b], free[b],
                           alpha[b], tol, max_iter, armijo, backtrack, min_step, damping, damping_min,
                           damping_max, active_eps, alpha_cap, expand, max_expand, max_block, joint[b],
-                          dense, ws, relax, damping_power)
+                          dense, ws)
         record_result(out, b, iters, status, stats)
 
 
 @njit(cache=True, parallel=True)
 def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                      armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                     alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status, stats,
-                     chunks):
+                     alpha_cap, expand, max_expand, max_block, joint, iters, status, stats, chunks):
     # Chunks of games share a workspace; many more chunks than threads balance games of
     # very different iteration counts.
     num_games = base.shape[0]
@@ -446,17 +447,16 @@ def _newton_parallel(rows, values, player, base, eps_hat, eps_plus, rho, free, a
         _newton_range(c * num_games // chunks, (c + 1) * num_games // chunks, rows, values, player,
                       base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter, armijo, backtrack,
                       min_step, damping, damping_min, damping_max, active_eps, alpha_cap, expand,
-                      max_expand, max_block, relax, damping_power, joint, iters, status, stats)
+                      max_expand, max_block, joint, iters, status, stats)
 
 
 @njit(cache=True)
 def _newton_serial(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                    armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
-                   alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status, stats):
+                   alpha_cap, expand, max_expand, max_block, joint, iters, status, stats):
     _newton_range(0, base.shape[0], rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                   tol, max_iter, armijo, backtrack, min_step, damping, damping_min, damping_max,
-                  active_eps, alpha_cap, expand, max_expand, max_block, relax, damping_power, joint, iters, status,
-                  stats)
+                  active_eps, alpha_cap, expand, max_expand, max_block, joint, iters, status, stats)
 
 
 def newton_batch(
@@ -491,8 +491,7 @@ def newton_batch(
     args = (rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, float(o.tol), int(o.max_iter),
             float(o.armijo), float(o.backtrack), float(o.min_step), float(o.damping), float(o.damping_min),
             float(o.damping_max), float(o.active_eps), float(o.alpha_cap), float(o.expand),
-            float(o.max_expand), int(o.max_block), float(o.relax), float(o.damping_power), joint, iters, status,
-            stats)
+            float(o.max_expand), int(o.max_block), joint, iters, status, stats)
     if (parallel if parallel is not None else num_games > 1) and not small_batch(values.shape, alpha.shape[1]):
         _newton_parallel(*args, min(num_games, CHUNKS_PER_THREAD * get_num_threads()))
     else:
@@ -525,7 +524,7 @@ def solve_into(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, rh
     free[:] = False
     out = newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, opts[0], int(opts[1]),
                       opts[2], opts[3], opts[4], opts[5], opts[6], opts[7], opts[8], opts[9], opts[10], opts[11],
-                      int(opts[12]), joint, dense, ws, opts[13], opts[14])
+                      int(opts[12]), joint, dense, ws)
     mean = ws[0][4]
     ssum = ws[1][0]
     kn.player_gaps_one(mean, player, gaps)
@@ -550,7 +549,7 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
       rows, dev: ``[|A|, c]``; slot_player: ``[c]``; player: ``[K]`` (``GainLayout``);
       flat: ``[N, |A|]`` normalised payoffs; base: ``[|A|]``; eps_hat, eps_plus: ``[N]``;
       rho: float; alpha: ``[K]`` start (overwritten with the result);
-      opts: ``[15]`` the ``NewtonOptions`` fields in order.
+      opts: ``[13]`` the ``NewtonOptions`` fields in order.
 
     Returns:
       ``(joint [|A|], gaps [N], eps' [N], stats [6])`` with stats = (iterations, status,
@@ -571,5 +570,5 @@ def solve_single(rows, slot_player, dev, player, flat, base, eps_hat, eps_plus, 
 
 
 def options_array(options: NewtonOptions) -> np.ndarray:
-    """``[15]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
+    """``[13]`` float64 of the ``NewtonOptions`` fields (one argument for Numba)."""
     return np.array([float(v) for v in options], dtype=np.float64)
