@@ -127,7 +127,7 @@ def test_a_game_newton_leaves_short_gets_the_batch_paths_plan(monkeypatch, optio
     games = np.random.default_rng(8).standard_normal((4, 2, 5, 5))
     batch = solvers.solve_batch(games, **options)
     if options == {"concept": "ce"}:
-        assert batch[3].method == "newton+face+newton" and batch[2].ok
+        assert batch[3].method == "newton+face+newton" and batch[3].ok
     for i, game in enumerate(games):
         one = solvers.solve(game, **options)
         _assert_same(one, _general(monkeypatch, solvers.solve, game, **options))
