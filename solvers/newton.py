@@ -5,8 +5,9 @@ implicit equalities after facial reduction, are sign-free):
 
 - active set à la Bertsekas (1982): rows at (or within ``w`` of) their bound whose
   gradient pushes outward are moved to the bound; Newton acts on the others;
-- Levenberg-Marquardt damping ``lambda = mult * ||projected gradient||`` (the Hessian is
-  singular when constraints are redundant), ``mult`` adapted by step success;
+- Levenberg-Marquardt damping ``lambda = mult * ||projected gradient||^2`` (the Hessian is
+  singular when constraints are redundant), ``mult`` adapted by step success (x ``RELAX``
+  after a full step, x10 otherwise);
 - Cholesky on the free block (built from the ELL columns, never a dense ``[K, |A|]``);
 - projected Armijo line search ``L(P(alpha + t d)) <= L(alpha) + c g.(P(alpha + t d) - alpha)``.
 
@@ -57,6 +58,13 @@ CHUNKS_PER_THREAD = 16
 #: machine; ``benchmarks/results/solvers_suite_profile.md``). 8x8: 64 ME-CCE or 11 ME-CE
 #: games; a 32x32 ME-CE pair already runs in parallel.
 PARALLEL_MIN_WORK = 1 << 20
+#: Factor of the damping multiplier after a full Newton step (x10 after a shorter one), and
+#: the power of the projected-gradient norm in ``lambda = mult * pgn ** DAMPING_POWER``.
+#: 8x8 ME-CE: 0.1 and 1 (before) took 22.3 iterations per game (cap 60) and left 225 of
+#: 4,096 games to the face stage; with the ``NewtonOptions`` defaults, 19.9 and 92
+#: (benchmarks/results/solvers_suite_ce_face.md, section h-ceit).
+RELAX = 0.01
+DAMPING_POWER = 2.0
 
 
 def small_batch(values_shape: tuple[int, ...], num_duals: int) -> bool:
@@ -74,6 +82,10 @@ BLOCK_LIMIT = 4  # Newton only: the free block outgrew ``max_block`` (memory bud
 class NewtonOptions(NamedTuple):
     """Named tolerances and caps of the projected Newton method.
 
+    The damping and step defaults (``damping``, ``backtrack``, ``expand``, ``max_expand``,
+    with ``RELAX`` and ``DAMPING_POWER``) were chosen on 8x8 ME-CE and checked on ME-CCE,
+    32x32 ME-CE and MW-CE (benchmarks/results/solvers_suite_ce_face.md, section h-ceit).
+
     Attributes:
       tol: stop when violation, KKT residual and duality gap are all <= tol.
       max_iter: iteration cap. Hard-constraint problems close to an LP (maximum welfare
@@ -82,7 +94,8 @@ class NewtonOptions(NamedTuple):
       armijo: sufficient-decrease constant ``c`` of the line search.
       backtrack: step shrink factor of the line search.
       min_step: smallest step tried before the iteration counts as failed.
-      damping: initial Levenberg-Marquardt multiplier.
+      damping: initial Levenberg-Marquardt multiplier ``mult`` (``lambda = mult * pgn **
+        DAMPING_POWER``, ``pgn`` the projected gradient's max-norm).
       damping_min, damping_max: bounds of the multiplier (max reached = stalled).
       active_eps: cap of the active-set threshold ``w``.
       alpha_cap: ``max |alpha|`` beyond which the dual is declared divergent.
@@ -97,15 +110,15 @@ class NewtonOptions(NamedTuple):
     tol: float = 1e-8
     max_iter: int = 1000
     armijo: float = 1e-4
-    backtrack: float = 0.5
+    backtrack: float = 0.3
     min_step: float = 1e-10
-    damping: float = 1e-3
+    damping: float = 0.1
     damping_min: float = 1e-10
     damping_max: float = 1e10
     active_eps: float = 1e-3
     alpha_cap: float = 1e6
-    expand: float = 2.0
-    max_expand: float = 64.0
+    expand: float = 4.0
+    max_expand: float = 1024.0
     max_block: int = 0
 
 
@@ -379,8 +392,9 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             if hess[i, i] > diag_max:
                 diag_max = hess[i, i]
         ok = False
+        scale = pgn * pgn if DAMPING_POWER == 2.0 else pgn ** DAMPING_POWER
         while mult <= damping_max:
-            lam = mult * pgn + 1e-12 * (1.0 + diag_max)
+            lam = mult * scale + 1e-12 * (1.0 + diag_max)
             if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
                 ok = True
                 break
@@ -447,7 +461,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                       grad)
         loss = best
         if t == 1.0:
-            mult = max(mult * 0.1, damping_min)
+            mult = max(mult * RELAX, damping_min)
         else:
             mult = min(mult * 10.0, damping_max)
     return it, status, viol, kkt, dgap, loss

@@ -239,6 +239,73 @@ def _stage_tuples(stages: list[list[str]], solver: Stage) -> tuple[tuple[str, ..
     return tuple(out)
 
 
+class _Batch(NamedTuple):
+    """The arrays of ``refine_batch``'s games (B of them) that its stages read and update
+    in place: the gains ``values [B, |A|, c]``, the (face-restricted) ``base`` and the full
+    ``full_base [B, |A|]``, ``eps_hat, eps_plus [B, N]``, ``rho, iterations, status [B]``,
+    ``free, alpha [B, K]``, each game's stages, ``used_face [B]``, the faces found and the
+    timings."""
+
+    layout: GainLayout
+    values: np.ndarray
+    base: np.ndarray
+    full_base: np.ndarray
+    eps_hat: np.ndarray
+    eps_plus: np.ndarray
+    rho: np.ndarray
+    free: np.ndarray
+    alpha: np.ndarray
+    iterations: np.ndarray
+    status: np.ndarray
+    stages: list[list[str]]
+    used_face: np.ndarray
+    faces: dict[int, Face]
+    timings: dict[str, float]
+
+
+def _guess_stage(batch: _Batch, idx: np.ndarray, cap: int, tol: float, threads: bool, newton_parallel: bool,
+                 newton_block: int) -> None:
+    """``solvers.face_guess`` on the games ``idx``: the face from the stalled iterate,
+    certified by its duals (no LP), and Newton on it from those duals (cap ``cap``); kept
+    where that pass is optimal, else the game goes on to the LP with its stalled duals
+    (the guessed passes' iterations count). Games with ``eps_hat != 0`` are left out."""
+    layout, timings = batch.layout, batch.timings
+    idx = idx[~np.any(batch.eps_hat[idx] != 0.0, axis=1)]
+    if idx.size == 0:
+        return
+    t0 = time.perf_counter()
+    joint0 = (kn.certify if threads else kn.certify_serial)(
+        layout.rows, batch.values[idx], layout.player, batch.base[idx], batch.eps_hat[idx], batch.eps_plus[idx],
+        batch.rho[idx], batch.free[idx], batch.alpha[idx])[0]
+    refine_time = timings["refine"]
+
+    def newton(games: np.ndarray, face_base: np.ndarray, start: np.ndarray):
+        t1 = time.perf_counter()
+        g = idx[games]
+        arrays = (layout.rows, batch.values[g], layout.player, face_base, batch.eps_hat[g], batch.eps_plus[g],
+                  batch.rho[g], batch.free[g])
+        res = _run_pass(Stage.NEWTON, arrays, start, tol, cap, newton_parallel, newton_block)
+        timings["refine"] += time.perf_counter() - t1
+        return res
+
+    num = layout.num_constraints
+    st = face_cert.structure(layout.rows, layout.dev, layout.slot_player, num)
+    out = solve_on_guessed_faces(layout.rows, batch.values[idx], st, batch.full_base[idx], joint0, batch.alpha[idx],
+                                 newton)
+    timings["face"] += time.perf_counter() - t0 - (timings["refine"] - refine_time)
+    batch.iterations[idx] += out.iterations
+    no_equalities = np.zeros(num, dtype=bool)
+    for j in np.flatnonzero(out.solved).tolist():
+        b = int(idx[j])
+        batch.faces[b] = Face(out.support[j], no_equalities, out.certificate[j], True, "certified without an LP",
+                              0.0)
+        batch.used_face[b] = True
+        batch.base[b] = np.where(out.support[j], batch.full_base[b], -np.inf)
+        batch.alpha[b] = out.alpha[j]
+        batch.status[b] = OPTIMAL
+        batch.stages[b] += [Stage.FACE, Stage.NEWTON]
+
+
 def refine_batch(
     payoffs: np.ndarray,
     concept: str,
@@ -371,46 +438,13 @@ def refine_batch(
     for b in np.flatnonzero(used_face).tolist():
         stages[b].append(Stage.FACE)
 
-    def guess_stage(idx: np.ndarray, cap: int) -> None:
-        # solvers.face_guess: the face from the stalled iterate, certified by its duals (no
-        # LP), and Newton on it from those duals; kept where that pass is optimal, else the
-        # game goes on to the LP with its stalled duals (the guessed passes' iterations count).
-        idx = idx[~np.any(eps_hat[idx] != 0.0, axis=1)]
-        if idx.size == 0:
-            return
-        t0 = time.perf_counter()
-        joint0 = (kn.certify if threads else kn.certify_serial)(
-            layout.rows, values[idx], layout.player, base[idx], eps_hat[idx], eps_plus[idx], rho[idx], free[idx],
-            alpha[idx])[0]
-        refine_time = timings["refine"]
-
-        def newton(games: np.ndarray, face_base: np.ndarray, start: np.ndarray):
-            t1 = time.perf_counter()
-            g = idx[games]
-            res = _run_pass(Stage.NEWTON, (layout.rows, values[g], layout.player, face_base, eps_hat[g],
-                                           eps_plus[g], rho[g], free[g]), start, tol, cap, newton_parallel,
-                            newton_block)
-            timings["refine"] += time.perf_counter() - t1
-            return res
-
-        st = face_cert.structure(layout.rows, layout.dev, layout.slot_player, num)
-        out = solve_on_guessed_faces(layout.rows, values[idx], st, full_base[idx], joint0, alpha[idx], newton)
-        timings["face"] += time.perf_counter() - t0 - (timings["refine"] - refine_time)
-        iterations[idx] += out.iterations
-        no_equalities = np.zeros(num, dtype=bool)
-        for j in np.flatnonzero(out.solved).tolist():
-            b = int(idx[j])
-            faces[b] = Face(out.support[j], no_equalities, out.certificate[j], True, "certified without an LP", 0.0)
-            used_face[b] = True
-            base[b] = np.where(out.support[j], full_base[b], -np.inf)
-            alpha[b] = out.alpha[j]
-            status[b] = OPTIMAL
-            stages[b] += [Stage.FACE, Stage.NEWTON]
-
     for stage in passes:
         todo = np.flatnonzero((status != OPTIMAL) & ~infeasible)
         if stage.face_first and stage.solver is Stage.NEWTON and policy.face_guess:
-            guess_stage(todo[hard[todo] & ~used_face[todo]], stage.cap)
+            batch = _Batch(layout, values, base, full_base, eps_hat, eps_plus, rho, free, alpha, iterations, status,
+                           stages, used_face, faces, timings)
+            _guess_stage(batch, todo[hard[todo] & ~used_face[todo]], stage.cap, tol, threads, newton_parallel,
+                         newton_block)
             todo = todo[status[todo] != OPTIMAL]
         if stage.face_first:
             apply_faces(todo[hard[todo] & ~used_face[todo]])

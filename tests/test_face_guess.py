@@ -18,9 +18,11 @@ from solvers.newton import OPTIMAL, NewtonOptions, newton_batch
 from solvers.refine import _problem_of
 from solvers.selection import Selection, resolve_batch
 
-#: 64 random 8x8 games (seed 3): ME-CE games 2, 10, 32, 46, 48, 57 stall at 60 Newton
+#: 64 random 8x8 games (seed 3): ME-CE games 10, 38, 48, 57 stall at 60 Newton
 #: iterations on a face, and every one of those faces is guessed and certified LP-free.
-FACE_GAMES_8 = (2, 10, 32, 46, 48, 57)
+#: (Which games stall depends on Newton's damping: with the defaults before h-ceit's,
+#: 2, 10, 32, 46, 48, 57.)
+FACE_GAMES_8 = (10, 38, 48, 57)
 
 
 def _games(shape, seed=3, num=64):
