@@ -106,16 +106,17 @@ def test_refine_batch_face_joints_match_minimal_face_path():
 
 
 def test_face_stage_restarts_games_the_stalled_duals_leave():
-    # A 5x5 game whose Newton stalls short of tolerance after face_after iterations, and
-    # on the support face again from the stalled duals; the restart from zero converges
-    # (60 + 60 + 65 iterations). (tests/test_api.py's 4x5 game 2 did this until the
-    # Cholesky's rounding changed: it now converges in the first pass.)
-    game = np.random.default_rng(9).normal(size=(2, 5, 5))
+    # A 4x5 game whose Newton stalls short of tolerance after face_after (60) iterations,
+    # and on the support face again from the stalled duals; the restart from zero
+    # converges (60 + 60 + 66 iterations). The fixture moves with Newton's rounding and
+    # settings (5x5 seed 9 until the damping defaults changed): pick another game that
+    # takes more than two face_after passes when this one stops doing so.
+    game = np.random.default_rng(289).normal(size=(2, 4, 5))
     norm = normalise_batch(game[None])
     params = resolve_selection(Selection.me(), normalise(game))
     res = refine_batch(norm.payoffs, "ce", params, polish=False)
     assert res.face[0] and res.status[0].value == "optimal"
-    assert res.iterations[0] < 1000
+    assert 120 < res.iterations[0] < 1000  # the restart ran
     ref = refine_batch(norm.payoffs, "ce", params, polish=False, face="always")
     np.testing.assert_allclose(res.joint, ref.joint, atol=1e-9)
 

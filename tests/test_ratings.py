@@ -131,8 +131,9 @@ def test_rate_orders_ties_by_marginal_not_by_rounding():
     scores = np.array([[0.71, 0.55, 0.62, 0.80], [0.65, 0.70, 0.58, 0.75], [0.40, 0.35, 0.45, 0.60],
                        [0.72, 0.50, 0.66, 0.70]])
     r = rate(scores, "ptp", "cce")
-    tied = np.flatnonzero(np.abs(r.agent_ratings) < 1e-9)
-    assert tied.size >= 2  # several agents rated 0 (up to rounding)
+    # Several agents rated 0 up to what the certificate's tolerance (1e-8) leaves: ~1e-9.
+    tied = np.flatnonzero(np.abs(r.agent_ratings) < 1e-7)
+    assert tied.size >= 2
     order = [i for i in r.agent_order() if i in tied]
     assert np.all(np.diff(r.agent_marginal[order]) <= 0)
 
