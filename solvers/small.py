@@ -47,6 +47,7 @@ from solvers.checks import check_options, check_polish
 from solvers.gains import GainLayout, gain_layout, layout_bytes, num_constraints
 from solvers.game import _TINY_NORM, NormalisedGame
 from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, single_workspace, small_batch, solve_into
+from solvers.newton_identity import fits, scratch_size, solve_identity
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
 from solvers.single import _newton_opts, after_newton, newton_result
@@ -145,10 +146,12 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
     cap = max_iter if max_iter is not None else policy.newton_max_iter
     first_cap = min(cap, policy.face_after) if hard and face == "auto" else cap
     players = len(shape)
-    sizes = (players * num_joint, players, players, num, num_joint, num, players, players, players, players,
-             sum(shape), _NUM_STATS)
-    cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
     opts = _newton_opts(float(tol), int(first_cap))
+    # Newton's scratch after the statistics where the fused identity-layout kernel runs.
+    scratch = scratch_size(num, num_joint, players) if fits(layout.rows, num, opts) else 0
+    sizes = (players * num_joint, players, players, num, num_joint, num, players, players, players, players,
+             sum(shape), _NUM_STATS, scratch)
+    cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
     actions = np.array(shape, dtype=np.int64)
     ends = tuple(int(c) for c in np.cumsum((cuts[10],) + shape))
     return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params, opts,
@@ -227,9 +230,6 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     alpha = buf[o:o + num]
     o += num
     alpha[:] = 0.0
-    width = dev.shape[1]
-    dense = kn.rows_are_identity(rows, num)
-    sws = single_workspace(num, num_joint, width, num_players, opts, dense)
     joint = buf[o:o + num_joint]
     o += num_joint
     o_duals = o
@@ -240,8 +240,14 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     o_marg = o
     o += actions.sum()
     stats = buf[o:o + 6]
-    solve_into(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
-               gaps, epsp, stats)
+    if fits(rows, num, opts):
+        solve_identity(slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, buf[o + _NUM_STATS:],
+                       joint, gaps, epsp, stats)
+    else:
+        dense = kn.rows_are_identity(rows, num)
+        sws = single_workspace(num, num_joint, dev.shape[1], num_players, opts, dense)
+        solve_into(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+                   gaps, epsp, stats)
     o = o_duals
     finite = 1.0
     for k in range(num):
@@ -338,9 +344,9 @@ def _not_certified(buf: np.ndarray, small: SmallPlan, t_start: float, t0: float,
     if status == OPTIMAL:
         timings["total"] = time.perf_counter() - t_start
         res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
-                            buf[c[11]:], timings)
+                            buf[c[11]:c[12]], timings)
     else:
-        res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:], small.method,
+        res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:c[12]], small.method,
                            small.tol, small.max_iter, small.face, small.polish, None, small.policy, timings, t_start)
     return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
 
@@ -351,6 +357,12 @@ def _batch_range(lo, hi, flat, rows, slot_player, dev, player, base, eps_hat, ep
     """Games ``lo..hi-1`` of ``_batch_serial`` (one workspace)."""
     num = player.shape[0]
     num_joint, width = dev.shape
+    if fits(rows, num, opts):
+        scratch = np.empty(scratch_size(num, num_joint, eps_hat.shape[0]))
+        for b in range(lo, hi):
+            solve_identity(slot_player, dev, player, flat[b], base, eps_hat, eps_plus, rho, alpha[b], opts, scratch,
+                           joint[b], gaps[b], eps[b], stats[b])
+        return
     dense = kn.rows_are_identity(rows, num)
     sws = single_workspace(num, num_joint, width, eps_hat.shape[0], opts, dense)
     for b in range(lo, hi):
