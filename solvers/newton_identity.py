@@ -12,8 +12,8 @@ what they cost there was mostly calls and the reference counts of the arrays pas
 Cholesky solve, the penalty, curvature and duality gap stay the shared kernels'.
 
 The scratch is one float64 array of ``scratch_size(K, |A|, N)`` entries (its integer and
-boolean parts are views of it, each part on a 64-byte boundary), so a single solve
-allocates nothing here.
+boolean parts are views of it, each part on a 64-byte boundary): one allocation per single
+solve, one per chunk of games in a batch.
 """
 
 from __future__ import annotations

@@ -147,10 +147,8 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
     first_cap = min(cap, policy.face_after) if hard and face == "auto" else cap
     players = len(shape)
     opts = _newton_opts(float(tol), int(first_cap))
-    # Newton's scratch after the statistics where the fused identity-layout kernel runs.
-    scratch = scratch_size(num, num_joint, players) if fits(layout.rows, num, opts) else 0
     sizes = (players * num_joint, players, players, num, num_joint, num, players, players, players, players,
-             sum(shape), _NUM_STATS, scratch)
+             sum(shape), _NUM_STATS)
     cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
     actions = np.array(shape, dtype=np.int64)
     ends = tuple(int(c) for c in np.cumsum((cuts[10],) + shape))
@@ -241,8 +239,10 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     o += actions.sum()
     stats = buf[o:o + 6]
     if fits(rows, num, opts):
-        solve_identity(slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, buf[o + _NUM_STATS:],
-                       joint, gaps, epsp, stats)
+        # Scratch of its own, not the buffer's: a Solution's arrays are views of the buffer.
+        scratch = np.empty(scratch_size(num, num_joint, num_players))
+        solve_identity(slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, scratch, joint,
+                       gaps, epsp, stats)
     else:
         dense = kn.rows_are_identity(rows, num)
         sws = single_workspace(num, num_joint, dev.shape[1], num_players, opts, dense)
@@ -344,9 +344,9 @@ def _not_certified(buf: np.ndarray, small: SmallPlan, t_start: float, t0: float,
     if status == OPTIMAL:
         timings["total"] = time.perf_counter() - t_start
         res = newton_result(joint.reshape((1,) + small.shape), alpha, buf[c[9]:c[10]], buf[c[8]:c[9]],
-                            buf[c[11]:c[12]], timings)
+                            buf[c[11]:], timings)
     else:
-        res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:c[12]], small.method,
+        res = after_newton(norm, small.concept, small.params, alpha.copy(), buf[c[11]:], small.method,
                            small.tol, small.max_iter, small.face, small.polish, None, small.policy, timings, t_start)
     return one_solution(res, scale, small.layout.player, small.concept, small.selection, res.timings)
 
