@@ -8,8 +8,9 @@ per-point kernels of ``newton_step`` (logits, shifted exponentials, softmax, exp
 gains, player sums, measures) are written out in the loop body, in the same operations and
 the same order, so every result is ``solve_into``'s bit for bit (``tests/test_newton_identity.py``);
 what they cost there was mostly calls and the reference counts of the arrays passed
-(benchmarks/results/solvers_suite_overhead.md, section h-single2). The Hessian, the
-Cholesky solve, the penalty, curvature and duality gap stay the shared kernels'.
+(benchmarks/results/solvers_suite_overhead.md, section h-single2). The penalty, curvature
+and duality gap are the shared kernels compiled inline from their source; the Hessian and
+the Cholesky solve (fast-math: inlined, LLVM could vectorise them otherwise) are called.
 
 The scratch is one float64 array of ``scratch_size(K, |A|, N)`` entries (its integer and
 boolean parts are views of it, each part on a 64-byte boundary): one allocation per single
@@ -26,7 +27,7 @@ from numba import njit
 from solvers import kernels as kn
 from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, STALLED, cholesky_solve
 from solvers.newton_dense import hessian_vt_one
-from solvers.newton_step import shifted_exps_one
+from solvers.vexp import shifted_exps
 
 __all__ = ["fits", "scratch_size", "solve_identity"]
 
@@ -141,7 +142,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
         aj = alpha[j]
         for a in range(num_joint):
             lg[a] -= aj * vt[j, a]
-    top, acc = shifted_exps_one(lg, ex)
+    top, acc = _shifted_exps(lg, ex)
     if top == -np.inf:
         joint[:] = 0.0
         lse = top
@@ -170,7 +171,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
             r = abs(min(alpha[k], g))
             if r > kkt:
                 kkt = r
-        dgap = kn.dgap_one(alpha, grad, ssum, eps, gws, eps_hat, eps_plus, rho, free)
+        dgap = _dgap(alpha, grad, ssum, eps, gws, eps_hat, eps_plus, rho, free)
         if viol <= tol and kkt <= tol and abs(dgap) <= tol:
             status = OPTIMAL
             break
@@ -206,7 +207,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
                 pos[k] = n
                 idx[n] = k
                 n += 1
-        kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
+        _curvature(ssum, eps_hat, eps_plus, rho, curv)
         hess = hess_flat[: n * n].reshape((n, n))
         low = low_flat[: n * n].reshape((n, n))
         hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
@@ -285,7 +286,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
     # The certificate (newton.solve_into).
     _player_gaps(mean, player, gaps)
     _player_sums(alpha, player, ssum)
-    kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, epsp)
+    _eps_and_penalty(ssum, eps_hat, eps_plus, rho, epsp)
     if rho != np.inf:
         for p in range(num_players):
             epsp[p] = max(epsp[p], gaps[p])
@@ -295,6 +296,26 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
     stats[3] = kkt
     stats[4] = dgap
     stats[5] = loss
+
+
+# The shared kernels of the penalty, curvature and duality gap, compiled from their own
+# source to be inlined here (the same operations: no reference counts or call per use;
+# not cached on their own: their cache entries would be the shared kernels').
+_eps_and_penalty = njit(forceinline=True)(kn.eps_and_penalty_one.py_func)
+_curvature = njit(forceinline=True)(kn.curvature_one.py_func)
+_dgap = njit(forceinline=True)(kn.dgap_one.py_func)
+
+
+@njit(cache=True, forceinline=True)
+def _shifted_exps(lg, ex):
+    """``newton_step.shifted_exps_one``: ``(max lg, sum ex)``, ``ex = exp(lg - max lg)``."""
+    top = -np.inf
+    for a in range(lg.shape[0]):
+        if lg[a] > top:
+            top = lg[a]
+    if top == -np.inf:
+        return top, 0.0
+    return top, shifted_exps(lg, top, ex)
 
 
 @njit(cache=True, forceinline=True)
@@ -341,10 +362,10 @@ def _loss(vt, player, base, eps_hat, eps_plus, rho, alpha, lg, ex, ssum, eps):
         aj = alpha[j]
         for a in range(lg.shape[0]):
             lg[a] -= aj * vt[j, a]
-    top, acc = shifted_exps_one(lg, ex)
+    top, acc = _shifted_exps(lg, ex)
     lse = top if acc == 0.0 else top + math.log(acc)
     _player_sums(alpha, player, ssum)
-    return lse + kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps), acc
+    return lse + _eps_and_penalty(ssum, eps_hat, eps_plus, rho, eps), acc
 
 
 @njit(cache=True, forceinline=True)
@@ -359,7 +380,7 @@ def _gradient_tail(values, player, eps_hat, eps_plus, rho, alpha, sigma, mean, s
         for j in range(mean.shape[0]):
             mean[j] += s * values[a, j]
     _player_sums(alpha, player, ssum)
-    penalty = kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+    penalty = _eps_and_penalty(ssum, eps_hat, eps_plus, rho, eps)
     for k in range(grad.shape[0]):
         grad[k] = eps[player[k]] - mean[k]
     return penalty

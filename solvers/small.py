@@ -85,9 +85,11 @@ class SmallPlan(NamedTuple):
       (game-independent); opts: the ``NewtonOptions`` array of the first Newton pass;
       sizes: ``(N, |A|, K)``; actions: ``[N]`` int64 action counts; cuts: offsets of the
       parts of the kernel's buffer; policy: the ``SolverPolicy`` the decisions used;
-      kernel_args: the arguments of ``_solve_small`` after the game's two; margin_cuts:
+      kernel_args: ``(rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts,
+      actions)``, the solve's arrays (``pack`` makes ``_solve_small``'s of them); margin_cuts:
       each player's marginal's ``(start, stop)`` in the buffer; cut_array: ``cuts`` as an
-      int64 array (for ``small_screen.read_buffer``); flat_shape: ``(N, |A|)``.
+      int64 array (for ``small_screen.read_buffer``); flat_shape: ``(N, |A|)``;
+      packed_args: ``_solve_small``'s arguments after the game's two (``pack``).
     """
 
     concept: str
@@ -109,6 +111,7 @@ class SmallPlan(NamedTuple):
     margin_cuts: tuple[tuple[int, int], ...]
     cut_array: np.ndarray
     flat_shape: tuple[int, int]
+    packed_args: tuple
 
 
 _PLANS: dict[object, object] = {}
@@ -152,12 +155,12 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
     cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
     actions = np.array(shape, dtype=np.int64)
     ends = tuple(int(c) for c in np.cumsum((cuts[10],) + shape))
+    kernel_args = (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
+                   params.eps_plus, float(params.rho), opts, actions)
     return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params, opts,
-                     (players, num_joint, num), actions, cuts, policy,
-                     (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
-                      params.eps_plus, float(params.rho), opts, actions),
+                     (players, num_joint, num), actions, cuts, policy, kernel_args,
                      tuple(zip(ends[:-1], ends[1:], strict=True)), np.array(cuts, dtype=np.int64),
-                     (players, num_joint))
+                     (players, num_joint), pack(kernel_args, fits(layout.rows, num, opts)))
 
 
 def plan(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -196,19 +199,41 @@ def plan(shape: tuple[int, ...], concept: object, selection: object, method: obj
     return found
 
 
+def pack(kernel_args: tuple, identity: bool) -> tuple:
+    """``SmallPlan.packed_args`` of ``kernel_args`` (``(rows, slot_player, dev, player, base,
+    eps_hat, eps_plus, rho, opts, actions)``): ``(rows, dev, ints, player, floats)`` with
+    ``ints = [identity] + slot_player + actions`` (int64) and ``floats = base + eps_hat +
+    eps_plus + opts + [rho]`` (Numba types each argument of a call: 8 cost less than 13)."""
+    rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions = kernel_args
+    ints = np.concatenate(([int(identity)], slot_player, actions)).astype(np.int64)
+    floats = np.concatenate((base, eps_hat, eps_plus, opts, [rho])).astype(np.float64)
+    return rows, dev, ints, player, floats
+
+
 @njit(cache=True)
-def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions, buf):
+def _solve_small(raw, tiny_rel, rows, dev, ints, player, floats, buf):
     """Normalisation (``kernels.normalise_one``), ``newton.solve_single`` and the payoff-unit
     conversions of one game ``raw: [N, |A|]`` into ``buf`` (parts as ``SmallPlan.cuts``:
     normalised payoffs, scale, offset, alpha, joint, duals, gaps, eps (payoff units),
-    normalised gaps and eps, marginals, stats). Returns 0, or -1 where ``raw`` has a NaN or
-    inf, -2 where the normalisation overflows (the caller's general path raises).
+    normalised gaps and eps, marginals, stats), on the arguments of ``pack`` (Newton:
+    ``newton_identity.solve_identity`` where ``ints[0]`` says it fits, else
+    ``newton.solve_into``). Returns 0, or -1 where ``raw`` has a NaN or inf, -2 where the
+    normalisation overflows (the caller's general path raises).
 
     stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
     payoff-unit duals are all finite).
     """
     num_players, num_joint = raw.shape
     num = player.shape[0]
+    width = dev.shape[1]
+    identity = ints[0] != 0
+    slot_player = ints[1:1 + width]
+    actions = ints[1 + width:1 + width + num_players]
+    base = floats[:num_joint]
+    eps_hat = floats[num_joint:num_joint + num_players]
+    eps_plus = floats[num_joint + num_players:num_joint + 2 * num_players]
+    opts = floats[num_joint + 2 * num_players:floats.shape[0] - 1]
+    rho = floats[floats.shape[0] - 1]
     for p in range(num_players):
         for a in range(num_joint):
             if not math.isfinite(raw[p, a]):
@@ -238,7 +263,7 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     o_marg = o
     o += actions.sum()
     stats = buf[o:o + 6]
-    if fits(rows, num, opts):
+    if identity:
         # Scratch of its own, not the buffer's: a Solution's arrays are views of the buffer.
         scratch = np.empty(scratch_size(num, num_joint, num_players))
         solve_identity(slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, scratch, joint,
@@ -314,7 +339,7 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
         return None
     buf = np.empty(small.cuts[-1])
     t0 = time.perf_counter()
-    if _solve_small(game.reshape(small.flat_shape), _TINY_NORM, *small.kernel_args, buf) != 0:
+    if _solve_small(game.reshape(small.flat_shape), _TINY_NORM, *small.packed_args, buf) != 0:
         return None
     t1 = time.perf_counter()
     reductions, gap, its, status, viol, kkt, dgap, loss, finite = read_buffer(buf, small.cut_array)
