@@ -11,7 +11,8 @@ converting units, building the ``Solution``) decides its speed. Here:
   memory is read), an explicit memory budget (argument, or ``HYBRID_NES_MEMORY_BUDGET``,
   read on every call) and game-dependent selections take ``solve``'s general path.
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
-  payoff-unit conversions in one Numba call writing into one buffer, and returns the
+  payoff-unit conversions in one Numba call writing into one buffer (Newton fused into one
+  kernel on the identity (CCE) layout: ``solvers.newton_identity``), and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
   joint's sum and minimum and the finiteness of gaps and eps, taken after the solve by one
   compiled read of the buffer (``solvers.small_screen.read_buffer``, with the largest gap
