@@ -55,11 +55,15 @@ def fits(rows, num, opts):
 
 @njit(cache=True)
 def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, alpha, opts, scratch, joint, gaps,
-                   epsp, stats):
+                   epsp, stats, start_lse):
     """``newton.solve_into`` on the identity layout (``fits``), bit for bit: gains of
     ``flat: [N, |A|]``, projected Newton from ``alpha: [K]`` (overwritten) and the
     certificate into ``joint [|A|], gaps, epsp [N], stats [6]`` (iterations, status,
-    violation, kkt, duality gap, loss); ``scratch: [>= scratch_size(K, |A|, N)]``."""
+    violation, kkt, duality gap, loss); ``scratch: [>= scratch_size(K, |A|, N)]``.
+
+    ``start_lse``: NaN, or ``kernels.softmax_one(base, joint)``'s value with ``joint``
+    holding that softmax on entry (the game-independent start of ``alpha = 0``, whose
+    logits are ``base`` exactly: a plan computes it once); used only when ``alpha`` is 0."""
     num_joint, num = dev.shape
     num_players = eps_hat.shape[0]
     tol = opts[0]
@@ -133,23 +137,28 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
         for a in range(num_joint):
             nonzero += (vt[k, a] != 0.0) & (base[a] != -np.inf)
         zero_row[k] = nonzero == 0
+    cold = True
     for k in range(num):
         if alpha[k] < 0.0:
             alpha[k] = 0.0
+        cold = cold and alpha[k] == 0.0
     # Logits, softmax, gains, gradient at the start (newton_step.evaluate_at).
-    lg[:] = base
-    for j in range(num):
-        aj = alpha[j]
-        for a in range(num_joint):
-            lg[a] -= aj * vt[j, a]
-    top, acc = _shifted_exps(lg, ex)
-    if top == -np.inf:
-        joint[:] = 0.0
-        lse = top
+    if cold and start_lse == start_lse:
+        lse = start_lse  # joint holds softmax(base); the logits base - 0 v are base, bit for bit
     else:
-        for a in range(num_joint):
-            joint[a] = ex[a] / acc
-        lse = top + math.log(acc)
+        lg[:] = base
+        for j in range(num):
+            aj = alpha[j]
+            for a in range(num_joint):
+                lg[a] -= aj * vt[j, a]
+        top, acc = _shifted_exps(lg, ex)
+        if top == -np.inf:
+            joint[:] = 0.0
+            lse = top
+        else:
+            for a in range(num_joint):
+                joint[a] = ex[a] / acc
+            lse = top + math.log(acc)
     loss = lse + _gradient_tail(values, player, eps_hat, eps_plus, rho, alpha, joint, mean, ssum, eps, grad)
     mult = damping
     last_pgn = np.inf

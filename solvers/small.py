@@ -47,7 +47,14 @@ from solvers import policy as pol
 from solvers.checks import check_options, check_polish
 from solvers.gains import GainLayout, gain_layout, layout_bytes, num_constraints
 from solvers.game import _TINY_NORM, NormalisedGame
-from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, single_workspace, small_batch, solve_into
+from solvers.newton import (
+    CHUNKS_PER_THREAD,
+    OPTIMAL,
+    NewtonOptions,
+    single_workspace,
+    small_batch,
+    solve_into,
+)
 from solvers.newton_identity import fits, scratch_size, solve_identity
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
@@ -73,6 +80,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
 _NUM_STATS = 7
+#: Entries of a ``NewtonOptions`` array (``newton.options_array``).
+_NUM_OPTS = len(NewtonOptions._fields)
 #: Plans kept (a plan is a few arrays of the game's size; a new key past this clears them).
 _MAX_PLANS = 256
 
@@ -204,10 +213,14 @@ def pack(kernel_args: tuple, identity: bool) -> tuple:
     """``SmallPlan.packed_args`` of ``kernel_args`` (``(rows, slot_player, dev, player, base,
     eps_hat, eps_plus, rho, opts, actions)``): ``(rows, dev, ints, player, floats)`` with
     ``ints = [identity] + slot_player + actions`` (int64) and ``floats = base + eps_hat +
-    eps_plus + opts + [rho]`` (Numba types each argument of a call: 8 cost less than 13)."""
+    eps_plus + opts + [rho, lse] + start`` (``lse, start``: the log-partition and softmax
+    of ``base``, Newton's game-independent start) (Numba types each argument of a call: 8
+    cost less than 13)."""
     rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions = kernel_args
     ints = np.concatenate(([int(identity)], slot_player, actions)).astype(np.int64)
-    floats = np.concatenate((base, eps_hat, eps_plus, opts, [rho])).astype(np.float64)
+    start = np.empty(base.shape[0])
+    lse = kn.softmax_one(base, start)  # Newton's start at alpha = 0 (newton_identity.solve_identity)
+    floats = np.concatenate((base, eps_hat, eps_plus, opts, [rho, lse], start)).astype(np.float64)
     return rows, dev, ints, player, floats
 
 
@@ -233,8 +246,11 @@ def _solve_small(raw, tiny_rel, rows, dev, ints, player, floats, buf):
     base = floats[:num_joint]
     eps_hat = floats[num_joint:num_joint + num_players]
     eps_plus = floats[num_joint + num_players:num_joint + 2 * num_players]
-    opts = floats[num_joint + 2 * num_players:floats.shape[0] - 1]
-    rho = floats[floats.shape[0] - 1]
+    o = num_joint + 2 * num_players
+    opts = floats[o:o + _NUM_OPTS]
+    rho = floats[o + _NUM_OPTS]
+    start_lse = floats[o + _NUM_OPTS + 1]
+    start = floats[o + _NUM_OPTS + 2:o + _NUM_OPTS + 2 + num_joint]
     for p in range(num_players):
         for a in range(num_joint):
             if not math.isfinite(raw[p, a]):
@@ -267,8 +283,9 @@ def _solve_small(raw, tiny_rel, rows, dev, ints, player, floats, buf):
     if identity:
         # Scratch of its own, not the buffer's: a Solution's arrays are views of the buffer.
         scratch = np.empty(scratch_size(num, num_joint, num_players))
+        joint[:] = start
         solve_identity(slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, scratch, joint,
-                       gaps, epsp, stats)
+                       gaps, epsp, stats, start_lse)
     else:
         dense = kn.rows_are_identity(rows, num)
         sws = single_workspace(num, num_joint, dev.shape[1], num_players, opts, dense)
@@ -387,7 +404,7 @@ def _batch_range(lo, hi, flat, rows, slot_player, dev, player, base, eps_hat, ep
         scratch = np.empty(scratch_size(num, num_joint, eps_hat.shape[0]))
         for b in range(lo, hi):
             solve_identity(slot_player, dev, player, flat[b], base, eps_hat, eps_plus, rho, alpha[b], opts, scratch,
-                           joint[b], gaps[b], eps[b], stats[b])
+                           joint[b], gaps[b], eps[b], stats[b], np.nan)
         return
     dense = kn.rows_are_identity(rows, num)
     sws = single_workspace(num, num_joint, width, eps_hat.shape[0], opts, dense)

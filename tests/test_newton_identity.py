@@ -35,8 +35,15 @@ def _both(kargs, flat, alpha0, offset=0):
     a2 = alpha0.copy()
     scratch = np.full(scratch_size(num, num_joint, players) + offset, np.nan)[offset:]
     got = (np.empty(num_joint), np.empty(players), np.empty(players), np.empty(6))
-    solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, a2, opts, scratch, *got)
+    solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, a2, opts, scratch, *got, np.nan)
     for x, y in zip((a1, *expected), (a2, *got), strict=True):
+        assert np.array_equal(x, y, equal_nan=True)
+    # The start given (small.pack's softmax of base): the same, from alpha = 0 only.
+    a3 = alpha0.copy()
+    start = (np.empty(num_joint), np.empty(players), np.empty(players), np.empty(6))
+    lse = kn.softmax_one(base, start[0])
+    solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho, a3, opts, scratch, *start, lse)
+    for x, y in zip((a1, *expected), (a3, *start), strict=True):
         assert np.array_equal(x, y, equal_nan=True)
     return got[3]
 
