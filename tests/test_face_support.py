@@ -10,6 +10,7 @@ from solvers.dual import dual_problem, joint_from_duals
 from solvers.face import face_certified, minimal_face, restrict_to_face, support_face
 from solvers.game import normalise, normalise_batch
 from solvers.newton import OPTIMAL, NewtonOptions, newton_batch
+from solvers.policy import DEFAULT_POLICY
 from solvers.refine import refine_batch
 from solvers.selection import Selection, resolve_selection
 
@@ -106,14 +107,17 @@ def test_refine_batch_face_joints_match_minimal_face_path():
 
 
 def test_face_stage_restarts_games_the_stalled_duals_leave():
-    # tests/test_api.py's 4x5 game 2: on the support face, Newton from the duals stalled
-    # after face_after iterations reaches the 1,000 cap; the restart from zero converges.
-    game = np.random.default_rng(2).normal(size=(2, 4, 5))
+    # A 4x5 ME-CE game whose Newton pass from the stalled duals on the support face ends
+    # short of tol after its face_after iterations; the restart from zero converges.
+    # (It was tests/test_api.py's game 2 until the shared softmax's exp changed rounding,
+    # solvers.vexp: that game now converges without the face; this one, seed 289, takes
+    # the restart, which the iteration count asserts.)
+    game = np.random.default_rng(289).normal(size=(2, 4, 5))
     norm = normalise_batch(game[None])
     params = resolve_selection(Selection.me(), normalise(game))
     res = refine_batch(norm.payoffs, "ce", params, polish=False)
     assert res.face[0] and res.status[0].value == "optimal"
-    assert res.iterations[0] < 1000
+    assert 2 * DEFAULT_POLICY.face_after < res.iterations[0] < 1000  # the restart ran
     ref = refine_batch(norm.payoffs, "ce", params, polish=False, face="always")
     np.testing.assert_allclose(res.joint, ref.joint, atol=1e-9)
 
