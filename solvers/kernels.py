@@ -22,6 +22,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from solvers.newton_ell import hessian_lower_one, joint_products_lower  # noqa: F401  (newton: kn.hessian_lower_one)
+from solvers.vexp import shifted_exps, sum_shifted
 
 __all__ = [
     "logits",
@@ -71,22 +72,21 @@ def logits_one(rows, values, base, alpha, out):
 
 @njit(cache=True)
 def log_partition_one(lg):
-    """Max-shifted log-sum-exp of ``lg: [|A|]`` (``-inf`` when every entry is)."""
+    """Max-shifted log-sum-exp of ``lg: [|A|]`` (``-inf`` when every entry is); the sum of
+    ``softmax_one`` (``vexp.sum_shifted``), bit for bit."""
     top = -np.inf
     for a in range(lg.shape[0]):
         if lg[a] > top:
             top = lg[a]
     if top == -np.inf:
         return -np.inf
-    acc = 0.0
-    for a in range(lg.shape[0]):
-        acc += math.exp(lg[a] - top)
-    return top + math.log(acc)
+    return top + math.log(sum_shifted(lg, top))
 
 
 @njit(cache=True)
 def softmax_one(lg, sigma):
-    """Writes ``softmax(lg)`` into ``sigma`` and returns ``log-sum-exp(lg)`` (one ``exp`` per entry)."""
+    """Writes ``softmax(lg)`` into ``sigma`` and returns ``log-sum-exp(lg)`` (one ``exp`` per
+    entry: ``vexp.shifted_exps``, shared by every softmax of the dual's logits)."""
     top = -np.inf
     for a in range(lg.shape[0]):
         if lg[a] > top:
@@ -94,11 +94,7 @@ def softmax_one(lg, sigma):
     if top == -np.inf:
         sigma[:] = 0.0
         return top
-    acc = 0.0
-    for a in range(lg.shape[0]):
-        e = math.exp(lg[a] - top)
-        sigma[a] = e
-        acc += e
+    acc = shifted_exps(lg, top, sigma)
     for a in range(lg.shape[0]):
         sigma[a] = sigma[a] / acc
     return top + math.log(acc)

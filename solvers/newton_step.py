@@ -2,9 +2,9 @@
 
 Trial points are evaluated by ``loss_at``, which keeps the shifted exponentials of the
 logits; the accepted point's softmax, gains and gradient then come from those
-(``evaluate_exps``) instead of a second ``exp`` per joint action. The sums are taken in
-the same order as ``kernels.softmax_one``, so the results are bit-identical to
-``evaluate_at`` on the same logits.
+(``evaluate_exps``) instead of a second ``exp`` per joint action. The exponentials and
+their sum are ``kernels.softmax_one``'s (``vexp.shifted_exps``), so the results are
+bit-identical to ``evaluate_at`` on the same logits.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import math
 from numba import njit
 
 from solvers import kernels as kn
+from solvers.vexp import shifted_exps
 
 __all__ = [
     "projected_step_one",
@@ -71,12 +72,7 @@ def shifted_exps_one(lg, ex):
             top = lg[a]
     if top == -math.inf:
         return top, 0.0
-    acc = 0.0
-    for a in range(lg.shape[0]):
-        e = math.exp(lg[a] - top)
-        ex[a] = e
-        acc += e
-    return top, acc
+    return top, shifted_exps(lg, top, ex)
 
 
 @njit(cache=True)

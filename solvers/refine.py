@@ -141,7 +141,7 @@ RefineResult = DualResult
 FACE_RETRIES = 0
 # The face restart: on the face, Newton from the stalled duals converges in a few iterations on most games
 # (p90 7 on 8x8 ME-CE) but can stall: one in 202 of those 8x8 games diverged, and a 4x5
-# ME-CE game (tests/test_api.py) reached the 1,000-iteration cap, short of tolerance.
+# ME-CE game (then in tests/test_api.py) reached the 1,000-iteration cap, short of tolerance.
 # From zero all 202 converged (p100 101). So the face pass from the stalled duals gets
 # ``face_after`` iterations, and the games it leaves restart from zero with the full cap
 # (``_plan_passes``; benchmarks/results/solvers_suite_ce_face.md).

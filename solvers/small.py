@@ -11,7 +11,8 @@ converting units, building the ``Solution``) decides its speed. Here:
   memory is read), an explicit memory budget (argument, or ``HYBRID_NES_MEMORY_BUDGET``,
   read on every call) and game-dependent selections take ``solve``'s general path.
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
-  payoff-unit conversions in one Numba call writing into one buffer, and returns the
+  payoff-unit conversions in one Numba call writing into one buffer (Newton fused into one
+  kernel on the identity (CCE) layout: ``solvers.newton_identity``), and returns the
   ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
   joint's sum and minimum and the finiteness of gaps and eps, taken after the solve by one
   compiled read of the buffer (``solvers.small_screen.read_buffer``, with the largest gap
@@ -46,7 +47,15 @@ from solvers import policy as pol
 from solvers.checks import check_options, check_polish
 from solvers.gains import GainLayout, gain_layout, layout_bytes, num_constraints
 from solvers.game import _TINY_NORM, NormalisedGame
-from solvers.newton import CHUNKS_PER_THREAD, OPTIMAL, single_workspace, small_batch, solve_into
+from solvers.newton import (
+    CHUNKS_PER_THREAD,
+    OPTIMAL,
+    NewtonOptions,
+    single_workspace,
+    small_batch,
+    solve_into,
+)
+from solvers.newton_identity import fits, scratch_size, solve_identity
 from solvers.refine import DualResult, Stage, refine_batch
 from solvers.selection import Selection, SelectionParams, game_independent, resolve_cached
 from solvers.single import _newton_opts, after_newton, newton_result
@@ -71,6 +80,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Entries of the kernel's statistics block (see ``_solve_small``).
 _NUM_STATS = 7
+#: Entries of a ``NewtonOptions`` array (``newton.options_array``).
+_NUM_OPTS = len(NewtonOptions._fields)
 #: Plans kept (a plan is a few arrays of the game's size; a new key past this clears them).
 _MAX_PLANS = 256
 
@@ -84,9 +95,11 @@ class SmallPlan(NamedTuple):
       (game-independent); opts: the ``NewtonOptions`` array of the first Newton pass;
       sizes: ``(N, |A|, K)``; actions: ``[N]`` int64 action counts; cuts: offsets of the
       parts of the kernel's buffer; policy: the ``SolverPolicy`` the decisions used;
-      kernel_args: the arguments of ``_solve_small`` after the game's two; margin_cuts:
+      kernel_args: ``(rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts,
+      actions)``, the solve's arrays (``pack`` makes ``_solve_small``'s of them); margin_cuts:
       each player's marginal's ``(start, stop)`` in the buffer; cut_array: ``cuts`` as an
-      int64 array (for ``small_screen.read_buffer``); flat_shape: ``(N, |A|)``.
+      int64 array (for ``small_screen.read_buffer``); flat_shape: ``(N, |A|)``;
+      packed_args: ``_solve_small``'s arguments after the game's two (``pack``).
     """
 
     concept: str
@@ -108,6 +121,7 @@ class SmallPlan(NamedTuple):
     margin_cuts: tuple[tuple[int, int], ...]
     cut_array: np.ndarray
     flat_shape: tuple[int, int]
+    packed_args: tuple
 
 
 _PLANS: dict[object, object] = {}
@@ -145,18 +159,18 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
     cap = max_iter if max_iter is not None else policy.newton_max_iter
     first_cap = min(cap, policy.face_after) if hard and face == "auto" else cap
     players = len(shape)
+    opts = _newton_opts(float(tol), int(first_cap))
     sizes = (players * num_joint, players, players, num, num_joint, num, players, players, players, players,
              sum(shape), _NUM_STATS)
     cuts = tuple(int(c) for c in np.cumsum((0,) + sizes))
-    opts = _newton_opts(float(tol), int(first_cap))
     actions = np.array(shape, dtype=np.int64)
     ends = tuple(int(c) for c in np.cumsum((cuts[10],) + shape))
+    kernel_args = (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
+                   params.eps_plus, float(params.rho), opts, actions)
     return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params, opts,
-                     (players, num_joint, num), actions, cuts, policy,
-                     (layout.rows, layout.slot_player, layout.dev, layout.player, params.base_logits, params.eps_hat,
-                      params.eps_plus, float(params.rho), opts, actions),
+                     (players, num_joint, num), actions, cuts, policy, kernel_args,
                      tuple(zip(ends[:-1], ends[1:], strict=True)), np.array(cuts, dtype=np.int64),
-                     (players, num_joint))
+                     (players, num_joint), pack(kernel_args, fits(layout.rows, num, opts)))
 
 
 def plan(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -195,19 +209,48 @@ def plan(shape: tuple[int, ...], concept: object, selection: object, method: obj
     return found
 
 
+def pack(kernel_args: tuple, identity: bool) -> tuple:
+    """``SmallPlan.packed_args`` of ``kernel_args`` (``(rows, slot_player, dev, player, base,
+    eps_hat, eps_plus, rho, opts, actions)``): ``(rows, dev, ints, player, floats)`` with
+    ``ints = [identity] + slot_player + actions`` (int64) and ``floats = base + eps_hat +
+    eps_plus + opts + [rho, lse] + start`` (``lse, start``: the log-partition and softmax
+    of ``base``, Newton's game-independent start) (Numba types each argument of a call: 8
+    cost less than 13)."""
+    rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions = kernel_args
+    ints = np.concatenate(([int(identity)], slot_player, actions)).astype(np.int64)
+    start = np.empty(base.shape[0])
+    lse = kn.softmax_one(base, start)  # Newton's start at alpha = 0 (newton_identity.solve_identity)
+    floats = np.concatenate((base, eps_hat, eps_plus, opts, [rho, lse], start)).astype(np.float64)
+    return rows, dev, ints, player, floats
+
+
 @njit(cache=True)
-def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions, buf):
+def _solve_small(raw, tiny_rel, rows, dev, ints, player, floats, buf):
     """Normalisation (``kernels.normalise_one``), ``newton.solve_single`` and the payoff-unit
     conversions of one game ``raw: [N, |A|]`` into ``buf`` (parts as ``SmallPlan.cuts``:
     normalised payoffs, scale, offset, alpha, joint, duals, gaps, eps (payoff units),
-    normalised gaps and eps, marginals, stats). Returns 0, or -1 where ``raw`` has a NaN or
-    inf, -2 where the normalisation overflows (the caller's general path raises).
+    normalised gaps and eps, marginals, stats), on the arguments of ``pack`` (Newton:
+    ``newton_identity.solve_identity`` where ``ints[0]`` says it fits, else
+    ``newton.solve_into``). Returns 0, or -1 where ``raw`` has a NaN or inf, -2 where the
+    normalisation overflows (the caller's general path raises).
 
     stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
     payoff-unit duals are all finite).
     """
     num_players, num_joint = raw.shape
     num = player.shape[0]
+    width = dev.shape[1]
+    identity = ints[0] != 0
+    slot_player = ints[1:1 + width]
+    actions = ints[1 + width:1 + width + num_players]
+    base = floats[:num_joint]
+    eps_hat = floats[num_joint:num_joint + num_players]
+    eps_plus = floats[num_joint + num_players:num_joint + 2 * num_players]
+    o = num_joint + 2 * num_players
+    opts = floats[o:o + _NUM_OPTS]
+    rho = floats[o + _NUM_OPTS]
+    start_lse = floats[o + _NUM_OPTS + 1]
+    start = floats[o + _NUM_OPTS + 2:o + _NUM_OPTS + 2 + num_joint]
     for p in range(num_players):
         for a in range(num_joint):
             if not math.isfinite(raw[p, a]):
@@ -227,9 +270,6 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     alpha = buf[o:o + num]
     o += num
     alpha[:] = 0.0
-    width = dev.shape[1]
-    dense = kn.rows_are_identity(rows, num)
-    sws = single_workspace(num, num_joint, width, num_players, opts, dense)
     joint = buf[o:o + num_joint]
     o += num_joint
     o_duals = o
@@ -240,8 +280,17 @@ def _solve_small(raw, tiny_rel, rows, slot_player, dev, player, base, eps_hat, e
     o_marg = o
     o += actions.sum()
     stats = buf[o:o + 6]
-    solve_into(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
-               gaps, epsp, stats)
+    if identity:
+        # Scratch of its own, not the buffer's: a Solution's arrays are views of the buffer.
+        scratch = np.empty(scratch_size(num, num_joint, num_players))
+        joint[:] = start
+        solve_identity(slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, scratch, joint,
+                       gaps, epsp, stats, start_lse)
+    else:
+        dense = kn.rows_are_identity(rows, num)
+        sws = single_workspace(num, num_joint, dev.shape[1], num_players, opts, dense)
+        solve_into(rows, slot_player, dev, player, norm, base, eps_hat, eps_plus, rho, alpha, opts, dense, sws, joint,
+                   gaps, epsp, stats)
     o = o_duals
     finite = 1.0
     for k in range(num):
@@ -308,7 +357,7 @@ def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution |
         return None
     buf = np.empty(small.cuts[-1])
     t0 = time.perf_counter()
-    if _solve_small(game.reshape(small.flat_shape), _TINY_NORM, *small.kernel_args, buf) != 0:
+    if _solve_small(game.reshape(small.flat_shape), _TINY_NORM, *small.packed_args, buf) != 0:
         return None
     t1 = time.perf_counter()
     reductions, gap, its, status, viol, kkt, dgap, loss, finite = read_buffer(buf, small.cut_array)
@@ -351,6 +400,12 @@ def _batch_range(lo, hi, flat, rows, slot_player, dev, player, base, eps_hat, ep
     """Games ``lo..hi-1`` of ``_batch_serial`` (one workspace)."""
     num = player.shape[0]
     num_joint, width = dev.shape
+    if fits(rows, num, opts):
+        scratch = np.empty(scratch_size(num, num_joint, eps_hat.shape[0]))
+        for b in range(lo, hi):
+            solve_identity(slot_player, dev, player, flat[b], base, eps_hat, eps_plus, rho, alpha[b], opts, scratch,
+                           joint[b], gaps[b], eps[b], stats[b], np.nan)
+        return
     dense = kn.rows_are_identity(rows, num)
     sws = single_workspace(num, num_joint, width, eps_hat.shape[0], opts, dense)
     for b in range(lo, hi):

@@ -10,6 +10,7 @@ from solvers.dual import dual_problem, joint_from_duals
 from solvers.face import face_certified, minimal_face, restrict_to_face, support_face
 from solvers.game import normalise, normalise_batch
 from solvers.newton import OPTIMAL, NewtonOptions, newton_batch
+from solvers.policy import DEFAULT_POLICY
 from solvers.refine import refine_batch
 from solvers.selection import Selection, resolve_selection
 
@@ -106,17 +107,18 @@ def test_refine_batch_face_joints_match_minimal_face_path():
 
 
 def test_face_stage_restarts_games_the_stalled_duals_leave():
-    # A 4x5 game whose Newton stalls short of tolerance after face_after (60) iterations,
-    # and on the support face again from the stalled duals; the restart from zero
-    # converges (60 + 60 + 66 iterations). The fixture moves with Newton's rounding and
-    # settings (5x5 seed 9 until the damping defaults changed): pick another game that
-    # takes more than two face_after passes when this one stops doing so.
-    game = np.random.default_rng(289).normal(size=(2, 4, 5))
+    # A 5x5 ME-CE game whose Newton pass from the stalled duals on the support face ends
+    # short of tol after its face_after iterations; the restart from zero converges
+    # (60 + 60 + 65 iterations, which the iteration count asserts). The fixture moves with
+    # Newton's rounding and settings (test_api's 4x5 game 2, then 5x5 seed 9 and 4x5 seed
+    # 289, until the damping defaults, the Cholesky and solvers.vexp changed): when this
+    # game stops taking the restart, pick one that does.
+    game = np.random.default_rng(152).normal(size=(2, 5, 5))
     norm = normalise_batch(game[None])
     params = resolve_selection(Selection.me(), normalise(game))
     res = refine_batch(norm.payoffs, "ce", params, polish=False)
     assert res.face[0] and res.status[0].value == "optimal"
-    assert 120 < res.iterations[0] < 1000  # the restart ran
+    assert 2 * DEFAULT_POLICY.face_after < res.iterations[0] < 1000  # the restart ran
     ref = refine_batch(norm.payoffs, "ce", params, polish=False, face="always")
     np.testing.assert_allclose(res.joint, ref.joint, atol=1e-9)
 
