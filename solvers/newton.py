@@ -264,6 +264,36 @@ def cholesky_solve(mat, lam, rhs, low, out):
 
 
 @njit(cache=True)
+def damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, mult, damping_max):
+    """The Levenberg-damped projected Newton direction ``direction: [K]`` of one iteration.
+
+    Solves ``(hess + lam I) sol = rhs`` (``hess, low: [n, n]``, ``rhs, sol: [n]``) with
+    ``lam = mult * pgn ** DAMPING_POWER + 1e-12 (1 + diag_max)``, multiplying ``mult`` by
+    10 until the Cholesky succeeds or passes ``damping_max``; then ``direction[k]`` is 0 on
+    inert rows (``pos[k] == -2``), ``-alpha[k]`` on rows held at their bound (``-1``: straight
+    to the bound, a descent direction there) and ``sol[pos[k]]`` on free rows. Returns
+    ``(ok, mult)``; ``direction`` is untouched when not ``ok``."""
+    n = hess.shape[0]
+    scale = pgn * pgn if DAMPING_POWER == 2.0 else pgn ** DAMPING_POWER
+    ok = False
+    while mult <= damping_max:
+        lam = mult * scale + 1e-12 * (1.0 + diag_max)
+        if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
+            ok = True
+            break
+        mult *= 10.0
+    if ok:
+        for k in range(pos.shape[0]):
+            if pos[k] == -2:
+                direction[k] = 0.0
+            elif pos[k] < 0:
+                direction[k] = -alpha[k]
+            else:
+                direction[k] = sol[pos[k]]
+    return ok, mult
+
+
+@njit(cache=True)
 def newton_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, tol, max_iter,
                armijo, backtrack, min_step, damping, damping_min, damping_max, active_eps,
                alpha_cap, expand, max_expand, max_block, joint):
@@ -391,24 +421,10 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             rhs[i] = -grad[idx[i]]
             if hess[i, i] > diag_max:
                 diag_max = hess[i, i]
-        ok = False
-        scale = pgn * pgn if DAMPING_POWER == 2.0 else pgn ** DAMPING_POWER
-        while mult <= damping_max:
-            lam = mult * scale + 1e-12 * (1.0 + diag_max)
-            if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
-                ok = True
-                break
-            mult *= 10.0
+        ok, mult = damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, mult, damping_max)
         if not ok:
             status = STALLED
             break
-        for k in range(num):
-            if pos[k] == -2:
-                direction[k] = 0.0
-            elif pos[k] < 0:
-                direction[k] = -alpha[k]  # straight to the bound (descent: g_k > 0)
-            else:
-                direction[k] = sol[pos[k]]
         # Projected Armijo search; a slack of a few ulps of L keeps converged runs from
         # failing on rounding noise.
         slack = 1e-15 * (1.0 + abs(loss))

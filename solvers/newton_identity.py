@@ -10,7 +10,7 @@ the same order, so every result is ``solve_into``'s bit for bit (``tests/test_ne
 what they cost there was mostly calls and the reference counts of the arrays passed
 (benchmarks/results/solvers_suite_overhead.md, section h-single2). The penalty, curvature
 and duality gap are the shared kernels compiled inline from their source; the Hessian and
-the Cholesky solve (fast-math: inlined, LLVM could vectorise them otherwise) are called.
+the damped Cholesky solve (`newton.damped_direction`, shared with `newton_core`) are called.
 
 The scratch is one float64 array of ``scratch_size(K, |A|, N)`` entries (its integer and
 boolean parts are views of it, each part on a 64-byte boundary): one allocation per single
@@ -25,15 +25,7 @@ import numpy as np
 from numba import njit
 
 from solvers import kernels as kn
-from solvers.newton import (
-    DAMPING_POWER,
-    DIVERGED,
-    MAX_ITER,
-    OPTIMAL,
-    RELAX,
-    STALLED,
-    cholesky_solve,
-)
+from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, RELAX, STALLED, damped_direction
 from solvers.newton_dense import hessian_vt_one
 from solvers.vexp import shifted_exps
 
@@ -233,24 +225,10 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
             rhs[i] = -grad[idx[i]]
             if hess[i, i] > diag_max:
                 diag_max = hess[i, i]
-        ok = False
-        scale = pgn * pgn if DAMPING_POWER == 2.0 else pgn ** DAMPING_POWER
-        while mult <= damping_max:
-            lam = mult * scale + 1e-12 * (1.0 + diag_max)
-            if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
-                ok = True
-                break
-            mult *= 10.0
+        ok, mult = damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, mult, damping_max)
         if not ok:
             status = STALLED
             break
-        for k in range(num):
-            if pos[k] == -2:
-                direction[k] = 0.0
-            elif pos[k] < 0:
-                direction[k] = -alpha[k]
-            else:
-                direction[k] = sol[pos[k]]
         slack = 1e-15 * (1.0 + abs(loss))
         t = 1.0
         accepted = False
