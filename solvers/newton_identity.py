@@ -8,8 +8,9 @@ per-point kernels of ``newton_step`` (logits, shifted exponentials, softmax, exp
 gains, player sums, measures) are written out in the loop body, in the same operations and
 the same order, so every result is ``solve_into``'s bit for bit (``tests/test_newton_identity.py``);
 what they cost there was mostly calls and the reference counts of the arrays passed
-(benchmarks/results/solvers_suite_overhead.md, section h-single2). The penalty, curvature
-and duality gap are the shared kernels compiled inline from their source; the Hessian and
+(benchmarks/results/solvers_suite_overhead.md, section h-single2). The per-point kernels
+(penalty, curvature, duality gap, measures, player sums and gaps, shifted exponentials,
+projected step) are the shared ones compiled inline from their source; the Hessian and
 the damped Cholesky solve (`newton.damped_direction`, shared with `newton_core`) are called.
 
 The scratch is one float64 array of ``scratch_size(K, |A|, N)`` entries (its integer and
@@ -27,7 +28,7 @@ from numba import njit
 from solvers import kernels as kn
 from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, RELAX, STALLED, damped_direction
 from solvers.newton_dense import hessian_vt_one
-from solvers.vexp import shifted_exps
+from solvers.newton_step import projected_step_one, shifted_exps_one
 
 __all__ = ["fits", "scratch_size", "solve_identity"]
 
@@ -170,16 +171,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
     dgap = 0.0
     while True:
         _player_gaps(mean, player, gws)
-        # kernels.measures_one (no sign-free rows).
-        viol = 0.0
-        kkt = 0.0
-        for k in range(num):
-            g = grad[k]
-            if -g > viol:
-                viol = -g
-            r = abs(min(alpha[k], g))
-            if r > kkt:
-                kkt = r
+        viol, kkt = _measures(alpha, grad, free)
         dgap = _dgap(alpha, grad, ssum, eps, gws, eps_hat, eps_plus, rho, free)
         if viol <= tol and kkt <= tol and abs(dgap) <= tol:
             status = OPTIMAL
@@ -236,7 +228,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
         best = loss
         lt = loss
         while t >= min_step:
-            dec = _step(alpha, direction, t, grad, trial)
+            dec = _step(alpha, direction, t, free, grad, trial)
             lt, acc = _loss(vt, player, base, eps_hat, eps_plus, rho, trial, lg, ex, tss, teps)
             if lt <= loss + armijo * dec + slack:
                 best = lt
@@ -253,7 +245,7 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
             best = lt
             tt = expand
             while tt <= max_expand:
-                dec2 = _step(alpha, direction, tt, grad, probe)
+                dec2 = _step(alpha, direction, tt, free, grad, probe)
                 l2, acc2 = _loss(vt, player, base, eps_hat, eps_plus, rho, probe, lgp, exp_, tss, teps)
                 if l2 < best - slack and l2 <= loss + armijo * dec2:
                     best = l2
@@ -294,59 +286,18 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
     stats[5] = loss
 
 
-# The shared kernels of the penalty, curvature and duality gap, compiled from their own
+# The shared per-point kernels (penalty, curvature, duality gap, measures, player sums and
+# gaps, shifted exponentials, projected step), compiled from their own
 # source to be inlined here (the same operations: no reference counts or call per use;
 # not cached on their own: their cache entries would be the shared kernels').
 _eps_and_penalty = njit(forceinline=True)(kn.eps_and_penalty_one.py_func)
 _curvature = njit(forceinline=True)(kn.curvature_one.py_func)
 _dgap = njit(forceinline=True)(kn.dgap_one.py_func)
-
-
-@njit(cache=True, forceinline=True)
-def _shifted_exps(lg, ex):
-    """``newton_step.shifted_exps_one``: ``(max lg, sum ex)``, ``ex = exp(lg - max lg)``."""
-    top = -np.inf
-    for a in range(lg.shape[0]):
-        if lg[a] > top:
-            top = lg[a]
-    if top == -np.inf:
-        return top, 0.0
-    return top, shifted_exps(lg, top, ex)
-
-
-@njit(cache=True, forceinline=True)
-def _player_sums(alpha, player, ssum):
-    """``kernels.player_sums_one``."""
-    for p in range(ssum.shape[0]):
-        ssum[p] = 0.0
-    for k in range(alpha.shape[0]):
-        ssum[player[k]] += alpha[k]
-
-
-@njit(cache=True, forceinline=True)
-def _player_gaps(mean, player, gaps):
-    """``kernels.player_gaps_one``."""
-    for p in range(gaps.shape[0]):
-        gaps[p] = -np.inf
-    for k in range(mean.shape[0]):
-        if mean[k] > gaps[player[k]]:
-            gaps[player[k]] = mean[k]
-    for p in range(gaps.shape[0]):
-        if gaps[p] == -np.inf:
-            gaps[p] = 0.0
-
-
-@njit(cache=True, forceinline=True)
-def _step(alpha, direction, t, grad, out):
-    """``newton_step.projected_step_one`` (no sign-free rows)."""
-    dec = 0.0
-    for k in range(alpha.shape[0]):
-        v = alpha[k] + t * direction[k]
-        if v < 0.0:
-            v = 0.0
-        out[k] = v
-        dec += grad[k] * (v - alpha[k])
-    return dec
+_measures = njit(forceinline=True)(kn.measures_one.py_func)
+_player_sums = njit(forceinline=True)(kn.player_sums_one.py_func)
+_player_gaps = njit(forceinline=True)(kn.player_gaps_one.py_func)
+_shifted_exps = njit(forceinline=True)(shifted_exps_one.py_func)
+_step = njit(forceinline=True)(projected_step_one.py_func)
 
 
 @njit(cache=True, forceinline=True)
