@@ -38,14 +38,13 @@ from numba import njit, prange
 
 from solvers import kernels as kn
 from solvers.newton import (
-    DIVERGED,
     MAX_ITER,
-    OPTIMAL,
     STALLED,
     DualSolveResult,
     batch_buffers,
     batch_result,
     record_result,
+    stop_status,
 )
 
 __all__ = ["GradientOptions", "gradient_batch"]
@@ -193,17 +192,8 @@ def fista_one(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha, t
             # The relaxed certificate (>= 0 with hard constraints). Numba's cache does not see
             # changes to kn.dgap_one: edit this file (or clear __pycache__) when it changes.
             dgap = kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
-            if viol <= tol and kkt <= tol and abs(dgap) <= tol:
-                status = OPTIMAL
-                break
-            if it >= max_iter:
-                status = MAX_ITER
-                break
-            amax = 0.0
-            for k in range(num):
-                amax = max(amax, abs(alpha[k]))
-            if amax > alpha_cap or not math.isfinite(loss_a):
-                status = DIVERGED
+            status = stop_status(viol, kkt, dgap, tol, it, max_iter, alpha, alpha_cap, loss_a)
+            if status >= 0:
                 break
         it += 1
         loss_y = kn.evaluate_one(rows, values, player, base, eps_hat, eps_plus, rho, y, lg, sig_y, mean, ssum, eps, grad)

@@ -264,6 +264,24 @@ def cholesky_solve(mat, lam, rhs, low, out):
 
 
 @njit(cache=True)
+def stop_status(viol, kkt, dgap, tol, it, max_iter, alpha, alpha_cap, loss):
+    """The status an iteration stops with, or -1 to go on: ``OPTIMAL`` when violation, KKT
+    residual and ``|duality gap|`` are all ``<= tol``, else ``MAX_ITER`` at ``it >=
+    max_iter``, else ``DIVERGED`` when ``max |alpha| > alpha_cap`` or ``loss`` is not finite."""
+    if viol <= tol and kkt <= tol and abs(dgap) <= tol:
+        return OPTIMAL
+    if it >= max_iter:
+        return MAX_ITER
+    amax = 0.0
+    for k in range(alpha.shape[0]):
+        if abs(alpha[k]) > amax:
+            amax = abs(alpha[k])
+    if amax > alpha_cap or not math.isfinite(loss):
+        return DIVERGED
+    return -1
+
+
+@njit(cache=True)
 def damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, mult, damping_max):
     """The Levenberg-damped projected Newton direction ``direction: [K]`` of one iteration.
 
@@ -362,18 +380,8 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
         # The relaxed certificate (>= 0 with hard constraints). Numba's cache does not see
         # changes to kn.dgap_one: edit this file (or clear __pycache__) when it changes.
         dgap = kn.dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free)
-        if viol <= tol and kkt <= tol and abs(dgap) <= tol:
-            status = OPTIMAL
-            break
-        if it >= max_iter:
-            status = MAX_ITER
-            break
-        amax = 0.0
-        for k in range(num):
-            if abs(alpha[k]) > amax:
-                amax = abs(alpha[k])
-        if amax > alpha_cap or not math.isfinite(loss):
-            status = DIVERGED
+        status = stop_status(viol, kkt, dgap, tol, it, max_iter, alpha, alpha_cap, loss)
+        if status >= 0:
             break
         it += 1
         # Projected-gradient norm sets the active-set threshold and the damping.

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 from solvers import kernels as kn
-from solvers.newton import DIVERGED, MAX_ITER, OPTIMAL, RELAX, STALLED, damped_direction
+from solvers.newton import MAX_ITER, RELAX, STALLED, damped_direction, stop_status
 from solvers.newton_dense import hessian_vt_one
 from solvers.newton_step import projected_step_one, shifted_exps_one
 
@@ -173,18 +173,8 @@ def solve_identity(slot_player, dev, player, flat, base, eps_hat, eps_plus, rho,
         _player_gaps(mean, player, gws)
         viol, kkt = _measures(alpha, grad, free)
         dgap = _dgap(alpha, grad, ssum, eps, gws, eps_hat, eps_plus, rho, free)
-        if viol <= tol and kkt <= tol and abs(dgap) <= tol:
-            status = OPTIMAL
-            break
-        if it >= max_iter:
-            status = MAX_ITER
-            break
-        amax = 0.0
-        for k in range(num):
-            if abs(alpha[k]) > amax:
-                amax = abs(alpha[k])
-        if amax > alpha_cap or not math.isfinite(loss):
-            status = DIVERGED
+        status = _stop_status(viol, kkt, dgap, tol, it, max_iter, alpha, alpha_cap, loss)
+        if status >= 0:
             break
         it += 1
         pgn = 0.0
@@ -298,6 +288,7 @@ _player_sums = njit(forceinline=True)(kn.player_sums_one.py_func)
 _player_gaps = njit(forceinline=True)(kn.player_gaps_one.py_func)
 _shifted_exps = njit(forceinline=True)(shifted_exps_one.py_func)
 _step = njit(forceinline=True)(projected_step_one.py_func)
+_stop_status = njit(forceinline=True)(stop_status.py_func)
 
 
 @njit(cache=True, forceinline=True)
