@@ -180,7 +180,8 @@ def _counts(args_list):
     """Per-game call counts and mean free block, from the Python source of Newton."""
     calls: Counter = Counter()
     blocks = []
-    saved = {name: getattr(nt, name) for name in ("newton_core", "loss_at", "evaluate_exps", "cholesky_solve")}
+    saved = {name: getattr(nt, name) for name in ("newton_core", "loss_at", "evaluate_exps", "cholesky_solve",
+                                                  "damped_direction")}
     saved_kn = nt.hessian_vt_one
     ell_name = ELL_HESSIAN.__name__
     saved_ell = getattr(kn, ell_name)
@@ -205,6 +206,7 @@ def _counts(args_list):
     nt.loss_at = counted("loss_at", saved["loss_at"])
     nt.evaluate_exps = counted("accept", saved["evaluate_exps"])
     nt.cholesky_solve = counted("cholesky", saved["cholesky_solve"])
+    nt.damped_direction = nt.damped_direction.py_func  # calls cholesky_solve through the module
     nt.hessian_vt_one = hess
     setattr(kn, ell_name, hess_ell)
     iters = []
