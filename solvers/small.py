@@ -261,6 +261,13 @@ def _solve_small(game, ints, floats, buf):
     duals are all finite) as a bool. stats = (iterations, status, violation, kkt, duality
     gap, loss, 1.0 where the payoff-unit duals are all finite).
     """
+    return _solve_flat(np.ascontiguousarray(game).reshape((ints[1], ints[2])), ints, floats, buf)
+
+
+@njit(cache=True)
+def _solve_flat(raw, ints, floats, buf):
+    """``_solve_small`` on the game as ``raw: [N, |A|]`` (compiled once for every number of
+    players; ``_solve_small`` itself, compiled per game dimension, is this call)."""
     identity = ints[0] != 0
     num_players = ints[1]
     num_joint = ints[2]
@@ -291,7 +298,6 @@ def _solve_small(game, ints, floats, buf):
     rho = floats[o]
     start_lse = floats[o + 1]
     start = floats[o + 2:o + 2 + num_joint]
-    raw = np.ascontiguousarray(game).reshape((num_players, num_joint))
     for p in range(num_players):
         for a in range(num_joint):
             if not math.isfinite(raw[p, a]):
