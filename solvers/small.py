@@ -11,15 +11,17 @@ converting units, building the ``Solution``) decides its speed. Here:
   memory is read), an explicit memory budget (argument, or ``HYBRID_NES_MEMORY_BUDGET``,
   read on every call) and game-dependent selections take ``solve``'s general path.
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
-  payoff-unit conversions in one Numba call writing into one buffer (Newton fused into one
-  kernel on the identity (CCE) layout: ``solvers.newton_identity``), and returns the
-  ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
-  joint's sum and minimum and the finiteness of gaps and eps, taken after the solve by one
-  compiled read of the buffer (``solvers.small_screen.read_buffer``, with the largest gap
-  and the statistics). A certified result's array fields (views of the buffer), timings
-  and info are built on first access (``solvers.solution.deferred_solution``); the plan
-  of a call with the previous call's very argument objects is found without a key or
-  hashing. A game Newton leaves short of ``tol`` goes on with the
+  payoff-unit conversions in one Numba call (``_solve_small``: the game as given, the plan's
+  ints and floats packed in two arrays, the buffer) writing into one buffer (Newton fused
+  into one kernel on the identity (CCE) layout: ``solvers.newton_identity``), and returns
+  the ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
+  joint's sum and minimum and the finiteness of gaps and eps, taken by the same call as
+  its last step, on the buffer as it leaves it (``solvers.small_screen.read_buffer``, with
+  the largest gap and the statistics, returned as Python scalars). A certified result's
+  array fields (views of the buffer), timings and info are built on first access
+  (``solvers.solution.deferred_solution``); ``solve_game`` takes the plan of a call with
+  the previous call's game shape and very option objects without a call to ``plan``, a
+  key or hashing. A game Newton leaves short of ``tol`` goes on with the
   rest of ``refine_batch``'s plan from where Newton stopped (``solvers.single.after_newton``),
   as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
