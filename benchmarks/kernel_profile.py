@@ -39,10 +39,10 @@ ELL_HESSIAN = getattr(kn, "hessian_lower_one", kn.hessian_one)
 
 
 @njit
-def _replay(games, tiny, rows, dev, ints, player, floats, buf, reps):
+def _replay(games, ints, floats, buf, reps):
     for _ in range(reps):
         for b in range(games.shape[0]):
-            sm._solve_small(games[b], tiny, rows, dev, ints, player, floats, buf)
+            sm._solve_small(games[b], ints, floats, buf)
 
 
 @njit
@@ -248,12 +248,12 @@ def main() -> None:
     games = np.ascontiguousarray(raw.reshape(args.games, 2, 64))
     buf = np.empty(small.cuts[-1])
     ka = small.kernel_args
-    _replay(games[:2], _TINY_NORM, *small.packed_args, buf, 1)
+    _replay(games[:2], *small.packed_args, buf, 1)
     best = np.inf
     inner = max(1, 2000 // args.games)
     for _ in range(args.reps):
         c = time.process_time()
-        _replay(games, _TINY_NORM, *small.packed_args, buf, inner)
+        _replay(games, *small.packed_args, buf, inner)
         best = min(best, (time.process_time() - c) / (args.games * inner) * 1e6)
     print(f"load average {os.getloadavg()}")
     print(f"_solve_small {args.concept} 8x8: {best:.2f} us/game (process CPU, best of {args.reps})")

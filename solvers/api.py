@@ -35,7 +35,6 @@ from solvers.game import (
     as_game,
     as_game_batch,
     as_game_fast,
-    is_float64_game,
     normalise_fast,
     normalise_games,
 )
@@ -158,14 +157,11 @@ def solve(
         ``[K, K]`` buffers exceed the memory budget.
     """
     t_start = time.perf_counter()
-    if (duals0 is None and symmetry is None and memory_budget is None and not selection_params
-            and is_float64_game(game)):
+    if duals0 is None and symmetry is None and memory_budget is None and not selection_params:
         # A small game: the cached plan and one compiled call (solvers.small).
-        fast = small.plan(game.shape[1:], concept, selection, method, tol, max_iter, face, polish)
-        if fast is not None:
-            sol = small.solve_compiled(game, fast, t_start)
-            if sol is not None:
-                return sol
+        sol = small.solve_game(game, concept, selection, method, tol, max_iter, face, polish, t_start)
+        if sol is not None:
+            return sol
     if related.is_related(duals0):
         if symmetry is not None:
             raise ValueError("symmetry= with a related game's Solution as duals0 is not supported; pass its duals")

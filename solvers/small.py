@@ -11,15 +11,17 @@ converting units, building the ``Solution``) decides its speed. Here:
   memory is read), an explicit memory budget (argument, or ``HYBRID_NES_MEMORY_BUDGET``,
   read on every call) and game-dependent selections take ``solve``'s general path.
 - ``solve_compiled`` runs normalisation, gains, projected Newton, the certificate and the
-  payoff-unit conversions in one Numba call writing into one buffer (Newton fused into one
-  kernel on the identity (CCE) layout: ``solvers.newton_identity``), and returns the
-  ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
-  joint's sum and minimum and the finiteness of gaps and eps, taken after the solve by one
-  compiled read of the buffer (``solvers.small_screen.read_buffer``, with the largest gap
-  and the statistics). A certified result's array fields (views of the buffer), timings
-  and info are built on first access (``solvers.solution.deferred_solution``); the plan
-  of a call with the previous call's very argument objects is found without a key or
-  hashing. A game Newton leaves short of ``tol`` goes on with the
+  payoff-unit conversions in one Numba call (``_solve_small``: the game as given, the plan's
+  ints and floats packed in two arrays, the buffer) writing into one buffer (Newton fused
+  into one kernel on the identity (CCE) layout: ``solvers.newton_identity``), and returns
+  the ``Solution``; the status honesty rule (``solvers.solution.defect_rule``) runs on the
+  joint's sum and minimum and the finiteness of gaps and eps, taken by the same call as
+  its last step, on the buffer as it leaves it (``solvers.small_screen.read_buffer``, with
+  the largest gap and the statistics, returned as Python scalars). A certified result's
+  array fields (views of the buffer), timings and info are built on first access
+  (``solvers.solution.deferred_solution``); ``solve_game`` takes the plan of a call with
+  the previous call's game shape and very option objects without a call to ``plan``, a
+  key or hashing. A game Newton leaves short of ``tol`` goes on with the
   rest of ``refine_batch``'s plan from where Newton stopped (``solvers.single.after_newton``),
   as in ``solve_batch``.
 - ``solve_batch_compiled`` runs the same plan over a batch (``solve_batch``,
@@ -35,6 +37,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from time import perf_counter
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -46,7 +49,8 @@ from solvers import memory
 from solvers import policy as pol
 from solvers.checks import check_options, check_polish
 from solvers.gains import GainLayout, gain_layout, layout_bytes, num_constraints
-from solvers.game import _TINY_NORM, NormalisedGame
+from solvers.game import _TINY_NORM, NormalisedGame, is_float64_game
+from solvers.memory import env_budget_set
 from solvers.newton import (
     CHUNKS_PER_THREAD,
     OPTIMAL,
@@ -61,6 +65,7 @@ from solvers.selection import Selection, SelectionParams, game_independent, reso
 from solvers.single import _newton_opts, after_newton, newton_result
 from solvers.small_screen import read_buffer
 from solvers.solution import (
+    DEFERRED,
     JointScreen,
     Solution,
     Status,
@@ -70,7 +75,7 @@ from solvers.solution import (
 )
 from solvers.units import one_solution
 
-__all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled"]
+__all__ = ["SmallPlan", "plan", "solve_batch_compiled", "solve_compiled", "solve_game"]
 
 # OpenMP worker threads sleep at the end of a parallel region instead of spinning (GNU
 # libgomp reads this when Numba's omp threading layer first loads it; a value the user set
@@ -98,8 +103,9 @@ class SmallPlan(NamedTuple):
       kernel_args: ``(rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts,
       actions)``, the solve's arrays (``pack`` makes ``_solve_small``'s of them); margin_cuts:
       each player's marginal's ``(start, stop)`` in the buffer; cut_array: ``cuts`` as an
-      int64 array (for ``small_screen.read_buffer``); flat_shape: ``(N, |A|)``;
-      packed_args: ``_solve_small``'s arguments after the game's two (``pack``).
+      int64 array (for ``small_screen.read_buffer``); buf_size: ``cuts[-1]``, the buffer's
+      length; packed_args: ``(ints, floats)``, ``_solve_small``'s arguments between the
+      game and the buffer (``pack``).
     """
 
     concept: str
@@ -120,8 +126,8 @@ class SmallPlan(NamedTuple):
     kernel_args: tuple
     margin_cuts: tuple[tuple[int, int], ...]
     cut_array: np.ndarray
-    flat_shape: tuple[int, int]
-    packed_args: tuple
+    buf_size: int
+    packed_args: tuple[np.ndarray, np.ndarray]
 
 
 _PLANS: dict[object, object] = {}
@@ -129,6 +135,9 @@ _PLANS: dict[object, object] = {}
 _LAST = object()
 _NEWTON = Stage.NEWTON.value
 _OPTIMAL = Status.OPTIMAL
+_empty = np.empty
+_NDARRAY = np.ndarray
+_FLOAT64 = np.dtype(np.float64)
 
 
 def _build(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -170,7 +179,7 @@ def _build(shape: tuple[int, ...], concept: object, selection: object, method: o
     return SmallPlan(concept, sel, method, tol, max_iter, face, polish, shape, layout, params, opts,
                      (players, num_joint, num), actions, cuts, policy, kernel_args,
                      tuple(zip(ends[:-1], ends[1:], strict=True)), np.array(cuts, dtype=np.int64),
-                     (players, num_joint), pack(kernel_args, fits(layout.rows, num, opts)))
+                     cuts[-1], pack(kernel_args, fits(layout.rows, num, opts), cuts))
 
 
 def plan(shape: tuple[int, ...], concept: object, selection: object, method: object, tol: object,
@@ -205,60 +214,100 @@ def plan(shape: tuple[int, ...], concept: object, selection: object, method: obj
         if len(plans) >= _MAX_PLANS:
             plans.clear()
         plans[key] = found
-    plans[_LAST] = (shape, concept, selection, method, tol, max_iter, face, polish, policy, unchecked, found)
+    plans[_LAST] = (shape, concept, selection, method, tol, max_iter, face, polish, policy, unchecked, found,
+                    (len(shape),) + shape)
     return found
 
 
-def pack(kernel_args: tuple, identity: bool) -> tuple:
+def pack(kernel_args: tuple, identity: bool, cuts: tuple[int, ...], tiny_rel: float = _TINY_NORM) -> tuple:
     """``SmallPlan.packed_args`` of ``kernel_args`` (``(rows, slot_player, dev, player, base,
-    eps_hat, eps_plus, rho, opts, actions)``): ``(rows, dev, ints, player, floats)`` with
-    ``ints = [identity] + slot_player + actions`` (int64) and ``floats = base + eps_hat +
-    eps_plus + opts + [rho, lse] + start`` (``lse, start``: the log-partition and softmax
-    of ``base``, Newton's game-independent start) (Numba types each argument of a call: 8
-    cost less than 13)."""
+    eps_hat, eps_plus, rho, opts, actions)``): ``(ints, floats)``, ``_solve_small``'s
+    arguments after the game (Numba types and unboxes each argument of a call: 2 cost less
+    than 7). ``ints = [identity, N, |A|, K, width] + cuts + slot_player + actions + player +
+    rows + dev`` (int64; ``rows``, ``dev``: ``[|A|, width]`` flattened) and ``floats =
+    [tiny_rel] + base + eps_hat + eps_plus + opts + [rho, lse] + start`` (``lse, start``: the
+    log-partition and softmax of ``base``, Newton's game-independent start)."""
     rows, slot_player, dev, player, base, eps_hat, eps_plus, rho, opts, actions = kernel_args
-    ints = np.concatenate(([int(identity)], slot_player, actions)).astype(np.int64)
+    if len(cuts) != _NUM_CUTS or rows.shape != dev.shape:
+        raise ValueError(f"pack: {len(cuts)} cuts (expected {_NUM_CUTS}), rows {rows.shape}, dev {dev.shape}")
+    head = [int(identity), actions.shape[0], dev.shape[0], player.shape[0], dev.shape[1]]
+    ints = np.concatenate((head, cuts, slot_player, actions, player, rows.ravel(), dev.ravel())).astype(np.int64)
     start = np.empty(base.shape[0])
     lse = kn.softmax_one(base, start)  # Newton's start at alpha = 0 (newton_identity.solve_identity)
-    floats = np.concatenate((base, eps_hat, eps_plus, opts, [rho, lse], start)).astype(np.float64)
-    return rows, dev, ints, player, floats
+    floats = np.concatenate(([tiny_rel], base, eps_hat, eps_plus, opts, [rho, lse], start)).astype(np.float64)
+    return ints, floats
+
+
+#: ``ints`` entries before the cuts (``pack``).
+_HEAD = 5
+#: Entries of ``SmallPlan.cuts``.
+_NUM_CUTS = 13
+#: ``_solve_small``'s result where the general path must decide (``code`` < 0).
+_NO_RESULT = ((math.nan, math.nan, False, False), math.nan, 0, math.nan, math.nan, math.nan, math.nan, math.nan, False)
 
 
 @njit(cache=True)
-def _solve_small(raw, tiny_rel, rows, dev, ints, player, floats, buf):
-    """Normalisation (``kernels.normalise_one``), ``newton.solve_single`` and the payoff-unit
-    conversions of one game ``raw: [N, |A|]`` into ``buf`` (parts as ``SmallPlan.cuts``:
-    normalised payoffs, scale, offset, alpha, joint, duals, gaps, eps (payoff units),
-    normalised gaps and eps, marginals, stats), on the arguments of ``pack`` (Newton:
-    ``newton_identity.solve_identity`` where ``ints[0]`` says it fits, else
-    ``newton.solve_into``). Returns 0, or -1 where ``raw`` has a NaN or inf, -2 where the
-    normalisation overflows (the caller's general path raises).
+def _solve_small(game, ints, floats, buf):
+    """Normalisation (``kernels.normalise_one``), ``newton.solve_single``, the payoff-unit
+    conversions and the honesty rule's reductions of one game ``game: [N, A1..AN]`` (C
+    order) into ``buf`` (parts as ``SmallPlan.cuts``: normalised payoffs, scale, offset,
+    alpha, joint, duals, gaps, eps (payoff units), normalised gaps and eps, marginals,
+    stats), on the arguments of ``pack`` (Newton: ``newton_identity.solve_identity``
+    where ``ints[0]`` says it fits, else ``newton.solve_into``).
 
-    stats = (iterations, status, violation, kkt, duality gap, loss, 1.0 where the
-    payoff-unit duals are all finite).
+    Returns ``(code, screen, gap, iterations, status, violation, kkt, duality_gap, loss,
+    duals_finite)``: ``code`` 0, or -1 where ``game`` has a NaN or inf, -2 where the
+    normalisation overflows (the caller's general path raises; the rest is then
+    meaningless); the rest is ``small_screen.read_buffer`` of the buffer as this call
+    leaves it (its last step), iterations as an int and duals_finite (the payoff-unit
+    duals are all finite) as a bool. stats = (iterations, status, violation, kkt, duality
+    gap, loss, 1.0 where the payoff-unit duals are all finite).
     """
-    num_players, num_joint = raw.shape
-    num = player.shape[0]
-    width = dev.shape[1]
+    return _solve_flat(np.ascontiguousarray(game).reshape((ints[1], ints[2])), ints, floats, buf)
+
+
+@njit(cache=True)
+def _solve_flat(raw, ints, floats, buf):
+    """``_solve_small`` on the game as ``raw: [N, |A|]`` (compiled once for every number of
+    players; ``_solve_small`` itself, compiled per game dimension, is this call)."""
     identity = ints[0] != 0
-    slot_player = ints[1:1 + width]
-    actions = ints[1 + width:1 + width + num_players]
-    base = floats[:num_joint]
-    eps_hat = floats[num_joint:num_joint + num_players]
-    eps_plus = floats[num_joint + num_players:num_joint + 2 * num_players]
-    o = num_joint + 2 * num_players
+    num_players = ints[1]
+    num_joint = ints[2]
+    num = ints[3]
+    width = ints[4]
+    o = _HEAD
+    cuts = ints[o:o + _NUM_CUTS]
+    o += _NUM_CUTS
+    slot_player = ints[o:o + width]
+    o += width
+    actions = ints[o:o + num_players]
+    o += num_players
+    player = ints[o:o + num]
+    o += num
+    rows = ints[o:o + num_joint * width].reshape((num_joint, width))
+    o += num_joint * width
+    dev = ints[o:o + num_joint * width].reshape((num_joint, width))
+    tiny_rel = floats[0]
+    o = 1
+    base = floats[o:o + num_joint]
+    o += num_joint
+    eps_hat = floats[o:o + num_players]
+    o += num_players
+    eps_plus = floats[o:o + num_players]
+    o += num_players
     opts = floats[o:o + _NUM_OPTS]
-    rho = floats[o + _NUM_OPTS]
-    start_lse = floats[o + _NUM_OPTS + 1]
-    start = floats[o + _NUM_OPTS + 2:o + _NUM_OPTS + 2 + num_joint]
+    o += _NUM_OPTS
+    rho = floats[o]
+    start_lse = floats[o + 1]
+    start = floats[o + 2:o + 2 + num_joint]
     for p in range(num_players):
         for a in range(num_joint):
             if not math.isfinite(raw[p, a]):
-                return -1
+                return -1, _NO_RESULT
     flat, scale, offset = kn.normalise_one(raw, tiny_rel)
     for p in range(num_players):
         if not math.isfinite(scale[p]):
-            return -2
+            return -2, _NO_RESULT
     o = 0
     norm = buf[o:o + num_players * num_joint].reshape((num_players, num_joint))
     o += num_players * num_joint
@@ -322,20 +371,21 @@ def _solve_small(raw, tiny_rel, rows, dev, ints, player, floats, buf):
             p -= 1
             digit[p] += 1
     buf[o_marg + marg.shape[0] + 6] = finite
-    return 0
+    # Last: the honesty rule's reductions of the buffer as the Solution will hold it.
+    screen, gap, its, status, viol, kkt, dgap, loss, duals_finite = read_buffer(buf, cuts)
+    return 0, (screen, gap, int(its), status, viol, kkt, dgap, loss, duals_finite != 0.0)
 
 
 #: The fields of a fast-path ``Solution`` built on first access (``_deferred_fields``).
 _DEFERRED_FIELDS = frozenset(("joint", "marginals", "duals", "eps", "gaps", "scale", "timings", "info"))
 
 
-def _deferred_fields(buf: np.ndarray, small: SmallPlan, times: tuple[float, float, float, float], viol: float,
+def _deferred_fields(buf: np.ndarray, small: SmallPlan, start: float, t0: float, t1: float, end: float, viol: float,
                      kkt: float) -> dict[str, object]:
     """The array and mapping fields of ``solve_compiled``'s ``Solution``: views of ``buf``
-    (parts as ``small.cuts``), the stage timings from ``times = (start, kernel start,
-    kernel end, end)`` and the info of a Newton solve."""
+    (parts as ``small.cuts``), the stage timings from ``start``, the kernel's start and end
+    ``t0, t1`` and ``end``, and the info of a Newton solve."""
     c = small.cuts
-    start, t0, t1, end = times
     return {
         "joint": buf[c[4]:c[5]].reshape(small.shape),
         "marginals": tuple([buf[lo:hi] for lo, hi in small.margin_cuts]),
@@ -345,33 +395,60 @@ def _deferred_fields(buf: np.ndarray, small: SmallPlan, times: tuple[float, floa
     }
 
 
-def solve_compiled(game: object, small: SmallPlan, t_start: float) -> Solution | None:
+def solve_game(game: object, concept: object, selection: object, method: object, tol: object, max_iter: object,
+               face: object, polish: object, t_start: float) -> Solution | None:
+    """``solve(game, ...)`` through the cached plan (``plan``) and ``solve_compiled``, or None
+    where ``solve`` takes its general path (a game ``is_float64_game`` refuses, no plan, or
+    ``solve_compiled``'s None). A float64 array of the previous plan's game shape, with the
+    previous call's very option objects, takes that plan without a call to ``plan``."""
+    last = _PLANS.get(_LAST)
+    # The memo is plan's: where ``plan`` is replaced (a test forcing the general path),
+    # the replacement decides.
+    if (last is not None and type(game) is _NDARRAY and game.dtype is _FLOAT64 and concept is last[1]
+            and selection is last[2] and method is last[3] and tol is last[4] and max_iter is last[5]
+            and face is last[6] and polish is last[7] and game.shape == last[11] and pol.DEFAULT_POLICY is last[8]
+            and memory.UNCHECKED_BYTES == last[9] and plan is _PLAN):
+        small = last[10]
+    elif is_float64_game(game):
+        small = plan(game.shape[1:], concept, selection, method, tol, max_iter, face, polish)
+    else:
+        return None
+    return None if small is None else solve_compiled(game, small, t_start)
+
+
+def solve_compiled(game: np.ndarray, small: SmallPlan, t_start: float) -> Solution | None:
     """``solve(game)`` on the plan ``small`` (``game``: a float64 array of its shape); None
     where the game needs the general path (a NaN or inf, normalisation overflow: that path
     raises; an explicit memory budget in the environment, read here on every call).
 
-    The honesty rule runs on ``small_screen.read_buffer``'s reductions of the buffer,
-    taken after ``_solve_small`` returns; a certified result's array fields are built on
+    The honesty rule runs on the reductions ``_solve_small`` takes of the buffer as its last
+    step (``small_screen.read_buffer``); a certified result's array fields are built on
     first access (``solution.deferred_solution``), any other through ``build_solution``."""
-    if memory.env_budget_set():
+    if env_budget_set():
         return None
-    buf = np.empty(small.cuts[-1])
-    t0 = time.perf_counter()
-    if _solve_small(game.reshape(small.flat_shape), _TINY_NORM, *small.packed_args, buf) != 0:
+    if not game.flags.c_contiguous:  # one compiled signature per plan: no F- or A-order variants
+        game = np.ascontiguousarray(game)
+    buf = _empty(small.buf_size)
+    ints, floats = small.packed_args
+    t0 = perf_counter()
+    code, (screen, gap, its, status, viol, kkt, dgap, loss, finite) = _solve_small(game, ints, floats, buf)
+    t1 = perf_counter()
+    if code:
         return None
-    t1 = time.perf_counter()
-    reductions, gap, its, status, viol, kkt, dgap, loss, finite = read_buffer(buf, small.cut_array)
     if status != OPTIMAL or not finite:
         return _not_certified(buf, small, t_start, t0, t1)
     objective = loss - dgap
-    fields = {"gap": gap, "duality_gap": dgap, "objective": objective, "iterations": int(its),
-              "status": _OPTIMAL, "concept": small.concept, "selection": small.selection, "method": _NEWTON}
-    if dgap >= 0.0 and defect_rule(reductions, gap, None, None, dgap, objective) is None:
+    if dgap >= 0.0 and defect_rule(screen, gap, None, None, dgap, objective) is None:
         # Nothing to downgrade or round (the arrays are read only for a defect's message).
-        return deferred_solution(fields, _DEFERRED_FIELDS, _deferred_fields,
-                                 (buf, small, (t_start, t0, t1, time.perf_counter()), viol, kkt))
-    fields.update(_deferred_fields(buf, small, (t_start, t0, t1, time.perf_counter()), viol, kkt))
-    return build_solution(fields, JointScreen(*reductions))
+        return deferred_solution({
+            "gap": gap, "duality_gap": dgap, "objective": objective, "iterations": its, "status": _OPTIMAL,
+            "concept": small.concept, "selection": small.selection, "method": _NEWTON,
+            DEFERRED: (_DEFERRED_FIELDS, _deferred_fields, (buf, small, t_start, t0, t1, perf_counter(), viol, kkt)),
+        })
+    fields = {"gap": gap, "duality_gap": dgap, "objective": objective, "iterations": its, "status": _OPTIMAL,
+              "concept": small.concept, "selection": small.selection, "method": _NEWTON}
+    fields.update(_deferred_fields(buf, small, t_start, t0, t1, perf_counter(), viol, kkt))
+    return build_solution(fields, JointScreen(*screen))
 
 
 def _not_certified(buf: np.ndarray, small: SmallPlan, t_start: float, t0: float, t1: float) -> Solution:
@@ -498,3 +575,6 @@ def solve_batch_compiled(norm: NormalisedGame, small: SmallPlan, alpha0: np.ndar
         restricted = alpha
     timings["total"] = time.perf_counter() - t_start
     return result._replace(status=tuple(statuses), stages=tuple(stages), restricted_alpha=restricted)
+
+
+_PLAN = plan

@@ -1,11 +1,10 @@
-"""The reductions ``solvers.small.solve_compiled`` reads from its buffer after the solve.
+"""The reductions of the buffer ``solvers.small._solve_small`` fills, taken as its last step.
 
-One compiled pass over the buffer ``solvers.small._solve_small`` wrote, taken after it
-returns (so it sees what the ``Solution`` will hold, whatever wrote it): the honesty
-rule's reductions of the joint, gaps and eps (``solvers.solution.JointScreen``), the
-largest gap and the solver's statistics, as one tuple of Python scalars (one dispatch,
-no array views or ``tolist`` in Python).
-"""
+One compiled pass over the buffer, after every write of the solve (so it sees what the
+``Solution`` will hold): the honesty rule's reductions of the joint, gaps and eps
+(``solvers.solution.JointScreen``), the largest gap and the solver's statistics, returned
+with the solve's call as Python scalars (no second dispatch, no array views or ``tolist``
+in Python)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import numpy as np
 from solvers.selection import Selection
 
 __all__ = [
+    "DEFERRED",
     "JOINT_SUM_TOL",
     "DUALITY_GAP_ROUNDING",
     "Status",
@@ -207,8 +208,11 @@ def build_solution(fields: dict[str, object], screen: JointScreen | None = None)
 
 
 #: ``Solution.__dict__`` key of the deferred fields: ``(names, make, args)``; ``make(*args)``
-#: returns the fields ``names`` (a frozenset) as a dict.
-_DEFERRED = "_deferred"
+#: returns the fields ``names`` (a frozenset) as a dict (``deferred_solution``).
+DEFERRED = "_deferred"
+_DEFERRED = DEFERRED
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _fill(sol: Solution) -> None:
@@ -224,17 +228,18 @@ def _fill(sol: Solution) -> None:
         sol.__dict__.pop(_DEFERRED, None)
 
 
-def deferred_solution(fields: dict[str, object], names: frozenset[str], make: object, args: tuple) -> Solution:
-    """A ``Solution`` whose fields ``names`` are built on first access, by ``make(*args)``
-    (a dict of exactly those fields; ``info`` and ``timings`` are wrapped read-only): for
+def deferred_solution(fields: dict[str, object]) -> Solution:
+    """A ``Solution`` whose ``__dict__`` is ``fields`` (taken over, not copied), some of
+    whose fields are built on first access: ``fields[DEFERRED] = (names, make, args)``,
+    ``make(*args)`` returning a dict of exactly the fields ``names`` (a frozenset; ``info``
+    and ``timings`` are wrapped read-only), ``fields`` holding every other one. For
     ``solvers.small``, whose arrays are views of one buffer and whose caller may read none
-    of them. ``fields`` holds every other field and is taken over. The caller has applied the honesty rule (``defect_rule``, on the
-    compiled reductions of the same arrays) and found nothing: no status downgrade, no
-    duality-gap rounding to record; the arrays ``make`` returns must be the ones it
-    screened. Pickling and copies build the fields first."""
-    sol = object.__new__(Solution)
-    fields[_DEFERRED] = (names, make, args)
-    object.__setattr__(sol, "__dict__", fields)
+    of them. The caller has applied the honesty rule (``defect_rule``, on the compiled
+    reductions of the same arrays) and found nothing: no status downgrade, no duality-gap
+    rounding to record; the arrays ``make`` returns must be the ones it screened.
+    Pickling and copies build the fields first."""
+    sol = _new_object(Solution)
+    _set_attribute(sol, "__dict__", fields)
     return sol
 
 

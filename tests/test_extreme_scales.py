@@ -29,6 +29,7 @@ from solvers import small as solvers_small
 from solvers.dual import certificate, dual_problem
 from solvers.game import CONSTANT_ULPS, normalise_batch
 from solvers.selection import Selection, resolve_selection
+from solvers.small_screen import read_buffer
 from solvers.solution import DUALITY_GAP_ROUNDING
 
 #: Prisoner's dilemma, actions (C, D): the unique CE and CCE is (D, D).
@@ -338,13 +339,13 @@ def test_guard_catches_a_bad_joint_through_solve_and_solve_exact(monkeypatch):
 
     real_small = solvers_small._solve_small
 
-    def bad_solve_small(*args):
-        code = real_small(*args)
-        # The joint's place in the buffer (solvers.small._solve_small): after the
-        # normalised payoffs [N, |A|], scale and offset [N] and alpha [K].
-        (num_players, num_joint), num = args[0].shape, args[5].shape[0]
-        args[-1][num_players * num_joint + 2 * num_players + num] = np.nan
-        return code
+    def bad_solve_small(game, ints, floats, buf):
+        # A kernel whose joint ends NaN: its last step screens the buffer it leaves.
+        code, (_, _, its, *_) = real_small(game, ints, floats, buf)
+        cuts = solvers_small.plan(CHICKEN.shape[1:], "ce", "me", "auto", 1e-8, None, "auto", True).cut_array
+        buf[cuts[4]] = np.nan
+        screen, gap, _, *stats, finite = read_buffer(buf, cuts)
+        return code, (screen, gap, its, *stats, finite != 0.0)
 
     monkeypatch.setattr(solvers_single, "solve_single", bad_solve_single)
     monkeypatch.setattr(solvers_small, "_solve_small", bad_solve_small)

@@ -96,7 +96,7 @@ def test_compiled_marginals_sum_the_joint_in_joint_order():
     small = _plan(shape, "cce")
     raw, _ = _normalised(shape, 5)
     buf = np.empty(small.cuts[-1])
-    assert sm._solve_small(raw, _TINY_NORM, *small.packed_args, buf) == 0
+    assert sm._solve_small(raw.reshape((3,) + shape), *small.packed_args, buf)[0] == 0
     joint = buf[small.cuts[4]:small.cuts[5]].reshape(shape)
     for p, (lo, hi) in enumerate(small.margin_cuts):
         axes = tuple(q for q in range(3) if q != p)
