@@ -115,10 +115,28 @@ def expected_gains_one(rows, values, sigma, out):
 
 @njit(cache=True)
 def player_sums_one(alpha, player, out):
-    """``out[p] = sum_{k of p} alpha[k]``; ``out: [N]``."""
+    """``out[p] = sum_{k of p} alpha[k]``, each sum in increasing ``k``; ``out: [N]``.
+
+    The running sum stays in a register over each run of one player's rows (the
+    layouts are player-major: one run each) and is stored when the player changes
+    (resumed from ``out`` if that player comes back): the same additions in the same
+    order as ``out[player[k]] += alpha[k]``, without a store-to-load round trip per
+    row (K = 112: 365 -> 68 ns, benchmarks/results/solvers_suite_profile.md).
+    """
     out[:] = 0.0
-    for k in range(alpha.shape[0]):
-        out[player[k]] += alpha[k]
+    num = alpha.shape[0]
+    if num == 0:
+        return
+    p = player[0]
+    acc = 0.0
+    for k in range(num):
+        q = player[k]
+        if q != p:
+            out[p] = acc
+            p = q
+            acc = out[q]
+        acc += alpha[k]
+    out[p] = acc
 
 
 @njit(cache=True)
@@ -309,11 +327,23 @@ def dgap_one(alpha, grad, ssum, eps, gaps, eps_hat, eps_plus, rho, free):
 
 @njit(cache=True)
 def player_gaps_one(mean, player, gaps):
-    """``gaps[p] = max_{k of p} mean[k]`` (0 for a player without constraints)."""
+    """``gaps[p] = max_{k of p} mean[k]`` (0 for a player without constraints); the
+    running maximum in a register over each run of one player's rows, as
+    ``player_sums_one``."""
     gaps[:] = -np.inf
-    for k in range(mean.shape[0]):
-        if mean[k] > gaps[player[k]]:
-            gaps[player[k]] = mean[k]
+    num = mean.shape[0]
+    if num > 0:
+        p = player[0]
+        top = -np.inf
+        for k in range(num):
+            q = player[k]
+            if q != p:
+                gaps[p] = top
+                p = q
+                top = gaps[q]
+            if mean[k] > top:
+                top = mean[k]
+        gaps[p] = top
     for p in range(gaps.shape[0]):
         if gaps[p] == -np.inf:
             gaps[p] = 0.0
