@@ -189,19 +189,20 @@ def ce2_layout(rows, player):
 @njit(cache=True)
 def ce2_scratch(num, sizes):
     """Scratch of ``ce2_direction`` for ``K = num`` rows: ``(gain [K, max A_p], vec [6, K],
-    ints [3, max(K, A_0 + A_1 + 1)])``."""
+    ints [4, max(K, A_0 + A_1 + 1)])``."""
     amax = max(sizes[0], sizes[1], 1)
-    return np.empty((num, amax)), np.empty((6, num)), np.empty((3, max(num, sizes[0] + sizes[1] + 1)), dtype=np.int64)
+    return np.empty((num, amax)), np.empty((6, num)), np.empty((4, max(num, sizes[0] + sizes[1] + 1)), dtype=np.int64)
 
 
 @njit(cache=True, fastmath=_FM)
-def _block_matrix(values, sigma, sizes, own, slot, newk, gs, nf, first, gain, w, mat):
+def _block_matrix(values, sigma, sizes, own, slot, newk, gs, nf, first, gain, w, v, ob, mat):
     """``G`` on the block order (``newk[:n]``; the first ``nf`` rows of player ``first``,
     its own action ``g``'s rows at ``gs[g]:gs[g + 1]``, then the other player's likewise):
     the diagonal blocks of the first rows, the lower triangle of the last ``n - nf``, and
     the cross block transposed into the upper right ``mat[:nf, nf:]`` (``C^T``; the rest
     of the upper triangle is not written). ``gain[i, t]``: row ``newk[i]``'s gain at the
-    other player's action ``t``; scratch ``w: [>= max A_p]``."""
+    other player's action ``t``; scratch ``w: [>= max A_p]``, ``v: [>= n - nf]``, ``ob:
+    [>= n - nf]`` int64."""
     n = mat.shape[0]
     a1 = sizes[1]
     af = sizes[first]
@@ -233,16 +234,24 @@ def _block_matrix(values, sigma, sizes, own, slot, newk, gs, nf, first, gain, w,
                 for t in range(ao):
                     s += w[t] * gi[t] * gj[t]
                 row[j] = s
+    # C^T[j, c] = sigma(a_j, b_c) gain[j, b_c] gain[nf + c, a_j], a row of the first
+    # player's group a at a time: v[c] = sigma(a, b_c) gain[nf + c, a] is shared by them.
+    m2 = n - nf
+    for c in range(m2):
+        ob[c] = own[newk[nf + c]]
+    for g in range(af):
+        if gs[g] == gs[g + 1]:
+            continue
+        for c in range(m2):
+            v[c] = sigma[g * su + ob[c] * sv] * gain[nf + c, g]
+        for j in range(gs[g], gs[g + 1]):
+            gj = gain[j]
+            row = mat[j, nf:]
+            for c in range(m2):
+                row[c] = gj[ob[c]] * v[c]
     for h in range(ao):
         lo = gs[af + h]
         hi = gs[af + h + 1]
-        for g in range(af):
-            sg = sigma[g * su + h * sv]
-            for j in range(gs[g], gs[g + 1]):
-                u = sg * gain[j, h]
-                row = mat[j]
-                for i in range(lo, hi):
-                    row[i] = u * gain[i, g]
         for t in range(af):
             w[t] = sigma[t * su + h * sv]
         for i in range(lo, hi):
@@ -258,14 +267,11 @@ def _block_matrix(values, sigma, sizes, own, slot, newk, gs, nf, first, gain, w,
                 row[j] = s
 
 
-@njit(cache=True, fastmath=_FM)
-def _block_factor(mat, lam, low, nf, grp, inv):
-    """``low low^T = mat + lam I`` for ``mat`` of ``_block_matrix`` (row ``i < nf``'s block
-    starts at ``grp[i]``); ``inv[:nf]`` the reciprocal pivots of the first rows. False when
-    not positive definite. ``W^T = L_11^{-1} C^T`` is formed in ``low[:nf, nf:]`` (rows
-    of ``W^T`` contiguous: the substitution runs over all last rows at once), then
-    transposed into ``low[nf:, :nf]`` for the left-looking pass."""
-    n = mat.shape[0]
+@njit(cache=True)
+def _group_factor(mat, lam, low, nf, grp, inv):
+    """The diagonal blocks of the first ``nf`` rows (row ``i``'s block starts at
+    ``grp[i]``; at most ``A_p - 1`` rows): ``inv[:nf]`` the reciprocal pivots; False when
+    one is lost (as ``pivot``). Plain scalar loops: vector ones do not pay on such blocks."""
     for i in range(nf):
         lo = grp[i]
         ri = low[i]
@@ -275,10 +281,30 @@ def _block_factor(mat, lam, low, nf, grp, inv):
             for k in range(lo, j):
                 s -= ri[k] * rj[k]
             ri[j] = s * inv[j]
-        d = pivot(mat, lam, ri, i, lo)
-        if d == 0.0:
+        s = mat[i, i] + lam
+        for k in range(lo, i):
+            s -= ri[k] * ri[k]
+        if not s > 1e-13 * (abs(mat[i, i]) + lam) or s <= 0.0:
             return False
+        d = math.sqrt(s)
+        ri[i] = d
         inv[i] = 1.0 / d
+    return True
+
+
+@njit(cache=True, fastmath=_FM)
+def _block_factor(mat, lam, low, nf, grp, inv):
+    """``low low^T = mat + lam I`` for ``mat`` of ``_block_matrix`` (row ``i < nf``'s block
+    starts at ``grp[i]``); ``inv[:nf]`` the reciprocal pivots of the first rows. False when
+    not positive definite. ``W^T = L_11^{-1} C^T`` is formed in ``low[:nf, nf:]`` (rows
+    of ``W^T`` contiguous: the substitution runs over all last rows at once), then
+    transposed into ``low[nf:, :nf]`` for the left-looking pass."""
+    n = mat.shape[0]
+    if not _group_factor(mat, lam, low, nf, grp, inv):
+        return False
+    for i in range(nf):
+        lo = grp[i]
+        ri = low[i]
         wi = ri[nf:]
         ci = mat[i, nf:]
         for c in range(n - nf):
@@ -290,11 +316,9 @@ def _block_factor(mat, lam, low, nf, grp, inv):
                 wi[c] -= x * wk[c]
         y = inv[i]
         for c in range(n - nf):
-            wi[c] *= y
-    for j in range(nf):
-        wj = low[j]
-        for i in range(nf, n):
-            low[i, j] = wj[i]
+            v = wi[c] * y
+            wi[c] = v
+            low[nf + c, i] = v
     return cholesky_factor_from(mat, lam, low, nf)
 
 
@@ -398,7 +422,7 @@ def ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, scratch
     gs[ng] = n
     mat = hess_flat[: n * n].reshape((n, n))
     low = low_flat[: n * n].reshape((n, n))
-    _block_matrix(values, sigma, sizes, own, slot, newk, gs, nf, first, gain, vec[3], mat)
+    _block_matrix(values, sigma, sizes, own, slot, newk, gs, nf, first, gain, vec[3], vec[5], ints[3], mat)
     rhs = vec[0]
     mvec = vec[1]
     diag_max = 0.0
