@@ -30,6 +30,7 @@ import solvers
 import solvers.small as sm
 from solvers import kernels as kn
 from solvers import newton as nt
+from solvers import newton_blocks as nb
 from solvers import newton_step as ns
 from solvers.game import _TINY_NORM
 from solvers.newton_dense import hessian_vt_one
@@ -147,6 +148,20 @@ def _part(which, reps, flat, rows, slot_player, dev, player, base, eps_hat, eps_
             kn.player_gaps_one(mean, player, gaps)
             kn.player_sums_one(alpha, player, ssum)
             kn.eps_and_penalty_one(ssum, eps_hat, eps_plus, rho, eps)
+        elif which == 11:  # Newton direction by blocks (2-player CE), pos's free block
+            if not dense:
+                layout = nb.ce2_layout(rows, player)
+                if layout[0]:
+                    bscratch = nb.ce2_scratch(num, layout[1])
+                    hf = np.empty(num * num)
+                    lf = np.empty(num * num)
+                    nb.ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, bscratch, hf, lf, 1e-3,
+                                     nt.DAMPING_POWER, 1e-3, 1e10, direction)
+                    for _ in range(reps - 1):
+                        nb.ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, bscratch, hf, lf,
+                                         1e-3, nt.DAMPING_POWER, 1e-3, 1e10, direction)
+                    sink += direction[0]
+                    break
         elif which == 10:  # full loss_at (logits + exps + penalty)
             lt, acc = ns.loss_at(dense, vt, rows, values, player, base, eps_hat, eps_plus, rho, alpha, lg, ex, ssum,
                                  eps)
@@ -173,7 +188,7 @@ def _free_block(flat, rows, slot_player, dev, player, base, eps_hat, eps_plus, r
 
 
 PARTS = ("normalise", "gains+transpose", "allocations", "logits", "exp", "accept (softmax+gains+grad)", "hessian",
-         "cholesky", "bookkeeping", "certificate", "loss_at")
+         "cholesky", "bookkeeping", "certificate", "loss_at", "direction by blocks")
 
 
 def _counts(args_list):
@@ -183,6 +198,7 @@ def _counts(args_list):
     saved = {name: getattr(nt, name) for name in ("newton_core", "loss_at", "evaluate_exps", "cholesky_solve",
                                                   "damped_direction")}
     saved_kn = nt.hessian_vt_one
+    saved_nb = nb.ce2_direction
     ell_name = ELL_HESSIAN.__name__
     saved_ell = getattr(kn, ell_name)
 
@@ -207,7 +223,15 @@ def _counts(args_list):
     nt.evaluate_exps = counted("accept", saved["evaluate_exps"])
     nt.cholesky_solve = counted("cholesky", saved["cholesky_solve"])
     nt.damped_direction = nt.damped_direction.py_func  # calls cholesky_solve through the module
+    def blocks_dir(*a):
+        out = saved_nb(*a)
+        if out[0] >= 0:  # -1: the dense Hessian and Cholesky follow (counted there)
+            calls["direction by blocks"] += 1
+            blocks.append(int((a[6] >= 0).sum()))  # pos [K]
+        return out
+
     nt.hessian_vt_one = hess
+    nb.ce2_direction = blocks_dir
     setattr(kn, ell_name, hess_ell)
     iters = []
     try:
@@ -226,6 +250,7 @@ def _counts(args_list):
         for name, fn in saved.items():
             setattr(nt, name, fn)
         nt.hessian_vt_one = saved_kn
+        nb.ce2_direction = saved_nb
         setattr(kn, ell_name, saved_ell)
     n = len(args_list)
     sizes = np.array(blocks, dtype=np.float64)
@@ -288,7 +313,9 @@ def main() -> None:
         per[name] = t_best
     mult = {"normalise": 1, "gains+transpose": 1, "allocations": 1, "logits": calls["loss_at"] + 1,
             "exp": calls["loss_at"] + 1, "accept (softmax+gains+grad)": calls["accept"] + 1,
-            "hessian": calls["hessian"], "cholesky": calls["cholesky"], "bookkeeping": iters + 1, "certificate": args.certificate}
+            "hessian": calls.get("hessian", 0.0), "cholesky": calls.get("cholesky", 0.0), "bookkeeping": iters + 1,
+            "certificate": args.certificate,
+            "direction by blocks": calls.get("direction by blocks", 0.0)}
     total = 0.0
     print(f"{'part':30s} {'us/call':>8s} {'calls':>6s} {'us/game':>8s}")
     for name, m in mult.items():

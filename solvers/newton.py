@@ -28,6 +28,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
+from solvers import newton_blocks as nb
 from solvers.newton_dense import hessian_vt_one, structural_zero_rows_vt
 from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes)
     evaluate_at,
@@ -377,9 +378,13 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                 vt[j, a] = values[a, j]
         structural_zero_rows_vt(vt, base, zero_row)
         logits_identity_one(vt, base, alpha, lg)
+        layout = nb.ce2_layout(rows[:0], player[:0])
     else:
         kn.structural_zero_rows_one(rows, values, base, zero_row)
         kn.logits_one(rows, values, base, alpha, lg)
+        layout = nb.ce2_layout(rows, player)
+    blocks = layout[0]
+    bscratch = nb.ce2_scratch(num if blocks else 0, layout[1])
     loss = evaluate_at(dense, rows, values, player, eps_hat, eps_plus, rho, alpha, lg, joint, mean, ssum, eps, grad)
     mult = damping
     last_pgn = np.inf
@@ -432,19 +437,33 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
             if dense:
                 wcols = np.empty((size, num_joint))
         kn.curvature_one(ssum, eps_hat, eps_plus, rho, curv)
-        # Contiguous [n, n] views of the flat buffers.
-        hess = hess_flat[: n * n].reshape((n, n))
-        low = low_flat[: n * n].reshape((n, n))
-        if dense:
-            hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
+        code = -1
+        if blocks:
+            hard = True
+            for p in range(curv.shape[0]):
+                hard = hard and curv[p] == 0.0
+            if hard:
+                # Two-player hard-constraint CE: the Hessian by blocks (-1: border pivot
+                # lost, the dense Hessian below).
+                code, mult = nb.ce2_direction(values, player, joint, mean, grad, alpha, pos, layout, bscratch,
+                                              hess_flat, low_flat, pgn, DAMPING_POWER, mult, damping_max, direction)
+        if code >= 0:
+            ok = code == 1
         else:
-            kn.hessian_lower_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
-        diag_max = 0.0
-        for i in range(n):
-            rhs[i] = -grad[idx[i]]
-            if hess[i, i] > diag_max:
-                diag_max = hess[i, i]
-        ok, mult = damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, mult, damping_max)
+            # Contiguous [n, n] views of the flat buffers.
+            hess = hess_flat[: n * n].reshape((n, n))
+            low = low_flat[: n * n].reshape((n, n))
+            if dense:
+                hessian_vt_one(vt, player, joint, mean, curv, pos, hess, wcols, keep)
+            else:
+                kn.hessian_lower_one(rows, values, player, joint, mean, curv, pos, hess, keep, loc, val)
+            diag_max = 0.0
+            for i in range(n):
+                rhs[i] = -grad[idx[i]]
+                if hess[i, i] > diag_max:
+                    diag_max = hess[i, i]
+            ok, mult = damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, mult,
+                                        damping_max)
         if not ok:
             status = STALLED
             break
