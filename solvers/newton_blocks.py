@@ -322,7 +322,12 @@ def _block_factor(mat, lam, low, nf, grp, inv):
     return cholesky_factor_from(mat, lam, low, nf)
 
 
-@njit(cache=True, fastmath=_FM)
+# No fastmath here: with reassociation LLVM vectorised these dot products differently
+# when the function was compiled inline with its caller in the same process than when the
+# caller linked it from Numba's on-disk cache, so a cold and a cached process disagreed in
+# the last bits and solve / solve_batch stopped being bit-identical (the same 40 4x5 ME-CE
+# games: two joint hashes). Without it the solve is as fast (kernel-ce 185.4 vs 186.3 us).
+@njit(cache=True)
 def _block_solve(low, nf, grp, inv, rhs, mean, y, lm, border_min):
     """``(L L^T - m m^T) y = rhs`` by Sherman-Morrison on the factor ``low`` (``y``
     overwritten, ``lm`` scratch; ``inv[:nf]`` the first rows' reciprocal pivots); False
