@@ -111,13 +111,14 @@ def test_refine_batch_face_joints_match_minimal_face_path():
 
 
 def test_face_stage_restarts_games_the_stalled_duals_leave():
-    # A 5x5 ME-CE game whose Newton pass from the stalled duals on the support face ends
+    # A 4x5 ME-CE game whose Newton pass from the stalled duals on the support face ends
     # short of tol after its face_after iterations; the restart from zero converges
-    # (60 + 60 + 65 iterations, which the iteration count asserts). The fixture moves with
-    # Newton's rounding and settings (test_api's 4x5 game 2, then 5x5 seed 9 and 4x5 seed
-    # 289, until the damping defaults, the Cholesky and solvers.vexp changed): when this
+    # (60 + 60 + 5 iterations, which the iteration count asserts). The fixture moves with
+    # Newton's rounding and settings (test_api's 4x5 game 2, then 5x5 seed 9, 4x5 seed 289
+    # and 5x5 seed 152, until the damping defaults, the Cholesky, solvers.vexp and the CE
+    # block direction changed; 2 of 1,200 4x5/5x5 seeds take the restart now): when this
     # game stops taking the restart, pick one that does.
-    game = np.random.default_rng(152).normal(size=(2, 5, 5))
+    game = np.random.default_rng(379).normal(size=(2, 4, 5))
     norm = normalise_batch(game[None])
     params = resolve_selection(Selection.me(), normalise(game))
     res = refine_batch(norm.payoffs, "ce", params, polish=False)
