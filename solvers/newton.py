@@ -149,99 +149,12 @@ class DualSolveResult(NamedTuple):
     loss: np.ndarray
 
 
-# Reassociation lets the row dot products vectorise; NaN/inf semantics are kept so the
-# pivot test still catches a broken factorisation.
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def _pivot(mat, lam, row, j):
-    """``row[j] = sqrt(mat[j, j] + lam - row[:j] . row[:j])``; returns it, or 0.0 when the
-    pivot is not positive or lost to cancellation (below ``1e-13 (|mat[j, j]| + lam)``)."""
-    s = mat[j, j] + lam
-    for k in range(j):
-        s -= row[k] * row[k]
-    if not s > 1e-13 * (abs(mat[j, j]) + lam) or s <= 0.0:
-        return 0.0
-    d = math.sqrt(s)
-    row[j] = d
-    return d
-
-
-# Reassociation lets the row dot products vectorise; NaN/inf semantics are kept so the
-# pivot test still catches a broken factorisation.
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+@njit(cache=True)
 def cholesky_factor(mat, lam, low):
     """``low low^T = mat + lam I`` (lower triangle of ``low: [n, n]`` written, only the lower
-    triangle of ``mat`` read); False when not positive definite.
-
-    Left-looking, two columns ``j, j + 1`` per pass: the dot products of both over
-    ``k < j`` run together for four rows at a time, so each load of a row feeds two
-    products and each load of a pivot row four (benchmarks/results/solvers_suite_profile.md).
-    """
-    n = mat.shape[0]
-    for j in range(0, n, 2):
-        rj = low[j]
-        d = _pivot(mat, lam, rj, j)
-        if d == 0.0:
-            return False
-        if j + 1 == n:
-            break
-        r1 = low[j + 1]
-        s = mat[j + 1, j]
-        for k in range(j):
-            s -= r1[k] * rj[k]
-        r1[j] = s / d
-        d1 = _pivot(mat, lam, r1, j + 1)
-        if d1 == 0.0:
-            return False
-        y = r1[j]
-        i = j + 2
-        while i + 4 <= n:
-            a0 = low[i]
-            a1 = low[i + 1]
-            a2 = low[i + 2]
-            a3 = low[i + 3]
-            s0 = mat[i, j]
-            s1 = mat[i + 1, j]
-            s2 = mat[i + 2, j]
-            s3 = mat[i + 3, j]
-            t0 = mat[i, j + 1]
-            t1 = mat[i + 1, j + 1]
-            t2 = mat[i + 2, j + 1]
-            t3 = mat[i + 3, j + 1]
-            for k in range(j):
-                x = rj[k]
-                z = r1[k]
-                s0 -= a0[k] * x
-                s1 -= a1[k] * x
-                s2 -= a2[k] * x
-                s3 -= a3[k] * x
-                t0 -= a0[k] * z
-                t1 -= a1[k] * z
-                t2 -= a2[k] * z
-                t3 -= a3[k] * z
-            s0 /= d
-            s1 /= d
-            s2 /= d
-            s3 /= d
-            a0[j] = s0
-            a1[j] = s1
-            a2[j] = s2
-            a3[j] = s3
-            a0[j + 1] = (t0 - s0 * y) / d1
-            a1[j + 1] = (t1 - s1 * y) / d1
-            a2[j + 1] = (t2 - s2 * y) / d1
-            a3[j + 1] = (t3 - s3 * y) / d1
-            i += 4
-        for m in range(i, n):
-            a0 = low[m]
-            s0 = mat[m, j]
-            t0 = mat[m, j + 1]
-            for k in range(j):
-                s0 -= a0[k] * rj[k]
-                t0 -= a0[k] * r1[k]
-            s0 /= d
-            a0[j] = s0
-            a0[j + 1] = (t0 - s0 * y) / d1
-    return True
+    triangle of ``mat`` read); False when not positive definite: the whole factor of
+    ``newton_blocks.cholesky_factor_from`` (left-looking, two columns per pass)."""
+    return nb.cholesky_factor_from(mat, lam, low, 0)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
