@@ -29,6 +29,7 @@ from numba import get_num_threads, njit, prange
 
 from solvers import kernels as kn
 from solvers import newton_blocks as nb
+from solvers.newton_damping import DAMPING_POWER, damping_lambda, damping_scale, fill_held  # noqa: F401
 from solvers.newton_dense import hessian_vt_one, structural_zero_rows_vt
 from solvers.newton_step import (  # noqa: F401  (re-exported: tests, hybrid_nes)
     evaluate_at,
@@ -59,13 +60,12 @@ CHUNKS_PER_THREAD = 16
 #: machine; ``benchmarks/results/solvers_suite_profile.md``). 8x8: 64 ME-CCE or 11 ME-CE
 #: games; a 32x32 ME-CE pair already runs in parallel.
 PARALLEL_MIN_WORK = 1 << 20
-#: Factor of the damping multiplier after a full Newton step (x10 after a shorter one), and
-#: the power of the projected-gradient norm in ``lambda = mult * pgn ** DAMPING_POWER``.
-#: 8x8 ME-CE: 0.1 and 1 (before) took 22.3 iterations per game (cap 60) and left 225 of
+#: Factor of the damping multiplier after a full Newton step (x10 after a shorter one),
+#: with ``newton_damping.DAMPING_POWER`` (the power of the projected-gradient norm in
+#: ``lambda = mult * pgn ** DAMPING_POWER``). 8x8 ME-CE: 0.1 and 1 (before) took 22.3 iterations per game (cap 60) and left 225 of
 #: 4,096 games to the face stage; with the ``NewtonOptions`` defaults, 19.9 and 92
 #: (benchmarks/results/solvers_suite_ce_face.md, section h-ceit).
 RELAX = 0.01
-DAMPING_POWER = 2.0
 #: ELL (CE) layout only (the identity layout probes as ``newton_identity`` does): try the
 #: longer ``expand`` steps only when the quadratic model of the loss along the full step
 #: puts its minimiser at ``>= PROBE_MIN`` times that step (``worth_expanding``). 8x8 ME-CE:
@@ -221,21 +221,17 @@ def damped_direction(hess, rhs, low, sol, pos, alpha, direction, pgn, diag_max, 
     to the bound, a descent direction there) and ``sol[pos[k]]`` on free rows. Returns
     ``(ok, mult)``; ``direction`` is untouched when not ``ok``."""
     n = hess.shape[0]
-    scale = pgn * pgn if DAMPING_POWER == 2.0 else pgn ** DAMPING_POWER
+    scale = damping_scale(pgn)
     ok = False
     while mult <= damping_max:
-        lam = mult * scale + 1e-12 * (1.0 + diag_max)
-        if cholesky_solve(hess, lam, rhs[:n], low, sol[:n]):
+        if cholesky_solve(hess, damping_lambda(mult, scale, diag_max), rhs[:n], low, sol[:n]):
             ok = True
             break
         mult *= 10.0
     if ok:
+        fill_held(pos, alpha, direction)
         for k in range(pos.shape[0]):
-            if pos[k] == -2:
-                direction[k] = 0.0
-            elif pos[k] < 0:
-                direction[k] = -alpha[k]
-            else:
+            if pos[k] >= 0:
                 direction[k] = sol[pos[k]]
     return ok, mult
 
@@ -359,7 +355,7 @@ def newton_core(rows, values, player, base, eps_hat, eps_plus, rho, free, alpha,
                 # Two-player hard-constraint CE: the Hessian by blocks (-1: border pivot
                 # lost, the dense Hessian below).
                 code, mult = nb.ce2_direction(values, player, joint, mean, grad, alpha, pos, layout, bscratch,
-                                              hess_flat, low_flat, pgn, DAMPING_POWER, mult, damping_max, direction)
+                                              hess_flat, low_flat, pgn, mult, damping_max, direction)
         if code >= 0:
             ok = code == 1
         else:

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
+from solvers.newton_damping import damping_lambda, damping_scale, fill_held
+
 __all__ = ["BORDER_MIN", "ce2_layout", "ce2_scratch", "ce2_direction", "cholesky_factor_from"]
 
 #: Smallest border pivot ``1 / (1 + m^T (H + lam I)^{-1} m)`` the block direction accepts
@@ -380,8 +382,8 @@ def _block_solve(low, nf, grp, inv, rhs, mean, y, lm, border_min):
 
 
 @njit(cache=True)
-def ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, scratch, hess_flat, low_flat, pgn, power,
-                  mult, damping_max, direction):
+def ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, scratch, hess_flat, low_flat, pgn, mult,
+                  damping_max, direction):
     """``newton.damped_direction`` on the block order of ``ce2_layout`` (hard constraints:
     no curvature). ``pos: [K]`` as there (``-2`` inert, ``-1`` at the bound, else free).
 
@@ -438,13 +440,12 @@ def ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, scratch
         h = mat[i, i] - mean[k] * mean[k]
         if h > diag_max:
             diag_max = h
-    scale = pgn * pgn if power == 2.0 else pgn ** power
+    scale = damping_scale(pgn)
     m = mult
     ok = False
     inv = vec[4]
     while m <= damping_max:
-        lam = m * scale + 1e-12 * (1.0 + diag_max)
-        if _block_factor(mat, lam, low, nf, grp, inv):
+        if _block_factor(mat, damping_lambda(m, scale, diag_max), low, nf, grp, inv):
             ok = True
             break
         m *= 10.0
@@ -453,11 +454,7 @@ def ce2_direction(values, player, sigma, mean, grad, alpha, pos, layout, scratch
     sol = vec[2]
     if not _block_solve(low, nf, grp, inv, rhs[:n], mvec[:n], sol[:n], vec[3][:n], BORDER_MIN):
         return -1, mult
-    for k in range(num):
-        if pos[k] == -2:
-            direction[k] = 0.0
-        elif pos[k] < 0:
-            direction[k] = -alpha[k]
+    fill_held(pos, alpha, direction)
     for i in range(n):
         direction[newk[i]] = sol[i]
     return 1, m

@@ -10,7 +10,7 @@ from solvers import newton_blocks as nb
 from solvers.dual import dual_hessian, dual_problem, joint_from_duals
 from solvers.gains import gain_layout
 from solvers.game import normalise
-from solvers.newton import DAMPING_POWER, damped_direction
+from solvers.newton import damped_direction
 from solvers.selection import Selection, resolve_selection
 
 
@@ -95,7 +95,7 @@ def test_block_direction_matches_dense(shape, seed, every):
     got = np.full(num, np.nan)
     code, got_mult = nb.ce2_direction(problem.values, problem.player, sigma, mean, grad, alpha, pos, layout,
                                       nb.ce2_scratch(num, layout[1]), np.empty(num * num), np.empty(num * num), pgn,
-                                      DAMPING_POWER, mult, 1e10, got)
+                                      mult, 1e10, got)
     assert code == 1 and got_mult == want_mult
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
 
@@ -110,10 +110,10 @@ def test_block_direction_damps_and_falls_back():
     # A NaN probability breaks every factorisation: no damping helps (stalled).
     bad = sigma.copy()
     bad[3] = np.nan
-    code, mult = nb.ce2_direction(*args[:2], bad, *args[3:], 0.3, DAMPING_POWER, 0.1, 1e3, out)
+    code, mult = nb.ce2_direction(*args[:2], bad, *args[3:], 0.3, 0.1, 1e3, out)
     assert code == 0 and mult > 1e3 and np.isnan(out).all()
     # Means far from sigma's (G - m m^T indefinite): the border pivot 1 - m^T (G + lam)^-1 m
     # is not positive, and the caller must take the dense Hessian (mult as given,
     # direction untouched).
-    code, mult = nb.ce2_direction(*args[:3], mean + 1e6, *args[4:], 1e-6, DAMPING_POWER, 1e-10, 1e10, out)
+    code, mult = nb.ce2_direction(*args[:3], mean + 1e6, *args[4:], 1e-6, 1e-10, 1e10, out)
     assert code == -1 and mult == 1e-10 and np.isnan(out).all()
