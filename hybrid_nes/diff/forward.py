@@ -209,9 +209,14 @@ def _first(cfg: Config, pl: _Plan, flat, base, eps_hat, eps_plus) -> _First:
                                           eps_hat, eps_plus, float(cfg.rho), alpha, pl.first_opts)
         if int(stats[1]) == OPTIMAL:
             return _First(Status.OPTIMAL, joint, alpha, False)
-        # as solvers.solve: Newton on, with facial reduction first for hard constraints
-        return _First(*_refine(cfg, flat, base, eps_hat, eps_plus, alpha[None], "newton",
-                               "always" if cfg.hard else "never"))
+        # as solvers.solve: Newton on, with facial reduction first for hard constraints,
+        # and from zero where the duals the first pass drifted to fall short on the face
+        # (solvers.refine's face restart).
+        face = "always" if cfg.hard else "never"
+        first = _First(*_refine(cfg, flat, base, eps_hat, eps_plus, alpha[None], "newton", face))
+        if first.status is Status.OPTIMAL or not cfg.hard:
+            return first
+        return _First(*_refine(cfg, flat, base, eps_hat, eps_plus, None, "newton", face))
     return _First(*_refine(cfg, flat, base, eps_hat, eps_plus, None, "auto", "auto"))
 
 
