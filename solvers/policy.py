@@ -63,7 +63,9 @@ class SolverPolicy:
         whose ELL gain layout (``24 |A| c`` bytes) exceeds this or a quarter of the
         available memory (and for 3+ player games above ``newton_max_duals``).
       face_after: hard-constraint games not optimal after this many Newton iterations get
-        the facial-reduction LP (a dual without minimiser converges only linearly).
+        the facial-reduction LP (a dual without minimiser converges only linearly). Most
+        8x8 ME-CE games still short at 60 converge by 100 for less than the face stage's
+        serial LP (policy_constants.md).
       face_after_gd: the same for the first-order method.
       face_guess: before that LP, guess the face from Newton's iterate and certify it
         with its duals, LP-free (``solvers.face_guess``; ``eps_hat = 0`` games only); the
@@ -82,7 +84,7 @@ class SolverPolicy:
 
     newton_max_duals: int = 600
     matrix_free_layout_bytes: int = 256 * 2**20
-    face_after: int = 60
+    face_after: int = 100
     face_after_gd: int = 3000
     face_guess: bool = True
     auto_gd_iter: int = 500

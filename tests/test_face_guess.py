@@ -18,14 +18,14 @@ from solvers.newton import OPTIMAL, NewtonOptions, newton_batch
 from solvers.refine import _problem_of
 from solvers.selection import Selection, resolve_batch
 
-#: 64 random 8x8 games (seed 3): ME-CE games 10, 38, 48, 57 stall at 60 Newton
-#: iterations on a face, and every one of those faces is guessed and certified LP-free.
-#: (Which games stall depends on Newton's damping: with the defaults before h-ceit's,
-#: 2, 10, 32, 46, 48, 57.)
-FACE_GAMES_8 = (10, 38, 48, 57)
+#: 64 random 8x8 games (seed 26): ME-CE games 14 and 31 stall at ``face_after`` (100)
+#: Newton iterations on a face, and both faces are guessed and certified LP-free. (Which
+#: games stall depends on Newton's damping and the cap: at ``face_after`` 60, seed 3's
+#: 10, 38, 48, 57; with the defaults before h-ceit's, 2, 10, 32, 46, 48, 57.)
+FACE_GAMES_8 = (14, 31)
 
 
-def _games(shape, seed=3, num=64):
+def _games(shape, seed=26, num=64):
     return np.random.default_rng(seed).standard_normal((num, 2) + shape)
 
 
@@ -107,7 +107,7 @@ def test_guessed_faces_are_proved_faces_and_contain_the_minimal_one():
 def test_no_face_is_certified_for_an_interior_maximiser():
     """A maximiser with full support is a feasible joint on every action: no certificate
     can exist, whatever iterate and duals the guess is fed."""
-    stalled = _Stalled(_games((8, 8)))
+    stalled = _Stalled(_games((8, 8), seed=3))  # seed 3 has interior maximisers (26 none)
     res = stalled.res
     interior = np.flatnonzero((res.status == OPTIMAL) & (res.joint.min(axis=1) > 1e-6))
     assert interior.size >= 3

@@ -523,6 +523,19 @@ def kuhn3_ce_10():
     return game, [np.ones(n) for n in game.shape[1:]]
 
 
+@pytest.fixture
+def face_after_60(monkeypatch):
+    """``solvers.policy.face_after`` 60: the Kuhn meta-game's ME-CE then takes the facial-
+    reduction LP (at the default 100 its Newton converges without it), which the face tests
+    below need."""
+    import dataclasses
+
+    import solvers.policy
+
+    monkeypatch.setattr(solvers.policy, "DEFAULT_POLICY",
+                        dataclasses.replace(solvers.policy.DEFAULT_POLICY, face_after=60))
+
+
 def test_kuhn3_ce_sparsified_distribution_is_within_tol(kuhn3_ce_10):
     game, repeats = kuhn3_ce_10
     solver = hos.meta_solver("hn_mece")
@@ -604,7 +617,7 @@ def _lp_face(game: np.ndarray, concept: str = "ce"):
     return minimal_face(dual_problem(norm, concept, resolve_selection(Selection.me(), norm)))
 
 
-def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10, monkeypatch):
+def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10, monkeypatch, face_after_60):
     game, _ = kuhn3_ce_10
     reference = solvers.solve(game, "ce", "me")
     assert reference.info["face"]  # the game needs facial reduction
@@ -624,7 +637,7 @@ def test_face_solver_matches_solve_and_keeps_the_lp_face(kuhn3_ce_10, monkeypatc
     assert face_certified(dual_problem(norm, "ce", resolve_selection(Selection.me(), norm)), keeper.face)
 
 
-def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypatch):
+def test_reused_face_solves_another_target_without_the_lp(kuhn3_ce_10, monkeypatch, face_after_60):
     game, _ = kuhn3_ce_10
     keeper = FaceSolver()
     keeper(game, "ce", "me")
@@ -667,7 +680,7 @@ def test_stale_face_is_rejected_and_the_lp_runs(kuhn3_ce_10, monkeypatch):
     assert np.abs(sol.joint - reference.joint).max() <= 1e-8
 
 
-def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch):
+def test_meta_solver_sparsify_reuses_the_dense_face(kuhn3_ce_10, monkeypatch, face_after_60):
     game, repeats = kuhn3_ce_10
     calls = []
     real_lp = face_stage.support_face
@@ -784,7 +797,7 @@ def test_face_certificate_check_accepts_the_lp_face_and_rejects_others(kuhn3_ce_
     assert not face_certified(dual_problem(other_norm, "ce", resolve_selection(Selection.me(), other_norm)), face)
 
 
-def test_auto_warm_start_is_related_only_after_a_face(kuhn3_ce_10):
+def test_auto_warm_start_is_related_only_after_a_face(kuhn3_ce_10, face_after_60):
     game, repeats = kuhn3_ce_10
     solver = hos.meta_solver("hn_mece")  # warm_start="auto"
     assert hos.AUTO_WARM_START["ce"] == "related" and hos.AUTO_RELATED_AFTER_FACE

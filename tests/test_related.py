@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+import solvers.policy
 from solvers import Status, duals_by_player, solve, solve_batch
 from solvers import related as rel
 
@@ -121,7 +122,11 @@ def test_cold_restart_when_the_warm_run_is_not_ahead(monkeypatch):
 def test_hard_ce_goes_on_with_the_face_from_the_watched_run(monkeypatch):
     """A hard-constraint CE whose watched run is short of tolerance takes the facial-
     reduction LP from where it stopped (as a cold run would after FACE_AFTER iterations)."""
-    # (Seeds 40..59 had such games with Newton's damping before h-ceit's; now 139 is the first.)
+    # Cold runs take the LP after 60 iterations here (hardly a 7x7 game needs the face at
+    # the default 100). Seeds 40..59 had such games with Newton's damping before h-ceit's;
+    # now 139 is the first.
+    monkeypatch.setattr(solvers.policy, "DEFAULT_POLICY",
+                        dataclasses.replace(solvers.policy.DEFAULT_POLICY, face_after=60))
     for seed in range(40, 160):
         game = _game((6, 6), seed)
         prev = solve(game, "ce")
@@ -129,10 +134,6 @@ def test_hard_ce_goes_on_with_the_face_from_the_watched_run(monkeypatch):
         cold = solve(big, "ce")
         if prev.info["face"] or "face" not in cold.method or rel.warm_duals(prev, big, "ce")[0] is None:
             continue
-        import dataclasses
-
-        import solvers.policy
-
         # the watched run: 1 + 1 iterations
         monkeypatch.setattr(solvers.policy, "DEFAULT_POLICY",
                             dataclasses.replace(solvers.policy.DEFAULT_POLICY, face_after=2))
